@@ -1,0 +1,38 @@
+# Every target sets up .venv itself: nothing to install by hand beforehand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench bench-quick clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if command -v uv >/dev/null 2>&1; then UV=uv; \
+	 elif $(BIN)/python -m pip install -q uv >/dev/null 2>&1; then UV=$(BIN)/uv; \
+	 else UV=; fi; \
+	 if [ -n "$$UV" ]; then $$UV pip install -q --python $(BIN)/python -e '.[dev]'; \
+	 else $(BIN)/python -m pip install -q -e '.[dev]'; fi
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/python -m worker.demo
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check worker tasks tests bench
+	$(BIN)/ruff format --check worker tasks tests bench
+	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python bench/client.py
+
+bench-quick: venv
+	$(BIN)/python bench/client.py --quick
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

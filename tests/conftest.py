@@ -1,0 +1,5 @@
+"""Shared fixtures: real servers on loopback started by the session (see tests/fixtures/)."""
+
+pytest_plugins = [
+    "tests.fixtures.redis",
+]

@@ -1,0 +1,137 @@
+"""Request signing: ACS3-HMAC-SHA256 (spec §3) and the legacy HMAC-SHA1 RPC scheme (spec §4).
+
+Pure functions over already-encoded request parts, shared by the client (to sign) and the
+emulator (to verify against the ``SignedHeaders`` a request declares).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def percent_encode(value: str) -> str:
+    """RFC 3986 encoding: everything but ``A-Z a-z 0-9 - _ . ~`` (space is ``%20``)."""
+    return quote(value, safe="~")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """``YYYY-MM-DDTHH:MM:SSZ`` in UTC, second precision (``x-acs-date`` and RPC ``Timestamp``)."""
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_nonce() -> str:
+    """32 lowercase hex characters, as the official SDK sends."""
+    return os.urandom(16).hex()
+
+
+def canonical_query(params: Iterable[tuple[str, str]]) -> str:
+    """Sorted ``k=v`` pairs, RFC 3986 encoded, joined by ``&`` (empty values kept as ``k=``)."""
+    pairs = sorted((percent_encode(k), percent_encode(v)) for k, v in params)
+    return "&".join(f"{k}={v}" for k, v in pairs)
+
+
+def canonical_headers(
+    headers: Mapping[str, str] | Sequence[tuple[str, str]], signed: Sequence[str]
+) -> tuple[str, str]:
+    """Return ``(CanonicalHeaders, SignedHeaders)`` for the given lowercase header names.
+
+    Duplicate header names have their trimmed values sorted and joined by ``,``.
+    """
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    wanted = {name.lower() for name in signed}
+    grouped: dict[str, list[str]] = {}
+    for name, value in items:
+        lname = name.lower()
+        if lname in wanted:
+            grouped.setdefault(lname, []).append(value.strip())
+    names = sorted(grouped)
+    lines = "".join(f"{n}:{','.join(sorted(grouped[n]))}\n" for n in names)
+    return lines, ";".join(names)
+
+
+def acs3_canonical_request(
+    method: str,
+    path: str,
+    query: Iterable[tuple[str, str]],
+    headers: Mapping[str, str] | Sequence[tuple[str, str]],
+    signed_headers: Sequence[str],
+    payload_sha256: str,
+) -> str:
+    c_headers, s_headers = canonical_headers(headers, signed_headers)
+    return "\n".join(
+        [method.upper(), path or "/", canonical_query(query), c_headers, s_headers, payload_sha256]
+    )
+
+
+def acs3_signature(secret: str, canonical_request: str) -> str:
+    string_to_sign = f"{ACS3_ALGORITHM}\n{sha256_hex(canonical_request.encode())}"
+    return hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def acs3_authorization(access_key_id: str, signed_headers: str, signature: str) -> str:
+    return (
+        f"{ACS3_ALGORITHM} Credential={access_key_id},"
+        f"SignedHeaders={signed_headers},Signature={signature}"
+    )
+
+
+@dataclass(frozen=True)
+class Acs3Authorization:
+    """The parsed ``Authorization`` header of an ACS3 request."""
+
+    access_key_id: str
+    signed_headers: tuple[str, ...]
+    signature: str
+
+
+def parse_acs3_authorization(value: str) -> Acs3Authorization | None:
+    """Parse ``ACS3-HMAC-SHA256 Credential=..,SignedHeaders=..,Signature=..``; None if malformed."""
+    algo, _, rest = value.strip().partition(" ")
+    if algo != ACS3_ALGORITHM or not rest:
+        return None
+    fields: dict[str, str] = {}
+    for part in rest.split(","):
+        key, sep, val = part.strip().partition("=")
+        if not sep:
+            return None
+        fields[key] = val
+    try:
+        return Acs3Authorization(
+            access_key_id=fields["Credential"],
+            signed_headers=tuple(h for h in fields["SignedHeaders"].split(";") if h),
+            signature=fields["Signature"],
+        )
+    except KeyError:
+        return None
+
+
+def rpc_string_to_sign(method: str, params: Iterable[tuple[str, str]]) -> str:
+    """Legacy RPC: ``METHOD&%2F&RFC3986(canonical query over all params but Signature)``."""
+    canon = canonical_query((k, v) for k, v in params if k != "Signature")
+    return f"{method.upper()}&%2F&{percent_encode(canon)}"
+
+
+def rpc_signature(secret: str, method: str, params: Iterable[tuple[str, str]]) -> str:
+    digest = hmac.new(
+        (secret + "&").encode(), rpc_string_to_sign(method, params).encode(), hashlib.sha1
+    ).digest()
+    return base64.b64encode(digest).decode()
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

@@ -1,0 +1,214 @@
+"""Runtime configuration: one ``Settings`` object read from ``IDV_*`` variables, built once.
+
+Invalid values fail at start with a message that names the variable (``SettingsError``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "IDV_"
+
+# Spec §7 (DOC-QPS). ID_OCR_MIN is not published: 10 like ID_OCR, and configurable.
+DEFAULT_QUOTAS: dict[str, float] = {
+    "eKYC": 10,
+    "eKYC_NDI": 10,
+    "eKYC_PRO": 5,
+    "eKYC_MIN": 10,
+    "FACE_LIVENESS_PRO": 10,
+    "FACE_LIVENESS": 50,
+    "FACE_IDU": 50,
+    "FACE_IDU_MIN": 10,
+    "FACE_VERIFY": 50,
+    "FACE_GUARD": 50,
+    "FACE_GUARD_PRO": 50,
+    "FACE_COMPARE": 10,
+    "FACE_CROSS_COMPARE": 10,
+    "FACE_DEEPFAKE": 10,
+    "ID_OCR": 10,
+    "ID_OCR_MIN": 10,
+    "ID_NFC": 10,
+    "ID_OCR_MAX": 5,
+    "ID_2META": 50,
+    "eKYC_Date_MIN": 10,
+    "MOBILE_2META": 50,
+    "MOBILE_3META": 50,
+    "BANK_CARD_N_META": 50,
+    "CREDENTIAL_DETECT": 10,
+    "CREDENTIAL_RECOGNITION": 5,
+    "ADD_VERIFY_PRO": 20,
+}
+
+
+class SettingsError(ValueError):
+    """Raised when the environment holds an invalid ``IDV_`` value; names each variable."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = [f"{var}: {msg}" for var, msg in problems]
+        super().__init__("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def _parse_mapping(value: Any, what: str) -> Any:
+    """Accept JSON (``{"ID_OCR": 10}``) or ``K=V,K=V`` for mapping variables."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        return json.loads(text)
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, val = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected {what} as KEY=VALUE[,KEY=VALUE...] or JSON, got {part!r}")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def _parse_list(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [v.strip() for v in text.split(",") if v.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All configuration. Every field maps to ``IDV_<FIELD NAME IN UPPER CASE>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False, frozen=True
+    )
+
+    # --- provider ---
+    endpoint: str = Field(
+        "http://127.0.0.1:8765",
+        description="Base URL of the provider, e.g. https://cloudauth-intl.cn-hongkong.aliyuncs.com",
+    )
+    region: str = "cn-hongkong"
+    access_key_id: str = "idv-demo-key"
+    access_key_secret: SecretStr = SecretStr("idv-demo-secret")
+    security_token: SecretStr | None = None
+    signature_scheme: str = Field("acs3", description="acs3 (ACS3-HMAC-SHA256) or rpc (HMAC-SHA1)")
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(10.0, gt=0)
+    max_connections: int = Field(32, ge=1)
+
+    # --- quotas (QPS per product code, applied to each API of the product) ---
+    quotas: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    # per-API override: "ID_OCR_MIN:DocOcrV2=8"
+    api_quotas: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    quota_safety_margin: float = Field(0.01, ge=0, lt=0.5)
+    quota_burst: int = Field(1, ge=1)
+
+    # --- redis ---
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = "idv:"
+
+    # --- storage (S3 API) ---
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "idv-evidence"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_sse: str = Field("AES256", description="server-side encryption: AES256, aws:kms or none")
+    s3_kms_key_id: str | None = None
+    s3_prefix: str = ""
+
+    # --- callbacks ---
+    callback_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+
+    # --- observability ---
+    sentry_dsn: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("quotas", "api_quotas", mode="before")
+    @classmethod
+    def _quotas_mapping(cls, value: Any) -> Any:
+        return _parse_mapping(value, "PRODUCT=QPS")
+
+    @field_validator("quotas", mode="after")
+    @classmethod
+    def _merge_default_quotas(cls, value: dict[str, float]) -> dict[str, float]:
+        for product, qps in value.items():
+            if qps <= 0:
+                raise ValueError(f"quota for {product} must be > 0, got {qps}")
+        return {**DEFAULT_QUOTAS, **value}
+
+    @field_validator("api_quotas", mode="after")
+    @classmethod
+    def _check_api_quotas(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, qps in value.items():
+            if ":" not in key:
+                raise ValueError(f"per-API quota key must be PRODUCT:Api, got {key!r}")
+            if qps <= 0:
+                raise ValueError(f"quota for {key} must be > 0, got {qps}")
+        return value
+
+    @field_validator("callback_tokens", mode="before")
+    @classmethod
+    def _tokens_list(cls, value: Any) -> Any:
+        return _parse_list(value)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be a full base URL starting with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("signature_scheme")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"acs3", "rpc"}:
+            raise ValueError("must be 'acs3' or 'rpc'")
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not value or any(c in value for c in "{} \t\n"):
+            raise ValueError("must be non-empty, without braces or whitespace")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    def quota_for(self, product_code: str, api: str) -> float:
+        """QPS allowed for one API of a product (per-API override, else product quota)."""
+        override = self.api_quotas.get(f"{product_code}:{api}")
+        if override is not None:
+            return override
+        try:
+            return self.quotas[product_code]
+        except KeyError:
+            raise KeyError(
+                f"no quota configured for product {product_code!r}: set IDV_QUOTAS"
+            ) from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build ``Settings`` from the environment, turning validation errors into ``SettingsError``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append((ENV_PREFIX + field.upper(), err["msg"]))
+        raise SettingsError(problems) from None

@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     max_connections: int = Field(32, ge=1)
 
     # --- quotas (QPS per product code, applied to each API of the product) ---
-    quotas: Annotated[dict[str, float], NoDecode] = Field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    quotas: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: dict(DEFAULT_QUOTAS)
+    )
     # per-API override: "ID_OCR_MIN:DocOcrV2=8"
     api_quotas: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     quota_safety_margin: float = Field(0.01, ge=0, lt=0.5)

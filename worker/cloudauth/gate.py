@@ -56,7 +56,10 @@ class GateUnavailable(GateError):
 
 class RateGate(Protocol):
     def acquire(self, product_code: str, api: str, ctx: CallContext) -> None:
-        """Block until this caller's slot starts; may raise ``DeadlineUnreachable``, ``GateUnavailable``."""
+        """Block until this caller's slot starts.
+
+        Raises ``DeadlineUnreachable`` (slot after the deadline) or ``GateUnavailable``.
+        """
 
     def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
         """Report an attempt's outcome (``throttled`` = provider answered ``Throttling.*``)."""

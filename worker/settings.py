@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     namespace: str = "idv:"
 
+    # --- celery ---
+    broker_url: str | None = Field(None, description="Celery broker; defaults to IDV_REDIS_URL")
+    broker_visibility_timeout_s: int = Field(3600, ge=60)
+    task_time_limit_s: int = Field(1800, ge=60)
+
     # --- storage (S3 API) ---
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"

@@ -1,0 +1,105 @@
+"""Celery app factory: queues per lane, routes, reliability settings, beat schedule.
+
+Queues (one per lane, so minutes-deadline work never waits behind a backlog of hours):
+
+* ``idv.realtime`` — onboarding: fetch results, archive evidence (deadline: 30 min after completion)
+* ``idv.archival`` — scheduled archival sweeps (deadline: day 30)
+* ``idv.bulk``     — batch OCR items (deadline: hours)
+* ``idv.webhooks`` — result webhooks to the user's endpoint (no provider calls)
+
+A worker started with several queues consumes them in that priority order
+(``queue_order_strategy="priority"``); in production run one pool per lane (see README).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from worker.settings import Settings, load_settings
+
+QUEUE_REALTIME = "idv.realtime"
+QUEUE_ARCHIVAL = "idv.archival"
+QUEUE_BULK = "idv.bulk"
+QUEUE_WEBHOOKS = "idv.webhooks"
+ALL_QUEUES = (QUEUE_REALTIME, QUEUE_WEBHOOKS, QUEUE_ARCHIVAL, QUEUE_BULK)
+
+# Task modules; each holds the thin tasks of one flow.
+TASK_MODULES: tuple[str, ...] = ()
+
+# Kept below the broker's visibility timeout so no countdown ever outlives it: a message whose
+# ETA lies beyond the visibility timeout would be redelivered to a second worker.
+MAX_COUNTDOWN_S = 300.0
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration, every reliability setting chosen on purpose."""
+    visibility_timeout = settings.broker_visibility_timeout_s
+    return {
+        "broker_url": settings.broker_url or settings.redis_url,
+        # Results live in our own Redis records; Celery's result backend is not used.
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        # Idempotent tasks: acknowledge after they finish, and give the message back if the
+        # worker process dies (SIGKILL, OOM) so another worker completes the work.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        # Long tasks (downloads, limiter waits): never reserve work another worker could start.
+        "worker_prefetch_multiplier": 1,
+        "worker_max_tasks_per_child": 1000,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": visibility_timeout,
+            "queue_order_strategy": "priority",
+            "socket_keepalive": True,
+            "health_check_interval": 30,
+        },
+        "task_queues": [Queue(name) for name in ALL_QUEUES],
+        "task_default_queue": QUEUE_REALTIME,
+        "task_create_missing_queues": False,
+        "task_routes": {
+            "idv.onboarding.*": {"queue": QUEUE_REALTIME},
+            "idv.webhook.*": {"queue": QUEUE_WEBHOOKS},
+            "idv.archival.*": {"queue": QUEUE_ARCHIVAL},
+            "idv.batch.*": {"queue": QUEUE_BULK},
+        },
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": max(1, settings.task_time_limit_s - 30),
+    }
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """Build the Celery app; ``settings`` default to the environment (read once)."""
+    settings = settings or load_settings()
+    app = Celery("idv")
+    app.conf.update(celery_config(settings))
+    app.conf.idv_settings = settings
+    if TASK_MODULES:
+        app.conf.imports = TASK_MODULES
+    return app
+
+
+def _default_app() -> Celery:
+    # ``celery -A worker.app`` needs a module-level app; it is built lazily from the
+    # environment when Celery asks for it, not when this module is imported by tools.
+    return create_app()
+
+
+_lazy: dict[str, Celery] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name in {"app", "celery"}:
+        if "app" not in _lazy:
+            _lazy["app"] = _default_app()
+        return _lazy["app"]
+    raise AttributeError(name)

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
+from worker.observability import configure_logging, init_sentry
+from worker.runtime import close_runtime
 from worker.settings import Settings, load_settings
 
 QUEUE_REALTIME = "idv.realtime"
@@ -86,6 +88,24 @@ def create_app(settings: Settings | None = None) -> Celery:
     if TASK_MODULES:
         app.conf.imports = TASK_MODULES
     return app
+
+
+@signals.worker_process_init.connect
+def _on_process_init(**_: Any) -> None:
+    # A forked child must not reuse the parent's sockets: drop any inherited runtime.
+    close_runtime()
+
+
+@signals.worker_process_shutdown.connect
+def _on_process_shutdown(**_: Any) -> None:
+    close_runtime()
+
+
+@signals.worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    settings: Settings = sender.app.conf.idv_settings if sender is not None else load_settings()
+    configure_logging(settings.log_level)
+    init_sentry(settings)
 
 
 def _default_app() -> Celery:

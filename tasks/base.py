@@ -11,6 +11,7 @@ GateUnavailable                              by ``max_retries`` and the work's d
 NotReadyError (``ProcessNotCompleted``)      retry with backoff until the deadline
 DeadlineUnreachable                          dead-letter: the slot would come too late
 PermanentError, RequestValidationError       dead-letter with the provider's code
+TransientError with ``maybe_processed``      dead-letter: the call may have been billed
 AccountError (``Forbidden.*``, credentials)  dead-letter, metric and alert: stop, don't retry
 anything else                                retry (bounded), then dead-letter
 ==========================================  ==============================================
@@ -54,7 +55,7 @@ class DeadLettered(Exception):
         super().__init__(f"{kind}/{item_id} dead-lettered: {reason}")
 
 
-class IdvTask(Task):  # type: ignore[misc]
+class IdvTask(Task[Any, Any]):
     """Base of all idv tasks (``acks_late``; re-queued if the worker process dies)."""
 
     abstract = True
@@ -97,7 +98,7 @@ class IdvTask(Task):  # type: ignore[misc]
         return random.uniform(ceiling / 2, ceiling)
 
     def retry_later(
-        self, exc: BaseException, countdown: float, *, deadline: float | None = None
+        self, exc: Exception, countdown: float, *, deadline: float | None = None
     ) -> NoReturn:
         """Retry after ``countdown`` seconds unless that would pass the deadline or retry limit."""
         countdown = max(0.05, min(countdown, MAX_COUNTDOWN_S))
@@ -123,7 +124,7 @@ class IdvTask(Task):  # type: ignore[misc]
 
     def handle_error(
         self,
-        exc: BaseException,
+        exc: Exception,
         *,
         kind: str,
         item_id: str,
@@ -142,12 +143,17 @@ class IdvTask(Task):  # type: ignore[misc]
             self.dead_letter(kind, item_id, str(exc), code="DeadlineUnreachable", payload=payload)
         if isinstance(exc, PermanentError):
             self.dead_letter(kind, item_id, str(exc), code=code, payload=payload)
+        if isinstance(exc, TransientError) and exc.maybe_processed:
+            # The provider may have processed (and billed) the call; never repeat it blindly.
+            self.dead_letter(
+                kind, item_id, f"outcome unknown, not retried: {exc}", code=code, payload=payload
+            )
         retryable = (ThrottledError, TransientError, GateUnavailable, NotReadyError)
         try:
             self.retry_later(exc, self.backoff(), deadline=deadline)
         except Retry:
             raise
-        except BaseException:
+        except Exception:
             what = "retries exhausted" if isinstance(exc, retryable) else "unexpected error"
             self.dead_letter(kind, item_id, f"{what}: {exc}", code=code, payload=payload)
 

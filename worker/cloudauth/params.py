@@ -1,0 +1,393 @@
+"""Argument validation and parameter placement (query string vs. form body, spec §2.3).
+
+Each ``*_call`` function checks its arguments and returns an ``ApiCall`` ready to be signed and
+sent; a bad argument raises ``RequestValidationError`` naming the wire and Python field, so no
+request (and no billed call) is ever made with it. Values are never echoed in messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from worker.cloudauth.doctypes import MAINLAND_ID, known_doc_type_codes, lookup_doc_type
+from worker.cloudauth.errors import RequestValidationError
+from worker.cloudauth.images import ImageInfoError, image_info
+
+CHECK_RESULT = "CheckResult"
+DOC_OCR_V2 = "DocOcrV2"
+INITIALIZE = "Initialize"
+
+# Parameters the SDK puts in the form body; everything else goes in the query (spec §2.3).
+# None = the operation has no body map at all (no content-type header either).
+BODY_PARAMS: dict[str, frozenset[str] | None] = {
+    CHECK_RESULT: None,
+    DOC_OCR_V2: frozenset({"IdOcrPictureBase64", "IdOcrPictureFile"}),
+    INITIALIZE: frozenset({"FacePictureBase64"}),
+}
+
+# Every request field of InitializeRequest in SDK 3.23.1 (spec §5.2).
+INITIALIZE_FIELDS = frozenset(
+    [
+        "AppQualityCheck",
+        "Authorize",
+        "AutoDocPageConfig",
+        "AutoRegistration",
+        "CallbackToken",
+        "CallbackUrl",
+        "ChameleonFrameEnable",
+        "Crop",
+        "DateOfBirth",
+        "DateOfExpiry",
+        "DocName",
+        "DocNo",
+        "DocPageConfig",
+        "DocScanMode",
+        "DocType",
+        "DocVideo",
+        "DocumentNumber",
+        "EditOcrResult",
+        "Email",
+        "ExperienceCode",
+        "FaceAttributeCheck",
+        "FaceGroupCodes",
+        "FacePictureBase64",
+        "FacePictureUrl",
+        "FaceRegisterGroupCode",
+        "FaceVerifyThreshold",
+        "IdFaceQuality",
+        "IdSpoof",
+        "IdThreshold",
+        "LanguageConfig",
+        "MRTDInput",
+        "MerchantBizId",
+        "MerchantUserId",
+        "MetaInfo",
+        "Mobile",
+        "Model",
+        "NeedMultiFaceCheck",
+        "Ocr",
+        "OcrValueStandard",
+        "Pages",
+        "ProcedurePriority",
+        "ProductCode",
+        "ProductFlow",
+        "ReturnFaces",
+        "ReturnUrl",
+        "SaveFacePicture",
+        "SceneCode",
+        "SecurityLevel",
+        "ShowAlbumIcon",
+        "ShowGuidePage",
+        "ShowOcrResult",
+        "StyleConfig",
+        "TargetFacePicture",
+        "TargetFacePictureUrl",
+        "TemplateConfig",
+        "TemplateRanCount",
+        "TemplateType",
+        "UpdateFaceIfUserExists",
+        "UseNFC",
+        "VerifyModel",
+    ]
+)
+
+MAX_IMAGE_BYTES = 1024 * 1024  # seed 002: "The maximum size is 1 MB"
+MIN_IMAGE_SIDE = 200
+MAX_IMAGE_SIDE = 8192
+MAX_MERCHANT_USER_ID = 64  # not published; a SHA-256 hex digest (the advised form) fits
+MAX_TRANSACTION_ID = 128
+MAX_URL = 2048
+CARD_SIDES = frozenset({"OCR_ID_FACE", "OCR_ID_NATIONAL_EMBLEM"})
+ID_THRESHOLDS = frozenset({"0", "1", "2", "3"})
+
+_MERCHANT_BIZ_ID_RE = re.compile(r"[A-Za-z0-9]{1,32}")
+_PRODUCT_CODE_RE = re.compile(r"[A-Za-z0-9_]{1,32}")
+_VISIBLE_ASCII_RE = re.compile(r"[\x21-\x7e]+")
+_INITIALIZE_DOC_TYPE_RE = re.compile(r"[A-Za-z0-9]{1,16}")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """A validated call, parameters already placed (values are raw, not yet encoded).
+
+    ``query`` keeps the wire order (sorted, as the generated SDK code inserts them); ``body`` is
+    None for operations without a body map, else the (possibly empty) form fields.
+    ``product_code`` selects the limiter bucket. ``repeatable`` is false for billed calls that
+    must not be sent twice when the outcome of the first attempt is unknown.
+    """
+
+    action: str
+    product_code: str
+    query: tuple[tuple[str, str], ...]
+    body: tuple[tuple[str, str], ...] | None
+    repeatable: bool = True
+
+
+def place(
+    action: str, params: Mapping[str, str | None], *, product_code: str, repeatable: bool = True
+) -> ApiCall:
+    """Split wire parameters between query and body per spec §2.3 (no validation)."""
+    if action not in BODY_PARAMS:
+        raise ValueError(f"unknown action {action!r}")
+    body_names = BODY_PARAMS[action]
+    present = sorted((k, v) for k, v in params.items() if v is not None)
+    if body_names is None:
+        return ApiCall(action, product_code, tuple(present), None, repeatable)
+    query = tuple((k, v) for k, v in present if k not in body_names)
+    body = tuple((k, v) for k, v in present if k in body_names)
+    return ApiCall(action, product_code, query, body, repeatable)
+
+
+# --- field checks -------------------------------------------------------------------------
+
+
+def _fail(action: str, field: str, python_name: str, reason: str) -> RequestValidationError:
+    return RequestValidationError(field, reason, python_name=python_name, action=action)
+
+
+def check_merchant_biz_id(value: str, action: str) -> str:
+    if not isinstance(value, str) or not _MERCHANT_BIZ_ID_RE.fullmatch(value):
+        raise _fail(action, "MerchantBizId", "merchant_biz_id", "must be 1-32 letters or digits")
+    return value
+
+
+def check_merchant_user_id(value: str, action: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(action, "MerchantUserId", "merchant_user_id", "must not be empty")
+    if len(value) > MAX_MERCHANT_USER_ID or not value.isprintable():
+        raise _fail(
+            action,
+            "MerchantUserId",
+            "merchant_user_id",
+            f"must be at most {MAX_MERCHANT_USER_ID} printable characters",
+        )
+    return value
+
+
+def check_product_code(value: str, action: str) -> str:
+    if not isinstance(value, str) or not _PRODUCT_CODE_RE.fullmatch(value):
+        raise _fail(
+            action, "ProductCode", "product_code", "must be 1-32 letters, digits or underscores"
+        )
+    return value
+
+
+def check_transaction_id(value: str, action: str) -> str:
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_TRANSACTION_ID
+        or not _VISIBLE_ASCII_RE.fullmatch(value)
+    ):
+        raise _fail(
+            action,
+            "TransactionId",
+            "transaction_id",
+            f"must be 1-{MAX_TRANSACTION_ID} visible ASCII characters without spaces",
+        )
+    return value
+
+
+def check_url(value: str, action: str, field: str, python_name: str) -> str:
+    reason = f"must be an absolute http(s) URL of at most {MAX_URL} printable characters"
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_URL
+        or value != value.strip()
+        or not value.isprintable()
+    ):
+        raise _fail(action, field, python_name, reason)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise _fail(action, field, python_name, reason) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail(action, field, python_name, reason)
+    return value
+
+
+def check_image_base64(value: str, action: str) -> None:
+    """Base64 that decodes to a JPEG/PNG of at most 1 MB with sides of 200-8192 px."""
+    field, name = "IdOcrPictureBase64", "image_base64"
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail(action, field, name, "is not valid base64") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise _fail(action, field, name, f"decoded image exceeds {MAX_IMAGE_BYTES} bytes")
+    try:
+        info = image_info(data)
+    except ImageInfoError as exc:
+        raise _fail(action, field, name, f"must be a JPEG or PNG image ({exc})") from None
+    for side in (info.width, info.height):
+        if not MIN_IMAGE_SIDE <= side <= MAX_IMAGE_SIDE:
+            raise _fail(
+                action,
+                field,
+                name,
+                f"image is {info.width}x{info.height} px; each side must be "
+                f"{MIN_IMAGE_SIDE}-{MAX_IMAGE_SIDE} px",
+            )
+
+
+def _flag(value: bool) -> str:
+    return "T" if value else "F"
+
+
+# --- operations ---------------------------------------------------------------------------
+
+
+def check_result_call(
+    *, transaction_id: str, merchant_biz_id: str, product_code: str, is_return_image: bool = False
+) -> ApiCall:
+    """CheckResult: all parameters in the query, no body; ``product_code`` only picks the bucket."""
+    action = CHECK_RESULT
+    params: dict[str, str | None] = {
+        "TransactionId": check_transaction_id(transaction_id, action),
+        "MerchantBizId": check_merchant_biz_id(merchant_biz_id, action),
+        # N is the provider's default; omit it as the SDK does when unset.
+        "IsReturnImage": "Y" if is_return_image else None,
+    }
+    return place(action, params, product_code=check_product_code(product_code, action))
+
+
+def doc_ocr_v2_call(
+    *,
+    merchant_biz_id: str,
+    merchant_user_id: str,
+    doc_type: str,
+    image_base64: str | None = None,
+    image_url: str | None = None,
+    card_side: str | None = None,
+    spoof: bool = False,
+    face_quality: bool = False,
+    id_threshold: str | None = None,
+    ocr: bool = True,
+    product_code: str = "ID_OCR_MIN",
+) -> ApiCall:
+    """DocOcrV2: image as Base64 in the body or as a URL in the query (exactly one of them)."""
+    action = DOC_OCR_V2
+    check_merchant_biz_id(merchant_biz_id, action)
+    check_merchant_user_id(merchant_user_id, action)
+    check_product_code(product_code, action)
+    doc = lookup_doc_type(doc_type) if isinstance(doc_type, str) else None
+    if doc is None:
+        raise _fail(
+            action, "DocType", "doc_type", f"unknown; expected one of {known_doc_type_codes()}"
+        )
+    if image_base64 is not None and image_url is not None:
+        raise _fail(
+            action,
+            "IdOcrPictureBase64/IdOcrPictureUrl",
+            "image_base64/image_url",
+            "give either the Base64 image or its URL, not both",
+        )
+    if image_base64 is None and image_url is None:
+        raise _fail(
+            action,
+            "IdOcrPictureBase64/IdOcrPictureUrl",
+            "image_base64/image_url",
+            "an image is required (Base64 or URL)",
+        )
+    if image_base64 is not None:
+        check_image_base64(image_base64, action)
+    if image_url is not None:
+        check_url(image_url, action, "IdOcrPictureUrl", "image_url")
+    if card_side is not None:
+        if card_side not in CARD_SIDES:
+            raise _fail(action, "CardSide", "card_side", f"must be one of {sorted(CARD_SIDES)}")
+        if doc.code != MAINLAND_ID:
+            raise _fail(
+                action,
+                "CardSide",
+                "card_side",
+                f"applies only to the mainland resident identity card ({MAINLAND_ID})",
+            )
+    if id_threshold is not None and id_threshold not in ID_THRESHOLDS:
+        raise _fail(action, "IdThreshold", "id_threshold", "must be one of 0, 1, 2, 3")
+    params: dict[str, str | None] = {
+        "CardSide": card_side,
+        "DocType": doc_type,
+        # F is the provider's default for both flags: send only when enabled.
+        "IdFaceQuality": "T" if face_quality else None,
+        "IdOcrPictureBase64": image_base64,
+        "IdOcrPictureUrl": image_url,
+        "IdThreshold": id_threshold,
+        "MerchantBizId": merchant_biz_id,
+        "MerchantUserId": merchant_user_id,
+        "Ocr": _flag(ocr),
+        "ProductCode": product_code,
+        "Spoof": "T" if spoof else None,
+    }
+    # Billed per call: never repeat an attempt whose outcome is unknown.
+    return place(action, params, product_code=product_code, repeatable=False)
+
+
+def initialize_call(
+    *,
+    product_code: str,
+    merchant_biz_id: str,
+    merchant_user_id: str,
+    meta_info: str | None = None,
+    doc_type: str | None = None,
+    callback_url: str | None = None,
+    callback_token: str | None = None,
+    return_url: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> ApiCall:
+    """Initialize: all in the query but ``FacePictureBase64`` (body; empty body still sent).
+
+    ``extra`` carries any other InitializeRequest field by its wire name (``LanguageConfig``,
+    ``DocPageConfig`` as a JSON array string, ``FacePictureBase64``...). A repeated Initialize only
+    leaves an unused transaction behind, so the call counts as repeatable.
+    """
+    action = INITIALIZE
+    params: dict[str, str | None] = {
+        "ProductCode": check_product_code(product_code, action),
+        "MerchantBizId": check_merchant_biz_id(merchant_biz_id, action),
+        "MerchantUserId": check_merchant_user_id(merchant_user_id, action),
+        "MetaInfo": meta_info,
+        "DocType": doc_type,
+        "CallbackUrl": callback_url,
+        "CallbackToken": callback_token,
+        "ReturnUrl": return_url,
+    }
+    if meta_info is not None:
+        try:
+            parsed = json.loads(meta_info)
+        except (TypeError, ValueError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise _fail(action, "MetaInfo", "meta_info", "must be a JSON object string")
+    # eKYC_PRO / ID_OCR_MAX use the alphanumeric family (GLB03002...): check the shape only.
+    if doc_type is not None and (
+        not isinstance(doc_type, str) or not _INITIALIZE_DOC_TYPE_RE.fullmatch(doc_type)
+    ):
+        raise _fail(action, "DocType", "doc_type", "must be 1-16 letters or digits")
+    if callback_url is not None:
+        check_url(callback_url, action, "CallbackUrl", "callback_url")
+    if return_url is not None:
+        check_url(return_url, action, "ReturnUrl", "return_url")
+    if callback_token is not None and (
+        len(callback_token) > 128 or not _VISIBLE_ASCII_RE.fullmatch(callback_token)
+    ):
+        raise _fail(
+            action,
+            "CallbackToken",
+            "callback_token",
+            "must be 1-128 visible ASCII characters without spaces",
+        )
+    for key, value in (extra or {}).items():
+        if key not in INITIALIZE_FIELDS:
+            raise _fail(action, key, "extra", "is not an Initialize request field")
+        if key in params:
+            raise _fail(action, key, "extra", "is a named argument; pass it as such")
+        if not isinstance(value, str):
+            raise _fail(action, key, "extra", "value must be a string")
+        params[key] = value
+    return place(action, params, product_code=product_code)

@@ -12,6 +12,7 @@ from worker.settings import SettingsError
 # Each module registers one command group; order is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.api",
+    "worker.commands.emulator",
 )
 
 Handler = Callable[[argparse.Namespace], int]

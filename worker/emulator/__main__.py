@@ -1,0 +1,5 @@
+import sys
+
+from worker.emulator.cli import main
+
+sys.exit(main())

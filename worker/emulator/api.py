@@ -1,0 +1,162 @@
+"""The provider surface: ``POST /`` routed on ``x-acs-action`` (or the RPC ``Action`` parameter).
+
+Order of checks, as a gateway does it: action and version, signature, account faults, quota,
+injected faults, then the operation itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from urllib.parse import parse_qsl
+
+from worker.emulator.actions import ACTIONS, Call
+from worker.emulator.asgi import (
+    JSON_TYPE,
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    abort_connection,
+    read_body,
+    send_bytes,
+)
+from worker.emulator.auth import IncomingRequest
+from worker.emulator.config import API_VERSION
+from worker.emulator.errors import ApiError, error_body, missing
+from worker.emulator.state import EmulatorState
+
+log = logging.getLogger(__name__)
+
+HOST_ID = "cloudauth-intl.cn-hongkong.aliyuncs.com"
+BAD_GATEWAY_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head>"
+    b"<body><center><h1>502 Bad Gateway</h1></center></body></html>"
+)
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _request_id() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+class Outcome(Exception):
+    """Ends a call with a fault instead of an answer (``kind``: drop, truncate, non_json)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(kind)
+
+
+async def handle_api(state: EmulatorState, scope: Scope, receive: Receive, send: Send) -> None:
+    """Serve one provider API call."""
+    request_id = _request_id()
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    header = dict(headers)
+    host = header.get("host", "127.0.0.1")
+    action = header.get("x-acs-action", "")
+    product: str | None = None
+    truncate = False
+    try:
+        try:
+            body = await read_body(receive)
+        except BodyTooLarge:
+            raise ApiError("InvalidParameter", "The request body is too large.") from None
+        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        content_type = header.get("content-type", "")
+        body_params: list[tuple[str, str]] = []
+        if body and (content_type.startswith(_FORM) or not content_type):
+            body_params = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
+        params = dict(query)
+        params.update(body_params)
+        action = action or params.get("Action", "")
+        if not action:
+            raise missing("Action")
+        version = header.get("x-acs-version") or params.get("Version")
+        if version != API_VERSION:
+            raise ApiError("InvalidVersion")
+        spec = ACTIONS.get(action)
+        if spec is None:
+            raise ApiError("InvalidAction.NotFound")
+        state.auth.verify(
+            IncomingRequest(
+                scope["method"], scope.get("path") or "/", query, headers, body, body_params
+            )
+        )
+        faults = state.faults
+        faulty = faults.applies_to(action)
+        if faulty and faults.forbidden_code:
+            raise ApiError(faults.forbidden_code, status=403)
+        call = Call(action, params, host, state)
+        product = spec.product(call)
+        if not state.quotas.admit(product, action):
+            await _answer_error(send, ApiError("Throttling.Api"), request_id)
+            return
+        if faulty:
+            truncate = await _inject(state)
+        result = await spec.run(call)
+    except ApiError as error:
+        state.quotas.record_error(product, action, error.code)
+        await _answer_error(send, error, request_id)
+        log.debug("api %s -> %s %s", action, error.status, error.code)
+        return
+    except Outcome as outcome:
+        state.quotas.record_error(product, action, outcome.kind)
+        await _answer_fault(send, outcome.kind, request_id)
+        log.debug("api %s -> fault %s", action, outcome.kind)
+        return
+    payload = json.dumps(
+        {"RequestId": request_id, "Code": "Success", "Message": "success", "Result": result},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    if truncate:
+        assert product is not None
+        state.quotas.record_error(product, action, "truncate")
+        payload = payload[: max(1, len(payload) // 2)]
+    await send_bytes(send, 200, payload, headers=[(b"x-acs-request-id", request_id.encode())])
+    log.debug("api %s -> 200", action)
+
+
+async def _inject(state: EmulatorState) -> bool:
+    """Apply latency and roll the fault dice; True if the answer must be truncated."""
+    faults = state.faults
+    if faults.latency_ms > 0:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    roll = state.rng.random()
+    for rate, kind in (
+        (faults.drop_rate, "drop"),
+        (faults.error_500_rate, "InternalError"),
+        (faults.error_503_rate, "ServiceUnavailable"),
+        (faults.non_json_rate, "non_json"),
+    ):
+        if roll < rate:
+            if kind in ("InternalError", "ServiceUnavailable"):
+                raise ApiError(kind)
+            raise Outcome(kind)
+        roll -= rate
+    return roll < faults.truncate_rate
+
+
+async def _answer_error(send: Send, error: ApiError, request_id: str) -> None:
+    await send_bytes(
+        send,
+        error.status,
+        error_body(error, request_id, HOST_ID),
+        JSON_TYPE,
+        [(b"x-acs-request-id", request_id.encode())],
+    )
+
+
+async def _answer_fault(send: Send, kind: str, request_id: str) -> None:
+    if kind == "drop" and await abort_connection(send):
+        return
+    await send_bytes(
+        send,
+        502,
+        BAD_GATEWAY_PAGE,
+        b"text/html",
+        [(b"x-acs-request-id", request_id.encode())],
+    )

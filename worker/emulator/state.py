@@ -1,0 +1,106 @@
+"""Everything the running emulator holds: config, clock, keys, quotas, transactions, stats."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from worker.emulator.auth import Authenticator, NonceCache
+from worker.emulator.callbacks import CallbackDispatcher
+from worker.emulator.clock import EmulatedClock
+from worker.emulator.config import EmulatorConfig, Faults
+from worker.emulator.media import ImageCache
+from worker.emulator.quotas import QuotaBook
+from worker.emulator.transactions import TransactionStore
+
+
+@dataclass
+class DownloadStats:
+    requests: int = 0
+    completed: int = 0
+    broken: int = 0
+    partial: int = 0
+    bytes_sent: int = 0
+    forbidden: int = 0
+    not_found: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class EmulatorState:
+    """Shared by the provider API, the evidence downloads and the control API (one process)."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.clock = EmulatedClock()
+        self.quotas = QuotaBook(config.quotas)
+        self.nonces = NonceCache(config.date_window)
+        self.auth = Authenticator(config.access_keys, config.date_window, self.nonces)
+        self.store = TransactionStore()
+        self.images = ImageCache()
+        self.initial_faults = Faults(**config.faults.as_dict())
+        self.faults = Faults(**config.faults.as_dict())
+        self.callbacks = CallbackDispatcher(
+            config.callback_retries, config.callback_retry_interval, config.callback_timeout
+        )
+        self.downloads = DownloadStats()
+        self.rng = random.Random()
+        self.link_key = os.urandom(32)
+        self.fetch_client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        self.callbacks.start()
+        self.fetch_client = httpx.AsyncClient(
+            timeout=self.config.image_fetch_timeout, follow_redirects=False, trust_env=False
+        )
+
+    async def close(self) -> None:
+        await self.callbacks.close()
+        if self.fetch_client is not None:
+            await self.fetch_client.aclose()
+
+    def link_signature(self, transaction_id: str, expires: int) -> str:
+        """HMAC over the evidence path and expiry: links cannot be forged or extended."""
+        message = f"{transaction_id}\n{expires}".encode()
+        return hmac.new(self.link_key, message, hashlib.sha256).hexdigest()[:40]
+
+    def reset(
+        self,
+        *,
+        stats: bool = True,
+        state: bool = False,
+        clock: bool = False,
+        faults: bool = False,
+        quotas: bool = False,
+    ) -> None:
+        """Reset the chosen parts (``state`` = transactions and the nonce cache)."""
+        if stats:
+            self.quotas.reset_stats()
+            self.callbacks.reset_stats()
+            self.downloads = DownloadStats()
+        if state:
+            self.store.clear()
+            self.images.clear()
+            self.nonces.clear()
+        if clock:
+            self.clock.reset()
+        if faults:
+            self.faults = Faults(**self.initial_faults.as_dict())
+        if quotas:
+            self.quotas.reset_quotas()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "actions": self.quotas.snapshot(),
+            "rejected": dict(self.quotas.rejected),
+            "downloads": self.downloads.as_dict(),
+            "callbacks": self.callbacks.stats.as_dict(),
+            "transactions": {"count": len(self.store), "completed": self.store.completed_count()},
+        }

@@ -1,0 +1,139 @@
+"""Transactions created by ``Initialize`` (or the control API) and completed by the control API.
+
+Which parts a product's result has: ``FACE_*`` products have face results only, ``ID_*``
+products ID results only, all others (eKYC, ...) both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.emulator.doctypes import EMBLEM_SIDE, FACE_SIDE, MAINLAND_ID, derive_fields
+
+MERCHANT_BIZ_ID = re.compile(r"[A-Za-z0-9]{1,32}")
+DEFAULT_DOC_TYPE = "00000006"
+
+
+def new_transaction_id() -> str:
+    """32 characters: ``hk`` and 30 lowercase hex digits, like the provider's ids."""
+    return "hk" + os.urandom(15).hex()
+
+
+def has_face(product_code: str) -> bool:
+    return not product_code.startswith("ID_")
+
+
+def has_id(product_code: str) -> bool:
+    return not product_code.startswith("FACE_")
+
+
+@dataclass
+class CallbackAttempt:
+    """One delivery attempt of a callback (``status`` None when no HTTP answer came)."""
+
+    attempt: int
+    at: float
+    status: int | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "at": self.at, "status": self.status, "error": self.error}
+
+
+@dataclass
+class Transaction:
+    """One verification flow; times are emulated epoch seconds."""
+
+    transaction_id: str
+    product_code: str
+    merchant_biz_id: str
+    merchant_user_id: str
+    created_at: float
+    callback_url: str | None = None
+    callback_token: str | None = None
+    doc_type: str | None = None
+    completed_at: float | None = None
+    passed: str | None = None
+    sub_code: str | None = None
+    video_size: int = 0
+    video_sha256: str | None = None
+    face_extra: dict[str, Any] = field(default_factory=dict)
+    id_fields: dict[str, str] | None = None
+    id_back_fields: dict[str, str] | None = None
+    image_sha256: dict[str, str] = field(default_factory=dict)
+    callbacks: list[CallbackAttempt] = field(default_factory=list)
+    callback_state: str = "none"
+    completing: bool = False
+
+    @property
+    def completed(self) -> bool:
+        return self.completed_at is not None
+
+    def expired(self, now: float, retention: float) -> bool:
+        """Past retention: 30 days after completion (or creation, if it never completed)."""
+        return now > (self.completed_at or self.created_at) + retention
+
+    def fill_id_fields(self, overrides: dict[str, Any] | None) -> None:
+        """Derive the OCR fields from the transaction id, then apply ``overrides``."""
+        if not has_id(self.product_code):
+            return
+        doc_type = self.doc_type or DEFAULT_DOC_TYPE
+        seed = self.transaction_id.encode()
+        front = derive_fields(doc_type, FACE_SIDE, seed)
+        for key, value in (overrides or {}).items():
+            front[str(key)] = str(value)
+        self.id_fields = front
+        if doc_type == MAINLAND_ID:
+            back = derive_fields(doc_type, EMBLEM_SIDE, seed)
+            # CheckResult names the back-side expiry ``expireDate`` (seed 000, ocrIdBackInfo).
+            back["expireDate"] = back.pop("expiryDate")
+            self.id_back_fields = back
+
+    def state(self) -> dict[str, Any]:
+        """Control-API view (includes merchant ids: this surface is for tests only)."""
+        return {
+            "transaction_id": self.transaction_id,
+            "product_code": self.product_code,
+            "merchant_biz_id": self.merchant_biz_id,
+            "doc_type": self.doc_type,
+            "created_at": self.created_at,
+            "completed": self.completed,
+            "completed_at": self.completed_at,
+            "passed": self.passed,
+            "sub_code": self.sub_code,
+            "video_size": self.video_size,
+            "video_sha256": self.video_sha256,
+            "images": dict(self.image_sha256),
+            "callback_url_set": self.callback_url is not None,
+            "callback_state": self.callback_state,
+            "callbacks": [a.as_dict() for a in self.callbacks],
+        }
+
+
+class TransactionStore:
+    """In-memory transactions by id; entries past retention are dropped when looked up."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Transaction] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, tx: Transaction) -> None:
+        self._items[tx.transaction_id] = tx
+
+    def get(self, transaction_id: str, now: float, retention: float) -> Transaction | None:
+        tx = self._items.get(transaction_id)
+        if tx is not None and tx.expired(now, retention):
+            del self._items[transaction_id]
+            return None
+        return tx
+
+    def completed_count(self) -> int:
+        return sum(1 for tx in self._items.values() if tx.completed)
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.redis",
+    "tests.fixtures.s3",
     "tests.fixtures.emulator",
 ]

@@ -12,6 +12,7 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+import httpx
 import redis
 
 from worker.observability import RedisMetrics
@@ -66,6 +67,15 @@ class Runtime:
         return S3ObjectStore(self.settings)
 
     @cached_property
+    def evidence_http(self) -> httpx.Client:
+        """Client for evidence downloads from the provider's object store (presigned links)."""
+        return httpx.Client(
+            timeout=httpx.Timeout(30.0, connect=self.settings.connect_timeout),
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=4),
+            follow_redirects=False,
+        )
+
+    @cached_property
     def results(self) -> ResultStore:
         from worker.records import ResultStore
 
@@ -87,6 +97,10 @@ class Runtime:
         built = self.__dict__
         if "client" in built:
             built["client"].close()
+        if "objects" in built:
+            built["objects"].close()
+        if "evidence_http" in built:
+            built["evidence_http"].close()
         if "redis" in built:
             built["redis"].close()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "IDV_"
@@ -134,6 +134,72 @@ class Settings(BaseSettings):
 
     # --- callbacks ---
     callback_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    callback_path: str = Field("/callback", description="path of the receiver's callback endpoint")
+    callback_max_bytes: int = Field(8192, ge=256, description="largest accepted query + body")
+    callback_dedup_ttl_s: int = Field(172800, ge=60, description="how long a callback is a repeat")
+    receiver_host: str = "127.0.0.1"
+    receiver_port: int = Field(8080, ge=0, le=65535)
+
+    # --- onboarding (CheckResult + evidence) ---
+    onboarding_product: str = Field(
+        "eKYC", description="product code whose CheckResult quota a callback uses by default"
+    )
+    evidence_window_s: float = Field(
+        1800, gt=0, description="fresh evidence links can be had this long after completion"
+    )
+    evidence_part_size: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    evidence_chunk_size: int = Field(256 * 1024, ge=4096)
+    evidence_max_links: int = Field(6, ge=1, description="links tried per video before giving up")
+    onboarding_lease_s: float = Field(60, ge=5, description="per-transaction lease, renewed")
+
+    # --- batch OCR (DocOcrV2 over a manifest; worker.batch) ---
+    batch_product_code: str = Field("ID_OCR_MIN", description="product code of batch calls")
+    batch_default_doc_type: str | None = Field(
+        None, description="DocType for manifest rows that give none"
+    )
+    batch_chunk_size: int = Field(
+        200, ge=1, le=5000, description="manifest rows per stored chunk and Celery message"
+    )
+    batch_lease_s: float = Field(
+        120,
+        ge=1,
+        description="chunk lease, renewed per item; a dead worker's chunk is retaken after it "
+        "(keep it above the limiter's longest wait plus the read timeout)",
+    )
+    batch_chunk_budget_s: float = Field(
+        240, gt=0, description="a chunk task hands the rest of its chunk on after this long"
+    )
+    batch_item_attempts: int = Field(
+        4, ge=1, description="tries per item within a task on throttling or transient errors"
+    )
+    batch_watchdog_interval_s: float = Field(
+        30, gt=0, description="how often a running batch is checked for chunks a dead worker left"
+    )
+    batch_ttl_s: int = Field(
+        35 * 86400, ge=3600, description="how long a batch's state stays in Redis after activity"
+    )
+
+    # --- result webhook (optional) ---
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_max_attempts: int = Field(12, ge=1)
+
+    # --- results (Redis records + stream, worker.records) ---
+    result_ttl_s: int = Field(
+        35 * 86400,
+        ge=60,
+        # IDV_RESULT_TTL is the documented name; IDV_RESULT_TTL_S follows the field name.
+        validation_alias=AliasChoices("result_ttl_s", "IDV_RESULT_TTL", "IDV_RESULT_TTL_S"),
+        description="seconds a result record stays in Redis (env IDV_RESULT_TTL); default 35 "
+        "days, past the provider's 30-day retention",
+    )
+    results_stream_maxlen: int = Field(
+        100_000,
+        ge=1,
+        description="approximate length cap of the results stream (XADD MAXLEN ~); a consumer "
+        "group that falls further behind loses the oldest events",
+    )
 
     # --- observability ---
     sentry_dsn: SecretStr | None = None
@@ -166,6 +232,22 @@ class Settings(BaseSettings):
     @classmethod
     def _tokens_list(cls, value: Any) -> Any:
         return _parse_list(value)
+
+    @field_validator("callback_path")
+    @classmethod
+    def _callback_path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c in value for c in "?# \t\n"):
+            raise ValueError("must be a URL path starting with '/'")
+        return value.rstrip("/") or "/"
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("endpoint")
     @classmethod

@@ -1,0 +1,150 @@
+"""``idv-worker dlq``: list, show, retry and purge dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+
+from worker.deadletter import DeadLetter, DeadLetterStore, NoRetryHandler, load_retry_handlers
+from worker.keys import InvalidKeyError
+from worker.settings import load_settings
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``dlq`` command group."""
+    parser = subparsers.add_parser("dlq", help="inspect and handle dead letters")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--redis-url", help="override IDV_REDIS_URL")
+    commands = parser.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND")
+    commands.required = True
+
+    list_ = commands.add_parser(
+        "list", help="dead letters, most recent failure first", parents=[common]
+    )
+    list_.add_argument("--kind", help="only this kind (tx, item, ...)")
+    list_.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    list_.add_argument("--offset", type=int, default=0, help="skip this many first")
+    list_.add_argument("--json", action="store_true", help="print one JSON document")
+    list_.set_defaults(handler=_run(_list))
+
+    show = commands.add_parser(
+        "show", help="one dead letter with its payload, as JSON", parents=[common]
+    )
+    show.add_argument("kind")
+    show.add_argument("id")
+    show.set_defaults(handler=_run(_show))
+
+    retry = commands.add_parser(
+        "retry", help="re-enqueue through the kind's retry handler", parents=[common]
+    )
+    retry.add_argument("kind")
+    retry.add_argument("id")
+    retry.set_defaults(handler=_run(_retry))
+
+    purge = commands.add_parser(
+        "purge", help="delete a dead letter without retrying it", parents=[common]
+    )
+    purge.add_argument("kind")
+    purge.add_argument("id")
+    purge.set_defaults(handler=_run(_purge))
+
+
+Action = Callable[[DeadLetterStore, argparse.Namespace], int]
+
+
+def _run(action: Action) -> Callable[[argparse.Namespace], int]:
+    """Wrap an action: build the store, report Redis and id errors as exit codes."""
+
+    def handler(args: argparse.Namespace) -> int:
+        overrides = {"redis_url": args.redis_url} if args.redis_url else {}
+        settings = load_settings(**overrides)
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
+        try:
+            store = DeadLetterStore(client, settings)
+            if action is _retry:
+                # Only a retry needs the flows' handlers (and the Celery app they bring).
+                load_retry_handlers(store, settings)
+            return action(store, args)
+        except InvalidKeyError as exc:
+            _err(args, str(exc))
+            return 2
+        except redis.RedisError as exc:
+            _err(args, f"cannot use Redis: {type(exc).__name__}")
+            return 1
+        finally:
+            client.close()
+
+    return handler
+
+
+def _err(args: argparse.Namespace, message: str) -> None:
+    print(f"idv-worker dlq {args.dlq_command}: {message}", file=sys.stderr)
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _table(entries: Sequence[DeadLetter], total: int) -> str:
+    if not entries:
+        return f"no dead letters ({total} in all)"
+    rows = [("KIND", "ID", "COUNT", "LAST FAILURE", "CODE", "REASON")]
+    for e in entries:
+        rows.append((e.kind, e.id, str(e.count), _when(e.last_at), e.code or "-", e.reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) for row in rows]
+    lines = [f"{line}  {row[5]}" for line, row in zip(lines, rows, strict=True)]
+    lines.append(f"({len(entries)} shown, {total} in all)")
+    return "\n".join(lines)
+
+
+def _list(store: DeadLetterStore, args: argparse.Namespace) -> int:
+    entries = store.list(args.kind, limit=args.limit, offset=args.offset)
+    total = store.count(args.kind)
+    if args.json:
+        doc = {"total": total, "dead_letters": [e.as_dict() for e in entries]}
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        print(_table(entries, total))
+    return 0
+
+
+def _show(store: DeadLetterStore, args: argparse.Namespace) -> int:
+    entry = store.get(args.kind, args.id)
+    if entry is None:
+        _err(args, f"no dead letter {args.kind}:{args.id}")
+        return 1
+    print(json.dumps(entry.as_dict(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _retry(store: DeadLetterStore, args: argparse.Namespace) -> int:
+    try:
+        found = store.retry(args.kind, args.id)
+    except NoRetryHandler:
+        _err(args, f"no retry handler is registered for kind {args.kind!r}; nothing was done")
+        return 1
+    except (InvalidKeyError, redis.RedisError):
+        raise
+    except Exception as exc:  # the handler's own failure: report it, keep the entry
+        _err(args, f"retry failed, dead letter kept: {type(exc).__name__}: {exc}")
+        return 1
+    if not found:
+        _err(args, f"no dead letter {args.kind}:{args.id}")
+        return 1
+    print(f"re-enqueued {args.kind}:{args.id}")
+    return 0
+
+
+def _purge(store: DeadLetterStore, args: argparse.Namespace) -> int:
+    if not store.remove(args.kind, args.id):
+        _err(args, f"no dead letter {args.kind}:{args.id}")
+        return 1
+    print(f"purged {args.kind}:{args.id}")
+    return 0

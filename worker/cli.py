@@ -13,6 +13,7 @@ from worker.settings import SettingsError
 COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.api",
     "worker.commands.emulator",
+    "worker.commands.quota",
     "worker.commands.dlq",
 )
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import redis
+from redis import Redis
 
 from worker.observability import RedisMetrics
 from worker.settings import Settings, load_settings
@@ -35,7 +36,7 @@ class Runtime:
         self.pid = os.getpid()
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Redis:
         return redis.Redis.from_url(
             self.settings.redis_url,
             socket_timeout=5,
@@ -49,10 +50,17 @@ class Runtime:
         return RedisMetrics(self.redis, self.settings.namespace)
 
     @cached_property
+    def limiter_redis(self) -> Redis:
+        """The limiter's own client: short timeouts, one retry, so it fails closed at once."""
+        from worker.ratelimit import limiter_redis
+
+        return limiter_redis(self.settings)
+
+    @cached_property
     def limiter(self) -> RedisRateLimiter:
         from worker.ratelimit import RedisRateLimiter
 
-        return RedisRateLimiter(self.redis, self.settings, metrics=self.metrics)
+        return RedisRateLimiter(self.limiter_redis, self.settings, metrics=self.metrics)
 
     @cached_property
     def client(self) -> CloudAuthClient:
@@ -101,8 +109,9 @@ class Runtime:
             built["objects"].close()
         if "evidence_http" in built:
             built["evidence_http"].close()
-        if "redis" in built:
-            built["redis"].close()
+        for name in ("limiter_redis", "redis"):
+            if name in built:
+                built[name].close()
 
 
 _lock = threading.Lock()

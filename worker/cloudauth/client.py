@@ -46,7 +46,9 @@ from worker.cloudauth.params import (
 )
 from worker.cloudauth.signing import (
     Credentials,
+    EncodedBody,
     SignedRequest,
+    encode_form_body,
     new_nonce,
     sign_acs3_request,
     sign_rpc_request,
@@ -247,6 +249,9 @@ class CloudAuthClient:
         """
         ctx = ctx or CallContext()
         state = _Attempts()
+        # Encode and hash the body (an image may be 1 MB) once, before any slot is taken:
+        # between the limiter's grant and the request only the cheap header signature runs.
+        encoded = None if self._rpc or call.body is None else encode_form_body(call.body)
         while True:
             self._before_attempt(call, ctx, state)
             try:
@@ -258,7 +263,7 @@ class CloudAuthClient:
                 raise
             state.count += 1
             try:
-                body = self._attempt(call, ctx)
+                body = self._attempt(call, ctx, encoded)
             except CloudAuthError as exc:
                 throttled = isinstance(exc, ThrottledError)
                 self._gate.feedback(call.product_code, call.action, throttled=throttled)
@@ -314,25 +319,37 @@ class CloudAuthClient:
             connect, read = min(connect, remaining), min(read, remaining)
         return httpx.Timeout(read, connect=connect)
 
-    def sign(self, call: ApiCall) -> SignedRequest:
+    def sign(self, call: ApiCall, encoded: EncodedBody | None = None) -> SignedRequest:
         """Sign ``call`` with a fresh date and nonce (one per attempt)."""
         date = utc_timestamp(datetime.fromtimestamp(self._clock.now(), UTC))
-        signer = sign_rpc_request if self._rpc else sign_acs3_request
-        kwargs: dict[str, Any] = {"timestamp": date} if self._rpc else {"date": date}
-        return signer(
+        if self._rpc:
+            return sign_rpc_request(
+                credentials=self._credentials,
+                host=self._host,
+                action=call.action,
+                version=API_VERSION,
+                query=call.query,
+                body=call.body,
+                user_agent=USER_AGENT,
+                nonce=self._nonce(),
+                timestamp=date,
+            )
+        return sign_acs3_request(
             credentials=self._credentials,
             host=self._host,
             action=call.action,
             version=API_VERSION,
             query=call.query,
-            body=call.body,
+            body=encoded if encoded is not None else call.body,
             user_agent=USER_AGENT,
             nonce=self._nonce(),
-            **kwargs,
+            date=date,
         )
 
-    def _attempt(self, call: ApiCall, ctx: CallContext) -> dict[str, Any]:
-        signed = self.sign(call)
+    def _attempt(
+        self, call: ApiCall, ctx: CallContext, encoded: EncodedBody | None
+    ) -> dict[str, Any]:
+        signed = self.sign(call, encoded)
         url = self._base_url + ("?" + signed.query_string if signed.query_string else "")
         request = self._http.build_request(
             "POST",

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -165,9 +166,34 @@ class SignedRequest:
     body: bytes
 
 
+# Values made only of these characters (Base64 images, ids) need just three substitutions;
+# ``quote_plus`` walks every byte in Python, ~50 ms for a 1 MB image.
+_BASE64_SAFE = re.compile(r"[A-Za-z0-9_.~+/=-]*")
+
+
+def _form_value(value: str) -> str:
+    if _BASE64_SAFE.fullmatch(value):
+        return value.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+    return quote_plus(value)
+
+
 def form_encode(pairs: Sequence[tuple[str, str]]) -> str:
     """``urllib.parse.urlencode`` semantics (space -> ``+``), as the SDK encodes query and body."""
-    return "&".join(f"{quote_plus(k)}={quote_plus(v)}" for k, v in pairs)
+    return "&".join(f"{quote_plus(k)}={_form_value(v)}" for k, v in pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBody:
+    """A form body encoded and hashed once per call, reused by every attempt's signature."""
+
+    data: bytes
+    sha256: str
+
+
+def encode_form_body(body: Sequence[tuple[str, str]]) -> EncodedBody:
+    """Encode a body map (keys sorted, as the SDK does) and hash it."""
+    data = form_encode(sorted(body)).encode() if body else b""
+    return EncodedBody(data, sha256_hex(data) if data else EMPTY_SHA256)
 
 
 def sign_acs3_request(
@@ -177,7 +203,7 @@ def sign_acs3_request(
     action: str,
     version: str,
     query: Sequence[tuple[str, str]],
-    body: Sequence[tuple[str, str]] | None,
+    body: Sequence[tuple[str, str]] | EncodedBody | None,
     user_agent: str,
     date: str,
     nonce: str,
@@ -187,8 +213,11 @@ def sign_acs3_request(
     ``body`` None means the operation has no body map (no content-type); an empty sequence
     still sends ``content-type`` with an empty body, as the SDK does. Body keys are sorted.
     """
-    body_bytes = form_encode(sorted(body)).encode() if body else b""
-    payload_hash = sha256_hex(body_bytes) if body_bytes else EMPTY_SHA256
+    encoded = None
+    if body is not None:
+        encoded = body if isinstance(body, EncodedBody) else encode_form_body(body)
+    body_bytes = encoded.data if encoded else b""
+    payload_hash = encoded.sha256 if encoded else EMPTY_SHA256
     headers: list[tuple[str, str]] = [
         ("host", host),
         ("x-acs-version", version),

@@ -29,7 +29,10 @@ QUEUE_WEBHOOKS = "idv.webhooks"
 ALL_QUEUES = (QUEUE_REALTIME, QUEUE_WEBHOOKS, QUEUE_ARCHIVAL, QUEUE_BULK)
 
 # Task modules; each holds the thin tasks of one flow.
-TASK_MODULES: tuple[str, ...] = ()
+TASK_MODULES: tuple[str, ...] = (
+    "tasks.onboarding",
+    "tasks.webhook",
+)
 
 # Kept below the broker's visibility timeout so no countdown ever outlives it: a message whose
 # ETA lies beyond the visibility timeout would be redelivered to a second worker.

@@ -15,6 +15,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.emulator",
     "worker.commands.quota",
     "worker.commands.dlq",
+    "worker.commands.receiver",
+    "worker.commands.callbacks",
+    "worker.commands.metrics",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,0 +1,185 @@
+"""Onboarding tasks (realtime lane): ``idv.onboarding.process`` for one transaction.
+
+Thin: parse the message, call ``worker.onboarding.OnboardingService``, turn errors into a retry
+or a dead letter. The message carries ids and times only (``OnboardingJob.to_message``) and
+``expires`` at the end of the evidence window; a message that expired in the queue is not run
+blindly: it becomes a dead letter (code ``Expired``), a metric and a Sentry event.
+
+Dead letters of kinds ``onboarding`` and ``evidence`` are retried (``idv-worker dlq retry``) as a
+*late* run: no 30-minute bound, a record whose evidence was lost is redone.
+"""
+
+from __future__ import annotations
+
+import random
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from celery import shared_task, signals
+from pydantic import ValidationError
+
+from tasks.base import IdvTask
+from worker.evidence import BadEvidence, EvidenceArchiver
+from worker.keys import KIND_TX, InvalidKeyError, ObjectKeys
+from worker.leases import LeaseBusy
+from worker.observability import get_logger, log_context, report_to_sentry
+from worker.onboarding import (
+    KIND_EVIDENCE,
+    KIND_ONBOARDING,
+    TASK_PROCESS,
+    LeaseLost,
+    OnboardingJob,
+    OnboardingService,
+)
+from worker.runtime import Runtime, get_runtime
+from worker.storage import StorageError
+from worker.webhook import TASK_DELIVER
+
+if TYPE_CHECKING:
+    from worker.deadletter import DeadLetter, DeadLetterStore
+    from worker.settings import Settings
+
+log = get_logger("tasks.onboarding")
+
+_services: weakref.WeakKeyDictionary[Runtime, OnboardingService] = weakref.WeakKeyDictionary()
+
+
+def onboarding_service(runtime: Runtime) -> OnboardingService:
+    """The process's service, wired from its runtime's adapters (built once per runtime)."""
+    service = _services.get(runtime)
+    if service is None:
+        settings = runtime.settings
+        keys = ObjectKeys.from_settings(settings)
+        archiver = EvidenceArchiver(
+            runtime.objects,
+            runtime.evidence_http,
+            keys,
+            part_size=settings.evidence_part_size,
+            chunk_size=settings.evidence_chunk_size,
+            max_links=settings.evidence_max_links,
+            metrics=runtime.metrics,
+            heartbeat_every_s=settings.onboarding_lease_s / 4,
+        )
+        service = OnboardingService(
+            client=runtime.client,
+            archiver=archiver,
+            objects=runtime.objects,
+            keys=keys,
+            records=runtime.results,
+            leases=runtime.leases,
+            deadletters=runtime.deadletters,
+            metrics=runtime.metrics,
+            report=_report,
+            lease_s=settings.onboarding_lease_s,
+        )
+        _services[runtime] = service
+    return service
+
+
+def _report(message: str, **tags: str) -> None:
+    report_to_sentry(message, **tags)
+
+
+class OnboardingTask(IdvTask):
+    """Base of onboarding tasks: retries are bounded by the job's deadline, not by a count."""
+
+    abstract = True
+    flow: ClassVar[str] = "onboarding"
+    max_retries = 200
+    backoff_base_s: ClassVar[float] = 1.0
+    # ``ProcessNotCompleted`` is polled at least this often until the deadline.
+    backoff_cap_s: ClassVar[float] = 30.0
+
+    def backoff(self, attempt: int | None = None) -> float:
+        """Jittered exponential backoff, capped at ``backoff_cap_s``."""
+        n = self.request.retries if attempt is None else attempt
+        ceiling = min(self.backoff_cap_s, self.backoff_base_s * (2**n))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@shared_task(bind=True, base=OnboardingTask, name=TASK_PROCESS)
+def process(self: OnboardingTask, job: dict[str, Any], late: bool = False) -> None:
+    """Fetch the result of one transaction, archive its evidence, write it back."""
+    try:
+        parsed = OnboardingJob.from_message(job)
+    except (ValidationError, InvalidKeyError, TypeError):
+        self.dead_letter(
+            KIND_ONBOARDING, f"malformed-{self.request.id}", "malformed task message", code="Bad"
+        )
+    tid = parsed.transaction_id
+    deadline = None if late else parsed.deadline
+    payload = {"job": parsed.to_message()}
+    with log_context(transaction=tid, lane="realtime", flow="onboarding"):
+        try:
+            outcome = onboarding_service(self.runtime).process(parsed, late=late)
+        except (LeaseBusy, LeaseLost) as exc:
+            # Another worker is on it (or took over): look again once its lease could be gone.
+            countdown = random.uniform(0.5, 1.0) * min(
+                10.0, self.runtime.settings.onboarding_lease_s
+            )
+            try:
+                self.retry_later(exc, countdown, deadline=None)
+            except (LeaseBusy, LeaseLost):
+                reason = f"lease still held after {self.request.retries} retries"
+                self.dead_letter(KIND_ONBOARDING, tid, reason, code="LeaseBusy", payload=payload)
+        except BadEvidence as exc:
+            self.dead_letter(KIND_ONBOARDING, tid, str(exc), code="BadEvidence", payload=payload)
+        except Exception as exc:
+            if isinstance(exc, StorageError) and not exc.retryable:
+                self.dead_letter(KIND_ONBOARDING, tid, str(exc), code=exc.code, payload=payload)
+            self.handle_error(
+                exc, kind=KIND_ONBOARDING, item_id=tid, payload=payload, deadline=deadline
+            )
+        # A redelivered message may come from a run that died between writing the record and
+        # enqueueing its webhook: send it (again); receivers de-duplicate on the event id.
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        webhook = self.runtime.settings.webhook_url is not None
+        if webhook and (outcome.status == "done" or redelivered):
+            self.app.send_task(TASK_DELIVER, args=[tid])
+
+
+@signals.task_revoked.connect
+def _on_revoked(sender: Any = None, request: Any = None, expired: bool = False, **_: Any) -> None:
+    """A process message that expired in the queue: dead letter, metric, Sentry (never silent)."""
+    if not expired or getattr(sender, "name", None) != TASK_PROCESS:
+        return
+    kwargs: Mapping[str, Any] = getattr(request, "kwargs", None) or {}
+    try:
+        job = OnboardingJob.from_message(kwargs.get("job") or {})
+    except (ValidationError, InvalidKeyError, TypeError):
+        log.error("an expired onboarding message could not be parsed")
+        return
+    runtime = get_runtime()
+    if runtime.results.get_record(KIND_TX, job.transaction_id) is not None:
+        return  # a replayed callback of a transaction already done: nothing was lost
+    runtime.deadletters.add(
+        KIND_ONBOARDING,
+        job.transaction_id,
+        "expired in the queue: the evidence window closed before a worker took it",
+        code="Expired",
+        payload={"job": job.to_message()},
+    )
+    runtime.metrics.incr("idv_onboarding", outcome="expired")
+    report_to_sentry(
+        "onboarding message expired before it ran",
+        flow="onboarding",
+        transaction_id=job.transaction_id,
+    )
+
+
+def register_retries(store: DeadLetterStore, settings: Settings) -> None:
+    """``idv-worker dlq retry`` for kinds ``onboarding`` and ``evidence``: a late re-run."""
+    from worker.app import create_app
+
+    app = create_app(settings)
+
+    def retry(entry: DeadLetter) -> None:
+        job = entry.payload.get("job")
+        if not isinstance(job, dict):
+            raise ValueError(f"dead letter {entry.kind}/{entry.id} carries no job to retry")
+        OnboardingJob.from_message(job)
+        app.send_task(TASK_PROCESS, kwargs={"job": job, "late": True})
+
+    store.register_retry(KIND_ONBOARDING, retry)
+    store.register_retry(KIND_EVIDENCE, retry)

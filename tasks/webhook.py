@@ -1,0 +1,92 @@
+"""Result webhook task (``idv.webhooks`` queue): ``idv.webhook.deliver(transaction_id)``.
+
+Loads the transaction's result record and posts it, signed, to ``IDV_WEBHOOK_URL``
+(``worker.webhook``). Network errors, 408/425/429 and 5xx are retried with backoff up to
+``IDV_WEBHOOK_MAX_ATTEMPTS``; anything else, or running out of attempts, ends in a dead letter
+of kind ``webhook`` (``idv-worker dlq retry`` sends it again).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, ClassVar
+
+from celery import shared_task
+
+from tasks.base import IdvTask
+from worker.keys import KIND_TX, InvalidKeyError, validate_id
+from worker.observability import log_context
+from worker.runtime import Runtime
+from worker.webhook import (
+    KIND_WEBHOOK,
+    TASK_DELIVER,
+    WebhookConfigError,
+    WebhookError,
+    WebhookSender,
+)
+
+if TYPE_CHECKING:
+    from worker.deadletter import DeadLetter, DeadLetterStore
+    from worker.settings import Settings
+
+_senders: weakref.WeakKeyDictionary[Runtime, WebhookSender | None] = weakref.WeakKeyDictionary()
+
+
+def webhook_sender(runtime: Runtime) -> WebhookSender | None:
+    """The process's sender (None when no webhook is configured); built once per runtime."""
+    if runtime not in _senders:
+        _senders[runtime] = WebhookSender.from_settings(runtime.settings)
+    return _senders[runtime]
+
+
+class WebhookTask(IdvTask):
+    """Base of the webhook task: backoff 5 s, 10 s, 20 s ... capped by the base class."""
+
+    abstract = True
+    flow: ClassVar[str] = "webhook"
+    max_retries = 100  # the real bound is IDV_WEBHOOK_MAX_ATTEMPTS, checked in the task
+    backoff_base_s: ClassVar[float] = 5.0
+
+
+@shared_task(bind=True, base=WebhookTask, name=TASK_DELIVER)
+def deliver(self: WebhookTask, transaction_id: str) -> None:
+    """Post the result record of ``transaction_id`` to the configured webhook."""
+    try:
+        tid = validate_id(transaction_id, "transaction_id")
+    except InvalidKeyError:
+        self.dead_letter(KIND_WEBHOOK, f"malformed-{self.request.id}", "malformed transaction id")
+    runtime = self.runtime
+    with log_context(transaction=tid, flow="webhook"):
+        try:
+            sender = webhook_sender(runtime)
+        except WebhookConfigError as exc:
+            self.dead_letter(KIND_WEBHOOK, tid, str(exc), code="Config")
+        if sender is None:
+            return
+        record = runtime.results.get_record(KIND_TX, tid)
+        if record is None:
+            self.dead_letter(KIND_WEBHOOK, tid, "result record not found (expired?)", code="Gone")
+        try:
+            sender.deliver(record)
+        except WebhookError as exc:
+            runtime.metrics.incr("idv_webhooks", outcome="failed")
+            attempts = self.request.retries + 1
+            if exc.retryable and attempts < runtime.settings.webhook_max_attempts:
+                self.retry_later(exc, self.backoff())
+            self.dead_letter(
+                KIND_WEBHOOK, tid, f"{exc.reason} after {attempts} attempt(s)", code=exc.reason
+            )
+        runtime.metrics.incr("idv_webhooks", outcome="delivered")
+
+
+def register_retries(store: DeadLetterStore, settings: Settings) -> None:
+    """``idv-worker dlq retry`` for kind ``webhook``: send the record again."""
+    from worker.app import create_app
+
+    app = create_app(settings)
+
+    def retry(entry: DeadLetter) -> None:
+        tid = validate_id(entry.id, "transaction_id")
+        app.send_task(TASK_DELIVER, args=[tid])
+
+    store.register_retry(KIND_WEBHOOK, retry)

@@ -1,0 +1,315 @@
+"""Receiver and callback intake: token check, validation, de-duplication, HTTP answers.
+
+The HTTP layer runs in-process (httpx ``ASGITransport``) over fakeredis and Celery's in-memory
+broker, so every answer and every enqueued message is real but nothing listens on a port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import httpx
+import pytest
+from celery import Celery
+from pydantic import SecretStr
+
+from worker.app import QUEUE_REALTIME, create_app
+from worker.callbacks import (
+    CallbackIntake,
+    CallbackRejected,
+    TokenChecker,
+    flatten_params,
+    parse_callback,
+)
+from worker.onboarding import TASK_PROCESS, OnboardingJob, default_merchant_biz_id
+from worker.receiver import CallbackReceiver
+from worker.settings import Settings
+
+TOKEN = "tok-primary-0001"
+OTHER_TOKEN = "tok-rotated-0002"
+TID = "hk0123456789abcdef0123456789abcd"
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "callback_tokens": [SecretStr(TOKEN), SecretStr(OTHER_TOKEN)],
+        "redis_url": "redis://127.0.0.1:1/0",  # never contacted: fakeredis is injected
+        "broker_url": "memory://",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def params(**overrides: str) -> dict[str, str]:
+    base = {"transactionId": TID, "passed": "Y", "subCode": "200", "callbackToken": TOKEN}
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v != "<drop>"}
+
+
+def drain(app: Celery) -> list[Any]:
+    """Every message waiting on the realtime queue of the in-memory broker."""
+    out = []
+    with app.connection_for_read() as conn:
+        queue = conn.SimpleQueue(QUEUE_REALTIME)
+        while True:
+            try:
+                message = queue.get(timeout=0.05)
+            except queue.Empty:
+                break
+            out.append(message)
+            message.ack()
+        queue.close()
+    return out
+
+
+# ------------------------------------------------------------------ pure checks
+
+
+def test_token_checker_accepts_every_configured_token_and_nothing_else() -> None:
+    checker = TokenChecker([TOKEN, OTHER_TOKEN])
+    assert checker.matches(TOKEN)
+    assert checker.matches(OTHER_TOKEN)
+    assert not checker.matches(TOKEN + "x")
+    assert not checker.matches(TOKEN[:-1])
+    assert not checker.matches("")
+    assert not checker.matches(None)
+    assert not TokenChecker([]).matches("")
+    assert not TokenChecker([]).configured
+
+
+def test_parse_callback_valid_uses_defaults() -> None:
+    settings = make_settings()
+    event = parse_callback(params(), settings)
+    assert event.transaction_id == TID
+    assert event.passed == "Y"
+    assert event.sub_code == "200"
+    assert event.product_code == settings.onboarding_product
+    assert event.merchant_biz_id == default_merchant_biz_id(TID)
+    assert len(event.merchant_biz_id) == 32
+    assert event.merchant_biz_id.isalnum()
+
+
+def test_parse_callback_takes_product_and_merchant_biz_id_from_the_url() -> None:
+    event = parse_callback(
+        params(productCode="FACE_LIVENESS", merchantBizId="order42"), make_settings()
+    )
+    assert event.product_code == "FACE_LIVENESS"
+    assert event.merchant_biz_id == "order42"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"transactionId": "<drop>"}, "missing parameter transactionId"),
+        ({"transactionId": ""}, "missing parameter transactionId"),
+        ({"transactionId": "../etc/passwd"}, "transactionId"),
+        ({"transactionId": "a b"}, "transactionId"),
+        ({"transactionId": "x" * 65}, "longer than 64"),
+        ({"passed": "<drop>"}, "missing parameter passed"),
+        ({"passed": "yes"}, "passed must be Y or N"),
+        ({"subCode": "<drop>"}, "missing parameter subCode"),
+        ({"subCode": "20O"}, "subCode must be"),
+        ({"productCode": "NOPE"}, "productCode"),
+        ({"merchantBizId": "has-dash"}, "merchantBizId"),
+    ],
+)
+def test_parse_callback_rejects_with_a_clear_message(
+    overrides: dict[str, str], fragment: str
+) -> None:
+    with pytest.raises(CallbackRejected) as info:
+        parse_callback(params(**overrides), make_settings())
+    assert info.value.status == 400
+    assert fragment in info.value.reason
+    # The offending value is never echoed back.
+    for value in overrides.values():
+        if len(value) > 3 and value != "<drop>":
+            assert value not in info.value.reason
+
+
+def test_flatten_params_rejects_conflicting_repeats() -> None:
+    assert flatten_params([("a", "1"), ("a", "1")]) == {"a": "1"}
+    assert flatten_params({"a": ["1"]}) == {"a": "1"}
+    with pytest.raises(CallbackRejected, match="more than once"):
+        flatten_params([("transactionId", "a"), ("transactionId", "b")])
+
+
+def test_job_message_round_trip_and_validation() -> None:
+    job = OnboardingJob(TID, "eKYC", "biz1", 1_700_000_000.0, 1800.0, "Y", "200")
+    assert OnboardingJob.from_message(job.to_message()) == job
+    assert job.deadline == 1_700_001_800.0
+    bad = {**job.to_message(), "merchant_biz_id": "no-dashes-allowed"}
+    with pytest.raises(ValueError, match="merchant_biz_id"):
+        OnboardingJob.from_message(bad)
+
+
+# ------------------------------------------------------------------ intake
+
+
+@pytest.fixture
+def fake_redis() -> Iterator[fakeredis.FakeRedis]:
+    client = fakeredis.FakeRedis()
+    yield client
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def celery_app() -> Iterator[Celery]:
+    app = create_app(make_settings())
+    app.conf.broker_url = "memory://"
+    drain(app)
+    yield app
+    drain(app)
+
+
+def test_intake_enqueues_once_with_expiry_at_the_window_end(
+    fake_redis: fakeredis.FakeRedis, celery_app: Celery
+) -> None:
+    settings = make_settings()
+    intake = CallbackIntake(settings, fake_redis, celery_app, clock=lambda: 1_700_000_000.0)
+    first = intake.submit(params())
+    second = intake.submit(params(callbackToken=OTHER_TOKEN))
+    assert first.status == "accepted"
+    assert second.status == "duplicate"
+    assert first.deadline == 1_700_000_000.0 + settings.evidence_window_s
+    messages = drain(celery_app)
+    assert len(messages) == 1
+    headers = messages[0].headers
+    assert headers["task"] == TASK_PROCESS
+    assert headers["expires"].startswith("2023-11-14T22:43:20")  # 1_700_001_800 in UTC
+    _args, kwargs, _embed = messages[0].decode()
+    job = OnboardingJob.from_message(kwargs["job"])
+    assert job.transaction_id == TID
+    assert job.completed_at == 1_700_000_000.0
+    ttl = fake_redis.ttl(f"idv:cb:{TID}")
+    assert 0 < ttl <= settings.callback_dedup_ttl_s
+
+
+def test_intake_force_requeues_a_repeat(
+    fake_redis: fakeredis.FakeRedis, celery_app: Celery
+) -> None:
+    intake = CallbackIntake(make_settings(), fake_redis, celery_app)
+    assert intake.submit(params()).status == "accepted"
+    assert intake.submit(params(), force=True).status == "accepted"
+    assert len(drain(celery_app)) == 2
+
+
+def test_intake_unmarks_the_callback_when_enqueueing_fails(
+    fake_redis: fakeredis.FakeRedis,
+) -> None:
+    from tests.fixtures.servers import free_port
+
+    app = create_app(make_settings())
+    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    intake = CallbackIntake(make_settings(), fake_redis, app)
+    with pytest.raises(CallbackRejected) as info:
+        intake.submit(params())
+    assert info.value.status == 503
+    # The provider resends on non-200: the resend must not be taken for a duplicate.
+    assert not fake_redis.exists(f"idv:cb:{TID}")
+
+
+def test_intake_wrong_token_is_refused_before_validation(
+    fake_redis: fakeredis.FakeRedis, celery_app: Celery
+) -> None:
+    intake = CallbackIntake(make_settings(), fake_redis, celery_app)
+    with pytest.raises(CallbackRejected) as info:
+        intake.submit(params(callbackToken="guess", passed="maybe"))
+    assert info.value.status == 403
+    with pytest.raises(CallbackRejected) as info:
+        intake.submit(params(callbackToken="<drop>"))
+    assert info.value.status == 403
+    assert not fake_redis.exists(f"idv:cb:{TID}")
+    assert drain(celery_app) == []
+
+
+# ------------------------------------------------------------------ HTTP
+
+
+@pytest.fixture
+def receiver(fake_redis: fakeredis.FakeRedis, celery_app: Celery) -> Iterator[CallbackReceiver]:
+    app = CallbackReceiver(make_settings(), redis_client=fake_redis, celery=celery_app, threads=2)
+    app.startup()
+    yield app
+    app.shutdown()
+
+
+async def _request(app: CallbackReceiver, method: str, url: str, **kw: Any) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        return await client.request(method, url, **kw)
+
+
+def counter(client: fakeredis.FakeRedis, outcome: str) -> float:
+    raw = client.hget("idv:metrics:counters", f'idv_callbacks_total{{outcome="{outcome}"}}')
+    return float(raw or 0)
+
+
+@pytest.mark.anyio
+async def test_http_get_accepts_then_reports_duplicate(
+    receiver: CallbackReceiver, fake_redis: fakeredis.FakeRedis, celery_app: Celery
+) -> None:
+    first = await _request(receiver, "GET", "/callback", params=params())
+    second = await _request(receiver, "GET", "/callback/", params=params())
+    assert (first.status_code, first.json()) == (200, {"status": "accepted"})
+    assert (second.status_code, second.json()) == (200, {"status": "duplicate"})
+    assert len(drain(celery_app)) == 1
+    assert counter(fake_redis, "accepted") == 1
+    assert counter(fake_redis, "duplicate") == 1
+
+
+@pytest.mark.anyio
+async def test_http_post_form_is_accepted(receiver: CallbackReceiver, celery_app: Celery) -> None:
+    response = await _request(receiver, "POST", "/callback", data=params())
+    assert response.status_code == 200
+    assert len(drain(celery_app)) == 1
+
+
+@pytest.mark.anyio
+async def test_http_wrong_token_is_403_and_counted(
+    receiver: CallbackReceiver, fake_redis: fakeredis.FakeRedis, celery_app: Celery
+) -> None:
+    response = await _request(receiver, "GET", "/callback", params=params(callbackToken="nope"))
+    assert response.status_code == 403
+    assert "nope" not in response.text
+    assert drain(celery_app) == []
+    assert counter(fake_redis, "forbidden") == 1
+
+
+@pytest.mark.anyio
+async def test_http_malformed_is_400_with_a_message(receiver: CallbackReceiver) -> None:
+    response = await _request(receiver, "GET", "/callback", params=params(subCode="abc"))
+    assert response.status_code == 400
+    assert response.json() == {"error": "subCode must be 1 to 16 digits"}
+
+
+@pytest.mark.anyio
+async def test_http_oversized_is_413(receiver: CallbackReceiver) -> None:
+    big = params(extra="x" * 9000)
+    response = await _request(receiver, "GET", "/callback", params=big)
+    assert response.status_code == 413
+    response = await _request(receiver, "POST", "/callback", data=big)
+    assert response.status_code == 413
+
+
+@pytest.mark.anyio
+async def test_http_non_form_body_is_415(receiver: CallbackReceiver) -> None:
+    response = await _request(receiver, "POST", "/callback", json=params())
+    assert response.status_code == 415
+
+
+@pytest.mark.anyio
+async def test_http_routes_health_metrics_and_errors(
+    receiver: CallbackReceiver, fake_redis: fakeredis.FakeRedis
+) -> None:
+    health = await _request(receiver, "GET", "/healthz")
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+    await _request(receiver, "GET", "/callback", params=params(callbackToken="nope"))
+    metrics = await _request(receiver, "GET", "/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'idv_callbacks_total{outcome="forbidden"} 1' in metrics.text
+    assert (await _request(receiver, "GET", "/other")).status_code == 404
+    assert (await _request(receiver, "PUT", "/callback")).status_code == 405

@@ -1,0 +1,63 @@
+"""``idv-worker receiver``: run the callback receiver (ASGI, under uvicorn).
+
+For several processes behind one port, run it under gunicorn instead::
+
+    gunicorn -k uvicorn.workers.UvicornWorker -w 4 -b 0.0.0.0:8080 \\
+        'worker.receiver:create_receiver_app()'
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from worker.settings import load_settings
+
+
+def register(subparsers: Any) -> None:
+    """Add ``receiver``."""
+    parser = subparsers.add_parser(
+        "receiver",
+        help="run the provider callback receiver (HTTP)",
+        description="Take provider callbacks, check and de-duplicate them, enqueue the work.",
+    )
+    parser.add_argument("--host", default=None, help="bind address (default IDV_RECEIVER_HOST)")
+    parser.add_argument("--port", type=int, default=None, help="port (default IDV_RECEIVER_PORT)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes (uvicorn workers), default 1"
+    )
+    parser.add_argument("--log-level", default=None, help="default IDV_LOG_LEVEL")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start uvicorn with the receiver factory; refuses to start without callback tokens."""
+    import uvicorn
+
+    from worker.observability import configure_logging, init_sentry
+
+    settings = load_settings()
+    if not settings.callback_tokens:
+        print(
+            "idv-worker receiver: IDV_CALLBACK_TOKENS is empty; every callback would be refused. "
+            "Set it to the callbackToken(s) you pass to Initialize (comma-separated).",
+            file=sys.stderr,
+        )
+        return 2
+    level = (args.log_level or settings.log_level).lower()
+    configure_logging(level.upper())
+    init_sentry(settings)
+    uvicorn.run(
+        "worker.receiver:create_receiver_app",
+        factory=True,
+        host=args.host or settings.receiver_host,
+        port=args.port if args.port is not None else settings.receiver_port,
+        workers=max(1, args.workers),
+        log_level=level,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=True,
+        server_header=False,
+    )
+    return 0

@@ -1,0 +1,331 @@
+"""The callback receiver: a small ASGI application that takes provider callbacks and answers fast.
+
+Routes::
+
+    GET|POST <IDV_CALLBACK_PATH>   (default /callback) provider callback, query or form body
+    GET      /healthz              200 when Redis answers, else 503
+    GET      /metrics              Prometheus text of every process's metrics (shared in Redis)
+
+A callback is checked, de-duplicated and enqueued by ``worker.callbacks.CallbackIntake``; the
+receiver never calls the provider. Answers: 200 ``accepted`` or ``duplicate`` (the provider must
+stop resending either way), 403 wrong or missing ``callbackToken`` (metric
+``idv_callbacks_total{outcome="forbidden"}``), 400 malformed (a message naming the parameter,
+never its value), 413 larger than ``IDV_CALLBACK_MAX_BYTES``, 415 a body that is not a form,
+503 Redis/broker unavailable (the provider resends; the callback was not marked as seen).
+
+Blocking work (Redis, the broker) runs on a small thread pool so the event loop keeps answering.
+
+Run it::
+
+    idv-worker receiver --host 0.0.0.0 --port 8080
+    uvicorn --factory worker.receiver:create_receiver_app --host 0.0.0.0 --port 8080
+    gunicorn -k uvicorn.workers.UvicornWorker -w 4 -b 0.0.0.0:8080 \\
+        'worker.receiver:create_receiver_app()'
+
+Each process builds its own Redis pool and broker connection at start-up (ASGI lifespan), from
+``IDV_*`` settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import redis
+
+from worker.callbacks import CallbackIntake, CallbackRejected
+from worker.observability import RedisMetrics, get_logger
+from worker.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = get_logger("receiver")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_FIELDS = 32
+_FORM_TYPES = ("application/x-www-form-urlencoded", "")
+
+
+class _Reply(Exception):
+    """An early answer (413, 415, 400) produced while reading the request."""
+
+    def __init__(self, status: int, outcome: str, reason: str) -> None:
+        self.status = status
+        self.outcome = outcome
+        self.reason = reason
+        super().__init__(reason)
+
+
+class CallbackReceiver:
+    """ASGI application (see the module docstring). Build it with ``create_receiver_app``.
+
+    ``redis_client`` and ``celery`` default to ones built from ``settings`` at start-up.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_client: redis.Redis | None = None,
+        celery: Celery | None = None,
+        threads: int = 4,
+    ) -> None:
+        self.settings = settings
+        self._owns_redis = redis_client is None
+        self._redis = redis_client
+        self._celery = celery
+        self._threads = threads
+        self._executor: ThreadPoolExecutor | None = None
+        self._intake: CallbackIntake | None = None
+        self._metrics: RedisMetrics | None = None
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------- lifecycle
+
+    def startup(self) -> None:
+        """Create the Redis pool, the broker producer and the thread pool (idempotent)."""
+        with self._lock:
+            if self._intake is not None:
+                return
+            if self._redis is None:
+                self._redis = redis.Redis.from_url(
+                    self.settings.redis_url,
+                    socket_timeout=2,
+                    socket_connect_timeout=2,
+                    health_check_interval=30,
+                    max_connections=max(8, self._threads * 2),
+                )
+            if self._celery is None:
+                from worker.app import create_app
+
+                self._celery = create_app(self.settings)
+            self._metrics = RedisMetrics(self._redis, self.settings.namespace)
+            self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="receiver")
+            self._intake = CallbackIntake(
+                self.settings, self._redis, self._celery, metrics=self._metrics
+            )
+            if not self._intake.tokens_configured:
+                log.error("no IDV_CALLBACK_TOKENS configured: every callback is refused (403)")
+        self._warm()
+
+    def _warm(self) -> None:
+        """Open Redis and broker connections for every thread now, not on the first callbacks.
+
+        A cold publish pays for finalising the Celery app and connecting (~100 ms); the
+        provider's first callbacks after a deploy should not. Failures are only logged: the
+        receiver still starts and ``/healthz`` reports Redis.
+        """
+        assert self._executor is not None
+        assert self._celery is not None
+        assert self._redis is not None
+        celery, client = self._celery, self._redis
+        barrier = threading.Barrier(self._threads)
+
+        def hold_a_producer(_: int) -> None:
+            # ``send_task`` builds the (disabled) result backend lazily, once per thread.
+            celery.backend  # noqa: B018
+            with celery.producer_or_acquire() as producer:
+                producer.connection.ensure_connection(max_retries=1)
+                client.ping()
+                # Held together, so the pool ends up with one warm producer per thread.
+                barrier.wait(timeout=5)
+
+        try:
+            list(self._executor.map(hold_a_producer, range(self._threads)))
+        except Exception as exc:
+            log.warning("receiver warm-up failed (%s); connecting on first use", type(exc).__name__)
+
+    def shutdown(self) -> None:
+        """Close what ``startup`` created."""
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+            if self._owns_redis and self._redis is not None:
+                self._redis.close()
+                self._redis = None
+            self._intake = None
+
+    def _ready(self) -> tuple[CallbackIntake, RedisMetrics, ThreadPoolExecutor]:
+        if self._intake is None:
+            self.startup()
+        assert self._intake is not None
+        assert self._metrics is not None
+        assert self._executor is not None
+        return self._intake, self._metrics, self._executor
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        executor = self._ready()[2]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, lambda: fn(*args, **kwargs))
+
+    def _background(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._ready()[2].submit(fn, *args, **kwargs)
+
+    # -------------------------------------------------------------- ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope.get("path", "/")
+        method: str = scope.get("method", "GET")
+        if (path.rstrip("/") or "/") == self.settings.callback_path:
+            if method not in ("GET", "POST"):
+                await _respond(send, 405, {"error": "use GET or POST"}, allow="GET, POST")
+                return
+            await self._callback(scope, receive, send)
+        elif path == "/healthz" and method in ("GET", "HEAD"):
+            await self._healthz(send)
+        elif path == "/metrics" and method in ("GET", "HEAD"):
+            text = await self._run(lambda: self._ready()[1].render_prometheus())
+            await _respond_text(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+        else:
+            await _respond(send, 404, {"error": "not found"})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self.startup)
+                except Exception as exc:
+                    log.exception("receiver start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.get_running_loop().run_in_executor(None, self.shutdown)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _healthz(self, send: Send) -> None:
+        def ping() -> bool:
+            self._ready()
+            assert self._redis is not None
+            try:
+                return bool(self._redis.ping())
+            except redis.RedisError:
+                return False
+
+        ok = await self._run(ping)
+        await _respond(send, 200 if ok else 503, {"status": "ok" if ok else "redis unavailable"})
+
+    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.monotonic()
+        received_at = time.time()
+        outcome = "error"
+        try:
+            params = await self._read_params(scope, receive)
+            intake = self._ready()[0]
+            submission = await self._run(intake.submit, params, received_at=received_at)
+            outcome = submission.status
+            await _respond(send, 200, {"status": submission.status})
+        except _Reply as reply:
+            outcome = reply.outcome
+            self._count(reply.outcome)
+            await _respond(send, reply.status, {"error": reply.reason})
+        except CallbackRejected as exc:  # counted by the intake
+            outcome = exc.outcome
+            await _respond(send, exc.status, {"error": exc.reason})
+        except Exception:
+            log.exception("callback handling failed")
+            self._count("error")
+            await _respond(send, 500, {"error": "internal error"})
+        finally:
+            elapsed = time.monotonic() - started
+            self._observe(elapsed, outcome)
+
+    async def _read_params(self, scope: Scope, receive: Receive) -> list[tuple[str, str]]:
+        limit = self.settings.callback_max_bytes
+        query: bytes = scope.get("query_string", b"")
+        if len(query) > limit:
+            raise _Reply(413, "too_large", f"request larger than {limit} bytes")
+        body = b""
+        if scope.get("method") == "POST":
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
+            }
+            ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+            length = headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) + len(query) > limit):
+                raise _Reply(413, "too_large", f"request larger than {limit} bytes")
+            body = await _read_body(receive, limit - len(query))
+            if body and ctype not in _FORM_TYPES:
+                raise _Reply(415, "invalid", "body must be application/x-www-form-urlencoded")
+        try:
+            return [
+                *_parse(query),
+                *_parse(body),
+            ]
+        except (UnicodeDecodeError, ValueError):
+            raise _Reply(400, "invalid", "query or form is not valid UTF-8 form encoding") from None
+
+    def _count(self, outcome: str) -> None:
+        self._background(self._ready()[1].incr, "idv_callbacks", outcome=outcome)
+
+    def _observe(self, elapsed: float, outcome: str) -> None:
+        # Written after the answer went out, off the event loop: metrics never slow the ack.
+        metrics = self._ready()[1]
+        self._background(metrics.observe, "idv_callback_ack_seconds", elapsed, outcome=outcome)
+
+
+def _parse(raw: bytes) -> list[tuple[str, str]]:
+    if not raw:
+        return []
+    text = raw.decode("utf-8", errors="strict")
+    return parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _Reply(413, "too_large", "request body too large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, payload: dict[str, Any], **extra: str) -> None:
+    body = json.dumps(payload).encode()
+    await _respond_text(send, status, body, "application/json", **extra)
+
+
+async def _respond_text(
+    send: Send, status: int, body: str | bytes, content_type: str, **extra: str
+) -> None:
+    data = body.encode() if isinstance(body, str) else body
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(data)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def create_receiver_app(settings: Settings | None = None) -> CallbackReceiver:
+    """The receiver application (an ASGI factory for uvicorn ``--factory`` and gunicorn)."""
+    return CallbackReceiver(settings or load_settings())

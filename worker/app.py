@@ -32,6 +32,7 @@ ALL_QUEUES = (QUEUE_REALTIME, QUEUE_WEBHOOKS, QUEUE_ARCHIVAL, QUEUE_BULK)
 TASK_MODULES: tuple[str, ...] = (
     "tasks.onboarding",
     "tasks.webhook",
+    "tasks.batch",
 )
 
 # Kept below the broker's visibility timeout so no countdown ever outlives it: a message whose

@@ -31,6 +31,7 @@ from worker.settings import Settings
 RETRY_HANDLER_MODULES: tuple[str, ...] = (
     "tasks.onboarding",
     "tasks.webhook",
+    "tasks.batch",
 )
 
 MAX_REASON_LENGTH = 500

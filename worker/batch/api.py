@@ -1,0 +1,206 @@
+"""The batch flow as a Python API (the ``idv-worker batch`` commands use it)::
+
+    from worker.batch.api import BatchAPI
+
+    with BatchAPI.connect() as batches:          # settings from IDV_* variables
+        result = batches.submit("backlog.csv")   # same manifest again -> same batch, resumed
+        print(result.batch_id, result.total_rows, result.invalid_rows)
+        progress = batches.status(result.batch_id)
+        print(progress.counts, progress.remaining, progress.eta_s)
+        batches.pause(result.batch_id); batches.resume(result.batch_id)
+        with open("results.csv", "w", newline="") as out:
+            batches.export(result.batch_id, out, fmt="csv")
+
+Workers (``celery -A worker.app worker -Q idv.bulk``) do the processing; this API only stores
+the manifest's rows, sends chunk messages and reads or changes a batch's state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self, TextIO
+
+import redis
+
+from worker.batch.control import BatchControl, RetryResult
+from worker.batch.enqueue import CeleryEnqueuer, Enqueuer
+from worker.batch.export import iter_results, write_csv, write_jsonl
+from worker.batch.model import BatchState, ItemStatus, Progress
+from worker.batch.store import BatchStore
+from worker.batch.submit import SubmitResult, Submitter
+from worker.records import ResultStore
+from worker.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+PROBLEM_STATUSES = (ItemStatus.INVALID, ItemStatus.FAILED, ItemStatus.UNCERTAIN)
+
+
+class BatchAPI:
+    """Submit, watch, control and export batches (one instance per process or thread)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_client: redis.Redis | None = None,
+        app: Celery | None = None,
+        enqueuer: Enqueuer | None = None,
+    ) -> None:
+        self.settings = settings
+        self._own_redis = redis_client is None
+        self.redis = redis_client or redis.Redis.from_url(
+            settings.redis_url, socket_timeout=10, socket_connect_timeout=5
+        )
+        self._app = app
+        self._enqueuer = enqueuer
+        self.store = BatchStore(self.redis, settings)
+        self.result_store = ResultStore(self.redis, settings)
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None, **overrides: Any) -> BatchAPI:
+        """An API on ``settings`` (default: the environment, with ``overrides``)."""
+        return cls(settings or load_settings(**overrides))
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def enqueuer(self) -> Enqueuer:
+        """Sends Celery messages (the Celery app is built on first use)."""
+        if self._enqueuer is None:
+            if self._app is None:
+                from worker.app import create_app
+
+                self._app = create_app(self.settings)
+            self._enqueuer = CeleryEnqueuer(self._app)
+        return self._enqueuer
+
+    @property
+    def control(self) -> BatchControl:
+        """State changes (pause, resume, cancel, retry)."""
+        return BatchControl(self.store, self.enqueuer, self.settings, results=self.result_store)
+
+    def close(self) -> None:
+        """Release connections this API opened."""
+        if self._app is not None:
+            self._app.close()
+        if self._own_redis:
+            self.redis.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ operations
+
+    def submit(
+        self,
+        manifest: str | Path,
+        *,
+        fmt: Literal["csv", "jsonl"] | None = None,
+        doc_type: str | None = None,
+        chunk_size: int | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> SubmitResult:
+        """Submit a manifest (CSV or JSONL); resubmitting the same file resumes its batch."""
+        submitter = Submitter(self.store, self.enqueuer, self.settings)
+        return submitter.submit(
+            manifest,
+            fmt=fmt,
+            default_doc_type=doc_type,
+            chunk_size=chunk_size,
+            on_progress=on_progress,
+        )
+
+    def status(self, batch_id: str) -> Progress:
+        """Counters, rate, ETA (from the configured quota) and state."""
+        return BatchControl(self.store, _NoEnqueue(), self.settings).progress(batch_id)
+
+    def list(self, limit: int = 50) -> list[Progress]:
+        """The most recent batches, newest first."""
+        return [self.status(batch_id) for batch_id in self.store.list_ids(limit)]
+
+    def pause(self, batch_id: str, reason: str = "paused by operator") -> Progress:
+        """Stop sending calls for the batch."""
+        return self.control.pause(batch_id, reason)
+
+    def resume(self, batch_id: str, *, force: bool = False) -> Progress:
+        """Resume a paused batch (or re-enqueue what a running one left behind).
+
+        ``force`` also re-enqueues chunks believed to be waiting in the broker (after a
+        broker flush, or a chunk that was dead-lettered); duplicates are harmless.
+        """
+        return self.control.resume(batch_id, force=force)
+
+    def cancel(self, batch_id: str) -> Progress:
+        """Stop the batch for good."""
+        return self.control.cancel(batch_id)
+
+    def retry_failed(self, batch_id: str, *, include_uncertain: bool = False) -> RetryResult:
+        """Send failed rows again (uncertain ones too if asked: they may be billed twice)."""
+        return self.control.retry_failed(batch_id, include_uncertain=include_uncertain)
+
+    def results(
+        self, batch_id: str, only: Iterable[ItemStatus] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """One dict per row in manifest order (``only``: keep rows with these statuses)."""
+        return iter_results(self.store, self.result_store, batch_id, only=only)
+
+    def problems(self, batch_id: str) -> Iterator[dict[str, Any]]:
+        """Invalid, failed and uncertain rows with their row numbers and reasons."""
+        return self.results(batch_id, only=PROBLEM_STATUSES)
+
+    def export(
+        self,
+        batch_id: str,
+        out: TextIO,
+        *,
+        fmt: Literal["jsonl", "csv"] = "jsonl",
+        only: Iterable[ItemStatus] | None = None,
+    ) -> int:
+        """Write the batch's results to ``out``; returns the number of rows."""
+        rows = self.results(batch_id, only=only)
+        return write_csv(rows, out) if fmt == "csv" else write_jsonl(rows, out)
+
+    def wait(
+        self,
+        batch_id: str,
+        *,
+        timeout: float,
+        until: Iterable[BatchState] = (BatchState.COMPLETED,),
+        poll: float = 0.25,
+    ) -> Progress:
+        """Poll until the batch reaches one of ``until`` (``TimeoutError`` after ``timeout``)."""
+        wanted = set(until)
+        deadline = time.monotonic() + timeout
+        while True:
+            progress = self.status(batch_id)
+            if progress.state in wanted:
+                return progress
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch_id} is {progress.state.value} after {timeout}s")
+            time.sleep(poll)
+
+
+class _NoEnqueue:
+    """For read-only operations: never sends anything."""
+
+    def chunks(self, batch_id: str, chunk_nos: Iterable[int], *, countdown: float = 0.0) -> int:
+        raise RuntimeError("read-only")
+
+    def watchdog(self, batch_id: str, countdown: float) -> None:
+        raise RuntimeError("read-only")
+
+    def finalize(self, batch_id: str) -> None:
+        raise RuntimeError("read-only")

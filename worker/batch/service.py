@@ -1,0 +1,332 @@
+"""Processing of batch items: a chunk at a time, every item billed at most once.
+
+For each row of a chunk (the chunk's lease held, renewed as it goes):
+
+1. ``begin`` (one script): the batch is still running, the row is pending, its item is not
+   already owned by an earlier row (duplicates are marked), and no earlier attempt left a
+   claim. A claim without a stored result means a call may have been billed: the row becomes
+   ``uncertain`` and is not sent again automatically.
+2. Read the image and check it (format by content, size, dimensions, decodes): an unfit image
+   is ``invalid``, with its row number and reason, and never sent.
+3. Call DocOcrV2 in the limiter's bulk lane. The claim is taken in the transport as the
+   request leaves (``worker.batch.calls``).
+4. Store the result record and its ``idv:results`` event in one step, then mark the row done
+   and drop the claim.
+
+Outcomes by error: sub codes 211/212/213 are answers (done, ``Passed=N``); 400/401 codes
+fail the item with the provider's code; ``Forbidden.*`` and credential errors pause the whole
+batch and alert once; throttling, transient errors and unreadable sources are retried within
+the task (``batch_item_attempts``), then the chunk is retried by Celery with backoff, and
+after the task's last retry the item fails with the last error. A reply that may have been
+processed but was lost (timeout, broken body) makes the item ``uncertain``.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from worker.batch.calls import ClaimRefused, claiming
+from worker.batch.enqueue import Enqueuer
+from worker.batch.ids import default_merchant_user_id, merchant_biz_id
+from worker.batch.manifest import RowError, parse_source
+from worker.batch.model import ItemStatus, StoredRow
+from worker.batch.outcomes import Outcomes, WorkItem
+from worker.batch.sources import ImageReader, ImageRejected, SourceUnavailable, check_image
+from worker.batch.store import BatchStore
+from worker.cloudauth.client import CloudAuthClient
+from worker.cloudauth.errors import (
+    AccountError,
+    CloudAuthError,
+    PermanentError,
+    RequestValidationError,
+    ThrottledError,
+    TransientError,
+)
+from worker.cloudauth.gate import CallContext, DeadlineUnreachable, GateUnavailable, Lane
+from worker.observability import Metrics, NullMetrics
+from worker.records import ResultStore
+from worker.settings import Settings
+
+_RETRYABLE = (ThrottledError, TransientError, SourceUnavailable)
+_BACKOFF_BASE_S = 0.5
+_BACKOFF_CAP_S = 10.0
+
+
+class ChunkOutcome(StrEnum):
+    """How a chunk task ended."""
+
+    COMPLETED = "completed"  # every row has a final status
+    ALREADY_DONE = "already_done"  # a duplicate message for a complete chunk
+    BUSY = "busy"  # another live worker holds the chunk
+    STOPPED = "stopped"  # the batch is paused or cancelled; resume re-enqueues the chunk
+    YIELDED = "yielded"  # time budget used up; the rest was re-enqueued
+    LOST = "lost"  # our lease expired and another worker took the chunk over
+
+
+class RetryChunk(Exception):
+    """The chunk should be retried later (its lease is released and it is marked queued)."""
+
+    def __init__(self, cause: Exception) -> None:
+        self.cause = cause
+        super().__init__(f"retry chunk: {cause}")
+
+
+class _Stop(Exception):
+    """Internal: the batch stopped (paused/cancelled) while this item was on its way."""
+
+
+class _Yield(Exception):
+    """Internal: hand the rest of the chunk on, to run again in ``countdown`` seconds."""
+
+    def __init__(self, countdown: float) -> None:
+        self.countdown = countdown
+        super().__init__(f"yield for {countdown:.1f}s")
+
+
+@dataclass(slots=True)
+class _Chunk:
+    batch_id: str
+    chunk_no: int
+    token: str
+    base_dir: str | None
+    product_code: str
+    started: float
+    renewed: float
+
+
+class BatchService:
+    """Processes chunks of a batch (see the module docstring). One per worker process."""
+
+    def __init__(
+        self,
+        *,
+        store: BatchStore,
+        client: CloudAuthClient,
+        reader: ImageReader,
+        results: ResultStore,
+        enqueuer: Enqueuer,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.reader = reader
+        self.results = results
+        self.enqueuer = enqueuer
+        self.settings = settings
+        self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._rng = random.Random()
+        self.outcomes = Outcomes(store, results, self.metrics)
+
+    # ------------------------------------------------------------------ chunks
+
+    def process_chunk(self, batch_id: str, chunk_no: int, *, give_up: bool = False) -> ChunkOutcome:
+        """Process the pending rows of one chunk. ``give_up``: last try, fail what still fails.
+
+        Raises ``RetryChunk`` when the chunk should be tried again later.
+        """
+        token = secrets.token_hex(8)
+        lease_s = self.settings.batch_lease_s
+        taken = self.store.acquire_chunk(batch_id, chunk_no, token, lease_s)
+        if taken < 0:
+            return ChunkOutcome.ALREADY_DONE
+        if taken == 0:
+            return ChunkOutcome.BUSY
+        mode, countdown = "stop", 0.0
+        try:
+            meta = self.store.meta(batch_id)
+            now = self._monotonic()
+            chunk = _Chunk(
+                batch_id,
+                chunk_no,
+                token,
+                meta.get("base_dir") or None,
+                meta.get("product_code") or self.settings.batch_product_code,
+                now,
+                now,
+            )
+            size = int(meta["chunk_size"])
+            rows = self.store.read_chunk(batch_id, chunk_no, size)
+            statuses = self.store.statuses(batch_id, chunk_no * size, len(rows))
+            for row, status in zip(rows, statuses, strict=True):
+                if status is not ItemStatus.PENDING or row.spec is None:
+                    continue
+                if self._monotonic() - chunk.started > self.settings.batch_chunk_budget_s:
+                    mode = "yield"
+                    return ChunkOutcome.YIELDED
+                if not self._renew(chunk):
+                    mode = "lost"
+                    return ChunkOutcome.LOST
+                if not self._process_row(chunk, row, give_up=give_up):
+                    return ChunkOutcome.STOPPED
+            mode = "done"
+            return ChunkOutcome.COMPLETED
+        except _Yield as exc:
+            mode, countdown = "yield", exc.countdown
+            return ChunkOutcome.YIELDED
+        except Exception:
+            # Celery retries the message (RetryChunk, or any unexpected error through the
+            # task's error policy): mark the chunk queued so the watchdog does not send a
+            # second copy meanwhile, nor keep re-sending a chunk that ends dead-lettered.
+            mode = "retry"
+            raise
+        finally:
+            self.outcomes.flush()
+            self._release(batch_id, chunk_no, token, mode, countdown)
+
+    def _release(
+        self, batch_id: str, chunk_no: int, token: str, mode: str, countdown: float
+    ) -> None:
+        """Give the chunk's lease up; ``yield`` re-enqueues it, ``retry`` leaves that to Celery."""
+        if mode == "lost":
+            return
+        stored_mode = {"yield": "requeue", "retry": "requeue"}.get(mode, mode)
+        done, total, state = self.store.release_chunk(batch_id, chunk_no, token, stored_mode)
+        if mode == "yield":
+            self.enqueuer.chunks(batch_id, [chunk_no], countdown=countdown)
+        if mode == "done":
+            self.store.touch(batch_id)
+            if 0 <= total <= done and state == "running":
+                self.enqueuer.finalize(batch_id)
+
+    def _renew(self, chunk: _Chunk) -> bool:
+        now = self._monotonic()
+        if now - chunk.renewed < self.settings.batch_lease_s / 3:
+            return True
+        chunk.renewed = now
+        return (
+            self.store.acquire_chunk(
+                chunk.batch_id, chunk.chunk_no, chunk.token, self.settings.batch_lease_s
+            )
+            == 1
+        )
+
+    # ------------------------------------------------------------------ rows
+
+    def _process_row(self, chunk: _Chunk, row: StoredRow, *, give_up: bool) -> bool:
+        """Handle one row; False if the batch stopped."""
+        assert row.spec is not None
+        item = WorkItem(chunk.batch_id, row, row.spec.item_id, chunk.token)
+        begin = self.store.begin(chunk.batch_id, row, item.item_id)
+        if begin.verdict == "stop":
+            return False
+        if begin.verdict == "dup":
+            self.outcomes.count(ItemStatus.DUPLICATE)
+            return True
+        if begin.verdict == "claimed":
+            self.outcomes.recover(item, begin.extra)
+            return True
+        if begin.verdict != "go":
+            return True
+        try:
+            self._attempts(chunk, item, give_up=give_up)
+        except _Stop:
+            return False
+        return True
+
+    def _attempts(self, chunk: _Chunk, item: WorkItem, *, give_up: bool) -> None:
+        attempts = self.settings.batch_item_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                self._attempt(chunk, item)
+                return
+            except DeadlineUnreachable as exc:
+                # The bulk lane is full (onboarding goes first): come back later without
+                # holding the chunk. Waiting for capacity is not a failure of the item.
+                self.outcomes.drop_claim(item)
+                raise _Yield(self._backoff(attempts + 2, exc)) from exc
+            except GateUnavailable as exc:
+                self.outcomes.drop_claim(item)
+                raise RetryChunk(exc) from exc
+            except _RETRYABLE as exc:
+                self.outcomes.drop_claim(item)
+                if attempt == attempts:
+                    if give_up:
+                        code = getattr(exc, "code", type(exc).__name__)
+                        self.outcomes.fail(item, code, f"gave up after repeated errors: {exc}")
+                        return
+                    raise RetryChunk(exc) from exc
+                self._sleep(self._backoff(attempt, exc))
+                if not self._renew(chunk):
+                    raise _Stop from exc
+
+    def _backoff(self, attempt: int, exc: BaseException) -> float:
+        ceiling = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2.0 ** (attempt - 1))
+        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+        retry_after = getattr(exc, "retry_after", None)
+        return max(delay, float(retry_after)) if isinstance(retry_after, int | float) else delay
+
+    def _attempt(self, chunk: _Chunk, item: WorkItem) -> None:
+        spec = item.row.spec
+        assert spec is not None
+        try:
+            source = parse_source(spec.source, chunk.base_dir)
+            data = self.reader.read(source)
+            check_image(data)
+        except RowError as exc:
+            self.outcomes.invalid(item, "InvalidSource", exc.reason)
+            return
+        except ImageRejected as exc:
+            self.outcomes.invalid(item, exc.code, exc.reason)
+            return
+        image = base64.b64encode(data).decode("ascii")
+        del data
+        store = self.store
+        try:
+            with claiming(
+                lambda: store.claim(item.batch_id, item.row.seq, item.item_id, item.token)
+            ):
+                result = self.client.doc_ocr_v2(
+                    merchant_biz_id=merchant_biz_id(item.batch_id, item.item_id),
+                    merchant_user_id=spec.merchant_user_id
+                    or default_merchant_user_id(item.batch_id, item.item_id),
+                    doc_type=spec.doc_type,
+                    image_base64=image,
+                    card_side=spec.card_side,
+                    spoof=spec.spoof,
+                    face_quality=spec.face_quality,
+                    id_threshold=spec.id_threshold,
+                    product_code=chunk.product_code,
+                    ctx=CallContext(lane=Lane.BULK),
+                )
+        except ClaimRefused as exc:
+            if exc.batch_stopped:
+                raise _Stop from None
+            if exc.reason == "claimed":
+                # Another worker is sending (or sent) this item: never both.
+                self.outcomes.recover(item, "")
+            return
+        except RequestValidationError as exc:
+            self.outcomes.invalid(item, exc.code or "InvalidArgument", exc.message)
+            return
+        except AccountError as exc:
+            self.outcomes.drop_claim(item)
+            self.outcomes.pause_for_account(item.batch_id, exc)
+            raise _Stop from None
+        except PermanentError as exc:
+            self.outcomes.fail(
+                item, exc.code, exc.message, request_id=exc.request_id, http=exc.status
+            )
+            return
+        except TransientError as exc:
+            if exc.maybe_processed:
+                self.outcomes.uncertain(
+                    item,
+                    "the provider may have processed the call but no answer came back "
+                    f"({exc.code})",
+                )
+                return
+            raise
+        except CloudAuthError:
+            raise
+        self.outcomes.done(item, chunk.product_code, result)

@@ -1,0 +1,459 @@
+"""Batch state in Redis: manifest chunks, one status byte per row, counters, leases, claims.
+
+Keys of one batch (``ns`` = ``settings.namespace``; all share the hash tag ``{batch:<id>}``)::
+
+    <ns>{batch:<id>}:meta      hash: state, manifest, chunk size, totals, timestamps, results key
+    <ns>{batch:<id>}:chunks    hash: chunk number -> compressed rows (``model.encode_chunk``)
+    <ns>{batch:<id>}:st        string: one status byte per row (NUL pending, d f i u x)
+    <ns>{batch:<id>}:n         hash: counters per status, per sub code, call rate
+    <ns>{batch:<id>}:detail    hash: row position -> reason of an invalid/failed/uncertain row
+    <ns>{batch:<id>}:owner     hash: item id -> "seq:row" of the row that processes it
+    <ns>{batch:<id>}:inflight  hash: item id -> "token|time|seq": a call may be under way
+    <ns>{batch:<id>}:cdone     bitmap: chunk complete
+    <ns>{batch:<id>}:cq        bitmap: chunk has a message waiting in the broker
+    <ns>{batch:<id>}:cl        hash: chunk number -> "token|expiry": the worker on it
+    <ns>{batch:<id>}:wd / :wdrun / :sub / :fin   short-lived markers (watchdog armed, watchdog
+                               just ran, submitter at work, export at work)
+    <ns>batches                sorted set: batch ids by creation time
+
+What one queued row costs in Redis is its share of a compressed chunk (a few dozen bytes) and
+of one Celery message per chunk; per-item keys appear only once an item is processed. Every
+key of a batch expires ``batch_ttl_s`` after the batch was last active.
+
+Chunk leases live here rather than in ``worker.leases`` because the watchdog must see a
+chunk's lease, its completion bit and its queued bit in one atomic script.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from worker.batch import scripts
+from worker.batch.model import BatchState, ItemStatus, Progress, StoredRow, decode_chunk
+from worker.keys import validate_id
+from worker.settings import Settings
+
+KEEP_CLAIM = "-"  # ``finish(token=KEEP_CLAIM)`` leaves an item's claim in place
+RATE_TAU_S = 30.0  # time constant of the call-rate average shown in status
+_KEY_NAMES = (
+    "meta",
+    "chunks",
+    "st",
+    "n",
+    "detail",
+    "owner",
+    "inflight",
+    "cdone",
+    "cq",
+    "cl",
+)
+_COUNTER_FIELDS: dict[str, ItemStatus] = {
+    s.value: s for s in ItemStatus if s is not ItemStatus.PENDING
+}
+
+
+def _s(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _f(value: bytes | str | None, default: float = 0.0) -> float:
+    text = _s(value)
+    return float(text) if text not in (None, "") else default
+
+
+class BatchNotFound(KeyError):
+    """No batch with this id (never submitted, or expired)."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"no batch {batch_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchKeys:
+    """The Redis keys of one batch (see the module docstring)."""
+
+    prefix: str
+    meta: str
+    chunks: str
+    st: str
+    n: str
+    detail: str
+    owner: str
+    inflight: str
+    cdone: str
+    cq: str
+    cl: str
+
+    @classmethod
+    def under(cls, prefix: str) -> BatchKeys:
+        """Keys below ``prefix`` (``<ns>{batch:<id>}:``)."""
+        return cls(prefix, *(f"{prefix}{name}" for name in _KEY_NAMES))
+
+    def marker(self, name: str) -> str:
+        """A short-lived marker key (``wd``, ``wdrun``, ``sub``, ``fin``)."""
+        return f"{self.prefix}{name}"
+
+    def all(self) -> list[str]:
+        """Every long-lived key (the ones the TTL refresh covers)."""
+        return [f"{self.prefix}{name}" for name in _KEY_NAMES]
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """What ``begin`` decided for a row: ``verdict`` go/skip/stop/dup/claimed and a detail."""
+
+    verdict: str
+    extra: str
+
+
+class BatchStore:
+    """All Redis access of the batch flow (one instance per process, no global state)."""
+
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.redis = client
+        self.settings = settings
+        self.namespace = settings.namespace
+        self.ttl_s = settings.batch_ttl_s
+        self._submit_chunk = client.register_script(scripts.SUBMIT_CHUNK)
+        self._begin = client.register_script(scripts.BEGIN)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._finish = client.register_script(scripts.FINISH)
+        self._chunk_acquire = client.register_script(scripts.CHUNK_ACQUIRE)
+        self._chunk_release = client.register_script(scripts.CHUNK_RELEASE)
+        self._requeue = client.register_script(scripts.REQUEUE)
+        self._transition = client.register_script(scripts.TRANSITION)
+        self._reset = client.register_script(scripts.RESET)
+
+    # ------------------------------------------------------------------ keys and meta
+
+    def keys(self, batch_id: str) -> BatchKeys:
+        """Keys of ``batch_id`` (validated: it becomes part of key names)."""
+        return BatchKeys.under(f"{self.namespace}{{batch:{validate_id(batch_id, 'batch_id')}}}:")
+
+    @property
+    def index_key(self) -> str:
+        """Sorted set of every batch by creation time."""
+        return f"{self.namespace}batches"
+
+    def create(self, batch_id: str, fields: Mapping[str, str | int | float]) -> bool:
+        """Create the batch's meta (state ``running``) unless it exists; True if created."""
+        k = self.keys(batch_id)
+        now = time.time()
+        values = {
+            **{name: str(v) for name, v in fields.items()},
+            "batch_id": batch_id,
+            "state": BatchState.RUNNING.value,
+            "created_at": f"{now:.6f}",
+            "updated_at": f"{now:.6f}",
+            "submitted": "0",
+            "submitted_chunks": "0",
+            "submitted_rows": "0",
+        }
+        if not self.redis.hsetnx(k.meta, "batch_id", batch_id):
+            return False
+        self.redis.hset(k.meta, mapping=values)
+        self.redis.zadd(self.index_key, {batch_id: now})
+        self.touch(batch_id)
+        return True
+
+    def meta(self, batch_id: str) -> dict[str, str]:
+        """The meta hash as text; ``BatchNotFound`` if the batch does not exist."""
+        raw = cast("dict[bytes, bytes]", self.redis.hgetall(self.keys(batch_id).meta))
+        if not raw:
+            raise BatchNotFound(batch_id)
+        return {k.decode(): v.decode("utf-8") for k, v in raw.items()}
+
+    def exists(self, batch_id: str) -> bool:
+        """Whether the batch exists."""
+        return bool(self.redis.exists(self.keys(batch_id).meta))
+
+    def set_meta(self, batch_id: str, **fields: str | int | float) -> None:
+        """Set meta fields."""
+        self.redis.hset(self.keys(batch_id).meta, mapping={k: str(v) for k, v in fields.items()})
+
+    def touch(self, batch_id: str) -> None:
+        """Push the expiry of every key of the batch ``batch_ttl_s`` into the future."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self.keys(batch_id).all():
+            pipe.expire(key, self.ttl_s)
+        # The index lives as long as its most recently active batch.
+        pipe.expire(self.index_key, self.ttl_s)
+        pipe.execute()
+
+    def list_ids(self, limit: int = 100) -> list[str]:
+        """Batch ids, newest first; ids whose batch expired are dropped from the index."""
+        raw = cast("list[bytes]", self.redis.zrevrange(self.index_key, 0, limit - 1))
+        ids = [r.decode() for r in raw]
+        alive = [i for i in ids if self.exists(i)]
+        gone = set(ids) - set(alive)
+        if gone:
+            self.redis.zrem(self.index_key, *gone)
+        return alive
+
+    def chunk_size(self, batch_id: str) -> int:
+        """Rows per chunk of this batch."""
+        return int(self.meta(batch_id)["chunk_size"])
+
+    # ------------------------------------------------------------------ submission
+
+    def write_chunk(
+        self,
+        batch_id: str,
+        chunk_no: int,
+        blob: bytes,
+        rows: int,
+        invalid: Sequence[tuple[int, str]] = (),
+    ) -> bool:
+        """Store one chunk, mark its invalid rows and count it (idempotent per chunk)."""
+        k = self.keys(batch_id)
+        args: list[Any] = [chunk_no, blob, rows, chunk_no + 1, f"{time.time():.6f}", self.ttl_s]
+        for seq, detail in invalid:
+            args += [seq, detail]
+        keys = [k.meta, k.chunks, k.st, k.n, k.detail, k.cq]
+        return int(self._submit_chunk(keys=keys, args=args)) == 1
+
+    def read_chunk(self, batch_id: str, chunk_no: int, chunk_size: int) -> list[StoredRow]:
+        """The rows of one chunk (empty if it does not exist)."""
+        blob = cast("bytes | None", self.redis.hget(self.keys(batch_id).chunks, str(chunk_no)))
+        if blob is None:
+            return []
+        return decode_chunk(blob, chunk_no * chunk_size)
+
+    def acquire_submitter(self, batch_id: str, token: str, ttl_s: float) -> bool:
+        """The submission lease (one submitter per batch); re-entrant for the same token."""
+        key = self.keys(batch_id).marker("sub")
+        if self.redis.set(key, token, nx=True, px=int(ttl_s * 1000)):
+            return True
+        if _s(cast("bytes | None", self.redis.get(key))) == token:
+            self.redis.pexpire(key, int(ttl_s * 1000))
+            return True
+        return False
+
+    def release_submitter(self, batch_id: str, token: str) -> None:
+        """Drop the submission lease if we hold it."""
+        key = self.keys(batch_id).marker("sub")
+        if _s(cast("bytes | None", self.redis.get(key))) == token:
+            self.redis.delete(key)
+
+    # ------------------------------------------------------------------ items
+
+    def begin(self, batch_id: str, row: StoredRow, item_id: str) -> Begin:
+        """Decide whether a row may go ahead (state, status, duplicates, earlier claims)."""
+        k = self.keys(batch_id)
+        owner = f"{row.seq}:{row.row}"
+        dup = json.dumps(
+            {"row": row.row, "line": row.line, "item_id": item_id, "code": "Duplicate"}
+        )
+        reply = self._begin(
+            keys=[k.meta, k.st, k.owner, k.inflight, k.n, k.detail],
+            args=[row.seq, item_id, owner, dup, self.ttl_s],
+        )
+        verdict, extra = (_s(v) or "" for v in reply)
+        if verdict == "dup":
+            # Say which row holds the item, now that we know it.
+            first = int(extra.split(":", 1)[1]) if ":" in extra else None
+            detail = {
+                "row": row.row,
+                "line": row.line,
+                "item_id": item_id,
+                "code": "Duplicate",
+                "reason": f"same item as row {first}" if first else "same item as an earlier row",
+            }
+            self.redis.hset(k.detail, str(row.seq), json.dumps(detail))
+        return Begin(verdict, extra)
+
+    def claim(self, batch_id: str, seq: int, item_id: str, token: str) -> str:
+        """Record that a call for the item is about to leave; ``"ok"`` or why it must not."""
+        k = self.keys(batch_id)
+        reply = self._claim(
+            keys=[k.meta, k.st, k.inflight],
+            args=[seq, item_id, token, f"{time.time():.6f}", self.ttl_s],
+        )
+        return _s(reply) or ""
+
+    def finish(
+        self,
+        batch_id: str,
+        seq: int,
+        item_id: str,
+        status: ItemStatus,
+        *,
+        token: str = "",
+        detail: Mapping[str, Any] | None = None,
+        sub_code: str | None = None,
+        called: bool = False,
+    ) -> bool:
+        """Set a row's status, keep counters in step, drop the claim; True if it changed.
+
+        ``token`` "" drops any claim on the item, "-" keeps it (uncertain: the claim is the
+        evidence), else only our own claim is dropped.
+        """
+        k = self.keys(batch_id)
+        code = "" if status is ItemStatus.PENDING else status.code.decode()
+        args: list[Any] = [
+            seq,
+            item_id,
+            token,
+            code,
+            f"{time.time():.6f}",
+            json.dumps(dict(detail), ensure_ascii=False) if detail else "",
+            sub_code or "",
+            1 if called else 0,
+            RATE_TAU_S,
+            self.ttl_s,
+        ]
+        return int(self._finish(keys=[k.st, k.n, k.inflight, k.detail], args=args)) == 1
+
+    def statuses(self, batch_id: str, first_seq: int, count: int) -> list[ItemStatus]:
+        """Statuses of ``count`` rows from ``first_seq``."""
+        raw = cast(
+            "bytes",
+            self.redis.getrange(self.keys(batch_id).st, first_seq, first_seq + count - 1),
+        )
+        out = [ItemStatus.from_code(raw[i : i + 1]) for i in range(len(raw))]
+        return out + [ItemStatus.PENDING] * (count - len(out))
+
+    def details(self, batch_id: str, seqs: Iterable[int]) -> dict[int, dict[str, Any]]:
+        """Stored reasons of the given rows (those that have one)."""
+        wanted = list(seqs)
+        if not wanted:
+            return {}
+        raw = cast("list[bytes | None]", self.redis.hmget(self.keys(batch_id).detail, wanted))
+        return {seq: json.loads(v) for seq, v in zip(wanted, raw, strict=True) if v is not None}
+
+    def claims(self, batch_id: str) -> dict[str, str]:
+        """Open claims: item id -> "token|time|seq" (calls under way or of unknown outcome)."""
+        raw = cast("dict[bytes, bytes]", self.redis.hgetall(self.keys(batch_id).inflight))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    # ------------------------------------------------------------------ chunks
+
+    def acquire_chunk(self, batch_id: str, chunk_no: int, token: str, ttl_s: float) -> int:
+        """1 lease taken/renewed, 0 another worker holds it, -1 chunk already complete."""
+        k = self.keys(batch_id)
+        return int(
+            self._chunk_acquire(
+                keys=[k.cl, k.cq, k.cdone],
+                args=[chunk_no, token, f"{time.time():.6f}", ttl_s, self.ttl_s],
+            )
+        )
+
+    def release_chunk(
+        self, batch_id: str, chunk_no: int, token: str, mode: str
+    ) -> tuple[int, int, str]:
+        """Give the lease up; ``mode`` done / requeue / stop. Returns (done, total, state)."""
+        if mode not in ("done", "requeue", "stop"):
+            raise ValueError(f"bad mode {mode!r}")
+        k = self.keys(batch_id)
+        done, total, state = self._chunk_release(
+            keys=[k.cl, k.cq, k.cdone, k.meta], args=[chunk_no, token, mode, self.ttl_s]
+        )
+        return int(done), int(total), _s(state) or ""
+
+    def requeue_candidates(self, batch_id: str, *, force: bool = False) -> list[int]:
+        """Chunks left behind (incomplete, not queued, not leased), now marked queued."""
+        k = self.keys(batch_id)
+        reply = self._requeue(
+            keys=[k.meta, k.cdone, k.cq, k.cl], args=[f"{time.time():.6f}", 1 if force else 0]
+        )
+        return [int(c) for c in reply]
+
+    def unmark_queued(self, batch_id: str, chunks: Iterable[int]) -> None:
+        """Clear the queued bit of chunks whose message could not be sent."""
+        pipe = self.redis.pipeline(transaction=False)
+        for chunk in chunks:
+            pipe.setbit(self.keys(batch_id).cq, chunk, 0)
+        pipe.execute()
+
+    # ------------------------------------------------------------------ state
+
+    def transition(
+        self, batch_id: str, op: str, *, reason: str = "", by: str = ""
+    ) -> tuple[bool, str]:
+        """Apply a state change (pause/resume/cancel/complete/reopen): (applied, state)."""
+        ok, state = self._transition(
+            keys=[self.keys(batch_id).meta],
+            args=[op, f"{time.time():.6f}", reason[:500], by[:64]],
+        )
+        return int(ok) == 1, _s(state) or ""
+
+    def state(self, batch_id: str) -> BatchState:
+        """The batch's state."""
+        raw = _s(cast("bytes | None", self.redis.hget(self.keys(batch_id).meta, "state")))
+        if raw is None:
+            raise BatchNotFound(batch_id)
+        return BatchState(raw)
+
+    def reset(self, batch_id: str, statuses: Sequence[ItemStatus]) -> tuple[int, list[int]]:
+        """Put rows of the given statuses back to pending: (rows, chunks to enqueue)."""
+        wanted = "".join(s.code.decode() for s in statuses)
+        if not wanted or "\0" in wanted:
+            raise ValueError("only terminal statuses can be reset")
+        k = self.keys(batch_id)
+        reply = self._reset(
+            keys=[k.st, k.n, k.detail, k.inflight, k.cdone, k.cq, k.meta],
+            args=[wanted, self.chunk_size(batch_id)],
+        )
+        return int(reply[0]), [int(c) for c in reply[1:]]
+
+    def arm_marker(self, batch_id: str, name: str, ttl_s: float) -> bool:
+        """Set a short-lived marker (``wd``, ``fin``) unless present; True if we set it."""
+        key = self.keys(batch_id).marker(name)
+        return bool(self.redis.set(key, "1", nx=True, px=max(1, int(ttl_s * 1000))))
+
+    def drop_marker(self, batch_id: str, name: str) -> None:
+        """Delete a marker."""
+        self.redis.delete(self.keys(batch_id).marker(name))
+
+    # ------------------------------------------------------------------ progress
+
+    def progress(self, batch_id: str, quota: float = 0.0) -> Progress:
+        """Counters, state and rates of a batch in one round trip."""
+        k = self.keys(batch_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(k.meta)
+        pipe.hgetall(k.n)
+        pipe.bitcount(k.cdone)
+        meta_raw, n_raw, chunks_done = pipe.execute()
+        if not meta_raw:
+            raise BatchNotFound(batch_id)
+        meta = {a.decode(): b.decode("utf-8") for a, b in meta_raw.items()}
+        n = {a.decode(): b.decode() for a, b in n_raw.items()}
+        counts: dict[ItemStatus, int] = {
+            status: int(n.get(name, "0")) for name, status in _COUNTER_FIELDS.items()
+        }
+        subs = {name[4:]: int(v) for name, v in n.items() if name.startswith("sub:") and int(v) > 0}
+        submitted = meta.get("submitted") == "1"
+        total = int(meta.get("total_rows" if submitted else "submitted_rows", "0") or 0)
+        rate = _f(n.get("rate"))
+        if rate:
+            elapsed = max(0.0, time.time() - _f(n.get("rate_t")))
+            rate *= pow(2.718281828459045, -elapsed / RATE_TAU_S)
+        return Progress(
+            batch_id=batch_id,
+            state=BatchState(meta.get("state", "running")),
+            submitted=submitted,
+            total=total,
+            counts=counts,
+            sub_codes=subs,
+            created_at=_f(meta.get("created_at")),
+            updated_at=_f(meta.get("updated_at")),
+            first_at=_f(n.get("first_at")) or None,
+            last_at=_f(n.get("last_at")) or None,
+            rate=rate,
+            quota=quota,
+            pause_reason=meta.get("pause_reason") or None,
+            results_key=meta.get("results_key") or None,
+            manifest=meta.get("manifest") or None,
+            chunks=int(meta.get("total_chunks" if submitted else "submitted_chunks", "0") or 0),
+            chunks_done=int(chunks_done),
+        )

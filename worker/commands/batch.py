@@ -1,0 +1,302 @@
+"""``idv-worker batch``: submit manifests of document images for DocOcrV2 and follow them.
+
+idv-worker batch submit backlog.csv          # prints the batch id (resubmit = resume)
+idv-worker batch status BATCH                # live progress bar (--once, --json)
+idv-worker batch list
+idv-worker batch errors BATCH                # invalid / failed / uncertain rows + reasons
+idv-worker batch export BATCH --format csv -o results.csv
+idv-worker batch pause|resume|cancel BATCH
+idv-worker batch retry-failed BATCH [--include-uncertain]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TextIO
+
+import redis
+
+from worker.batch.api import BatchAPI
+from worker.batch.control import BatchStateError
+from worker.batch.manifest import ManifestError
+from worker.batch.model import ItemStatus
+from worker.batch.progress import follow, render_block, render_table
+from worker.batch.store import BatchNotFound
+from worker.batch.submit import SubmitError
+from worker.keys import InvalidKeyError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``batch`` command group."""
+    parser = subparsers.add_parser(
+        "batch",
+        help="bulk re-verification: DocOcrV2 over a manifest of document images",
+        description="Submit a CSV/JSONL manifest of document images and follow its batch.",
+    )
+    commands = parser.add_subparsers(dest="batch_command", metavar="SUBCOMMAND")
+    commands.required = True
+
+    submit = commands.add_parser(
+        "submit",
+        help="submit a manifest (CSV or JSONL); prints the batch id",
+        description="Rows: image (path, s3://bucket/key or http(s) URL), doc_type, and optional "
+        "card_side, spoof, face_quality, id_threshold, merchant_user_id, item_id. Submitting "
+        "the same manifest again resumes its batch.",
+    )
+    submit.add_argument("manifest", help="path of the manifest file")
+    submit.add_argument("--format", choices=("csv", "jsonl"), help="default: from the name")
+    submit.add_argument("--doc-type", help="DocType for rows without one")
+    submit.add_argument("--chunk-size", type=int, help="rows per chunk (new batches only)")
+    submit.add_argument("--json", action="store_true", help="print the result as JSON")
+    submit.set_defaults(handler=_submit)
+
+    status = commands.add_parser("status", help="progress of a batch (live unless --once)")
+    status.add_argument("batch_id")
+    status.add_argument("--once", action="store_true", help="print a summary and exit")
+    status.add_argument("--json", action="store_true", help="print JSON and exit")
+    status.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+    status.set_defaults(handler=_status)
+
+    listing = commands.add_parser("list", help="recent batches")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list)
+
+    errors = commands.add_parser("errors", help="invalid, failed and uncertain rows with reasons")
+    errors.add_argument("batch_id")
+    errors.add_argument("--json", action="store_true", help="one JSON object per line")
+    errors.set_defaults(handler=_errors)
+
+    export = commands.add_parser("export", help="results, one line per manifest row")
+    export.add_argument("batch_id")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    export.add_argument(
+        "--only",
+        help="comma-separated statuses: " + ",".join(s.value for s in ItemStatus),
+    )
+    export.set_defaults(handler=_export)
+
+    pause = commands.add_parser("pause", help="stop sending calls for a batch")
+    pause.add_argument("batch_id")
+    pause.add_argument("--reason", default="paused by operator")
+    pause.set_defaults(handler=_pause)
+
+    resume = commands.add_parser("resume", help="resume a paused batch")
+    resume.add_argument("batch_id")
+    resume.add_argument(
+        "--force", action="store_true", help="also re-enqueue chunks thought to be queued"
+    )
+    resume.set_defaults(handler=_resume)
+
+    cancel = commands.add_parser("cancel", help="stop a batch for good")
+    cancel.add_argument("batch_id")
+    cancel.set_defaults(handler=_cancel)
+
+    retry = commands.add_parser("retry-failed", help="send failed rows again")
+    retry.add_argument("batch_id")
+    retry.add_argument(
+        "--include-uncertain",
+        action="store_true",
+        help="also re-send rows whose earlier call may have been processed (and billed)",
+    )
+    retry.set_defaults(handler=_retry)
+
+
+@contextlib.contextmanager
+def _api() -> Iterator[BatchAPI]:
+    api = BatchAPI.connect()
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+def _guard(run: Callable[[BatchAPI], int]) -> int:
+    try:
+        with _api() as api:
+            return run(api)
+    except BatchNotFound as exc:
+        print(f"idv-worker batch: no batch {exc.batch_id}", file=sys.stderr)
+        return 1
+    except InvalidKeyError as exc:
+        print(f"idv-worker batch: {exc}", file=sys.stderr)
+        return 2
+    except ManifestError as exc:
+        print(f"idv-worker batch: manifest: {exc}", file=sys.stderr)
+        return 2
+    except (BatchStateError, SubmitError) as exc:
+        print(f"idv-worker batch: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        print(f"idv-worker batch: Redis: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _submit(args: argparse.Namespace) -> int:
+    def run(api: BatchAPI) -> int:
+        result = api.submit(
+            args.manifest, fmt=args.format, doc_type=args.doc_type, chunk_size=args.chunk_size
+        )
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "batch_id": result.batch_id,
+                        "created": result.created,
+                        "state": result.state.value,
+                        "rows": result.total_rows,
+                        "invalid_rows": result.invalid_rows,
+                        "chunks": result.chunks,
+                        "enqueued": result.enqueued,
+                        "seconds": round(result.seconds, 3),
+                        "invalid_sample": [
+                            {"row": r, "line": ln, "reason": why}
+                            for r, ln, why in result.invalid_sample
+                        ],
+                    }
+                )
+            )
+            return 0
+        what = "submitted" if result.created else f"already known ({result.state.value}), resumed"
+        print(
+            f"batch {result.batch_id} {what}: {result.total_rows} rows, "
+            f"{result.invalid_rows} invalid at submission, {result.enqueued} chunk messages sent",
+            file=sys.stderr,
+        )
+        for row, line, reason in result.invalid_sample:
+            print(f"  row {row} (line {line}): {reason}", file=sys.stderr)
+        if result.invalid_rows > len(result.invalid_sample):
+            print(f"  ... see: idv-worker batch errors {result.batch_id}", file=sys.stderr)
+        print(result.batch_id)
+        return 0
+
+    return _guard(run)
+
+
+def _status(args: argparse.Namespace) -> int:
+    def run(api: BatchAPI) -> int:
+        if args.json:
+            print(json.dumps(api.status(args.batch_id).as_dict()))
+            return 0
+        if args.once:
+            print(render_block(api.status(args.batch_id)))
+            return 0
+        try:
+            follow(
+                lambda: api.status(args.batch_id),
+                sys.stdout,
+                interval=max(0.1, args.interval),
+                tty=sys.stdout.isatty(),
+            )
+        except KeyboardInterrupt:
+            print()
+        return 0
+
+    return _guard(run)
+
+
+def _list(args: argparse.Namespace) -> int:
+    def run(api: BatchAPI) -> int:
+        items = api.list(args.limit)
+        if args.json:
+            print(json.dumps({"batches": [p.as_dict() for p in items]}))
+        else:
+            print(render_table(items))
+        return 0
+
+    return _guard(run)
+
+
+def _errors(args: argparse.Namespace) -> int:
+    def run(api: BatchAPI) -> int:
+        count = 0
+        for row in api.problems(args.batch_id):
+            count += 1
+            if args.json:
+                print(json.dumps(row, ensure_ascii=False))
+            else:
+                print(
+                    f"row {row['row']} (line {row['line']}): {row['status']} "
+                    f"{row.get('code', '')}: {row.get('reason', '')}"
+                )
+        if not args.json:
+            print(f"{count} rows", file=sys.stderr)
+        return 0
+
+    return _guard(run)
+
+
+def _parse_only(text: str | None) -> list[ItemStatus] | None:
+    if not text:
+        return None
+    try:
+        return [ItemStatus(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"idv-worker batch export: unknown status in --only {text!r}") from None
+
+
+def _export(args: argparse.Namespace) -> int:
+    only = _parse_only(args.only)
+
+    def run(api: BatchAPI) -> int:
+        out: TextIO
+        with contextlib.ExitStack() as stack:
+            if args.output:
+                out = stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
+            else:
+                out = sys.stdout
+            count = api.export(args.batch_id, out, fmt=args.format, only=only)
+        print(f"{count} rows exported", file=sys.stderr)
+        return 0
+
+    return _guard(run)
+
+
+def _pause(args: argparse.Namespace) -> int:
+    return _guard(lambda api: _show(api.pause(args.batch_id, args.reason).state.value, args))
+
+
+def _resume(args: argparse.Namespace) -> int:
+    return _guard(lambda api: _show(api.resume(args.batch_id, force=args.force).state.value, args))
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    return _guard(lambda api: _show(api.cancel(args.batch_id).state.value, args))
+
+
+def _show(state: str, args: argparse.Namespace) -> int:
+    print(f"batch {args.batch_id}: {state}")
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    def run(api: BatchAPI) -> int:
+        if args.include_uncertain:
+            print(
+                "warning: uncertain rows may already have been processed and billed by the "
+                "provider; they are sent again now",
+                file=sys.stderr,
+            )
+        result = api.retry_failed(args.batch_id, include_uncertain=args.include_uncertain)
+        print(
+            f"batch {result.batch_id}: {result.reset_rows} rows back to pending, "
+            f"{result.enqueued} chunk messages sent ({result.state.value})"
+        )
+        return 0
+
+    return _guard(run)
+
+
+__all__ = ["register"]

@@ -28,11 +28,15 @@ lint: venv
 	$(BIN)/ruff format --check worker tasks tests bench
 	$(BIN)/mypy
 
+BENCHES := client limiter evidence batch
+
+# Each benchmark prints one JSON object on its last line; run them one at a time so they
+# do not compete for the two cores.
 bench: venv
-	$(BIN)/python bench/client.py
+	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
 
 bench-quick: venv
-	$(BIN)/python bench/client.py --quick
+	@for b in $(BENCHES); do echo "== bench/$$b.py --quick"; $(BIN)/python bench/$$b.py --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.receiver",
     "worker.commands.callbacks",
     "worker.commands.metrics",
+    "worker.commands.config",
     "worker.commands.batch",
 )
 

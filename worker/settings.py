@@ -95,50 +95,86 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8765",
         description="Base URL of the provider, e.g. https://cloudauth-intl.cn-hongkong.aliyuncs.com",
     )
-    region: str = "cn-hongkong"
-    access_key_id: str = "idv-demo-key"
-    access_key_secret: SecretStr = SecretStr("idv-demo-secret")
-    security_token: SecretStr | None = None
+    region: str = Field(
+        "cn-hongkong", description="provider region id (informational; the endpoint decides)"
+    )
+    access_key_id: str = Field(
+        "idv-demo-key", description="AccessKey id (RAM user with AliyunAntCloudAuthFullAccess)"
+    )
+    access_key_secret: SecretStr = Field(
+        SecretStr("idv-demo-secret"), description="AccessKey secret"
+    )
+    security_token: SecretStr | None = Field(
+        None, description="STS security token, when using temporary credentials"
+    )
     signature_scheme: str = Field("acs3", description="acs3 (ACS3-HMAC-SHA256) or rpc (HMAC-SHA1)")
-    connect_timeout: float = Field(5.0, gt=0)
-    read_timeout: float = Field(10.0, gt=0)
-    max_connections: int = Field(32, ge=1)
+    connect_timeout: float = Field(5.0, gt=0, description="seconds to connect to the provider")
+    read_timeout: float = Field(10.0, gt=0, description="seconds to wait for the provider's answer")
+    max_connections: int = Field(32, ge=1, description="pooled HTTP connections per process")
 
     # --- quotas (QPS per product code, applied to each API of the product) ---
     quotas: Annotated[dict[str, float], NoDecode] = Field(
-        default_factory=lambda: dict(DEFAULT_QUOTAS)
+        default_factory=lambda: dict(DEFAULT_QUOTAS),
+        description="QPS per product code, e.g. ID_OCR_MIN=10,eKYC=10 (merged over the defaults)",
     )
     # per-API override: "ID_OCR_MIN:DocOcrV2=8"
-    api_quotas: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
-    quota_safety_margin: float = Field(0.01, ge=0, lt=0.5)
-    quota_burst: int = Field(1, ge=1)
+    api_quotas: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description="per-API overrides, e.g. ID_OCR_MIN:DocOcrV2=8"
+    )
+    quota_safety_margin: float = Field(
+        0.01, ge=0, lt=0.5, description="fraction of each quota left unused as a jitter budget"
+    )
+    quota_burst: int = Field(
+        1, ge=1, description="calls that may start back to back (1 = evenly spaced)"
+    )
 
     # --- redis ---
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    namespace: str = "idv:"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis for the limiter, records, batches (and the broker by default)",
+    )
+    namespace: str = Field("idv:", description="prefix of every Redis key")
 
     # --- celery ---
     broker_url: str | None = Field(None, description="Celery broker; defaults to IDV_REDIS_URL")
-    broker_visibility_timeout_s: int = Field(3600, ge=60)
-    task_time_limit_s: int = Field(1800, ge=60)
+    broker_visibility_timeout_s: int = Field(
+        3600, ge=60, description="seconds before an unacknowledged message is redelivered"
+    )
+    task_time_limit_s: int = Field(1800, ge=60, description="hard time limit of one task run")
 
     # --- storage (S3 API) ---
-    s3_endpoint_url: str | None = None
-    s3_region: str = "us-east-1"
-    s3_bucket: str = "idv-evidence"
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: SecretStr | None = None
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 API endpoint (MinIO etc.); unset = AWS"
+    )
+    s3_region: str = Field("us-east-1", description="S3 region")
+    s3_bucket: str = Field(
+        "idv-evidence", description="bucket for evidence, result documents and batch results"
+    )
+    s3_access_key_id: str | None = Field(
+        None, description="S3 access key (unset = the default AWS credential chain)"
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key")
     s3_sse: str = Field("AES256", description="server-side encryption: AES256, aws:kms or none")
-    s3_kms_key_id: str | None = None
-    s3_prefix: str = ""
+    s3_kms_key_id: str | None = Field(None, description="KMS key id when IDV_S3_SSE=aws:kms")
+    s3_prefix: str = Field("", description="prefix of every object key")
+    s3_upload_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="parts of one multipart upload sent at once; each upload holds up to "
+        "(this + 1) parts in memory",
+    )
 
     # --- callbacks ---
-    callback_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    callback_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="accepted callbackToken values, comma-separated (several during rotation)",
+    )
     callback_path: str = Field("/callback", description="path of the receiver's callback endpoint")
     callback_max_bytes: int = Field(8192, ge=256, description="largest accepted query + body")
     callback_dedup_ttl_s: int = Field(172800, ge=60, description="how long a callback is a repeat")
-    receiver_host: str = "127.0.0.1"
-    receiver_port: int = Field(8080, ge=0, le=65535)
+    receiver_host: str = Field("127.0.0.1", description="receiver bind address")
+    receiver_port: int = Field(8080, ge=0, le=65535, description="receiver port")
 
     # --- onboarding (CheckResult + evidence) ---
     onboarding_product: str = Field(
@@ -147,8 +183,10 @@ class Settings(BaseSettings):
     evidence_window_s: float = Field(
         1800, gt=0, description="fresh evidence links can be had this long after completion"
     )
-    evidence_part_size: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
-    evidence_chunk_size: int = Field(256 * 1024, ge=4096)
+    evidence_part_size: int = Field(
+        8 * 1024 * 1024, ge=5 * 1024 * 1024, description="multipart part size of evidence uploads"
+    )
+    evidence_chunk_size: int = Field(256 * 1024, ge=4096, description="download read size")
     evidence_max_links: int = Field(6, ge=1, description="links tried per video before giving up")
     onboarding_lease_s: float = Field(60, ge=5, description="per-transaction lease, renewed")
 
@@ -180,10 +218,16 @@ class Settings(BaseSettings):
     )
 
     # --- result webhook (optional) ---
-    webhook_url: str | None = None
-    webhook_secret: SecretStr | None = None
-    webhook_timeout_s: float = Field(10.0, gt=0)
-    webhook_max_attempts: int = Field(12, ge=1)
+    webhook_url: str | None = Field(
+        None, description="your endpoint for signed result webhooks (optional)"
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of the webhook signature"
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="seconds per webhook attempt")
+    webhook_max_attempts: int = Field(
+        12, ge=1, description="webhook attempts before dead-lettering"
+    )
 
     # --- results (Redis records + stream, worker.records) ---
     result_ttl_s: int = Field(
@@ -202,8 +246,10 @@ class Settings(BaseSettings):
     )
 
     # --- observability ---
-    sentry_dsn: SecretStr | None = None
-    log_level: str = "INFO"
+    sentry_dsn: SecretStr | None = Field(
+        None, description="Sentry DSN (optional; events are scrubbed of PII)"
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("quotas", "api_quotas", mode="before")
     @classmethod

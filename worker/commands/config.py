@@ -1,0 +1,69 @@
+"""``idv-worker config``: every ``IDV_`` variable, its default, its current value, what it does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pydantic import SecretStr
+
+from worker.settings import ENV_PREFIX, Settings, load_settings
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return "********" if value.get_secret_value() else ""
+    if isinstance(value, list):
+        return ",".join(_show(v) for v in value)
+    if isinstance(value, dict):
+        return f"{len(value)} entries"
+    return "" if value is None else str(value)
+
+
+def describe(settings: Settings | None) -> list[dict[str, str]]:
+    """One row per variable: name, default, current (secrets masked), description."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        row = {
+            "variable": ENV_PREFIX + name.upper(),
+            "default": _show(default),
+            "description": field.description or "",
+        }
+        if settings is not None:
+            row["current"] = _show(getattr(settings, name))
+        rows.append(row)
+    return rows
+
+
+def markdown_table() -> str:
+    """The configuration table of the README (defaults, not the current environment)."""
+    lines = ["| variable | default | what it does |", "|---|---|---|"]
+    for row in describe(None):
+        default = f"`{row['default']}`" if row["default"] else ""
+        lines.append(f"| `{row['variable']}` | {default} | {row['description']} |")
+    return "\n".join(lines)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(markdown_table())
+        return 0
+    rows = describe(load_settings())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["variable"]) for r in rows)
+    for row in rows:
+        print(f"{row['variable']:<{width}}  {row['current']:<30}  {row['description']}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "config", help="show every IDV_ variable with its current value (secrets masked)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--markdown", action="store_true", help="print the defaults as a table")
+    parser.set_defaults(handler=_handle)

@@ -29,8 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +39,18 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.servers import RedisServer, free_port, wait_until  # noqa: E402
-from tests.fixtures.workers import CeleryWorker  # noqa: E402
 from worker.batch.ids import merchant_biz_id  # noqa: E402
 from worker.cloudauth.client import CloudAuthClient  # noqa: E402
+from worker.devstack import (  # noqa: E402
+    DEMO_ACCESS_KEY_ID,
+    DEMO_ACCESS_KEY_SECRET,
+    DevStack,
+    Proc,
+    wait_until,
+)
 from worker.emulator.samples import generate_samples  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 
-AK, SECRET = "bench-key", "bench-secret"
 QUOTA = 50.0
 PRODUCT = "ID_OCR_MIN"
 
@@ -66,69 +68,11 @@ print(json.dumps({"rows": result.total_rows, "seconds": seconds, "peak_mb": peak
 """
 
 
-@contextmanager
-def emulator() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.emulator", "--port", str(port), "--access-key",
-         f"{AK}:{SECRET}", "--quota", f"{PRODUCT}={QUOTA:g}", "--log-level", "WARNING"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(f"{url}/_emulator/health", timeout=1).is_success, 20)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@contextmanager
-def moto() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(url, timeout=1).status_code < 500, 30)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@contextmanager
-def redis_server(workdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(workdir).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def env_for(redis_url: str, endpoint: str, s3: str) -> dict[str, str]:
-    return {
-        "IDV_ENDPOINT": endpoint,
-        "IDV_ACCESS_KEY_ID": AK,
-        "IDV_ACCESS_KEY_SECRET": SECRET,
-        "IDV_REDIS_URL": redis_url,
-        "IDV_S3_ENDPOINT_URL": s3,
-        "IDV_S3_BUCKET": "bench-batch",
-        "IDV_S3_ACCESS_KEY_ID": "testing",
-        "IDV_S3_SECRET_ACCESS_KEY": "testing",
-        "IDV_QUOTAS": f"{PRODUCT}={QUOTA:g}",
-        "IDV_LOG_LEVEL": "WARNING",
-    }
-
-
-def tree_cpu(workers: list[CeleryWorker]) -> float:
+def tree_cpu(workers: list[Proc]) -> float:
     """CPU seconds (user + system) of the workers and their pool processes so far."""
     total = 0.0
     for worker in workers:
-        assert worker.proc is not None
-        for pid in [worker.proc.pid, *worker.children()]:
+        for pid in [worker.pid, *worker.children()]:
             try:
                 times = psutil.Process(pid).cpu_times()
             except psutil.NoSuchProcess:
@@ -156,8 +100,13 @@ def throughput(workdir: Path, items: int) -> dict[str, Any]:
     images = sample_images(workdir, 60)
     manifest = workdir / "items.jsonl"
     write_item_manifest(manifest, images, items)
-    with redis_server(workdir / "redis-a") as rs, emulator() as endpoint, moto() as s3:
-        env = env_for(rs.url, endpoint, s3)
+    with DevStack(workdir / "stack") as stack:
+        stack.start_redis()
+        stack.start_s3()
+        endpoint = stack.start_emulator(quotas={PRODUCT: QUOTA}, extra=("--log-level", "WARNING"))
+        env = stack.env(
+            IDV_S3_BUCKET="bench-batch", IDV_QUOTAS=f"{PRODUCT}={QUOTA:g}", IDV_LOG_LEVEL="WARNING"
+        )
         subprocess.run(
             [sys.executable, "-c", "from worker.storage import S3ObjectStore\n"
              "from worker.settings import load_settings\n"
@@ -165,12 +114,12 @@ def throughput(workdir: Path, items: int) -> dict[str, Any]:
             env={**os.environ, **env}, cwd=ROOT, check=True,
         )  # fmt: skip
         workers = [
-            CeleryWorker(env, queues=("idv.bulk",), concurrency=2, name=f"b{i}").start()
+            stack.start_worker(env, queues=("idv.bulk",), concurrency=2, name=f"b{i}")
             for i in (1, 2)
         ]
         try:
             for worker in workers:
-                worker.wait_ready()
+                worker.wait_children(2)
             cpu_before = tree_cpu(workers)
             out = subprocess.run(
                 [sys.executable, "-m", "worker", "batch", "submit", str(manifest), "--json"],
@@ -178,7 +127,7 @@ def throughput(workdir: Path, items: int) -> dict[str, Any]:
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             batch_id = json.loads(out.stdout)["batch_id"]
-            client = redis.Redis.from_url(rs.url)
+            client = redis.Redis.from_url(stack.redis_url)
             counters = f"idv:{{batch:{batch_id}}}:n"
             meta = f"idv:{{batch:{batch_id}}}:meta"
             wait_until(
@@ -217,8 +166,8 @@ def bare_loop(endpoint: str, images: list[tuple[str, str]], calls: int) -> float
     """CPU ms per DocOcrV2 call of a minimal loop: read, base64, sign, post, parse."""
     settings = Settings(
         endpoint=endpoint,
-        access_key_id=AK,
-        access_key_secret=SECRET,  # type: ignore[arg-type]
+        access_key_id=DEMO_ACCESS_KEY_ID,
+        access_key_secret=DEMO_ACCESS_KEY_SECRET,  # type: ignore[arg-type]
         read_timeout=30,
     )
     httpx.put(f"{endpoint}/_emulator/quotas", json={PRODUCT: 1e9}, timeout=10)
@@ -252,10 +201,11 @@ def submission(workdir: Path, rows: int) -> dict[str, Any]:
     for label, count in (("small", small), ("big", rows)):
         manifest = workdir / f"manifest-{label}.csv"
         write_big_manifest(manifest, count)
-        with redis_server(workdir / f"redis-{label}") as rs:
-            client = redis.Redis.from_url(rs.url)
+        with DevStack(workdir / f"redis-{label}") as stack:
+            redis_url = stack.start_redis()
+            client = redis.Redis.from_url(redis_url)
             before = int(client.info("memory")["used_memory"])
-            env = {**os.environ, "IDV_REDIS_URL": rs.url, "PYTHONPATH": str(ROOT)}
+            env = {**os.environ, "IDV_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
             out = subprocess.run(
                 [sys.executable, "-c", SUBMIT_SCRIPT, str(manifest)],
                 env=env, cwd=ROOT, capture_output=True, text=True, check=True,
@@ -284,10 +234,11 @@ def naive_bytes_per_item(workdir: Path, rows: int) -> float:
     """Redis growth per row when each row is its own Celery message carrying the row."""
     from worker.app import create_app
 
-    with redis_server(workdir / "redis-naive") as rs:
-        client = redis.Redis.from_url(rs.url)
+    with DevStack(workdir / "redis-naive") as stack:
+        redis_url = stack.start_redis()
+        client = redis.Redis.from_url(redis_url)
         before = int(client.info("memory")["used_memory"])
-        app = create_app(Settings(redis_url=rs.url))
+        app = create_app(Settings(redis_url=redis_url))
         with app.producer_or_acquire() as producer:
             for n in range(rows):
                 row = {

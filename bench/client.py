@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from worker.cloudauth.signing import (
     sign_acs3_request,
     utc_timestamp,
 )
+from worker.devstack import Proc, emulator_command, free_port, http_ok
 from worker.settings import Settings
 
 AK, SECRET = "bench-key", "bench-secret"
@@ -48,18 +48,10 @@ BIZ = "bench0001"
 USER_AGENT = "bench-bare/1"
 
 
-def free_port() -> int:
-    import socket
-
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Emulator:
     port: int
-    proc: subprocess.Popen[bytes]
+    proc: Proc
 
     @property
     def url(self) -> str:
@@ -94,48 +86,15 @@ class Emulator:
 @contextlib.contextmanager
 def running_emulator(cpu: int | None) -> Iterator[Emulator]:
     port = free_port()
-
-    def pin() -> None:  # runs in the child before exec: every emulator thread inherits it
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "worker.emulator",
-            "--port",
-            str(port),
-            "--access-key",
-            f"{AK}:{SECRET}",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=pin,  # no threads exist yet in this process, so this is safe
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    emulator = Emulator(port, proc)
+    # taskset pins the process before the emulator starts: every thread it makes inherits it.
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    command = emulator_command(port, f"{AK}:{SECRET}", "--log-level", "warning", via_cli=False)
+    proc = Proc("emulator", [*pin, *command])
+    proc.start_ready(http_ok(f"http://127.0.0.1:{port}/_emulator/health"), timeout=30)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{emulator.url}/_emulator/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("emulator did not start")
-            time.sleep(0.05)  # start-up poll, not a measurement
-        yield emulator
+        yield Emulator(port, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.stop(timeout=10)
 
 
 # --- 1. client CPU overhead ---------------------------------------------------------------

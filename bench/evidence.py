@@ -41,7 +41,7 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.devstack import S3_KEY_ID, S3_SECRET, DevStack, Proc, wait_until
+from worker.devstack import S3_KEY_ID, S3_SECRET, DevStack, wait_until
 from worker.emulator.media import iter_video
 from worker.settings import Settings
 from worker.storage import S3ObjectStore
@@ -168,7 +168,7 @@ class Bench:
     def big_video(self, size: int, rounds: int) -> dict[str, Any]:
         worker = self.stack.start_worker(self.env, queues=("idv.realtime",), concurrency=1,
                                          name="big")  # fmt: skip
-        proc = psutil.Process(self._pool_children(worker, 1)[0])
+        proc = psutil.Process(worker.wait_children(1)[0])
         self._archive(8 * MIB)  # warm-up: imports, connections, the S3 server's first parts
         idle = proc.memory_info().rss
         peak = idle
@@ -217,13 +217,6 @@ class Bench:
         self._last_tid = tid
         return size / task_s
 
-    def _pool_children(self, worker: Proc, count: int) -> list[int]:
-        def children() -> list[int]:
-            return [c.pid for c in psutil.Process(worker.pid).children()]
-
-        wait_until(lambda: worker.check_alive() and len(children()) >= count, timeout=60)
-        return children()
-
     def _upload_file_baseline(self, size: int) -> float:
         """boto3 ``upload_file`` (default transfer settings) of the same bytes from disk."""
         with tempfile.NamedTemporaryFile(prefix="idv-bench-", suffix=".webm") as tmp:
@@ -255,7 +248,7 @@ class Bench:
             for i in range(2)
         ]
         for worker in workers:
-            self._pool_children(worker, 4)
+            worker.wait_children(4)
         tids = [self.new_flow() for _ in range(flows)]
         span = sizes[1] - sizes[0]
         for i, tid in enumerate(tids):

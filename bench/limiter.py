@@ -33,10 +33,10 @@ import base64
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from limiter_workers import AK, API, PRODUCT, SECRET, LimitsGate, Spec, realtime, saturate
 
-from tests.fixtures.servers import RedisServer, free_port, wait_until
 from worker.cloudauth.gate import CallContext, Lane
+from worker.devstack import Proc, RedisServer, free_port, spawn_emulator, wait_until
 from worker.emulator.samples import generate_samples
 from worker.ratelimit import RedisRateLimiter
 from worker.settings import Settings
@@ -63,16 +63,13 @@ CTX = multiprocessing.get_context("fork")
 class Emulator:
     """The emulator as a subprocess, and its control API."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.emulator", "--port", str(self.port),
-             "--access-key", f"{AK}:{SECRET}", "--quota", f"{PRODUCT}=10",
-             "--log-level", "warning"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        self.proc = spawn_emulator(
+            self.port, f"{AK}:{SECRET}", "--quota", f"{PRODUCT}=10", "--log-level", "warning",
+            via_cli=False,
         )  # fmt: skip
-        wait_until(lambda: self.control("GET", "health")["ok"], timeout=30, interval=0.05)
 
     def control(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         reply = httpx.request(method, f"{self.url}/_emulator/{path}", json=payload, timeout=30)
@@ -89,11 +86,7 @@ class Emulator:
         return {**empty, **actions.get(API, {}).get(PRODUCT, {})}
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.proc.stop(timeout=10)
 
 
 def measure(emu: Emulator, quota: float, warmup: float, duration: float) -> dict[str, Any]:
@@ -116,12 +109,17 @@ def measure(emu: Emulator, quota: float, warmup: float, duration: float) -> dict
     }
 
 
-def run_processes(spec: Spec, emu: Emulator, warmup: float, duration: float) -> dict[str, Any]:
-    """8 saturating processes of one strategy."""
+def run_case(
+    spec: Spec, emu: Emulator, targets: list[tuple[Callable[..., None], tuple[Any, ...]]],
+    warmup: float, duration: float,
+) -> tuple[dict[str, Any], list[Any]]:  # fmt: skip
+    """Run ``targets`` as processes started together; returns the measurement and their reports.
+
+    A target is ``(function, first args)``; the process gets ``start``, ``stop``, ``out`` after.
+    """
     emu.reset(spec.quota)
     start, stop, out = CTX.Event(), CTX.Event(), CTX.Queue()
-    procs = [CTX.Process(target=saturate, args=(spec, "bulk", start, stop, out))
-             for _ in range(PROCESSES)]  # fmt: skip
+    procs = [CTX.Process(target=fn, args=(*args, start, stop, out)) for fn, args in targets]
     for proc in procs:
         proc.start()
     start.set()
@@ -132,6 +130,13 @@ def run_processes(spec: Spec, emu: Emulator, warmup: float, duration: float) -> 
         reports = [out.get(timeout=60) for _ in procs]
         for proc in procs:
             proc.join(timeout=30)
+    return result, reports
+
+
+def run_processes(spec: Spec, emu: Emulator, warmup: float, duration: float) -> dict[str, Any]:
+    """8 saturating processes of one strategy."""
+    bulk = [(saturate, (spec, "bulk"))] * PROCESSES
+    result, reports = run_case(spec, emu, bulk, warmup, duration)
     result["calls"] = sum(r[1] for r in reports)
     result.pop("window")
     return result
@@ -154,21 +159,18 @@ def run_celery(
     with limiter_celery.app.producer_or_acquire() as producer:
         for n in range(backlog):
             limiter_celery.app.send_task("bench.ocr", args=(n,), producer=producer)
-    worker = subprocess.Popen(
+    worker = Proc(
+        "celery",
         [sys.executable, "-m", "celery", "-A", "limiter_celery", "worker", "-c", str(PROCESSES),
          "-P", "prefork", "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
          "--without-heartbeat"],
-        cwd=BENCH, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env,
+        cwd=BENCH,
+    ).start()  # fmt: skip
     try:
         result = measure(emu, quota, warmup, duration)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        worker.stop(timeout=30)
         redis.Redis.from_url(broker).flushdb()
     result.pop("window")
     return result
@@ -183,21 +185,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_deadline(spec: Spec, emu: Emulator, warmup: float, duration: float) -> dict[str, Any]:
     """Bulk saturating the quota while realtime calls arrive at 10% of it."""
-    emu.reset(spec.quota)
-    start, stop, out = CTX.Event(), CTX.Event(), CTX.Queue()
-    procs = [CTX.Process(target=saturate, args=(spec, "bulk", start, stop, out))
-             for _ in range(PROCESSES)]  # fmt: skip
-    procs.append(CTX.Process(target=realtime, args=(spec, 0.1 * spec.quota, 1, start, stop, out)))
-    for proc in procs:
-        proc.start()
-    start.set()
-    try:
-        result = measure(emu, spec.quota, warmup, duration)
-    finally:
-        stop.set()
-        reports = [out.get(timeout=60) for _ in procs]
-        for proc in procs:
-            proc.join(timeout=30)
+    targets = [(saturate, (spec, "bulk"))] * PROCESSES
+    targets.append((realtime, (spec, 0.1 * spec.quota, 1)))
+    result, reports = run_case(spec, emu, targets, warmup, duration)
     [(_, waits, store_waits, _)] = [r for r in reports if r[0] == "realtime"]
     t0, t1 = result["window"]
     slot = 1 / (spec.quota * (1 - spec.margin))
@@ -266,7 +256,7 @@ def main() -> None:
     out: dict[str, Any] = {"duration_s": duration, "processes": PROCESSES, "margin": margin}
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis").start()
-        emu = Emulator(Path(tmp))
+        emu = Emulator()
         try:
             [row] = generate_samples(Path(tmp) / "samples", 1)
             image = Path(row.image)

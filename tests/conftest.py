@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.emulator",
     "tests.fixtures.batch",
+    "tests.fixtures.e2e",
 ]

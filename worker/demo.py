@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -206,7 +206,7 @@ class Demo:
         def all_done() -> bool:
             for tid in flows:
                 if tid not in records:
-                    raw = r.get(keys.result_tx(tid))
+                    raw = cast("bytes | None", r.get(keys.result_tx(tid)))
                     if raw:
                         records[tid] = json.loads(raw)
                         flows[tid]["latency"] = time.monotonic() - flows[tid]["sent_at"]

@@ -1,8 +1,9 @@
 """Start the local stack on free loopback ports: Redis, an S3 API, the emulator, receiver, workers.
 
-Used by ``make demo``, the benchmarks and the test fixtures. Every process is a child of the
-caller, in its own process group, and is stopped by ``DevStack.close()``. Nothing here is
-used in production.
+Used by ``make demo``, the benchmarks and the test fixtures (``tests/fixtures/`` builds on the
+pieces here: ``Proc``, ``RedisServer``, the ``spawn_*`` functions and the command lines). Every
+process is a child of the caller, in its own process group, and is stopped by ``Proc.stop()``
+(``DevStack.close()`` for a whole stack). Nothing here is used in production.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 import httpx
 
@@ -28,15 +29,18 @@ DEMO_ACCESS_KEY_ID = "idv-demo-key"
 DEMO_ACCESS_KEY_SECRET = "idv-demo-secret"  # noqa: S105 - the emulator's well-known demo key
 S3_KEY_ID = "idvlocal"
 S3_SECRET = "idvlocal-secret"  # noqa: S105 - local S3 API only
+ALL_QUEUES = ("idv.realtime", "idv.webhooks", "idv.archival", "idv.bulk")
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((host, port)) == 0
@@ -45,7 +49,10 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 def wait_until(
     predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02
 ) -> None:
-    """Poll ``predicate`` until true; ``TimeoutError`` after ``timeout`` seconds."""
+    """Poll ``predicate`` until true; ``TimeoutError`` after ``timeout`` seconds.
+
+    An exception from ``predicate`` counts as false: a server still starting may refuse or reset.
+    """
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(Exception):
@@ -54,6 +61,11 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    """A readiness probe: ``GET url`` answers 200."""
+    return lambda: httpx.get(url, timeout=1).status_code == 200
 
 
 def redis_server_binary() -> str:
@@ -71,24 +83,79 @@ def redis_server_binary() -> str:
     return str(bundled)
 
 
-class Proc:
-    """A child process in its own process group, with its output in a log file."""
+# ------------------------------------------------------------------ command lines
 
-    def __init__(self, name: str, cmd: Sequence[str], env: Mapping[str, str], log: Path) -> None:
+
+def emulator_command(port: int, access_key: str, *args: str, via_cli: bool = True) -> list[str]:
+    """The emulator on ``port`` with ``access_key`` (``id:secret``), then ``args``.
+
+    ``via_cli``: through ``python -m worker emulator`` (else ``python -m worker.emulator``).
+    """
+    entry = ["-m", "worker", "emulator"] if via_cli else ["-m", "worker.emulator"]
+    return [sys.executable, *entry, "--host", "127.0.0.1", "--port", str(port),
+            "--access-key", access_key, *args]  # fmt: skip
+
+
+def celery_worker_command(
+    *, queues: Sequence[str] = ALL_QUEUES, concurrency: int = 4, name: str = "worker"
+) -> list[str]:
+    """``celery worker`` (prefork pool) of ``worker.app`` consuming ``queues``."""
+    return [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", ",".join(queues),
+            "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-l", "INFO"]  # fmt: skip
+
+
+# ------------------------------------------------------------------ processes
+
+
+class Proc:
+    """A child process in its own process group, its output in ``log`` (discarded if None)."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        log: Path | None = None,
+        *,
+        cwd: Path = ROOT,
+    ) -> None:
         self.name = name
         self.cmd = list(cmd)
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         self.log = log
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
 
-    def start(self) -> Proc:
-        self._out = open(self.log, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    def start(self) -> Self:
+        """Start the process (again, after ``stop``); does not wait for it to be ready."""
+        out: IO[bytes] | int = subprocess.DEVNULL
+        if self.log is not None:
+            self._out = out = open(self.log, "ab")  # noqa: SIM115 - open for the child's lifetime
         self.proc = subprocess.Popen(
-            self.cmd, env=self.env, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT,
+            self.cmd, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         return self
+
+    def start_ready(self, ready: Callable[[], bool], timeout: float = 30.0) -> Self:
+        """``start``, then ``wait_for``; the process is stopped again if that fails."""
+        self.start()
+        try:
+            self.wait_for(ready, timeout)
+        except BaseException:
+            self.stop(timeout=5)
+            raise
+        return self
+
+    def wait_for(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
+        """Wait until ``ready()``; ``RuntimeError`` with the log's tail if the process exits."""
+        try:
+            wait_until(lambda: not self.alive() or ready(), timeout=timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{self.name} not ready within {timeout}s{self._tail()}") from None
+        self.check_alive()
 
     @property
     def pid(self) -> int:
@@ -99,28 +166,117 @@ class Proc:
         return self.proc is not None and self.proc.poll() is None
 
     def check_alive(self) -> bool:
+        """True, or ``RuntimeError`` (with the log's tail) if the process has exited."""
         if not self.alive():
-            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(f"{self.name} exited early; log tail:\n{tail}")
+            raise RuntimeError(f"{self.name} exited early{self._tail()}")
         return True
 
+    def _tail(self) -> str:
+        if self.log is None or not self.log.exists():
+            return ""
+        return "; log tail:\n" + self.log.read_text(errors="replace")[-2000:]
+
+    def children(self) -> list[int]:
+        """PIDs of the process's children (a Celery worker's pool processes)."""
+        import psutil  # a development dependency, like everything in this module
+
+        try:
+            return [child.pid for child in psutil.Process(self.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def wait_children(self, count: int, timeout: float = 60.0) -> list[int]:
+        """Wait until at least ``count`` children run (a pool is up); returns their PIDs."""
+        self.wait_for(lambda: len(self.children()) >= count, timeout)
+        return self.children()
+
     def signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group."""
         if self.alive():
             os.killpg(self.pid, sig)
 
+    def kill(self) -> None:
+        """SIGKILL the process group and reap the process (a machine dying mid-task)."""
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait()
+
     def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the process group; SIGKILL it if it has not exited after ``timeout``."""
         if self.alive():
             self.signal(signal.SIGTERM)
             try:
                 assert self.proc is not None
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                assert self.proc is not None
-                self.proc.wait()
+                self.kill()
         if self._out:
             self._out.close()
             self._out = None
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free port, no persistence.
+
+    ``stop`` then ``start`` brings it back, empty, on the same port.
+    """
+
+    def __init__(self, workdir: Path, log: Path | None = None) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc = Proc(
+            "redis",
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save",
+             "", "--appendonly", "no", "--dir", str(workdir), "--maxclients", "4000"],
+            log=log,
+        )  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> Self:
+        """Start and wait until it accepts connections."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc.start_ready(lambda: port_open(self.port), timeout=15)
+        return self
+
+    def stop(self) -> None:
+        self.proc.stop(timeout=5)
+
+
+def spawn_s3(port: int, log: Path | None = None) -> Proc:
+    """moto's S3 API server on ``port``, accepting connections."""
+    return Proc(
+        "s3",
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        {"AWS_ACCESS_KEY_ID": S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": S3_SECRET},
+        log,
+    ).start_ready(lambda: port_open(port), timeout=30)
+
+
+def spawn_emulator(
+    port: int,
+    access_key: str,
+    *args: str,
+    log: Path | None = None,
+    via_cli: bool = True,
+    timeout: float = 30.0,
+) -> Proc:
+    """The emulator (see ``emulator_command``), answering its health check."""
+    cmd = emulator_command(port, access_key, *args, via_cli=via_cli)
+    url = f"http://127.0.0.1:{port}/_emulator/health"
+    return Proc("emulator", cmd, log=log).start_ready(http_ok(url), timeout)
+
+
+def spawn_receiver(port: int, env: Mapping[str, str], log: Path | None = None) -> Proc:
+    """The callback receiver (``python -m worker receiver``) on ``port``, answering ``/healthz``."""
+    cmd = [sys.executable, "-m", "worker", "receiver", "--host", "127.0.0.1", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}/healthz"
+    return Proc("receiver", cmd, env, log).start_ready(http_ok(url), timeout=30)
+
+
+# ------------------------------------------------------------------ the whole stack
 
 
 class DevStack:
@@ -135,32 +291,22 @@ class DevStack:
         self.emulator_url = ""
         self.receiver_url = ""
 
-    # -------------------------------------------------------------- pieces
+    def _log(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
 
-    def _spawn(self, name: str, cmd: Sequence[str], env: Mapping[str, str] | None = None) -> Proc:
-        proc = Proc(name, cmd, env or {}, self.workdir / f"{name}.log").start()
+    def _keep(self, proc: Proc) -> Proc:
         self.procs.append(proc)
         return proc
 
     def start_redis(self) -> str:
-        port = free_port()
-        proc = self._spawn(
-            "redis",
-            [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--maxclients", "4000"],
-        )  # fmt: skip
-        wait_until(lambda: proc.check_alive() and port_open(port), timeout=15)
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        server = RedisServer(self.workdir, log=self._log("redis")).start()
+        self._keep(server.proc)
+        self.redis_url = server.url
         return self.redis_url
 
     def start_s3(self) -> str:
         port = free_port()
-        proc = self._spawn(
-            "s3",
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            {"AWS_ACCESS_KEY_ID": S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": S3_SECRET},
-        )
-        wait_until(lambda: proc.check_alive() and port_open(port), timeout=30)
+        self._keep(spawn_s3(port, self._log("s3")))
         self.s3_endpoint = f"http://127.0.0.1:{port}"
         return self.s3_endpoint
 
@@ -168,18 +314,11 @@ class DevStack:
                        extra: Sequence[str] = ()) -> str:  # fmt: skip
         port = free_port()
         key = f"{DEMO_ACCESS_KEY_ID}:{DEMO_ACCESS_KEY_SECRET}"
-        cmd = [sys.executable, "-m", "worker", "emulator", "--host", "127.0.0.1",
-               "--port", str(port), "--access-key", key]  # fmt: skip
-        for product, qps in (quotas or {}).items():
-            cmd += ["--quota", f"{product}={qps:g}"]
-        proc = self._spawn("emulator", [*cmd, *extra])
-        url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: proc.check_alive() and httpx.get(f"{url}/_emulator/stats").status_code == 200,
-            timeout=30,
-        )
-        self.emulator_url = url
-        return url
+        args = [arg for product, qps in (quotas or {}).items()
+                for arg in ("--quota", f"{product}={qps:g}")]  # fmt: skip
+        self._keep(spawn_emulator(port, key, *args, *extra, log=self._log("emulator")))
+        self.emulator_url = f"http://127.0.0.1:{port}"
+        return self.emulator_url
 
     def env(self, **overrides: str) -> dict[str, str]:
         """``IDV_*`` variables that point the project at this stack."""
@@ -197,40 +336,20 @@ class DevStack:
 
     def start_receiver(self, env: Mapping[str, str]) -> str:
         port = free_port()
-        proc = self._spawn(
-            "receiver",
-            [
-                sys.executable,
-                "-m",
-                "worker",
-                "receiver",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env,
-        )
-        url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: proc.check_alive() and httpx.get(f"{url}/healthz").status_code == 200,
-            timeout=30,
-        )
-        self.receiver_url = url
-        return url
+        self._keep(spawn_receiver(port, env, self._log("receiver")))
+        self.receiver_url = f"http://127.0.0.1:{port}"
+        return self.receiver_url
 
     def start_worker(
         self,
         env: Mapping[str, str],
         *,
-        queues: Sequence[str] = ("idv.realtime", "idv.webhooks", "idv.archival", "idv.bulk"),
+        queues: Sequence[str] = ALL_QUEUES,
         concurrency: int = 4,
         name: str = "worker",
     ) -> Proc:
-        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", ",".join(queues),
-               "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-               "--without-heartbeat", "-l", "INFO"]  # fmt: skip
-        return self._spawn(name, cmd, env)
+        cmd = celery_worker_command(queues=queues, concurrency=concurrency, name=name)
+        return self._keep(Proc(name, cmd, env, self._log(name)).start())
 
     def close(self) -> None:
         for proc in reversed(self.procs):

@@ -10,117 +10,50 @@ every invalid row must be reported with its row number.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from tests.fixtures.emulator import EmulatorHandle, EmulatorServer
-from tests.fixtures.s3 import drop_bucket, make_s3_settings, new_bucket_name
-from tests.fixtures.servers import RedisServer, wait_until
-from tests.fixtures.workers import ROOT, CeleryWorker
+from tests.fixtures.e2e import E2EServers, E2EStack
+from tests.fixtures.emulator import EmulatorHandle
+from tests.fixtures.servers import wait_until
+from tests.fixtures.workers import CeleryWorker
 from worker.batch.api import BatchAPI
 from worker.batch.model import BatchState, ItemStatus
 from worker.emulator.samples import generate_samples
-from worker.settings import Settings
-from worker.storage import S3ObjectStore
 
 pytestmark = pytest.mark.slow
 
 GOOD, BAD = 1900, 100
 QUOTA = 200
-
-
-@dataclass
-class Stack:
-    env: dict[str, str]
-    settings: Settings
-    redis: redis.Redis
-    store: S3ObjectStore
-    logdir: Path
-
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "worker", "batch", *args],
-            env={**os.environ, **self.env, "PYTHONPATH": str(ROOT)},
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def worker(self, name: str) -> CeleryWorker:
-        return CeleryWorker(
-            self.env,
-            queues=("idv.bulk",),
-            concurrency=2,
-            name=name,
-            logfile=self.logdir / f"{name}.log",
-        ).start()
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-            for p in sorted(self.logdir.glob("*.log"))
-        )
+BULK = ("idv.bulk",)
 
 
 @pytest.fixture(scope="module")
-def stack(
-    redis_server: RedisServer,
-    s3_endpoint: str,
-    emulator_server: EmulatorServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    logdir = tmp_path_factory.mktemp("batch-e2e")
-    r = redis.Redis.from_url(redis_server.url)
-    r.flushall()
-    bucket = new_bucket_name()
-    s3 = make_s3_settings(s3_endpoint, bucket)
-    store = S3ObjectStore(s3)
-    store.ensure_bucket()
-    env = {
-        "IDV_ENDPOINT": emulator_server.url,
-        "IDV_ACCESS_KEY_ID": "test-access-key",
-        "IDV_ACCESS_KEY_SECRET": "test-access-secret",
-        "IDV_REDIS_URL": redis_server.url,
-        "IDV_S3_ENDPOINT_URL": s3_endpoint,
-        "IDV_S3_BUCKET": bucket,
-        "IDV_S3_ACCESS_KEY_ID": "testing",
-        "IDV_S3_SECRET_ACCESS_KEY": "testing",
-        "IDV_S3_REGION": "us-east-1",
-        "IDV_QUOTAS": f"ID_OCR_MIN={QUOTA}",
-        "IDV_BATCH_CHUNK_SIZE": "50",
+def stack(e2e_servers: E2EServers) -> Iterator[E2EStack]:
+    with e2e_servers.open(
+        E2EStack,
+        "batch-e2e",
+        IDV_QUOTAS=f"ID_OCR_MIN={QUOTA}",
+        IDV_BATCH_CHUNK_SIZE="50",
         # A killed worker's chunks are retaken within seconds (production: minutes).
-        "IDV_BATCH_LEASE_S": "3",
-        "IDV_BATCH_WATCHDOG_INTERVAL_S": "1",
-        "IDV_LOG_LEVEL": "INFO",
-    }
-    settings = s3.model_copy(update={"redis_url": redis_server.url})
-    try:
-        yield Stack(env, settings, r, store, logdir)
-    finally:
-        drop_bucket(store)
-        store.close()
-        r.close()
+        IDV_BATCH_LEASE_S="3",
+        IDV_BATCH_WATCHDOG_INTERVAL_S="1",
+    ) as opened:
+        yield opened
 
 
-def _counts(stack: Stack, batch_id: str) -> dict[str, Any]:
-    out = stack.cli("status", batch_id, "--json")
+def _counts(stack: E2EStack, batch_id: str) -> dict[str, Any]:
+    out = stack.cli("batch", "status", batch_id, "--json")
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
 def test_two_thousand_documents_two_workers_one_killed(
-    stack: Stack, emulator: EmulatorHandle, tmp_path: Path
+    stack: E2EStack, emulator: EmulatorHandle, tmp_path: Path
 ) -> None:
     emulator.set_quotas({"ID_OCR_MIN": QUOTA})
     rows = generate_samples(tmp_path / "samples", GOOD, bad=BAD, seed=11)
@@ -130,21 +63,21 @@ def test_two_thousand_documents_two_workers_one_killed(
     }
     assert len(bad_rows) == BAD
 
-    workers = [stack.worker("w1"), stack.worker("w2")]
+    workers = [stack.worker("w1", queues=BULK), stack.worker("w2", queues=BULK)]
     replacement: CeleryWorker | None = None
     try:
         for worker in workers:
             worker.wait_ready()
-        submitted = stack.cli("submit", str(manifest))
+        submitted = stack.cli("batch", "submit", str(manifest))
         assert submitted.returncode == 0, submitted.stderr
         batch_id = submitted.stdout.strip().splitlines()[-1]
 
         # Kill one worker (parent and pool children) in the middle of the batch.
         wait_until(lambda: _counts(stack, batch_id)["done"] >= 600, timeout=60, interval=0.2)
-        workers[0].kill_hard()
+        workers[0].kill()
         killed_at = _counts(stack, batch_id)
         assert killed_at["remaining"] > 0, "the batch finished before the kill"
-        replacement = stack.worker("w3")
+        replacement = stack.worker("w3", queues=BULK)
 
         with BatchAPI(stack.settings) as api:
             try:
@@ -188,15 +121,15 @@ def test_two_thousand_documents_two_workers_one_killed(
     status = _counts(stack, batch_id)
     assert status["state"] == "completed"
     assert status["remaining"] == 0
-    errors = stack.cli("errors", batch_id, "--json")
+    errors = stack.cli("batch", "errors", batch_id, "--json")
     assert errors.returncode == 0
     assert len(errors.stdout.splitlines()) == BAD + len(uncertain)
-    export = stack.cli("export", batch_id, "--format", "csv", "--only", "done")
+    export = stack.cli("batch", "export", batch_id, "--format", "csv", "--only", "done")
     assert export.returncode == 0, export.stderr
     assert len(export.stdout.splitlines()) == 1 + counts[ItemStatus.DONE]
-    listed = stack.cli("list", "--json")
+    listed = stack.cli("batch", "list", "--json")
     assert batch_id in {b["batch_id"] for b in json.loads(listed.stdout)["batches"]}
     # Resubmitting the finished manifest changes nothing.
-    again = stack.cli("submit", str(manifest), "--json")
+    again = stack.cli("batch", "submit", str(manifest), "--json")
     assert json.loads(again.stdout)["created"] is False
     assert emulator.stats()["actions"]["DocOcrV2"]["ID_OCR_MIN"]["served"] == served

@@ -15,28 +15,23 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
-import redis
 
-from tests.fixtures.emulator import EmulatorHandle, EmulatorServer
-from tests.fixtures.s3 import drop_bucket, make_s3_settings, new_bucket_name
-from tests.fixtures.servers import RedisServer, free_port, wait_until
-from tests.fixtures.workers import ROOT, CeleryWorker
+from tests.fixtures.e2e import E2EServers, E2EStack
+from tests.fixtures.emulator import EmulatorHandle
+from tests.fixtures.servers import free_port, wait_until
+from tests.fixtures.workers import CeleryWorker
 from worker.deadletter import DeadLetterStore, load_retry_handlers
+from worker.devstack import spawn_receiver
 from worker.keys import Evidence, ObjectKeys
-from worker.settings import Settings
-from worker.storage import S3ObjectStore
 from worker.webhook import SIGNATURE_HEADER, verify_signature
 
 pytestmark = pytest.mark.slow
@@ -104,15 +99,10 @@ class WebhookSink:
 
 
 @dataclass
-class Stack:
-    env: dict[str, str]
-    settings: Settings
-    receiver_url: str
-    redis: redis.Redis
-    store: S3ObjectStore
-    workers: list[CeleryWorker]
-    webhooks: WebhookSink
-    logdir: Path
+class Stack(E2EStack):
+    receiver_url: str = ""
+    workers: list[CeleryWorker] = field(default_factory=list)
+    webhooks: WebhookSink = field(default_factory=WebhookSink)
 
     @property
     def callback_url(self) -> str:
@@ -140,85 +130,37 @@ class Stack:
             digest.update(chunk)
         return digest.hexdigest()
 
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in self.logdir.glob("*")
-        )
-
-
-def _start_receiver(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    out = log.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "receiver", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, stdout=out,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    out.close()
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"receiver exited: {log.read_text()}")
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-
-    wait_until(healthy, timeout=30)
-    return proc, url
-
 
 @pytest.fixture(scope="module")
-def stack(
-    redis_server: RedisServer,
-    s3_endpoint: str,
-    emulator_server: EmulatorServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    logdir = tmp_path_factory.mktemp("onboarding-e2e")
-    r = redis.Redis.from_url(redis_server.url)
-    r.flushall()
-    bucket = new_bucket_name()
-    s3 = make_s3_settings(s3_endpoint, bucket)
-    store = S3ObjectStore(s3)
-    store.ensure_bucket()
+def stack(e2e_servers: E2EServers) -> Iterator[Stack]:
     webhooks = WebhookSink()
     webhook_url = webhooks.start()
-    env = {
-        "IDV_ENDPOINT": emulator_server.url,
-        "IDV_ACCESS_KEY_ID": "test-access-key",
-        "IDV_ACCESS_KEY_SECRET": "test-access-secret",
-        "IDV_REDIS_URL": redis_server.url,
-        "IDV_S3_ENDPOINT_URL": s3_endpoint,
-        "IDV_S3_BUCKET": bucket,
-        "IDV_S3_ACCESS_KEY_ID": "testing",
-        "IDV_S3_SECRET_ACCESS_KEY": "testing",
-        "IDV_S3_REGION": "us-east-1",
-        "IDV_CALLBACK_TOKENS": ",".join(TOKENS),
-        "IDV_QUOTAS": "eKYC=2000,FACE_LIVENESS=2000,ID_OCR=2000",
-        "IDV_ONBOARDING_LEASE_S": "6",
-        "IDV_EVIDENCE_PART_SIZE": str(5 * MIB),
-        "IDV_WEBHOOK_URL": webhook_url,
-        "IDV_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "IDV_LOG_LEVEL": "INFO",
-    }
-    settings = s3.model_copy(update={"redis_url": redis_server.url})
-    receiver, url = _start_receiver(env, logdir / "receiver.log")
-    workers = [
-        CeleryWorker(env, concurrency=3, name=f"e2e{i}", logfile=logdir / f"worker{i}.log").start()
-        for i in (1, 2)
-    ]
     try:
-        for worker in workers:
-            worker.wait_ready()
-        yield Stack(env, settings, url, r, store, workers, webhooks, logdir)
+        with e2e_servers.open(
+            Stack,
+            "onboarding-e2e",
+            IDV_CALLBACK_TOKENS=",".join(TOKENS),
+            IDV_QUOTAS="eKYC=2000,FACE_LIVENESS=2000,ID_OCR=2000",
+            IDV_ONBOARDING_LEASE_S="6",
+            IDV_EVIDENCE_PART_SIZE=str(5 * MIB),
+            IDV_WEBHOOK_URL=webhook_url,
+            IDV_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        ) as opened:
+            opened.webhooks = webhooks
+            port = free_port()
+            receiver = spawn_receiver(port, opened.env, opened.logdir / "receiver.log")
+            opened.receiver_url = f"http://127.0.0.1:{port}"
+            opened.workers = [opened.worker(f"e2e{i}", concurrency=3) for i in (1, 2)]
+            try:
+                for worker in opened.workers:
+                    worker.wait_ready()
+                yield opened
+            finally:
+                for worker in opened.workers:
+                    worker.stop()
+                receiver.stop(timeout=10)
     finally:
-        for worker in workers:
-            worker.stop()
-        os.killpg(receiver.pid, signal.SIGTERM)
-        receiver.wait(timeout=10)
         webhooks.stop()
-        drop_bucket(store)
-        store.close()
-        r.close()
 
 
 def check_result_calls(emulator: EmulatorHandle) -> int:
@@ -325,10 +267,7 @@ def test_two_hundred_flows_end_to_end(stack: Stack, emulator: EmulatorHandle) ->
             for t in list(flows)[:20]
         )
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "worker", "callbacks", "replay", str(replay), "--trust", "--force"],
-        env={**os.environ, **stack.env}, cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    out = stack.cli("callbacks", "replay", str(replay), "--trust", "--force")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {
         "accepted": 20, "duplicate": 0, "rejected": 0,
@@ -486,10 +425,7 @@ def test_expired_message_is_dead_lettered_and_retried_late(
                    "productCode": "FACE_LIVENESS", "callbackToken": TOKENS[0]},
         "received_at": time.time() - 31 * 60,
     }))  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-m", "worker", "callbacks", "replay", str(replay)],
-        env={**os.environ, **stack.env}, cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    out = stack.cli("callbacks", "replay", str(replay))
     assert out.returncode == 0, out.stderr
     wait_until(lambda: stack.deadletter("onboarding", tid) != {}, timeout=30)
     assert stack.deadletter("onboarding", tid)["code"] == "Expired"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +12,7 @@ import redis
 from celery import Celery
 from pydantic import SecretStr
 
-from tests.fixtures.workers import ROOT
+from tests.fixtures.e2e import run_cli
 from worker.app import QUEUE_REALTIME, create_app
 from worker.receiver import CallbackReceiver
 from worker.settings import Settings
@@ -39,17 +36,6 @@ def receiver(settings: Settings, celery_app: Celery) -> Iterator[CallbackReceive
     app.startup()
     yield app
     app.shutdown()
-
-
-def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker", *args],
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.mark.anyio
@@ -76,15 +62,15 @@ def test_metrics_command_prints_prometheus_text(receiver: CallbackReceiver, redi
             await client.get("/callback", params={"transactionId": "x", "callbackToken": "no"})
 
     asyncio.run(refused())
-    out = run("metrics", env={"IDV_REDIS_URL": redis_url})
+    out = run_cli("metrics", env={"IDV_REDIS_URL": redis_url})
     assert out.returncode == 0, out.stderr
     assert "# TYPE idv_callbacks_total counter" in out.stdout
     assert 'idv_callbacks_total{outcome="forbidden"} 1' in out.stdout
 
 
 def test_receiver_command_refuses_to_start_without_tokens(redis_url: str) -> None:
-    out = run("receiver", "--port", "0", env={"IDV_REDIS_URL": redis_url,
-                                              "IDV_CALLBACK_TOKENS": ""})  # fmt: skip
+    out = run_cli("receiver", "--port", "0", env={"IDV_REDIS_URL": redis_url,
+                                                  "IDV_CALLBACK_TOKENS": ""})  # fmt: skip
     assert out.returncode == 2
     assert "IDV_CALLBACK_TOKENS" in out.stderr
 
@@ -97,8 +83,8 @@ def test_replay_reports_rejected_lines(redis_url: str, tmp_path: Any) -> None:
         '{"query": "transactionId=hkreplay02&passed=Y&subCode=200&callbackToken=t"}\n'
         '{"transactionId": "bad id", "passed": "Y", "subCode": "200", "callbackToken": "t"}\n'
     )
-    out = run("callbacks", "replay", str(path),
-              env={"IDV_REDIS_URL": redis_url, "IDV_CALLBACK_TOKENS": "t"})  # fmt: skip
+    out = run_cli("callbacks", "replay", str(path),
+                  env={"IDV_REDIS_URL": redis_url, "IDV_CALLBACK_TOKENS": "t"})  # fmt: skip
     assert out.returncode == 1
     assert out.stdout.strip().endswith('{"accepted": 2, "duplicate": 0, "rejected": 2}')
     assert "line 2: not JSON" in out.stderr

@@ -27,7 +27,7 @@ import codecs
 import csv
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -309,12 +309,17 @@ def detect_format(path: str | Path, explicit: str | None = None) -> Format:
     return "jsonl" if head.startswith(b"{") else "csv"
 
 
-def check_encoding(path: str | Path) -> None:
-    """Raise ``ManifestError`` (with the line) unless the file is valid UTF-8."""
+def check_encoding(path: str | Path, on_block: Callable[[bytes], None] | None = None) -> None:
+    """Raise ``ManifestError`` (with the line) unless the file is valid UTF-8.
+
+    ``on_block`` sees every block read, so one pass can also hash the file.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")()
     line = 1
     with open(path, "rb") as stream:
         while block := stream.read(_READ_BLOCK):
+            if on_block is not None:
+                on_block(block)
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as exc:

@@ -15,7 +15,6 @@ sent (``sent_chunks``), so a submitter that died between the two resends exactly
 
 from __future__ import annotations
 
-import codecs
 import json
 import secrets
 import time
@@ -29,6 +28,7 @@ from worker.batch.manifest import (
     Format,
     ItemSpec,
     ManifestError,
+    check_encoding,
     detect_format,
     iter_manifest,
 )
@@ -36,7 +36,6 @@ from worker.batch.model import BatchState, encode_chunk
 from worker.batch.store import BatchStore
 from worker.settings import Settings
 
-_READ_BLOCK = 1024 * 1024
 _SUBMIT_LEASE_S = 120.0
 INVALID_SAMPLE = 20
 
@@ -73,21 +72,7 @@ class SubmitResult:
 def hash_manifest(path: Path, options: dict[str, str | None]) -> tuple[str, int]:
     """``(batch_id, size)``; raises ``ManifestError`` if the file is not UTF-8."""
     hasher = ManifestHasher(options)
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
-    with open(path, "rb") as stream:
-        while block := stream.read(_READ_BLOCK):
-            hasher.update(block)
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as exc:
-                line += block[: exc.start].count(b"\n")
-                raise ManifestError("not valid UTF-8", line=line) from None
-            line += block.count(b"\n")
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raise ManifestError("ends inside a UTF-8 sequence", line=line) from None
+    check_encoding(path, on_block=hasher.update)
     return hasher.batch_id(), hasher.size
 
 

@@ -10,6 +10,9 @@ identifier" and the Japanese page prints ``00000011`` / ``00000012``. Both spell
 as aliases of one document type, and the client sends exactly the spelling it was given (it does
 not rewrite a caller's value into a guess); ``DOC_TYPES`` is keyed by the spelling printed in the
 DocOcrV2 list.
+
+The emulator keeps its own table (``worker.emulator.doctypes``) on purpose: it stands in for the
+provider, and a table shared by both sides would let one wrong code pass on both.
 """
 
 from __future__ import annotations

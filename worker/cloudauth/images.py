@@ -2,6 +2,10 @@
 
 DocOcrV2 accepts JPEG and PNG of at most 1 MB with each side between 200 and 8192 px (seed 002);
 checking this before a billed call saves a charge for an image the provider would reject.
+
+The emulator parses headers with its own code (``worker.emulator.imagecheck``) on purpose: it
+stands in for the provider, and a parser shared by both sides would let one wrong check pass on
+both.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 ``derive_fields`` makes a deterministic, synthetic field set for a document from a seed (an image
 or transaction hash); every value is invented and carries no real person's data.
+
+Deliberately independent of the client's table (``worker.cloudauth.doctypes``): the emulator
+stands in for the provider, and a table shared by both sides would let one wrong code pass on both.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Headers are parsed directly (no decoding): format by content, dimensions from PNG ``IHDR`` or the
 JPEG ``SOFn`` segment, completeness from the end marker. Sample images carry their expected
 result as JSON in a PNG ``tEXt`` chunk or a JPEG ``COM`` segment, keyed ``EMBED_KEY``.
+
+Deliberately independent of the client's parser (``worker.cloudauth.images``): the emulator stands
+in for the provider, and a parser shared by both sides would let one wrong check pass on both.
 """
 
 from __future__ import annotations

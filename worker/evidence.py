@@ -1,7 +1,7 @@
 """Evidence archival: the liveness video and the face / document images, into S3.
 
 The video behind ``docVideoUrl`` is streamed from the provider's object store into
-``ObjectStore.put_stream`` in bounded memory (one S3 part plus a few download chunks), hashed
+``ObjectStore.put_stream`` in bounded memory (a few S3 parts plus a few download chunks), hashed
 on the way, verified, and the multipart upload aborted on any failure, so no partial object is
 ever visible. A link is valid 15 minutes; ``CheckResult`` hands out fresh ones for 30 minutes
 after the flow completed. So when a link has expired (HTTP 403/404/410) or a transfer breaks,

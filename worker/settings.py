@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     s3_kms_key_id: str | None = Field(None, description="KMS key id when IDV_S3_SSE=aws:kms")
     s3_prefix: str = Field("", description="prefix of every object key")
     s3_upload_concurrency: int = Field(
-        4,
+        3,
         ge=1,
         le=64,
         description="parts of one multipart upload sent at once; each upload holds up to "

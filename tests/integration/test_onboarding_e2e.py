@@ -453,13 +453,18 @@ def _connected_to(pids: list[int], port: int) -> list[int]:
 def test_sigkill_mid_download_leaves_no_partial_object_and_completes(
     stack: Stack, emulator: EmulatorHandle
 ) -> None:
-    emulator.set_faults(download_bytes_per_s=2 * MIB)
+    # Videos up to (upload concurrency + 1) parts are buffered and sent without a multipart
+    # upload (4 + 1 parts of 8 MiB by default); this one is larger, so it streams.
+    buffered = (stack.settings.s3_upload_concurrency + 1) * stack.settings.evidence_part_size
+    emulator.set_faults(download_bytes_per_s=16 * MIB)
     tid = emulator.create_transaction(
         "FACE_LIVENESS", callback_url=stack.callback_url, callback_token=TOKENS[0]
     )
-    done = emulator.complete(tid, video_size=14 * MIB)
-    # Wait until at least one 5 MiB part went up, then kill the process downloading.
-    wait_until(lambda: emulator.stats()["downloads"]["bytes_sent"] > 6 * MIB, timeout=30)
+    done = emulator.complete(tid, video_size=buffered + 16 * MIB)
+    # Wait until the multipart upload has started, then kill the process downloading.
+    wait_until(
+        lambda: emulator.stats()["downloads"]["bytes_sent"] > buffered + 2 * MIB, timeout=30
+    )
     # The streaming process is among those connected to the emulator; the others only hold
     # idle keep-alive connections, so killing them too costs nothing.
     port = int(emulator.url.rsplit(":", 1)[1])

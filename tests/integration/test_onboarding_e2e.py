@@ -462,9 +462,7 @@ def test_sigkill_mid_download_leaves_no_partial_object_and_completes(
     )
     done = emulator.complete(tid, video_size=buffered + 16 * MIB)
     # Wait until the multipart upload has started, then kill the process downloading.
-    wait_until(
-        lambda: emulator.stats()["downloads"]["bytes_sent"] > buffered + 2 * MIB, timeout=30
-    )
+    wait_until(lambda: emulator.stats()["downloads"]["bytes_sent"] > buffered + 2 * MIB, timeout=30)
     # The streaming process is among those connected to the emulator; the others only hold
     # idle keep-alive connections, so killing them too costs nothing.
     port = int(emulator.url.rsplit(":", 1)[1])

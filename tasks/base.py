@@ -9,6 +9,7 @@ error                                        outcome
 ThrottledError, TransientError,              retry with jittered exponential backoff, bounded
 GateUnavailable                              by ``max_retries`` and the work's deadline
 NotReadyError (``ProcessNotCompleted``)      retry with backoff until the deadline
+MaxWaitExceeded                              retry around the earliest slot the limiter offered
 DeadlineUnreachable                          dead-letter: the slot would come too late
 PermanentError, RequestValidationError       dead-letter with the provider's code
 TransientError with ``maybe_processed``      dead-letter: the call may have been billed
@@ -38,7 +39,7 @@ from worker.cloudauth.errors import (
     ThrottledError,
     TransientError,
 )
-from worker.cloudauth.gate import DeadlineUnreachable, GateUnavailable
+from worker.cloudauth.gate import DeadlineUnreachable, GateUnavailable, MaxWaitExceeded
 from worker.observability import get_logger, log_context, report_to_sentry
 from worker.runtime import Runtime, get_runtime
 
@@ -139,7 +140,7 @@ class IdvTask(Task[Any, Any]):
                 "provider refused the account", flow=self.flow, code=_safe(code), kind=kind
             )
             self.dead_letter(kind, item_id, f"account error: {exc}", code=code, payload=payload)
-        if isinstance(exc, DeadlineUnreachable):
+        if isinstance(exc, DeadlineUnreachable) and not isinstance(exc, MaxWaitExceeded):
             self.dead_letter(kind, item_id, str(exc), code="DeadlineUnreachable", payload=payload)
         if isinstance(exc, PermanentError):
             self.dead_letter(kind, item_id, str(exc), code=code, payload=payload)
@@ -148,9 +149,19 @@ class IdvTask(Task[Any, Any]):
             self.dead_letter(
                 kind, item_id, f"outcome unknown, not retried: {exc}", code=code, payload=payload
             )
-        retryable = (ThrottledError, TransientError, GateUnavailable, NotReadyError)
+        retryable = (
+            ThrottledError,
+            TransientError,
+            GateUnavailable,
+            NotReadyError,
+            MaxWaitExceeded,
+        )
+        countdown = self.backoff()
+        if isinstance(exc, MaxWaitExceeded):
+            # Come back around the earliest slot the limiter could offer.
+            countdown = max(countdown, exc.earliest - time.time())
         try:
-            self.retry_later(exc, self.backoff(), deadline=deadline)
+            self.retry_later(exc, countdown, deadline=deadline)
         except Retry:
             raise
         except Exception:

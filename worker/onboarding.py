@@ -245,13 +245,18 @@ class OnboardingService:
         )
 
     def _fresh_link(self, job: OnboardingJob, deadline: float | None) -> Callable[[], str | None]:
-        from worker.cloudauth.gate import DeadlineUnreachable
-        from worker.evidence import EvidenceLost
+        from worker.cloudauth.gate import DeadlineUnreachable, MaxWaitExceeded
+        from worker.evidence import EvidenceLost, EvidenceUnavailable
 
         def fresh() -> str | None:
             try:
                 # Only the link is needed: no images, a smaller reply.
                 result = self._check(job, deadline, images=False)
+            except MaxWaitExceeded:
+                # A slot exists before the deadline, just not within the limiter's wait.
+                raise EvidenceUnavailable(
+                    job.transaction_id, Evidence.VIDEO.value, "no CheckResult slot yet"
+                ) from None
             except DeadlineUnreachable:
                 raise EvidenceLost(
                     job.transaction_id, Evidence.VIDEO.value, "no CheckResult slot before deadline"

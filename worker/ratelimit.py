@@ -50,7 +50,13 @@ from typing import Any
 
 import redis
 
-from worker.cloudauth.gate import CallContext, DeadlineUnreachable, GateUnavailable, Lane
+from worker.cloudauth.gate import (
+    CallContext,
+    DeadlineUnreachable,
+    GateUnavailable,
+    Lane,
+    MaxWaitExceeded,
+)
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.ratelimit_store import (
     STATE_TTL_MS,
@@ -90,14 +96,6 @@ THROTTLED = "limiter_throttled"  # counter: Throttling.* feedback
 FACTOR = "limiter_rate_factor"  # gauge: adaptive factor after the last throttle
 UNAVAILABLE = "limiter_unavailable"  # counter: Redis errors (failed closed)
 METRICS = (WAIT, REFUSED, THROTTLED, FACTOR, UNAVAILABLE)
-
-
-class MaxWaitExceeded(DeadlineUnreachable):
-    """The slot would start after the limiter's bounded wait; nothing was reserved.
-
-    ``deadline`` is the end of the bounded wait (Redis time). Unlike a missed deadline the
-    work is still worth doing later: retry the task instead of giving it up.
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -292,3 +292,26 @@ def test_decoded_images_match_base64(emulator: EmulatorHandle, runtime: Runtime)
     head = runtime.objects.head(key)
     assert head is not None
     assert head.content_type == "image/jpeg"
+
+
+def test_a_fresh_link_beyond_the_limiters_wait_is_retried_not_lost(
+    emulator: EmulatorHandle, s3_settings: Settings, redis_url: str
+) -> None:
+    """One CheckResult slot per 5 s and a 0.5 s bounded wait: the fresh-link call is refused
+    for now (``MaxWaitExceeded``), long before the 30-minute window closes. That is a retry
+    later, never "evidence lost"."""
+    from worker.evidence import EvidenceUnavailable
+    from worker.ratelimit import RedisRateLimiter
+
+    settings = onboarding_settings(emulator, s3_settings, redis_url, quotas={"eKYC": 0.2})
+    rt = Runtime(settings)
+    rt.__dict__["limiter"] = RedisRateLimiter(rt.limiter_redis, settings, max_wait=0.5)
+    try:
+        tid, _done, box = _slow_download_then_advance(emulator, rt, 16 * 60)
+        assert isinstance(box.get("error"), EvidenceUnavailable), box
+        assert rt.deadletters.get(KIND_EVIDENCE, tid) is None
+        record = rt.results.get_record("tx", tid)
+        assert record is None or record["status"] != "evidence_lost"
+        assert 'idv_evidence_lost_total{kind="video"}' not in rt.metrics.snapshot()
+    finally:
+        rt.close()

@@ -45,6 +45,14 @@ class DeadlineUnreachable(GateError):
         )
 
 
+class MaxWaitExceeded(DeadlineUnreachable):
+    """The slot would start after the limiter's bounded wait; nothing was reserved.
+
+    ``deadline`` is the end of the bounded wait. Unlike a missed deadline the work is still
+    worth doing: retry it later (around ``earliest``) instead of giving it up.
+    """
+
+
 class GateUnavailable(GateError):
     """The limiter's store cannot be reached: fail closed, make no call."""
 

@@ -246,7 +246,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short cases (under a minute)")
     parser.add_argument("--duration", type=float, default=None, help="seconds per case")
     parser.add_argument(
-        "--margin", type=float, default=0.01, help="IDV_QUOTA_SAFETY_MARGIN of our limiter"
+        "--margin", type=float, default=0.015, help="IDV_QUOTA_SAFETY_MARGIN of our limiter"
     )
     args = parser.parse_args()
     duration = args.duration or (2.0 if args.quick else 60.0)

@@ -40,7 +40,7 @@ class Spec:
     namespace: str
     image_b64: str
     doc_type: str
-    margin: float = 0.01
+    margin: float = 0.015
 
 
 def settings_for(spec: Spec) -> Settings:

@@ -9,8 +9,8 @@ The provider throttles each API of a product at a fixed QPS per account, counted
   of them may be taken at once. Time is Redis ``TIME`` read inside the script (or passed in
   with ``clock=``), never the callers' clocks; callers only ever sleep *durations*.
 * **Jitter room.** Q+1 consecutive grants span at least ``1 / (1 - margin)`` seconds less
-  a lateness tolerance (a quarter of that room, ~2.5 ms at the default 1% margin) that
-  keeps the schedule rigid when a caller wakes slightly late; the other ~7.5 ms absorb
+  a lateness tolerance (a quarter of that room, ~3.8 ms at the default 1.5% margin) that
+  keeps the schedule rigid when a caller wakes slightly late; the other ~11 ms absorb
   the jitter between a grant and the provider counting the request. After a second
   without grants a bucket restarts slowly (``AdaptivePolicy.restart``) since the first
   requests after a pause often open connections.
@@ -80,7 +80,7 @@ DEFAULT_HORIZONS: Mapping[Lane, float] = {
 }
 DEFAULT_MAX_WAIT = 60.0
 # Share of the margin's room above one second that a late caller may use without the
-# schedule slipping; the rest (three quarters: ~7.5 ms at a 1% margin) is left for the jitter
+# schedule slipping; the rest (three quarters: ~11 ms at a 1.5% margin) is left for the jitter
 # between a grant and the provider's count of the request (see ratelimit_common.lua).
 LATENESS_SHARE = 0.25
 # A silent waiter is dropped max(this, 2 slot intervals) after the time it was given.

@@ -122,7 +122,7 @@ class Settings(BaseSettings):
         default_factory=dict, description="per-API overrides, e.g. ID_OCR_MIN:DocOcrV2=8"
     )
     quota_safety_margin: float = Field(
-        0.01, ge=0, lt=0.5, description="fraction of each quota left unused as a jitter budget"
+        0.015, ge=0, lt=0.5, description="fraction of each quota left unused as a jitter budget"
     )
     quota_burst: int = Field(
         1, ge=1, description="calls that may start back to back (1 = evenly spaced)"

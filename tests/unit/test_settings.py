@@ -24,7 +24,7 @@ def test_defaults_follow_the_published_quotas() -> None:
     assert s.quota_for("ID_OCR", "DocOcr") == 10
     assert s.quota_for("FACE_LIVENESS", "CheckResult") == 50
     assert s.quota_for("ID_OCR_MIN", "DocOcrV2") == 10  # unpublished: like ID_OCR
-    assert s.quota_safety_margin == 0.01
+    assert s.quota_safety_margin == 0.015
     assert s.quota_burst == 1
 
 

@@ -12,7 +12,10 @@ from tests.fixtures.servers import free_port
 from worker.cloudauth.gate import CallContext, Lane
 from worker.commands import quota
 from worker.ratelimit import AdaptivePolicy, RedisRateLimiter
-from worker.settings import load_settings
+from worker.settings import Settings, load_settings
+
+# The share of a quota the default safety margin keeps.
+KEEP = 1 - Settings.model_fields["quota_safety_margin"].default
 
 SLOWED = AdaptivePolicy().decrease  # factor after one throttle
 
@@ -57,7 +60,7 @@ def test_status_json_reports_each_bucket_without_changing_it(
     ocr = by_name["ID_OCR_MIN:DocOcrV2"]
     assert ocr["configured_rate"] == 8
     assert ocr["factor"] == pytest.approx(SLOWED, abs=1e-3)
-    assert ocr["effective_rate"] == pytest.approx(8 * 0.99 * SLOWED, rel=1e-3)
+    assert ocr["effective_rate"] == pytest.approx(8 * KEEP * SLOWED, rel=1e-3)
     assert ocr["waiting"] == {"realtime": 1, "archival": 0, "bulk": 1}
     assert ocr["last_throttled"] is not None
     assert ocr["throttled_total"] == 1
@@ -76,7 +79,7 @@ def test_status_table_and_filters(busy: redis.Redis, capsys: pytest.CaptureFixtu
     ]  # fmt: skip
     assert len(out) == 2
     row = out[1].split()
-    effective, factor = f"{8 * 0.99 * SLOWED:.2f}", f"{SLOWED:.2f}"
+    effective, factor = f"{8 * KEEP * SLOWED:.2f}", f"{SLOWED:.2f}"
     assert row[:7] == ["ID_OCR_MIN:DocOcrV2", "8", effective, factor, "1", "0", "1"]
     assert "ago)" in out[1]
 
@@ -90,7 +93,7 @@ def test_status_of_a_bucket_never_used(redis_url: str, capsys: pytest.CaptureFix
     [row] = json.loads(capsys.readouterr().out)["buckets"]
     assert row["configured_rate"] == 5
     assert row["stored_rate"] is None
-    assert row["effective_rate"] == pytest.approx(5 * 0.99)
+    assert row["effective_rate"] == pytest.approx(5 * KEEP)
 
 
 def test_unreachable_redis_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

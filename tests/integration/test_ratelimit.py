@@ -18,7 +18,10 @@ from worker.cloudauth.gate import CallContext, GateUnavailable, Lane
 from worker.observability import NullMetrics
 from worker.ratelimit import AdaptivePolicy, RedisRateLimiter, limiter_redis
 from worker.ratelimit_admin import read_status
-from worker.settings import load_settings
+from worker.settings import Settings, load_settings
+
+# The share of a quota the default safety margin keeps.
+KEEP = 1 - Settings.model_fields["quota_safety_margin"].default
 
 QUOTA = 20.0
 
@@ -30,7 +33,7 @@ def test_scripts_run_on_redis_with_its_own_clock(redis_client: redis.Redis) -> N
     interval = grants[0].interval
     # A fresh bucket starts slowly (AdaptivePolicy.restart), then ramps up.
     assert 0.9 <= grants[0].factor <= grants[-1].factor <= 1.0
-    assert interval == pytest.approx(1 / (QUOTA * 0.99 * grants[0].factor), rel=1e-5)
+    assert interval == pytest.approx(1 / (QUOTA * KEEP * grants[0].factor), rel=1e-5)
     # Spacing comes from the schedule (Redis time), whatever the callers' clocks say.
     assert all(b.now - a.now >= interval * 0.5 for a, b in itertools.pairwise(grants))
     assert grants[-1].now - grants[0].now >= 3 * interval - interval / 2
@@ -46,7 +49,7 @@ def test_scripts_run_on_redis_with_its_own_clock(redis_client: redis.Redis) -> N
     assert status.stored_rate == QUOTA
     slowed = AdaptivePolicy().decrease
     assert status.factor == pytest.approx(slowed, abs=1e-3)
-    assert status.effective_rate == pytest.approx(QUOTA * 0.99 * slowed, rel=1e-3)
+    assert status.effective_rate == pytest.approx(QUOTA * KEEP * slowed, rel=1e-3)
     assert status.waiting == {"realtime": 0, "archival": 1, "bulk": 0}
     assert status.last_throttled == pytest.approx(status.now, abs=5.0)
 

@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: venv
-	$(BIN)/python -m worker.demo
+	$(BIN)/python -m worker.devtools.demo
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from worker.batch.ids import merchant_biz_id  # noqa: E402
 from worker.cloudauth.client import CloudAuthClient  # noqa: E402
-from worker.devstack import (  # noqa: E402
+from worker.devtools.devstack import (  # noqa: E402
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
     DevStack,
@@ -57,8 +57,8 @@ PRODUCT = "ID_OCR_MIN"
 # The submitting process: its own interpreter, so its peak RSS is its own.
 SUBMIT_SCRIPT = """
 import json, resource, sys, time
-from worker.batch.api import BatchAPI
-with BatchAPI.connect() as api:
+from worker.flows import batches
+with batches() as api:
     started = time.perf_counter()
     result = api.submit(sys.argv[1])
     seconds = time.perf_counter() - started

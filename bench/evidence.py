@@ -1,6 +1,6 @@
 """Evidence archival and callback intake, measured side by side in one run.
 
-The real stack on loopback (``worker.devstack``): Redis, moto's S3 server, the emulator, the
+The real stack on loopback (``devstack``): Redis, moto's S3 server, the emulator, the
 receiver (uvicorn) and Celery workers; only the bench process drives it.
 
 1. ``ack_p50_ms`` / ``ack_p99_ms``: receiver acknowledgement, client side, ``--acks`` callbacks
@@ -41,7 +41,7 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.devstack import S3_KEY_ID, S3_SECRET, DevStack, wait_until
+from worker.devtools.devstack import S3_KEY_ID, S3_SECRET, DevStack, wait_until
 from worker.emulator.media import iter_video
 from worker.settings import Settings
 from worker.storage import S3ObjectStore

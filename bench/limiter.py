@@ -48,10 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from limiter_workers import AK, API, PRODUCT, SECRET, LimitsGate, Spec, realtime, saturate
 
-from worker.cloudauth.gate import CallContext, Lane
-from worker.devstack import Proc, RedisServer, free_port, spawn_emulator, wait_until
+from worker.devtools.devstack import Proc, RedisServer, free_port, spawn_emulator, wait_until
 from worker.emulator.samples import generate_samples
 from worker.ratelimit import RedisRateLimiter
+from worker.ratelimit.gate import CallContext, Lane
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError
-from worker.cloudauth.gate import CallContext, Lane, RateGate
 from worker.ratelimit import RedisRateLimiter
+from worker.ratelimit.gate import CallContext, Lane, RateGate
 from worker.settings import Settings
 
 PRODUCT, API = "ID_OCR_MIN", "DocOcrV2"

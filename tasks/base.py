@@ -1,28 +1,19 @@
 """One base class for every task: retries, dead letters, metrics and log context.
 
-Tasks stay thin: parse the message, call one service, and hand any error to
-``IdvTask.handle_error``, which decides between *retry later* and *dead-letter now*:
+Tasks stay thin: parse the message, ask the runtime for one service, call it, and hand any
+error to ``IdvTask.handle_error``, which applies the one rule of ``worker.errors``:
 
-==========================================  ==============================================
-error                                        outcome
-==========================================  ==============================================
-ThrottledError, TransientError,              retry with jittered exponential backoff, bounded
-GateUnavailable                              by ``max_retries`` and the work's deadline
-NotReadyError (``ProcessNotCompleted``)      retry with backoff until the deadline
-MaxWaitExceeded                              retry around the earliest slot the limiter offered
-DeadlineUnreachable                          dead-letter: the slot would come too late
-PermanentError, RequestValidationError       dead-letter with the provider's code
-TransientError with ``maybe_processed``      dead-letter: the call may have been billed
-AccountError (``Forbidden.*``, credentials)  dead-letter, metric and alert: stop, don't retry
-anything else                                retry (bounded), then dead-letter
-==========================================  ==============================================
+* ``error.retryable`` → retry after ``error.retry_after`` (or a jittered exponential backoff),
+  as long as that stays within the work's deadline and the retry limit; else dead-letter;
+* not retryable → dead-letter now, with the error's code and message;
+* ``error.alert`` (account refused, configuration) → also a metric and a Sentry event.
 
+Errors that are not ``IdvError`` are retried a bounded number of times, then dead-lettered.
 No countdown is longer than ``MAX_COUNTDOWN_S`` (below the broker's visibility timeout).
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, NoReturn
@@ -30,17 +21,10 @@ from typing import Any, ClassVar, NoReturn
 from celery import Task
 from celery.exceptions import Retry
 
-from worker.app import MAX_COUNTDOWN_S
-from worker.cloudauth.errors import (
-    AccountError,
-    CloudAuthError,
-    NotReadyError,
-    PermanentError,
-    ThrottledError,
-    TransientError,
-)
-from worker.cloudauth.gate import DeadlineUnreachable, GateUnavailable, MaxWaitExceeded
+from worker.backoff import jittered
+from worker.errors import IdvError, error_code, is_retryable, retry_after
 from worker.observability import get_logger, log_context, report_to_sentry
+from worker.queues import MAX_COUNTDOWN_S
 from worker.runtime import Runtime, get_runtime
 
 log = get_logger("tasks")
@@ -64,11 +48,12 @@ class IdvTask(Task[Any, Any]):
     reject_on_worker_lost = True
     max_retries = 10
     backoff_base_s: ClassVar[float] = 2.0
+    backoff_cap_s: ClassVar[float] = MAX_COUNTDOWN_S
     flow: ClassVar[str] = "generic"
 
     @property
     def runtime(self) -> Runtime:
-        return get_runtime()
+        return get_runtime(self.app)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
@@ -95,8 +80,9 @@ class IdvTask(Task[Any, Any]):
     def backoff(self, attempt: int | None = None) -> float:
         """Jittered exponential backoff for the current attempt, capped below the broker timeout."""
         n = self.request.retries if attempt is None else attempt
-        ceiling = min(MAX_COUNTDOWN_S, self.backoff_base_s * (2**n))
-        return random.uniform(ceiling / 2, ceiling)
+        return jittered(
+            n, base_s=self.backoff_base_s, cap_s=min(MAX_COUNTDOWN_S, self.backoff_cap_s)
+        )
 
     def retry_later(
         self, exc: Exception, countdown: float, *, deadline: float | None = None
@@ -133,41 +119,19 @@ class IdvTask(Task[Any, Any]):
         deadline: float | None = None,
     ) -> NoReturn:
         """Turn an error from a service into a retry or a dead letter (see module docstring)."""
-        code = exc.code if isinstance(exc, CloudAuthError) else type(exc).__name__
-        if isinstance(exc, AccountError):
-            self.runtime.metrics.incr("idv_account_errors", flow=self.flow, code=_safe(code))
+        code = error_code(exc)
+        if isinstance(exc, IdvError) and exc.alert:
+            self.runtime.metrics.incr("idv_account_errors", flow=self.flow, code=code)
             report_to_sentry(
-                "provider refused the account", flow=self.flow, code=_safe(code), kind=kind
+                "work stopped by an alerting error", flow=self.flow, code=code, kind=kind
             )
-            self.dead_letter(kind, item_id, f"account error: {exc}", code=code, payload=payload)
-        if isinstance(exc, DeadlineUnreachable) and not isinstance(exc, MaxWaitExceeded):
-            self.dead_letter(kind, item_id, str(exc), code="DeadlineUnreachable", payload=payload)
-        if isinstance(exc, PermanentError):
+        if not is_retryable(exc):
             self.dead_letter(kind, item_id, str(exc), code=code, payload=payload)
-        if isinstance(exc, TransientError) and exc.maybe_processed:
-            # The provider may have processed (and billed) the call; never repeat it blindly.
-            self.dead_letter(
-                kind, item_id, f"outcome unknown, not retried: {exc}", code=code, payload=payload
-            )
-        retryable = (
-            ThrottledError,
-            TransientError,
-            GateUnavailable,
-            NotReadyError,
-            MaxWaitExceeded,
-        )
-        countdown = self.backoff()
-        if isinstance(exc, MaxWaitExceeded):
-            # Come back around the earliest slot the limiter could offer.
-            countdown = max(countdown, exc.earliest - time.time())
+        countdown = max(self.backoff(), retry_after(exc) or 0.0)
         try:
             self.retry_later(exc, countdown, deadline=deadline)
         except Retry:
             raise
         except Exception:
-            what = "retries exhausted" if isinstance(exc, retryable) else "unexpected error"
+            what = "retries exhausted" if isinstance(exc, IdvError) else "unexpected error"
             self.dead_letter(kind, item_id, f"{what}: {exc}", code=code, payload=payload)
-
-
-def _safe(code: str) -> str:
-    return "".join(c for c in code if c.isalnum() or c in "._-")[:64] or "unknown"

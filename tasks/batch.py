@@ -14,15 +14,12 @@ import redis
 from celery import current_app, shared_task, signals
 
 from tasks.base import IdvTask
-from worker.batch.control import BatchControl
-from worker.batch.enqueue import TASK_CHUNK, TASK_FINALIZE, TASK_WATCHDOG, CeleryEnqueuer
-from worker.batch.model import BatchState
-from worker.batch.service import ChunkOutcome, RetryChunk
-from worker.batch.store import BatchStore
-from worker.batch.workerside import batch_worker, close_batch_worker
-from worker.deadletter import DeadLetter, DeadLetterStore
+from worker.batch import BatchState, CeleryEnqueuer, ChunkOutcome, RetryChunk
 from worker.observability import get_logger
+from worker.queues import TASK_CHUNK, TASK_FINALIZE, TASK_WATCHDOG
+from worker.runtime import Runtime
 from worker.settings import Settings
+from worker.stores import DeadLetter, DeadLetterStore
 
 log = get_logger("tasks.batch")
 
@@ -44,39 +41,38 @@ def process_chunk(self: BatchTask, batch_id: str, chunk_no: int) -> str:
     """Process one chunk of a batch (see ``worker.batch.service``)."""
     ref = f"{batch_id}:{chunk_no}"
     payload = {"batch": batch_id, "chunk": int(chunk_no)}
-    worker = batch_worker(self.app)
+    runtime = self.runtime
     give_up = self.request.retries >= self.max_retries
     try:
-        outcome = worker.service.process_chunk(batch_id, int(chunk_no), give_up=give_up)
+        outcome = runtime.batch_service.process_chunk(batch_id, int(chunk_no), give_up=give_up)
     except RetryChunk as exc:
         self.handle_error(exc.cause, kind=KIND_CHUNK, item_id=ref, payload=payload)
     except Exception as exc:
         self.handle_error(exc, kind=KIND_CHUNK, item_id=ref, payload=payload)
     if outcome is ChunkOutcome.COMPLETED:
         # Cheap when armed already; re-arms a watchdog whose message died with a worker.
-        worker.control.arm_watchdog(batch_id)
+        runtime.batch_control.arm_watchdog(batch_id)
     return outcome.value
 
 
 @shared_task(bind=True, base=BatchTask, name=TASK_WATCHDOG)
 def watchdog(self: BatchTask, batch_id: str) -> float | None:
     """Re-enqueue chunks left behind by dead workers; re-arms itself while the batch runs."""
-    worker = batch_worker(self.app)
+    control = self.runtime.batch_control
     try:
-        delay = worker.control.watchdog(batch_id)
+        delay = control.watchdog(batch_id)
     except Exception as exc:
         self.handle_error(exc, kind=KIND_WATCHDOG, item_id=batch_id, payload={"batch": batch_id})
     if delay is not None:
-        worker.control.enqueuer.watchdog(batch_id, delay)
+        control.enqueuer.watchdog(batch_id, delay)
     return delay
 
 
 @shared_task(bind=True, base=BatchTask, name=TASK_FINALIZE)
 def finalize(self: BatchTask, batch_id: str) -> str | None:
     """Export the results of a complete batch to S3 and mark it completed."""
-    worker = batch_worker(self.app)
     try:
-        return worker.control.finalize(batch_id)
+        return self.runtime.batch_control.finalize(batch_id)
     except Exception as exc:
         self.handle_error(exc, kind=KIND_FINALIZE, item_id=batch_id, payload={"batch": batch_id})
 
@@ -104,11 +100,6 @@ def register_retries(store: DeadLetterStore, settings: Settings) -> None:
     store.register_retry(KIND_FINALIZE, lambda e: enqueuer.finalize(batch_of(e)))
 
 
-@signals.worker_process_shutdown.connect
-def _close(**_: Any) -> None:
-    close_batch_worker()
-
-
 @signals.worker_ready.connect
 def _sweep(sender: Any = None, **_: Any) -> None:
     """On worker start, re-arm the watchdog of every running batch (and re-enqueue lost chunks).
@@ -117,11 +108,10 @@ def _sweep(sender: Any = None, **_: Any) -> None:
     worker was killed, the message only comes back after the broker's visibility timeout.
     """
     app = getattr(sender, "app", None) or current_app
-    settings: Settings = app.conf.idv_settings
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    # The parent process's own runtime, closed before the pool forks.
+    runtime = Runtime(app.conf.idv_settings, app=app)
     try:
-        store = BatchStore(client, settings)
-        control = BatchControl(store, CeleryEnqueuer(app), settings)
+        store, control = runtime.batch_store, runtime.batch_control
         for batch_id in store.list_ids(STARTUP_SWEEP_LIMIT):
             try:
                 if store.state(batch_id) is BatchState.RUNNING:
@@ -132,4 +122,4 @@ def _sweep(sender: Any = None, **_: Any) -> None:
     except redis.RedisError:
         log.warning("startup sweep skipped: Redis unavailable", exc_info=True)
     finally:
-        client.close()
+        runtime.close()

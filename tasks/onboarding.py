@@ -11,8 +11,6 @@ Dead letters of kinds ``onboarding`` and ``evidence`` are retried (``idv-worker 
 
 from __future__ import annotations
 
-import random
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,65 +18,17 @@ from celery import shared_task, signals
 from pydantic import ValidationError
 
 from tasks.base import IdvTask
-from worker.evidence import BadEvidence, EvidenceArchiver
-from worker.keys import KIND_TX, InvalidKeyError, ObjectKeys
-from worker.leases import LeaseBusy
+from worker.keys import KIND_TX, InvalidKeyError
 from worker.observability import get_logger, log_context, report_to_sentry
-from worker.onboarding import (
-    KIND_EVIDENCE,
-    KIND_ONBOARDING,
-    TASK_PROCESS,
-    LeaseLost,
-    OnboardingJob,
-    OnboardingService,
-)
-from worker.runtime import Runtime, get_runtime
-from worker.storage import StorageError
-from worker.webhook import TASK_DELIVER
+from worker.onboarding import KIND_EVIDENCE, KIND_ONBOARDING, OnboardingJob
+from worker.queues import TASK_DELIVER, TASK_PROCESS
+from worker.runtime import get_runtime
 
 if TYPE_CHECKING:
-    from worker.deadletter import DeadLetter, DeadLetterStore
     from worker.settings import Settings
+    from worker.stores import DeadLetter, DeadLetterStore
 
 log = get_logger("tasks.onboarding")
-
-_services: weakref.WeakKeyDictionary[Runtime, OnboardingService] = weakref.WeakKeyDictionary()
-
-
-def onboarding_service(runtime: Runtime) -> OnboardingService:
-    """The process's service, wired from its runtime's adapters (built once per runtime)."""
-    service = _services.get(runtime)
-    if service is None:
-        settings = runtime.settings
-        keys = ObjectKeys.from_settings(settings)
-        archiver = EvidenceArchiver(
-            runtime.objects,
-            runtime.evidence_http,
-            keys,
-            part_size=settings.evidence_part_size,
-            chunk_size=settings.evidence_chunk_size,
-            max_links=settings.evidence_max_links,
-            metrics=runtime.metrics,
-            heartbeat_every_s=settings.onboarding_lease_s / 4,
-        )
-        service = OnboardingService(
-            client=runtime.client,
-            archiver=archiver,
-            objects=runtime.objects,
-            keys=keys,
-            records=runtime.results,
-            leases=runtime.leases,
-            deadletters=runtime.deadletters,
-            metrics=runtime.metrics,
-            report=_report,
-            lease_s=settings.onboarding_lease_s,
-        )
-        _services[runtime] = service
-    return service
-
-
-def _report(message: str, **tags: str) -> None:
-    report_to_sentry(message, **tags)
 
 
 class OnboardingTask(IdvTask):
@@ -90,12 +40,6 @@ class OnboardingTask(IdvTask):
     backoff_base_s: ClassVar[float] = 1.0
     # ``ProcessNotCompleted`` is polled at least this often until the deadline.
     backoff_cap_s: ClassVar[float] = 30.0
-
-    def backoff(self, attempt: int | None = None) -> float:
-        """Jittered exponential backoff, capped at ``backoff_cap_s``."""
-        n = self.request.retries if attempt is None else attempt
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * (2**n))
-        return random.uniform(ceiling / 2, ceiling)
 
 
 @shared_task(bind=True, base=OnboardingTask, name=TASK_PROCESS)
@@ -112,22 +56,8 @@ def process(self: OnboardingTask, job: dict[str, Any], late: bool = False) -> No
     payload = {"job": parsed.to_message()}
     with log_context(transaction=tid, lane="realtime", flow="onboarding"):
         try:
-            outcome = onboarding_service(self.runtime).process(parsed, late=late)
-        except (LeaseBusy, LeaseLost) as exc:
-            # Another worker is on it (or took over): look again once its lease could be gone.
-            countdown = random.uniform(0.5, 1.0) * min(
-                10.0, self.runtime.settings.onboarding_lease_s
-            )
-            try:
-                self.retry_later(exc, countdown, deadline=None)
-            except (LeaseBusy, LeaseLost):
-                reason = f"lease still held after {self.request.retries} retries"
-                self.dead_letter(KIND_ONBOARDING, tid, reason, code="LeaseBusy", payload=payload)
-        except BadEvidence as exc:
-            self.dead_letter(KIND_ONBOARDING, tid, str(exc), code="BadEvidence", payload=payload)
+            outcome = self.runtime.onboarding.process(parsed, late=late)
         except Exception as exc:
-            if isinstance(exc, StorageError) and not exc.retryable:
-                self.dead_letter(KIND_ONBOARDING, tid, str(exc), code=exc.code, payload=payload)
             self.handle_error(
                 exc, kind=KIND_ONBOARDING, item_id=tid, payload=payload, deadline=deadline
             )
@@ -150,7 +80,7 @@ def _on_revoked(sender: Any = None, request: Any = None, expired: bool = False, 
     except (ValidationError, InvalidKeyError, TypeError):
         log.error("an expired onboarding message could not be parsed")
         return
-    runtime = get_runtime()
+    runtime = get_runtime(getattr(sender, "app", None))
     if runtime.results.get_record(KIND_TX, job.transaction_id) is not None:
         return  # a replayed callback of a transaction already done: nothing was lost
     runtime.deadletters.add(

@@ -8,7 +8,6 @@ of kind ``webhook`` (``idv-worker dlq retry`` sends it again).
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, ClassVar
 
 from celery import shared_task
@@ -16,27 +15,12 @@ from celery import shared_task
 from tasks.base import IdvTask
 from worker.keys import KIND_TX, InvalidKeyError, validate_id
 from worker.observability import log_context
-from worker.runtime import Runtime
-from worker.webhook import (
-    KIND_WEBHOOK,
-    TASK_DELIVER,
-    WebhookConfigError,
-    WebhookError,
-    WebhookSender,
-)
+from worker.queues import TASK_DELIVER
+from worker.webhook import KIND_WEBHOOK, WebhookConfigError, WebhookError
 
 if TYPE_CHECKING:
-    from worker.deadletter import DeadLetter, DeadLetterStore
     from worker.settings import Settings
-
-_senders: weakref.WeakKeyDictionary[Runtime, WebhookSender | None] = weakref.WeakKeyDictionary()
-
-
-def webhook_sender(runtime: Runtime) -> WebhookSender | None:
-    """The process's sender (None when no webhook is configured); built once per runtime."""
-    if runtime not in _senders:
-        _senders[runtime] = WebhookSender.from_settings(runtime.settings)
-    return _senders[runtime]
+    from worker.stores.deadletters import DeadLetter, DeadLetterStore
 
 
 class WebhookTask(IdvTask):
@@ -58,7 +42,7 @@ def deliver(self: WebhookTask, transaction_id: str) -> None:
     runtime = self.runtime
     with log_context(transaction=tid, flow="webhook"):
         try:
-            sender = webhook_sender(runtime)
+            sender = runtime.webhook_sender
         except WebhookConfigError as exc:
             self.dead_letter(KIND_WEBHOOK, tid, str(exc), code="Config")
         if sender is None:

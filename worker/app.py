@@ -1,11 +1,4 @@
-"""Celery app factory: queues per lane, routes, reliability settings, beat schedule.
-
-Queues (one per lane, so minutes-deadline work never waits behind a backlog of hours):
-
-* ``idv.realtime`` — onboarding: fetch results, archive evidence (deadline: 30 min after completion)
-* ``idv.archival`` — scheduled archival sweeps (deadline: day 30)
-* ``idv.bulk``     — batch OCR items (deadline: hours)
-* ``idv.webhooks`` — result webhooks to the user's endpoint (no provider calls)
+"""Celery app factory: queues per lane (``worker.queues``), routes, reliability settings.
 
 A worker started with several queues consumes them in that priority order
 (``queue_order_strategy="priority"``); in production run one pool per lane (see README).
@@ -19,25 +12,8 @@ from celery import Celery, signals
 from kombu import Queue
 
 from worker.observability import configure_logging, init_sentry
-from worker.runtime import close_runtime
+from worker.queues import ALL_QUEUES, QUEUE_REALTIME, ROUTES, TASK_MODULES
 from worker.settings import Settings, load_settings
-
-QUEUE_REALTIME = "idv.realtime"
-QUEUE_ARCHIVAL = "idv.archival"
-QUEUE_BULK = "idv.bulk"
-QUEUE_WEBHOOKS = "idv.webhooks"
-ALL_QUEUES = (QUEUE_REALTIME, QUEUE_WEBHOOKS, QUEUE_ARCHIVAL, QUEUE_BULK)
-
-# Task modules; each holds the thin tasks of one flow.
-TASK_MODULES: tuple[str, ...] = (
-    "tasks.onboarding",
-    "tasks.webhook",
-    "tasks.batch",
-)
-
-# Kept below the broker's visibility timeout so no countdown ever outlives it: a message whose
-# ETA lies beyond the visibility timeout would be redelivered to a second worker.
-MAX_COUNTDOWN_S = 300.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -72,12 +48,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": [Queue(name) for name in ALL_QUEUES],
         "task_default_queue": QUEUE_REALTIME,
         "task_create_missing_queues": False,
-        "task_routes": {
-            "idv.onboarding.*": {"queue": QUEUE_REALTIME},
-            "idv.webhook.*": {"queue": QUEUE_WEBHOOKS},
-            "idv.archival.*": {"queue": QUEUE_ARCHIVAL},
-            "idv.batch.*": {"queue": QUEUE_BULK},
-        },
+        "task_routes": {pattern: {"queue": queue} for pattern, queue in ROUTES.items()},
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": max(1, settings.task_time_limit_s - 30),
     }
@@ -92,17 +63,6 @@ def create_app(settings: Settings | None = None) -> Celery:
     if TASK_MODULES:
         app.conf.imports = TASK_MODULES
     return app
-
-
-@signals.worker_process_init.connect
-def _on_process_init(**_: Any) -> None:
-    # A forked child must not reuse the parent's sockets: drop any inherited runtime.
-    close_runtime()
-
-
-@signals.worker_process_shutdown.connect
-def _on_process_shutdown(**_: Any) -> None:
-    close_runtime()
 
 
 @signals.worker_init.connect

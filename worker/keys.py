@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from worker.errors import InvalidInput
 from worker.settings import Settings
 
 MAX_ID_LENGTH = 128
@@ -49,7 +50,7 @@ KIND_TX = "tx"
 KIND_ITEM = "item"
 
 
-class InvalidKeyError(ValueError):
+class InvalidKeyError(InvalidInput):
     """An id, kind or object key that must not be used in a key.
 
     Carries what was checked (``field``) and why (``reason``); the offending value itself is

@@ -6,7 +6,7 @@ Routes::
     GET      /healthz              200 when Redis answers, else 503
     GET      /metrics              Prometheus text of every process's metrics (shared in Redis)
 
-A callback is checked, de-duplicated and enqueued by ``worker.callbacks.CallbackIntake``; the
+A callback is checked, de-duplicated and enqueued by ``worker.onboarding.CallbackIntake``; the
 receiver never calls the provider. Answers: 200 ``accepted`` or ``duplicate`` (the provider must
 stop resending either way), 403 wrong or missing ``callbackToken`` (metric
 ``idv_callbacks_total{outcome="forbidden"}``), 400 malformed (a message naming the parameter,
@@ -39,8 +39,10 @@ from urllib.parse import parse_qsl
 
 import redis
 
-from worker.callbacks import CallbackIntake, CallbackRejected
 from worker.observability import RedisMetrics, get_logger
+from worker.onboarding import CallbackIntake, CallbackRejected
+from worker.redisio import connect
+from worker.runtime import Runtime
 from worker.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -82,10 +84,12 @@ class CallbackReceiver:
         threads: int = 4,
     ) -> None:
         self.settings = settings
-        self._owns_redis = redis_client is None
-        self._redis = redis_client
-        self._celery = celery
+        self._given_redis = redis_client
+        self._given_celery = celery
         self._threads = threads
+        self._runtime: Runtime | None = None
+        self._redis: redis.Redis | None = None
+        self._celery: Celery | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._intake: CallbackIntake | None = None
         self._metrics: RedisMetrics | None = None
@@ -98,23 +102,17 @@ class CallbackReceiver:
         with self._lock:
             if self._intake is not None:
                 return
-            if self._redis is None:
-                self._redis = redis.Redis.from_url(
-                    self.settings.redis_url,
-                    socket_timeout=2,
-                    socket_connect_timeout=2,
-                    health_check_interval=30,
-                    max_connections=max(8, self._threads * 2),
-                )
-            if self._celery is None:
-                from worker.app import create_app
-
-                self._celery = create_app(self.settings)
-            self._metrics = RedisMetrics(self._redis, self.settings.namespace)
-            self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="receiver")
-            self._intake = CallbackIntake(
-                self.settings, self._redis, self._celery, metrics=self._metrics
+            # Short timeouts: the provider is answered within seconds either way.
+            client = self._given_redis or connect(
+                self.settings.redis_url,
+                socket_timeout=2.0,
+                max_connections=max(8, self._threads * 2),
             )
+            runtime = Runtime(self.settings, app=self._given_celery, redis_client=client)
+            self._runtime, self._redis, self._celery = runtime, client, runtime.app
+            self._metrics = runtime.metrics
+            self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="receiver")
+            self._intake = runtime.intake
             if not self._intake.tokens_configured:
                 log.error("no IDV_CALLBACK_TOKENS configured: every callback is refused (403)")
         self._warm()
@@ -152,9 +150,12 @@ class CallbackReceiver:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-            if self._owns_redis and self._redis is not None:
+            if self._runtime is not None:
+                self._runtime.close()
+                self._runtime = None
+            if self._given_redis is None and self._redis is not None:
                 self._redis.close()
-                self._redis = None
+            self._redis = None
             self._intake = None
 
     def _ready(self) -> tuple[CallbackIntake, RedisMetrics, ThreadPoolExecutor]:

@@ -1,8 +1,11 @@
-"""Per-process resources: one Redis pool, one provider client, one S3 client, built lazily.
+"""The one composition root: a process's adapters *and* services, built from one ``Settings``.
 
-Nothing is created at import time. A Celery worker process builds its ``Runtime`` on first
-use after the fork (``worker_process_init`` drops any inherited one) and closes it on
-``worker_process_shutdown``. Services receive what they need from it as arguments.
+Tasks, the receiver and the CLI ask the ``Runtime`` for a service (``runtime.onboarding``,
+``runtime.intake``, ``runtime.batch_service`` ...); nothing else keeps per-process objects.
+Everything is built lazily on first use, nothing at import time. A Celery worker process builds
+its runtime from the settings its app was created with (read once, by ``create_app``), drops
+any runtime inherited through a fork (``worker_process_init``) and closes it on
+``worker_process_shutdown``.
 """
 
 from __future__ import annotations
@@ -10,40 +13,64 @@ from __future__ import annotations
 import os
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import redis
+from celery import signals
 from redis import Redis
 
-from worker.observability import RedisMetrics
+from worker.observability import RedisMetrics, report_to_sentry
+from worker.redisio import connect
 from worker.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from celery import Celery
+
+    from worker.batch import BatchControl, BatchService, BatchStore, CeleryEnqueuer
     from worker.cloudauth.client import CloudAuthClient
-    from worker.deadletter import DeadLetterStore
-    from worker.leases import LeaseManager
+    from worker.evidence import EvidenceArchiver
+    from worker.keys import ObjectKeys
+    from worker.onboarding import CallbackIntake, OnboardingService
     from worker.ratelimit import RedisRateLimiter
-    from worker.records import ResultStore
     from worker.storage import S3ObjectStore
+    from worker.stores import DeadLetterStore, LeaseManager, ResultStore
+    from worker.webhook import WebhookSender
 
 
 class Runtime:
-    """The adapters of one process, created on first use and closed together."""
+    """The adapters and services of one process, created on first use and closed together.
 
-    def __init__(self, settings: Settings) -> None:
+    ``app`` is the Celery app work is sent with (default: one built from ``settings``);
+    ``redis_client`` an already built client to use instead of the runtime's own.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        app: Celery | None = None,
+        redis_client: Redis | None = None,
+    ) -> None:
         self.settings = settings
         self.pid = os.getpid()
+        self._app = app
+        self._owns_app = app is None
+        self._redis = redis_client
+
+    # ------------------------------------------------------------------ adapters
+
+    @cached_property
+    def app(self) -> Celery:
+        """The Celery app work is sent with."""
+        if self._app is None:
+            from worker.app import create_app
+
+            self._app = create_app(self.settings)
+        return self._app
 
     @cached_property
     def redis(self) -> Redis:
-        return redis.Redis.from_url(
-            self.settings.redis_url,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            health_check_interval=30,
-            max_connections=64,
-        )
+        return self._redis or connect(self.settings.redis_url)
 
     @cached_property
     def metrics(self) -> RedisMetrics:
@@ -52,9 +79,7 @@ class Runtime:
     @cached_property
     def limiter_redis(self) -> Redis:
         """The limiter's own client: short timeouts, one retry, so it fails closed at once."""
-        from worker.ratelimit import limiter_redis
-
-        return limiter_redis(self.settings)
+        return connect(self.settings.redis_url, fail_fast=True, socket_timeout=2.0)
 
     @cached_property
     def limiter(self) -> RedisRateLimiter:
@@ -75,6 +100,12 @@ class Runtime:
         return S3ObjectStore(self.settings)
 
     @cached_property
+    def object_keys(self) -> ObjectKeys:
+        from worker.keys import ObjectKeys
+
+        return ObjectKeys.from_settings(self.settings)
+
+    @cached_property
     def evidence_http(self) -> httpx.Client:
         """Client for evidence downloads from the provider's object store (presigned links)."""
         return httpx.Client(
@@ -85,51 +116,187 @@ class Runtime:
 
     @cached_property
     def results(self) -> ResultStore:
-        from worker.records import ResultStore
+        from worker.stores import ResultStore
 
         return ResultStore(self.redis, self.settings)
 
     @cached_property
     def deadletters(self) -> DeadLetterStore:
-        from worker.deadletter import DeadLetterStore
+        from worker.stores import DeadLetterStore
 
         return DeadLetterStore(self.redis, self.settings)
 
     @cached_property
     def leases(self) -> LeaseManager:
-        from worker.leases import LeaseManager
+        from worker.stores import LeaseManager
 
         return LeaseManager(self.redis, self.settings)
 
+    # ------------------------------------------------------------------ services
+
+    @cached_property
+    def archiver(self) -> EvidenceArchiver:
+        from worker.evidence import EvidenceArchiver
+
+        settings = self.settings
+        return EvidenceArchiver(
+            self.objects,
+            self.evidence_http,
+            self.object_keys,
+            part_size=settings.evidence_part_size,
+            chunk_size=settings.evidence_chunk_size,
+            max_links=settings.evidence_max_links,
+            metrics=self.metrics,
+            heartbeat_every_s=settings.onboarding_lease_s / 4,
+        )
+
+    @cached_property
+    def onboarding(self) -> OnboardingService:
+        from worker.onboarding import OnboardingService
+
+        return OnboardingService(
+            client=self.client,
+            archiver=self.archiver,
+            objects=self.objects,
+            keys=self.object_keys,
+            records=self.results,
+            leases=self.leases,
+            deadletters=self.deadletters,
+            metrics=self.metrics,
+            report=_report,
+            lease_s=self.settings.onboarding_lease_s,
+        )
+
+    @cached_property
+    def intake(self) -> CallbackIntake:
+        from worker.onboarding import CallbackIntake
+
+        return CallbackIntake(self.settings, self.redis, self.app, metrics=self.metrics)
+
+    @cached_property
+    def webhook_sender(self) -> WebhookSender | None:
+        """The result webhook's sender (None when none is configured)."""
+        from worker.webhook import WebhookSender
+
+        return WebhookSender.from_settings(self.settings)
+
+    @cached_property
+    def enqueuer(self) -> CeleryEnqueuer:
+        from worker.batch import CeleryEnqueuer
+
+        return CeleryEnqueuer(self.app)
+
+    @cached_property
+    def batch_store(self) -> BatchStore:
+        from worker.batch import BatchStore
+
+        return BatchStore(self.redis, self.settings)
+
+    @cached_property
+    def batch_client(self) -> CloudAuthClient:
+        """The batch flow's provider client: its transport claims items as requests leave."""
+        from worker.batch import batch_client
+
+        return batch_client(self.settings, self.limiter)
+
+    @cached_property
+    def batch_service(self) -> BatchService:
+        from worker.batch import BatchService, ImageReader
+
+        reader = ImageReader(
+            s3_client=lambda: self.objects.client, timeout=self.settings.read_timeout
+        )
+        return BatchService(
+            store=self.batch_store,
+            client=self.batch_client,
+            reader=reader,
+            results=self.results,
+            enqueuer=self.enqueuer,
+            settings=self.settings,
+            metrics=self.metrics,
+        )
+
+    @cached_property
+    def batch_control(self) -> BatchControl:
+        from worker.batch import BatchControl
+
+        return BatchControl(
+            self.batch_store,
+            self.enqueuer,
+            self.settings,
+            results=self.results,
+            objects=self.objects,
+            metrics=self.metrics,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
     def close(self) -> None:
-        built = self.__dict__
-        if "client" in built:
-            built["client"].close()
-        if "objects" in built:
-            built["objects"].close()
-        if "evidence_http" in built:
-            built["evidence_http"].close()
+        """Close what this runtime built (connections, pools); safe to call twice."""
+        built: dict[str, Any] = self.__dict__
+        if "batch_service" in built:
+            built["batch_service"].reader.close()
+        for name in ("batch_client", "client", "webhook_sender", "objects", "evidence_http"):
+            obj = built.pop(name, None)
+            if obj is not None:
+                obj.close()
+        if self._owns_app and "app" in built:
+            built["app"].close()
         for name in ("limiter_redis", "redis"):
-            if name in built:
-                built[name].close()
+            client = built.pop(name, None)
+            if client is not None and (name != "redis" or self._redis is None):
+                client.close()
+        for name in list(built):
+            if not name.startswith("_") and name not in ("settings", "pid"):
+                built.pop(name, None)
+
+
+def _report(message: str, **tags: str) -> None:
+    report_to_sentry(message, **tags)
 
 
 _lock = threading.Lock()
 _current: Runtime | None = None
 
 
-def get_runtime(settings: Settings | None = None) -> Runtime:
-    """The process's ``Runtime``; rebuilt after a fork so no socket is shared across processes."""
+def get_runtime(app: Celery | None = None) -> Runtime:
+    """This process's ``Runtime``: rebuilt after a fork, or for a different Celery app.
+
+    A worker passes its app (whose settings were read once, by ``create_app``); tools without
+    an app get a runtime on settings read from the environment.
+    """
     global _current
     with _lock:
-        if _current is None or _current.pid != os.getpid():
-            _current = Runtime(settings or load_settings())
+        current = _current
+        stale = current is None or current.pid != os.getpid()
+        if not stale and app is not None and current is not None and current._app is not app:
+            stale = True
+        if stale:
+            if current is not None and current.pid == os.getpid():
+                current.close()
+            settings = app.conf.idv_settings if app is not None else load_settings()
+            _current = Runtime(settings, app=app)
+        assert _current is not None
         return _current
 
 
 def close_runtime() -> None:
+    """Close and forget this process's runtime (worker process shutdown)."""
     global _current
     with _lock:
         if _current is not None and _current.pid == os.getpid():
             _current.close()
         _current = None
+
+
+@signals.worker_process_init.connect
+def _on_process_init(**_: Any) -> None:
+    # A forked child must not reuse the parent's sockets: drop any inherited runtime.
+    global _current
+    with _lock:
+        _current = None
+
+
+@signals.worker_process_shutdown.connect
+def _on_process_shutdown(**_: Any) -> None:
+    close_runtime()

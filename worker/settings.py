@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.errors import ConfigurationError
+
 ENV_PREFIX = "IDV_"
 
 # Spec §7 (DOC-QPS). ID_OCR_MIN is not published: 10 like ID_OCR, and configurable.
@@ -44,7 +46,7 @@ DEFAULT_QUOTAS: dict[str, float] = {
 }
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """Raised when the environment holds an invalid ``IDV_`` value; names each variable."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
@@ -229,7 +231,7 @@ class Settings(BaseSettings):
         12, ge=1, description="webhook attempts before dead-lettering"
     )
 
-    # --- results (Redis records + stream, worker.records) ---
+    # --- results (Redis records + stream, worker.stores.results) ---
     result_ttl_s: int = Field(
         35 * 86400,
         ge=60,

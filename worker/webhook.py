@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 
 from worker import __version__
+from worker.errors import ConfigurationError, IdvError
 from worker.settings import Settings
 
-TASK_DELIVER = "idv.webhook.deliver"
 """Celery task name of ``tasks.webhook.deliver`` (takes a transaction id)."""
 KIND_WEBHOOK = "webhook"
 """Dead-letter kind of a webhook that could not be delivered."""
@@ -40,7 +40,7 @@ DEFAULT_TOLERANCE_S = 300
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
-class WebhookError(Exception):
+class WebhookError(IdvError):
     """Delivery failed; ``status`` is the HTTP status (None: no answer), ``retryable`` whether
     trying again later may succeed. Never contains the URL (it may hold a token)."""
 
@@ -48,10 +48,11 @@ class WebhookError(Exception):
         self.reason = reason
         self.status = status
         self.retryable = retryable
+        self.code = reason
         super().__init__(f"webhook delivery failed: {reason}")
 
 
-class WebhookConfigError(ValueError):
+class WebhookConfigError(ConfigurationError):
     """The webhook is half configured (URL without secret or the reverse)."""
 
 

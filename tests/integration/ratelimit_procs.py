@@ -7,8 +7,8 @@ from typing import Any
 
 import redis
 
-from worker.cloudauth.gate import CallContext, Lane
 from worker.ratelimit import RedisRateLimiter
+from worker.ratelimit.gate import CallContext, Lane
 from worker.settings import load_settings
 
 PRODUCT, API = "ID_OCR_MIN", "DocOcrV2"

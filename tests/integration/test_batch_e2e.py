@@ -20,9 +20,9 @@ from tests.fixtures.e2e import E2EServers, E2EStack
 from tests.fixtures.emulator import EmulatorHandle
 from tests.fixtures.servers import wait_until
 from tests.fixtures.workers import CeleryWorker
-from worker.batch.api import BatchAPI
 from worker.batch.model import BatchState, ItemStatus
 from worker.emulator.samples import generate_samples
+from worker.flows import batches
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_two_thousand_documents_two_workers_one_killed(
         assert killed_at["remaining"] > 0, "the batch finished before the kill"
         replacement = stack.worker("w3", queues=BULK)
 
-        with BatchAPI(stack.settings) as api:
+        with batches(stack.settings) as api:
             try:
                 final = api.wait(batch_id, timeout=120)
             except TimeoutError:

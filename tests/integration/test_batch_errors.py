@@ -19,9 +19,9 @@ from tests.fixtures.batch import Rig, build_rig, write_manifest
 from tests.fixtures.emulator import EmulatorHandle
 from worker.batch.model import BatchState, ItemStatus
 from worker.batch.service import ChunkOutcome, RetryChunk
-from worker.cloudauth.gate import CallContext, Lane
 from worker.emulator.samples import generate_samples
 from worker.observability import RedisMetrics
+from worker.ratelimit.gate import CallContext, Lane
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -14,8 +14,8 @@ from worker.app import create_app
 from worker.batch.manifest import ItemSpec
 from worker.batch.model import encode_chunk
 from worker.batch.store import BatchStore
-from worker.deadletter import DeadLetterStore, load_retry_handlers
 from worker.settings import Settings
+from worker.stores.deadletters import DeadLetterStore, load_retry_handlers
 
 
 def _queued(client: redis.Redis) -> list[tuple[str, list[Any]]]:

@@ -27,8 +27,8 @@ from worker.cloudauth.errors import (
     TransactionInvalidError,
     TransientError,
 )
-from worker.cloudauth.gate import CallContext
 from worker.commands import api
+from worker.ratelimit.gate import CallContext
 
 
 def jpeg(width: int = 640, height: int = 400) -> bytes:

@@ -10,15 +10,15 @@ import redis
 
 from tests.fixtures.servers import free_port
 from worker.commands import dlq as dlq_command
-from worker.deadletter import (
+from worker.keys import InvalidKeyError, item_ref
+from worker.settings import Settings, load_settings
+from worker.stores.deadletters import (
     MAX_REASON_LENGTH,
     DeadLetter,
     DeadLetterStore,
     NoRetryHandler,
     load_retry_handlers,
 )
-from worker.keys import InvalidKeyError, item_ref
-from worker.settings import Settings, load_settings
 
 
 class Clock:

@@ -10,8 +10,8 @@ import redis
 
 from tests.fixtures.servers import wait_until
 from worker.keys import InvalidKeyError, item_ref
-from worker.leases import Lease, LeaseBusy, LeaseManager
 from worker.settings import load_settings
+from worker.stores.leases import Lease, LeaseBusy, LeaseManager
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_outliving_the_ttl_is_logged(
 ) -> None:
     lease = leases.acquire("ocr", "slow", ttl_s=0.05)
     assert lease is not None
-    with caplog.at_level(logging.WARNING, logger="worker.leases"), lease:
+    with caplog.at_level(logging.WARNING, logger="worker.stores.leases"), lease:
         expire_now(leases, lease)
     assert "ocr:slow expired before it was released" in caplog.text
 

@@ -29,9 +29,9 @@ from tests.fixtures.e2e import E2EServers, E2EStack
 from tests.fixtures.emulator import EmulatorHandle
 from tests.fixtures.servers import free_port, wait_until
 from tests.fixtures.workers import CeleryWorker
-from worker.deadletter import DeadLetterStore, load_retry_handlers
-from worker.devstack import spawn_receiver
+from worker.devtools.devstack import spawn_receiver
 from worker.keys import Evidence, ObjectKeys
+from worker.stores.deadletters import DeadLetterStore, load_retry_handlers
 from worker.webhook import SIGNATURE_HEADER, verify_signature
 
 pytestmark = pytest.mark.slow

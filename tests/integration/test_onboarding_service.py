@@ -20,7 +20,6 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from tasks.onboarding import onboarding_service
 from tests.fixtures.emulator import EmulatorHandle
 from tests.fixtures.servers import wait_until
 from worker.cloudauth.errors import NotReadyError, TransactionInvalidError
@@ -98,7 +97,7 @@ def test_happy_path_archives_everything_and_is_idempotent(
 ) -> None:
     tid = emulator.create_transaction("eKYC")
     done = emulator.complete(tid, video_size=7 * MIB + 123, callback=False)
-    service = onboarding_service(runtime)
+    service = runtime.onboarding
     job = job_for(tid)
 
     outcome = service.process(job)
@@ -152,7 +151,7 @@ def test_stored_video_is_not_downloaded_again(emulator: EmulatorHandle, runtime:
     """A run that died after the upload: the next one reuses the object (S3 HEAD sha256)."""
     tid = emulator.create_transaction("FACE_LIVENESS")
     emulator.complete(tid, video_size=300_000, callback=False)
-    service = onboarding_service(runtime)
+    service = runtime.onboarding
     job = job_for(tid, product="FACE_LIVENESS")
     service.process(job)
     runtime.redis.delete(runtime.results.record_key("tx", tid))
@@ -167,7 +166,7 @@ def test_broken_transfer_resumes_with_range(emulator: EmulatorHandle, runtime: R
     tid = emulator.create_transaction("eKYC")
     done = emulator.complete(tid, video_size=6 * MIB, callback=False)
     emulator.set_faults(break_downloads=2, break_after_bytes=1_500_000)
-    outcome = onboarding_service(runtime).process(job_for(tid))
+    outcome = runtime.onboarding.process(job_for(tid))
     downloads = emulator.stats()["downloads"]
     assert downloads["broken"] == 2
     assert downloads["partial"] >= 2
@@ -186,7 +185,7 @@ def _slow_download_then_advance(
     done = emulator.complete(tid, video_size=3 * MIB, callback=False)
     # ~2.5 s until the cut: time enough to move the clock before the transfer resumes.
     emulator.set_faults(download_bytes_per_s=400_000, break_downloads=1, break_after_bytes=MIB)
-    thread, box = run_in_thread(lambda: onboarding_service(runtime).process(job_for(tid)))
+    thread, box = run_in_thread(lambda: runtime.onboarding.process(job_for(tid)))
     wait_until(lambda: emulator.stats()["downloads"]["bytes_sent"] > 0, timeout=10)
     emulator.advance(advance_s)
     emulator.set_faults(download_bytes_per_s=0)
@@ -245,7 +244,7 @@ def test_process_not_completed_raises_and_leaves_nothing(
 ) -> None:
     tid = emulator.create_transaction("eKYC")
     with pytest.raises(NotReadyError):
-        onboarding_service(runtime).process(job_for(tid))
+        runtime.onboarding.process(job_for(tid))
     assert runtime.results.get_record("tx", tid) is None
     assert not runtime.leases.is_held("onboarding", tid)
 
@@ -255,7 +254,7 @@ def test_permanent_error_after_retention(emulator: EmulatorHandle, runtime: Runt
     emulator.complete(tid, callback=False)
     emulator.advance(31 * 86400)
     with pytest.raises(TransactionInvalidError):
-        onboarding_service(runtime).process(job_for(tid))
+        runtime.onboarding.process(job_for(tid))
     assert runtime.results.get_record("tx", tid) is None
 
 
@@ -264,7 +263,7 @@ def test_id_only_product_has_images_and_no_video(
 ) -> None:
     tid = emulator.create_transaction("ID_OCR", doc_type="00000001")
     done = emulator.complete(tid, callback=False)
-    outcome = onboarding_service(runtime).process(job_for(tid, product="ID_OCR"))
+    outcome = runtime.onboarding.process(job_for(tid, product="ID_OCR"))
     record = outcome.record
     assert record["status"] == "complete"
     assert record["video_status"] == "absent"
@@ -286,7 +285,7 @@ def test_decoded_images_match_base64(emulator: EmulatorHandle, runtime: Runtime)
     assert reply.ext_face_info is not None
     assert reply.ext_face_info.face_img is not None
     raw = base64.b64decode(reply.ext_face_info.face_img)
-    outcome = onboarding_service(runtime).process(job_for(tid, product="FACE_LIVENESS"))
+    outcome = runtime.onboarding.process(job_for(tid, product="FACE_LIVENESS"))
     key = outcome.record["evidence"]["face"]["key"]
     assert runtime.objects.get_bytes(key) == raw
     head = runtime.objects.head(key)

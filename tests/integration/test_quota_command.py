@@ -9,9 +9,9 @@ import pytest
 import redis
 
 from tests.fixtures.servers import free_port
-from worker.cloudauth.gate import CallContext, Lane
 from worker.commands import quota
 from worker.ratelimit import AdaptivePolicy, RedisRateLimiter
+from worker.ratelimit.gate import CallContext, Lane
 from worker.settings import Settings, load_settings
 
 # The share of a quota the default safety margin keeps.

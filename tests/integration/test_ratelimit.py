@@ -14,10 +14,10 @@ import redis
 from tests.fixtures.servers import RedisServer, port_open, wait_until
 from tests.integration.ratelimit_procs import hammer
 from tests.unit.ratelimit_sim import API, PRODUCT, Caller, FakeClock, Sim, max_in_window
-from worker.cloudauth.gate import CallContext, GateUnavailable, Lane
 from worker.observability import NullMetrics
 from worker.ratelimit import AdaptivePolicy, RedisRateLimiter, limiter_redis
-from worker.ratelimit_admin import read_status
+from worker.ratelimit.admin import read_status
+from worker.ratelimit.gate import CallContext, GateUnavailable, Lane
 from worker.settings import Settings, load_settings
 
 # The share of a quota the default safety margin keeps.

@@ -13,7 +13,8 @@ from celery import Celery
 from pydantic import SecretStr
 
 from tests.fixtures.e2e import run_cli
-from worker.app import QUEUE_REALTIME, create_app
+from worker.app import create_app
+from worker.queues import QUEUE_REALTIME
 from worker.receiver import CallbackReceiver
 from worker.settings import Settings
 

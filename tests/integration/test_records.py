@@ -6,8 +6,8 @@ import pytest
 import redis
 
 from worker.keys import InvalidKeyError, item_ref
-from worker.records import EventError, ResultStore
 from worker.settings import Settings, load_settings
+from worker.stores.results import EventError, ResultStore
 
 DAY = 86400
 

@@ -13,8 +13,8 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from worker.cloudauth.gate import CallContext, DeadlineUnreachable, Lane
 from worker.ratelimit import LATENESS_SHARE, RedisRateLimiter, Ticket
+from worker.ratelimit.gate import CallContext, DeadlineUnreachable, Lane
 
 PRODUCT, API = "ID_OCR_MIN", "DocOcrV2"
 

@@ -25,7 +25,6 @@ from worker.cloudauth.errors import (
     TransactionInvalidError,
     TransientError,
 )
-from worker.cloudauth.gate import CallContext, DeadlineUnreachable, Lane
 from worker.cloudauth.signing import (
     EMPTY_SHA256,
     Credentials,
@@ -35,6 +34,7 @@ from worker.cloudauth.signing import (
     rpc_signature,
     sha256_hex,
 )
+from worker.ratelimit.gate import CallContext, DeadlineUnreachable, Lane
 from worker.settings import Settings
 
 SECRET = "s3cr3t-value"

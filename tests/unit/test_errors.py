@@ -146,14 +146,14 @@ def test_lowercase_error_keys_are_read() -> None:
 
 
 def test_retryability_flags() -> None:
-    assert ThrottledError.is_retryable
-    assert TransientError.is_retryable
-    assert NotReadyError.is_retryable
-    assert not PermanentError.is_retryable
-    assert not TransactionInvalidError.is_retryable
-    assert not AccountError.is_retryable
-    assert not CredentialsError.is_retryable
-    assert not RequestValidationError.is_retryable
+    assert ThrottledError.retryable
+    assert TransientError.retryable
+    assert NotReadyError.retryable
+    assert not PermanentError.retryable
+    assert not TransactionInvalidError.retryable
+    assert not AccountError.retryable
+    assert not CredentialsError.retryable
+    assert not RequestValidationError.retryable
     assert AccountError.stops_lane
     assert CredentialsError.stops_lane
     assert not PermanentError.stops_lane

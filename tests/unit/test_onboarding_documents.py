@@ -13,16 +13,16 @@ from pydantic import SecretStr
 from worker.cloudauth.models import CheckResultResult
 from worker.evidence import BadEvidence, VideoArchive, decode_image, sniff_image_type
 from worker.keys import Evidence
-from worker.onboarding_job import OnboardingJob
-from worker.onboarding_results import (
+from worker.onboarding.job import OnboardingJob
+from worker.onboarding.results import (
     Archived,
     build_event,
     build_record,
     build_result_document,
 )
-from worker.records import encode_event
 from worker.settings import Settings
 from worker.storage import StoredObject
+from worker.stores.results import encode_event
 from worker.webhook import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.ratelimit_sim import API, PRODUCT, FakeClock
-from worker.cloudauth.gate import CallContext, Lane
 from worker.ratelimit import AdaptivePolicy, RedisRateLimiter
-from worker.ratelimit_admin import read_status
+from worker.ratelimit.admin import read_status
+from worker.ratelimit.gate import CallContext, Lane
 from worker.settings import load_settings
 
 POLICY = AdaptivePolicy(decrease=0.5, floor=0.1, hold_s=1.0, recovery_per_s=0.1, restart=1.0)

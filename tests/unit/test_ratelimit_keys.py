@@ -6,7 +6,7 @@ import fnmatch
 
 import pytest
 
-from worker.ratelimit_store import bucket_keys, parse_state_key, script_source, state_key_pattern
+from worker.ratelimit.store import bucket_keys, parse_state_key, script_source, state_key_pattern
 
 
 def test_bucket_keys_share_one_hash_tag() -> None:

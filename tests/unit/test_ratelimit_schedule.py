@@ -23,8 +23,8 @@ from tests.unit.ratelimit_sim import (
     max_in_window,
     tolerance,
 )
-from worker.cloudauth.gate import CallContext, DeadlineUnreachable, Lane
 from worker.ratelimit import AdaptivePolicy, MaxWaitExceeded, RedisRateLimiter
+from worker.ratelimit.gate import CallContext, DeadlineUnreachable, Lane
 from worker.settings import Settings, load_settings
 
 # No slow start: these tests check the schedule at the configured rate from the first call.

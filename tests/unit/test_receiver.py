@@ -15,15 +15,17 @@ import pytest
 from celery import Celery
 from pydantic import SecretStr
 
-from worker.app import QUEUE_REALTIME, create_app
-from worker.callbacks import (
+from worker.app import create_app
+from worker.queues import QUEUE_REALTIME
+from worker.onboarding import OnboardingJob, default_merchant_biz_id
+from worker.queues import TASK_PROCESS
+from worker.onboarding.callbacks import (
     CallbackIntake,
     CallbackRejected,
     TokenChecker,
     flatten_params,
     parse_callback,
 )
-from worker.onboarding import TASK_PROCESS, OnboardingJob, default_merchant_biz_id
 from worker.receiver import CallbackReceiver
 from worker.settings import Settings
 

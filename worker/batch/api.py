@@ -1,8 +1,8 @@
 """The batch flow as a Python API (the ``idv-worker batch`` commands use it)::
 
-    from worker.batch.api import BatchAPI
+    from worker.flows import batches as open_batches
 
-    with BatchAPI.connect() as batches:          # settings from IDV_* variables
+    with open_batches() as batches:              # settings from IDV_* variables
         result = batches.submit("backlog.csv")   # same manifest again -> same batch, resumed
         print(result.batch_id, result.total_rows, result.invalid_rows)
         progress = batches.status(result.batch_id)
@@ -21,21 +21,18 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TextIO
+from typing import Any, Literal, Self, TextIO
 
 import redis
 
 from worker.batch.control import BatchControl, RetryResult
-from worker.batch.enqueue import CeleryEnqueuer, Enqueuer
+from worker.batch.enqueue import Enqueuer
 from worker.batch.export import iter_results, write_csv, write_jsonl
 from worker.batch.model import BatchState, ItemStatus, Progress
 from worker.batch.store import BatchStore
 from worker.batch.submit import SubmitResult, Submitter
-from worker.records import ResultStore
-from worker.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from celery import Celery
+from worker.settings import Settings
+from worker.stores.results import ResultStore
 
 PROBLEM_STATUSES = (ItemStatus.INVALID, ItemStatus.FAILED, ItemStatus.UNCERTAIN)
 
@@ -47,36 +44,29 @@ class BatchAPI:
         self,
         settings: Settings,
         *,
-        redis_client: redis.Redis | None = None,
-        app: Celery | None = None,
+        redis_client: redis.Redis,
         enqueuer: Enqueuer | None = None,
+        make_enqueuer: Callable[[], Enqueuer] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
+        if enqueuer is None and make_enqueuer is None:
+            raise TypeError("BatchAPI needs an enqueuer or a make_enqueuer factory")
         self.settings = settings
-        self._own_redis = redis_client is None
-        self.redis = redis_client or redis.Redis.from_url(
-            settings.redis_url, socket_timeout=10, socket_connect_timeout=5
-        )
-        self._app = app
+        self.redis = redis_client
         self._enqueuer = enqueuer
+        self._make_enqueuer = make_enqueuer
+        self._on_close = on_close
         self.store = BatchStore(self.redis, settings)
         self.result_store = ResultStore(self.redis, settings)
-
-    @classmethod
-    def connect(cls, settings: Settings | None = None, **overrides: Any) -> BatchAPI:
-        """An API on ``settings`` (default: the environment, with ``overrides``)."""
-        return cls(settings or load_settings(**overrides))
 
     # ------------------------------------------------------------------ plumbing
 
     @property
     def enqueuer(self) -> Enqueuer:
-        """Sends Celery messages (the Celery app is built on first use)."""
+        """Sends Celery messages (a factory is called on first use: reads need no broker)."""
         if self._enqueuer is None:
-            if self._app is None:
-                from worker.app import create_app
-
-                self._app = create_app(self.settings)
-            self._enqueuer = CeleryEnqueuer(self._app)
+            assert self._make_enqueuer is not None
+            self._enqueuer = self._make_enqueuer()
         return self._enqueuer
 
     @property
@@ -85,11 +75,10 @@ class BatchAPI:
         return BatchControl(self.store, self.enqueuer, self.settings, results=self.result_store)
 
     def close(self) -> None:
-        """Release connections this API opened."""
-        if self._app is not None:
-            self._app.close()
-        if self._own_redis:
-            self.redis.close()
+        """Release what the API was given to own (``on_close``)."""
+        if self._on_close is not None:
+            self._on_close()
+            self._on_close = None
 
     def __enter__(self) -> Self:
         return self

@@ -25,8 +25,9 @@ from contextlib import contextmanager
 import httpx
 
 from worker.cloudauth.client import CloudAuthClient
-from worker.cloudauth.gate import RateGate
 from worker.cloudauth.params import DOC_OCR_V2
+from worker.errors import IdvError
+from worker.ratelimit.gate import RateGate
 from worker.settings import Settings
 
 Claim = Callable[[], str]
@@ -36,7 +37,7 @@ _current_claim: contextvars.ContextVar[Claim | None] = contextvars.ContextVar(
 )
 
 
-class ClaimRefused(Exception):
+class ClaimRefused(IdvError):
     """The item must not be sent: ``reason`` is ``state:<state>``, ``status:<s>`` or ``claimed``."""
 
     def __init__(self, reason: str) -> None:

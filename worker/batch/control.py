@@ -22,18 +22,19 @@ from worker.batch.enqueue import Enqueuer
 from worker.batch.export import iter_results, jsonl_blocks
 from worker.batch.model import BatchState, ItemStatus, Progress
 from worker.batch.store import BatchNotFound, BatchStore
+from worker.errors import IdvError
 from worker.keys import ObjectKeys
 from worker.observability import Metrics, NullMetrics
-from worker.records import ResultStore
 from worker.settings import Settings
 from worker.storage import ObjectStore
+from worker.stores.results import ResultStore
 
 log = logging.getLogger("idv.batch")
 
 _FINALIZE_LOCK_S = 900.0
 
 
-class BatchStateError(RuntimeError):
+class BatchStateError(IdvError, RuntimeError):
     """The operation does not apply to the batch in its current state."""
 
     def __init__(self, batch_id: str, op: str, state: str) -> None:

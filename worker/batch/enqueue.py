@@ -9,14 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
-from worker.app import MAX_COUNTDOWN_S
+from worker.queues import TASK_CHUNK, TASK_FINALIZE, TASK_WATCHDOG, cap_countdown
 
 if TYPE_CHECKING:
     from celery import Celery
-
-TASK_CHUNK = "idv.batch.chunk"
-TASK_WATCHDOG = "idv.batch.watchdog"
-TASK_FINALIZE = "idv.batch.finalize"
 
 
 class Enqueuer(Protocol):
@@ -39,7 +35,7 @@ class CeleryEnqueuer:
         self.app = app
 
     def chunks(self, batch_id: str, chunk_nos: Iterable[int], *, countdown: float = 0.0) -> int:
-        delay = _bounded(countdown) or None
+        delay = cap_countdown(countdown) or None
         sent = 0
         with self.app.producer_or_acquire() as producer:
             for chunk_no in chunk_nos:
@@ -50,12 +46,7 @@ class CeleryEnqueuer:
         return sent
 
     def watchdog(self, batch_id: str, countdown: float) -> None:
-        self.app.send_task(TASK_WATCHDOG, args=[batch_id], countdown=_bounded(countdown))
+        self.app.send_task(TASK_WATCHDOG, args=[batch_id], countdown=cap_countdown(countdown))
 
     def finalize(self, batch_id: str) -> None:
         self.app.send_task(TASK_FINALIZE, args=[batch_id])
-
-
-def _bounded(countdown: float) -> float:
-    # Never beyond the broker's visibility timeout (see worker.app.MAX_COUNTDOWN_S).
-    return max(0.0, min(countdown, MAX_COUNTDOWN_S))

@@ -46,6 +46,7 @@ from pydantic import (
 from worker.batch.ids import check_item_id, content_item_id
 from worker.cloudauth.doctypes import MAINLAND_ID, known_doc_type_codes, lookup_doc_type
 from worker.cloudauth.params import CARD_SIDES, ID_THRESHOLDS, MAX_MERCHANT_USER_ID, MAX_URL
+from worker.errors import InvalidInput
 from worker.keys import InvalidKeyError
 
 Format = Literal["csv", "jsonl"]
@@ -68,7 +69,7 @@ _READ_BLOCK = 1024 * 1024
 _FLAGS = frozenset({"spoof", "face_quality"})
 
 
-class ManifestError(ValueError):
+class ManifestError(InvalidInput):
     """The manifest as a whole cannot be used (format, encoding, missing columns)."""
 
     def __init__(self, reason: str, *, line: int | None = None) -> None:
@@ -77,7 +78,7 @@ class ManifestError(ValueError):
         super().__init__(f"line {line}: {reason}" if line is not None else reason)
 
 
-class RowError(ValueError):
+class RowError(InvalidInput):
     """One row is invalid; ``reason`` is safe to show (no image source is echoed)."""
 
     def __init__(self, reason: str) -> None:

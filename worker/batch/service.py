@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from worker.backoff import jittered
 from worker.batch.calls import ClaimRefused, claiming
 from worker.batch.enqueue import Enqueuer
 from worker.batch.ids import default_merchant_user_id, merchant_biz_id
@@ -48,10 +49,11 @@ from worker.cloudauth.errors import (
     ThrottledError,
     TransientError,
 )
-from worker.cloudauth.gate import CallContext, DeadlineUnreachable, GateUnavailable, Lane
+from worker.errors import IdvError, error_code, is_retryable, retry_after
 from worker.observability import Metrics, NullMetrics
-from worker.records import ResultStore
+from worker.ratelimit.gate import CallContext, DeadlineUnreachable, GateUnavailable, Lane
 from worker.settings import Settings
+from worker.stores.results import ResultStore
 
 _RETRYABLE = (ThrottledError, TransientError, SourceUnavailable)
 _BACKOFF_BASE_S = 0.5
@@ -69,11 +71,17 @@ class ChunkOutcome(StrEnum):
     LOST = "lost"  # our lease expired and another worker took the chunk over
 
 
-class RetryChunk(Exception):
-    """The chunk should be retried later (its lease is released and it is marked queued)."""
+class RetryChunk(IdvError):
+    """The chunk should be retried later (its lease is released and it is marked queued).
+
+    Retryable, code and delay are the cause's.
+    """
 
     def __init__(self, cause: Exception) -> None:
         self.cause = cause
+        self.retryable = is_retryable(cause)
+        self.retry_after = retry_after(cause)
+        self.code = error_code(cause)
         super().__init__(f"retry chunk: {cause}")
 
 
@@ -252,7 +260,7 @@ class BatchService:
                 self.outcomes.drop_claim(item)
                 if attempt == attempts:
                     if give_up:
-                        code = getattr(exc, "code", type(exc).__name__)
+                        code = error_code(exc)
                         self.outcomes.fail(item, code, f"gave up after repeated errors: {exc}")
                         return
                     raise RetryChunk(exc) from exc
@@ -261,10 +269,8 @@ class BatchService:
                     raise _Stop from exc
 
     def _backoff(self, attempt: int, exc: BaseException) -> float:
-        ceiling = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2.0 ** (attempt - 1))
-        delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
-        retry_after = getattr(exc, "retry_after", None)
-        return max(delay, float(retry_after)) if isinstance(retry_after, int | float) else delay
+        delay = jittered(attempt - 1, base_s=_BACKOFF_BASE_S, cap_s=_BACKOFF_CAP_S, rng=self._rng)
+        return max(delay, retry_after(exc) or 0.0)
 
     def _attempt(self, chunk: _Chunk, item: WorkItem) -> None:
         spec = item.row.spec

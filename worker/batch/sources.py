@@ -29,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from worker.batch.manifest import ImageSource
 from worker.cloudauth.images import ImageInfo, ImageInfoError, image_info
 from worker.cloudauth.params import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
+from worker.errors import IdvError, InvalidInput
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -40,7 +41,7 @@ _S3_GONE_CODES = frozenset(
 _HTTP_RETRYABLE = frozenset({408, 425, 429})
 
 
-class ImageRejected(Exception):
+class ImageRejected(InvalidInput):
     """The image cannot be sent: ``code`` (short, stable) and ``reason`` (for people)."""
 
     def __init__(self, code: str, reason: str) -> None:
@@ -49,8 +50,10 @@ class ImageRejected(Exception):
         super().__init__(f"{code}: {reason}")
 
 
-class SourceUnavailable(Exception):
+class SourceUnavailable(IdvError):
     """Reading the image failed in a way that may pass; try the item again later."""
+
+    retryable = True
 
     def __init__(self, code: str, reason: str) -> None:
         self.code = code

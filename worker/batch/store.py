@@ -20,7 +20,7 @@ What one queued row costs in Redis is its share of a compressed chunk (a few doz
 of one Celery message per chunk; per-item keys appear only once an item is processed. Every
 key of a batch expires ``batch_ttl_s`` after the batch was last active.
 
-Chunk leases live here rather than in ``worker.leases`` because the watchdog must see a
+Chunk leases live here rather than in ``worker.stores.leases`` because the watchdog must see a
 chunk's lease, its completion bit and its queued bit in one atomic script.
 """
 
@@ -34,8 +34,9 @@ from typing import Any, cast
 
 import redis
 
-from worker.batch import scripts
+from worker.batch import scripts  # the module, not the package namespace
 from worker.batch.model import BatchState, ItemStatus, Progress, StoredRow, decode_chunk
+from worker.errors import IdvError
 from worker.keys import validate_id
 from worker.settings import Settings
 
@@ -69,7 +70,7 @@ def _f(value: bytes | str | None, default: float = 0.0) -> float:
     return float(text) if text not in (None, "") else default
 
 
-class BatchNotFound(KeyError):
+class BatchNotFound(IdvError, KeyError):
     """No batch with this id (never submitted, or expired)."""
 
     def __init__(self, batch_id: str) -> None:

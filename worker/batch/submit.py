@@ -34,13 +34,14 @@ from worker.batch.manifest import (
 )
 from worker.batch.model import BatchState, encode_chunk
 from worker.batch.store import BatchStore
+from worker.errors import IdvError
 from worker.settings import Settings
 
 _SUBMIT_LEASE_S = 120.0
 INVALID_SAMPLE = 20
 
 
-class SubmitError(RuntimeError):
+class SubmitError(IdvError, RuntimeError):
     """The submission cannot proceed (another submitter is at work, batch cancelled...)."""
 
     def __init__(self, batch_id: str, reason: str) -> None:

@@ -28,6 +28,7 @@ import httpx
 from pydantic import ValidationError
 
 from worker import __version__
+from worker.backoff import jittered
 from worker.cloudauth import API_VERSION
 from worker.cloudauth.errors import (
     CloudAuthError,
@@ -36,7 +37,6 @@ from worker.cloudauth.errors import (
     TransientError,
     classify_response,
 )
-from worker.cloudauth.gate import CallContext, DeadlineUnreachable, RateGate, UnlimitedGate
 from worker.cloudauth.models import CheckResultResult, DocOcrResult, InitializeResult, ResultModel
 from worker.cloudauth.params import (
     ApiCall,
@@ -54,6 +54,7 @@ from worker.cloudauth.signing import (
     sign_rpc_request,
     utc_timestamp,
 )
+from worker.ratelimit.gate import CallContext, DeadlineUnreachable, RateGate, UnlimitedGate
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,7 @@ class Backoff:
 
     def delay(self, retry: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
-        ceiling = min(self.cap, self.base * 2.0 ** (retry - 1))
-        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+        return jittered(retry - 1, base_s=self.base, cap_s=self.cap, rng=rng)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,9 @@ The hierarchy::
                                         SignatureDoesNotMatch, IncompleteSignature,
                                         InvalidTimeStamp.*, SignatureNonceUsed
 
-Every class answers ``is_retryable``: whether the *task* may try the same call again later.
+Every error is an ``worker.errors.IdvError``: ``retryable`` says whether the *task* may try the
+same call again later, ``retry_after`` when (throttling), ``stops_lane`` / ``alert`` for account
+errors.
 The client itself retries only ``ThrottledError`` and ``TransientError`` (and, once, the
 credential codes that a fresh date/nonce can cure); everything else is for the task to decide.
 
@@ -33,7 +35,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
+
+from worker.errors import IdvError
 
 # Codes whose class is fixed regardless of the HTTP status they arrive with (spec §6.3).
 _NOT_READY_CODES = frozenset({"ProcessNotCompleted"})
@@ -94,7 +98,7 @@ def sanitize_message(message: str | None) -> str:
     return text
 
 
-class CloudAuthError(Exception):
+class CloudAuthError(IdvError):
     """Base of every error the client raises (provider replies and transport failures).
 
     Attributes carry data for tasks and logs: ``action`` (API name), ``status`` (HTTP status or
@@ -102,10 +106,8 @@ class CloudAuthError(Exception):
     ``message`` (sanitised), ``request_id`` and ``recommend`` (provider troubleshooting link).
     """
 
-    is_retryable: ClassVar[bool] = False
+    retryable = False
     """Whether the task may repeat the same call later (the client has already retried)."""
-    stops_lane: ClassVar[bool] = False
-    """Whether every further call of the account is expected to fail the same way."""
 
     def __init__(
         self,
@@ -146,7 +148,7 @@ class CloudAuthError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able record of the error for dead-letter records and logs (no PII)."""
-        return {"type": type(self).__name__, "retryable": self.is_retryable, **self._state()}
+        return {"type": type(self).__name__, "retryable": self.retryable, **self._state()}
 
 
 def _rebuild(cls: type[CloudAuthError], state: dict[str, Any]) -> CloudAuthError:
@@ -201,7 +203,7 @@ class RequestValidationError(CloudAuthError, ValueError):
 class ThrottledError(CloudAuthError):
     """The quota was exceeded (``Throttling.*``); ``retry_after`` in seconds when the reply said."""
 
-    is_retryable = True
+    retryable = True
 
     def __init__(self, message: str = "", *, retry_after: float | None = None, **kw: Any) -> None:
         self.retry_after = retry_after
@@ -214,7 +216,7 @@ class ThrottledError(CloudAuthError):
 class NotReadyError(CloudAuthError):
     """``ProcessNotCompleted``: the verification flow is not finished; ask again later."""
 
-    is_retryable = True
+    retryable = True
 
 
 class TransientError(CloudAuthError):
@@ -224,10 +226,12 @@ class TransientError(CloudAuthError):
     usable reply arrived; the client never repeats a billed call in that case.
     """
 
-    is_retryable = True
+    retryable = True
 
     def __init__(self, message: str = "", *, maybe_processed: bool = False, **kw: Any) -> None:
         self.maybe_processed = maybe_processed
+        # The provider may have processed (and billed) the call: never repeat it blindly.
+        self.retryable = not maybe_processed
         super().__init__(message, **kw)
 
     def _state(self) -> dict[str, Any]:
@@ -246,6 +250,7 @@ class AccountError(CloudAuthError):
     """The account cannot call the API (permissions, activation, arrears): stop the lane."""
 
     stops_lane = True
+    alert = True
 
 
 class CredentialsError(AccountError):

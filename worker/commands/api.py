@@ -21,8 +21,8 @@ from typing import Any
 
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError, RequestValidationError
-from worker.cloudauth.gate import GateError, RateGate, UnlimitedGate
 from worker.cloudauth.models import WireModel
+from worker.ratelimit.gate import GateError, RateGate, UnlimitedGate
 from worker.settings import Settings, load_settings
 
 IMAGE_KEYS = frozenset({"faceImg", "idImage", "idBackImage"})

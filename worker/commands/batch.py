@@ -21,13 +21,14 @@ from typing import Any, TextIO
 
 import redis
 
-from worker.batch.api import BatchAPI
+from worker.batch import BatchAPI
 from worker.batch.control import BatchStateError
 from worker.batch.manifest import ManifestError
 from worker.batch.model import ItemStatus
 from worker.batch.progress import follow, render_block, render_table
 from worker.batch.store import BatchNotFound
 from worker.batch.submit import SubmitError
+from worker.flows import batches
 from worker.keys import InvalidKeyError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -112,7 +113,7 @@ def register(subparsers: Any) -> None:
 
 @contextlib.contextmanager
 def _api() -> Iterator[BatchAPI]:
-    api = BatchAPI.connect()
+    api = batches()
     try:
         yield api
     finally:

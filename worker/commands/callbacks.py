@@ -97,9 +97,10 @@ def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
 
 def run_replay(args: argparse.Namespace) -> int:
     """Submit every line; print one summary line per rejected line and the totals."""
-    from worker.callbacks import CallbackRejected, default_intake
+    from worker.onboarding import CallbackRejected
+    from worker.runtime import get_runtime
 
-    intake = default_intake()
+    intake = get_runtime().intake
     counts: Counter[str] = Counter()
     stream: IO[str]
     if args.file == "-":

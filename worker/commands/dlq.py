@@ -11,9 +11,14 @@ from typing import Any
 
 import redis
 
-from worker.deadletter import DeadLetter, DeadLetterStore, NoRetryHandler, load_retry_handlers
 from worker.keys import InvalidKeyError
 from worker.settings import load_settings
+from worker.stores.deadletters import (
+    DeadLetter,
+    DeadLetterStore,
+    NoRetryHandler,
+    load_retry_handlers,
+)
 
 
 def register(subparsers: Any) -> None:

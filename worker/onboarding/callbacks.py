@@ -1,0 +1,282 @@
+"""Callback intake: token check, validation, de-duplication and enqueueing of provider callbacks.
+
+The provider calls our ``CallbackUrl`` with an *unsigned* GET carrying ``transactionId``,
+``passed``, ``subCode`` and the ``callbackToken`` chosen at ``Initialize``; it may send the same
+callback several times. Nothing in it is trusted except the transaction id, and only after the
+token matched: the truth comes from ``CheckResult``, which the worker calls, never the intake.
+
+``CallbackIntake.submit`` is shared by the ASGI receiver (``worker.receiver``), the Python API
+``worker.flows.submit_callback`` (for applications that already own a webhook endpoint) and
+``idv-worker callbacks replay``. It:
+
+1. checks the token in constant time against *every* configured token;
+2. validates the parameters (clear messages; the offending value is never echoed);
+3. de-duplicates with ``SET NX`` + TTL on ``<ns>cb:<tid>``;
+4. enqueues ``idv.onboarding.process`` with ``expires`` = the end of the evidence window;
+5. un-marks the callback if enqueueing failed, so the provider's resend is not taken as a repeat.
+
+Optional parameters a merchant may put into its own ``CallbackUrl``: ``productCode`` (which
+product's CheckResult quota to use; default ``IDV_ONBOARDING_PRODUCT``) and ``merchantBizId``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+import redis
+
+from worker.keys import InvalidKeyError, RedisKeys, validate_id
+from worker.observability import Metrics, NullMetrics, get_logger
+from worker.onboarding.job import OnboardingJob, default_merchant_biz_id
+from worker.queues import TASK_PROCESS
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+log = get_logger("callbacks")
+
+_PASSED = frozenset({"Y", "N"})
+_SUB_CODE = re.compile(r"[0-9]{1,16}")
+_MERCHANT_BIZ_ID = re.compile(r"[A-Za-z0-9]{1,32}")
+_PRODUCT_CODE = re.compile(r"[A-Za-z0-9_]{1,64}")
+# Provider ids are 32 hex characters with a short region prefix; 64 leaves room, and keeps
+# hostile input from making long keys.
+MAX_TRANSACTION_ID = 64
+
+_PUBLISH_RETRY = {
+    "max_retries": 2,
+    "interval_start": 0.05,
+    "interval_step": 0.1,
+    "interval_max": 0.2,
+}
+
+Params = Mapping[str, str] | Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
+
+
+class CallbackRejected(Exception):
+    """A callback that is not taken: ``status`` is the HTTP answer, ``reason`` a safe message.
+
+    ``outcome`` names the metric outcome (``forbidden``, ``invalid``, ``too_large``,
+    ``unavailable``). The message never repeats a submitted value.
+    """
+
+    def __init__(self, status: int, outcome: str, reason: str) -> None:
+        self.status = status
+        self.outcome = outcome
+        self.reason = reason
+        super().__init__(f"{status} {outcome}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackEvent:
+    """A callback whose token matched and whose parameters are well formed."""
+
+    transaction_id: str
+    passed: str
+    sub_code: str
+    product_code: str
+    merchant_biz_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What happened to one callback: ``accepted`` (enqueued) or ``duplicate`` (ignored)."""
+
+    status: Literal["accepted", "duplicate"]
+    transaction_id: str
+    task_id: str | None
+    deadline: float
+
+
+def flatten_params(params: Params) -> dict[str, str]:
+    """One value per name; a name given twice with different values is rejected (400)."""
+    items: Iterable[tuple[str, object]]
+    items = params.items() if isinstance(params, Mapping) else params
+    out: dict[str, str] = {}
+    for name, value in items:
+        values: list[object] = list(value) if isinstance(value, list | tuple) else [value]
+        for v in values:
+            if not isinstance(v, str):
+                raise CallbackRejected(400, "invalid", f"parameter {name} must be a string")
+            if name in out and out[name] != v:
+                raise CallbackRejected(400, "invalid", f"parameter {name} given more than once")
+            out[name] = v
+    return out
+
+
+class TokenChecker:
+    """Constant-time comparison of a presented token against every configured token.
+
+    Both sides are hashed first so the comparison runs over equal-length digests, and every
+    token is compared (no early exit), so timing reveals neither which token matched nor how
+    much of one did.
+    """
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens if t]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._digests)
+
+    def matches(self, presented: str | None) -> bool:
+        """Whether ``presented`` equals one of the configured tokens."""
+        given = hashlib.sha256((presented or "").encode()).digest()
+        ok = False
+        for digest in self._digests:
+            ok |= hmac.compare_digest(given, digest)
+        return ok and presented is not None and presented != ""
+
+
+def parse_callback(params: Mapping[str, str], settings: Settings) -> CallbackEvent:
+    """Validate the parameters of a callback whose token already matched."""
+    tid = params.get("transactionId")
+    if not tid:
+        raise CallbackRejected(400, "invalid", "missing parameter transactionId")
+    if len(tid) > MAX_TRANSACTION_ID:
+        raise CallbackRejected(
+            400, "invalid", f"transactionId longer than {MAX_TRANSACTION_ID} characters"
+        )
+    try:
+        validate_id(tid, "transactionId")
+    except InvalidKeyError as exc:
+        raise CallbackRejected(400, "invalid", f"transactionId: {exc.reason}") from None
+
+    passed = params.get("passed")
+    if passed is None:
+        raise CallbackRejected(400, "invalid", "missing parameter passed")
+    if passed not in _PASSED:
+        raise CallbackRejected(400, "invalid", "passed must be Y or N")
+
+    sub_code = params.get("subCode")
+    if sub_code is None:
+        raise CallbackRejected(400, "invalid", "missing parameter subCode")
+    if not _SUB_CODE.fullmatch(sub_code):
+        raise CallbackRejected(400, "invalid", "subCode must be 1 to 16 digits")
+
+    product = params.get("productCode") or settings.onboarding_product
+    if not _PRODUCT_CODE.fullmatch(product) or product not in settings.quotas:
+        raise CallbackRejected(400, "invalid", "productCode is not a configured product")
+
+    biz = params.get("merchantBizId")
+    if biz is not None and not _MERCHANT_BIZ_ID.fullmatch(biz):
+        raise CallbackRejected(400, "invalid", "merchantBizId must be 1 to 32 letters or digits")
+    return CallbackEvent(
+        transaction_id=tid,
+        passed=passed,
+        sub_code=sub_code,
+        product_code=product,
+        merchant_biz_id=biz or default_merchant_biz_id(tid),
+    )
+
+
+class CallbackIntake:
+    """Takes callbacks: check, validate, de-duplicate, enqueue (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_client: redis.Redis,
+        celery: Celery,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._redis = redis_client
+        self._celery = celery
+        self._metrics = metrics or NullMetrics()
+        self._clock = clock
+        self._keys = RedisKeys.from_settings(settings)
+        self._tokens = TokenChecker([t.get_secret_value() for t in settings.callback_tokens])
+
+    @property
+    def tokens_configured(self) -> bool:
+        return self._tokens.configured
+
+    def check(self, params: Params, *, verify_token: bool = True) -> CallbackEvent:
+        """Token and parameters; raises ``CallbackRejected`` (403 before 400, never both)."""
+        flat = flatten_params(params)
+        # The token is checked before anything else so an unauthenticated caller learns
+        # nothing about which parameters would have been accepted.
+        if verify_token and not self._tokens.matches(flat.get("callbackToken")):
+            raise CallbackRejected(403, "forbidden", "callbackToken does not match")
+        return parse_callback(flat, self.settings)
+
+    def submit(
+        self,
+        params: Params,
+        *,
+        received_at: float | None = None,
+        verify_token: bool = True,
+        force: bool = False,
+    ) -> Submission:
+        """Check, de-duplicate and enqueue one callback; the metric records the outcome.
+
+        ``received_at`` (epoch seconds) stands for the completion time, from which the 30-minute
+        evidence window runs; default now. ``force`` enqueues even a repeat (operators replaying
+        events); the worker's own idempotency still prevents double work.
+        """
+        try:
+            event = self.check(params, verify_token=verify_token)
+            result = self._enqueue(event, received_at, force=force)
+        except CallbackRejected as exc:
+            self._metrics.incr("idv_callbacks", outcome=exc.outcome)
+            if exc.outcome == "forbidden":
+                log.warning("callback refused: wrong or missing callbackToken")
+            raise
+        self._metrics.incr("idv_callbacks", outcome=result.status)
+        return result
+
+    def _enqueue(
+        self, event: CallbackEvent, received_at: float | None, *, force: bool
+    ) -> Submission:
+        now = self._clock()
+        completed_at = now if received_at is None else received_at
+        job = OnboardingJob(
+            transaction_id=event.transaction_id,
+            product_code=event.product_code,
+            merchant_biz_id=event.merchant_biz_id,
+            completed_at=completed_at,
+            window_s=self.settings.evidence_window_s,
+            claimed_passed=event.passed,
+            claimed_sub_code=event.sub_code,
+        )
+        marker = self._keys.callback_dedup(event.transaction_id)
+        task_id = str(uuid.uuid4())
+        try:
+            fresh = self._redis.set(
+                marker, task_id, nx=not force, ex=self.settings.callback_dedup_ttl_s
+            )
+        except redis.RedisError as exc:
+            raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
+        if not fresh:
+            return Submission("duplicate", event.transaction_id, None, job.deadline)
+        try:
+            self._celery.send_task(
+                TASK_PROCESS,
+                kwargs={"job": job.to_message()},
+                task_id=task_id,
+                expires=datetime.fromtimestamp(job.deadline, UTC),
+                # Answer the provider quickly either way: it resends on a non-200 answer.
+                retry=True,
+                retry_policy=_PUBLISH_RETRY,
+            )
+        except Exception as exc:
+            # Un-mark, so the provider's next attempt (it resends on non-200) is taken.
+            try:
+                self._redis.delete(marker)
+            except redis.RedisError:
+                log.error("could not clear the callback marker after a failed enqueue")
+            raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
+        log.info("callback accepted transaction=%s", event.transaction_id)
+        return Submission("accepted", event.transaction_id, task_id, job.deadline)

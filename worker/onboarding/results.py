@@ -1,0 +1,141 @@
+"""What the onboarding flow writes: the result document (S3), the record and its event (Redis).
+
+The record and the event carry outcomes, ids and pointers to S3 objects - never images, links
+or personal data; the full result (OCR fields included) goes only to the S3 document, written
+with server-side encryption, where images and the presigned video link are replaced by
+pointers ``{"key", "sha256", "size"}`` to the archived copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from worker.keys import Evidence
+from worker.onboarding.job import OnboardingJob
+
+if TYPE_CHECKING:
+    from worker.cloudauth.models import CheckResultResult
+    from worker.evidence import VideoArchive
+    from worker.storage import StoredObject
+
+RECORD_VERSION = 1
+EVENT_TYPE = "onboarding.result"
+
+Status = Literal["complete", "evidence_lost"]
+
+
+@dataclass(slots=True)
+class Archived:
+    """What the service archived for one transaction (plain object, inside the service)."""
+
+    video: VideoArchive | None = None
+    images: dict[Evidence, StoredObject] = field(default_factory=dict)
+    video_status: Literal["stored", "reused", "absent", "lost"] = "absent"
+    lost_reason: str | None = None
+
+
+def _pointer(obj: StoredObject | None) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    return {"key": obj.key, "sha256": obj.sha256, "size": obj.size}
+
+
+_EVIDENCE_NAMES = {
+    Evidence.VIDEO: "video",
+    Evidence.FACE: "face",
+    Evidence.ID_FRONT: "id_front",
+    Evidence.ID_BACK: "id_back",
+}
+
+
+def evidence_pointers(archived: Archived) -> dict[str, dict[str, Any] | None]:
+    """``{"video": {key, sha256, size} | None, "face": ..., "id_front": ..., "id_back": ...}``."""
+    out: dict[str, dict[str, Any] | None] = {
+        "video": _pointer(archived.video.stored if archived.video else None)
+    }
+    for name in (Evidence.FACE, Evidence.ID_FRONT, Evidence.ID_BACK):
+        out[_EVIDENCE_NAMES[name]] = _pointer(archived.images.get(name))
+    return out
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
+def build_result_document(
+    job: OnboardingJob, result: CheckResultResult, archived: Archived, *, checked_at: float
+) -> dict[str, Any]:
+    """The full result for S3: every field the provider returned, images and links replaced."""
+    wire = result.wire()
+    pointers = evidence_pointers(archived)
+    face = wire.get("ExtFaceInfo")
+    if isinstance(face, dict):
+        if "faceImg" in face:
+            face["faceImg"] = pointers["face"]
+        if "docVideoUrl" in face:
+            # A presigned link: never stored; the archived copy replaces it.
+            face["docVideoUrl"] = pointers["video"]
+    ids = wire.get("ExtIdInfo")
+    if isinstance(ids, dict):
+        if "idImage" in ids:
+            ids["idImage"] = pointers["id_front"]
+        if "idBackImage" in ids:
+            ids["idBackImage"] = pointers["id_back"]
+    return {
+        "version": RECORD_VERSION,
+        "transactionId": job.transaction_id,
+        "productCode": job.product_code,
+        "merchantBizId": job.merchant_biz_id,
+        "completedAt": _iso(job.completed_at),
+        "checkedAt": _iso(checked_at),
+        "result": wire,
+        "evidence": pointers,
+        "videoStatus": archived.video_status,
+    }
+
+
+def build_record(
+    job: OnboardingJob,
+    result: CheckResultResult,
+    archived: Archived,
+    result_obj: StoredObject,
+    *,
+    checked_at: float,
+) -> dict[str, Any]:
+    """The Redis result record: outcome, ids and S3 pointers; never images or personal data."""
+    status: Status = "evidence_lost" if archived.lost_reason is not None else "complete"
+    return {
+        "version": RECORD_VERSION,
+        "transaction_id": job.transaction_id,
+        "status": status,
+        "passed": result.passed,
+        "sub_code": result.sub_code,
+        "product_code": job.product_code,
+        "request_id": result.request_id,
+        "completed_at": _iso(job.completed_at),
+        "checked_at": _iso(checked_at),
+        "result": _pointer(result_obj),
+        "evidence": evidence_pointers(archived),
+        "video_status": archived.video_status,
+        "evidence_lost_reason": archived.lost_reason,
+    }
+
+
+def build_event(record: Mapping[str, Any]) -> dict[str, object]:
+    """The results-stream event of a record: flat ids, outcome and S3 keys (never links)."""
+    evidence = record.get("evidence") or {}
+    video = evidence.get("video") or {}
+    result = record.get("result") or {}
+    return {
+        "type": EVENT_TYPE,
+        "status": record["status"],
+        "passed": record.get("passed"),
+        "sub_code": record.get("sub_code"),
+        "product_code": record.get("product_code"),
+        "completed_at": record.get("completed_at"),
+        "result_key": result.get("key"),
+        "video_key": video.get("key"),
+    }

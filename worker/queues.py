@@ -1,0 +1,52 @@
+"""Queue and task names, and the longest countdown any message may carry.
+
+Services hand work to Celery by task *name* (through a small Protocol), so nothing below the
+entry layer imports ``worker.app`` or ``tasks``. One queue per lane, so minutes-deadline work
+never waits behind a backlog of hours:
+
+* ``idv.realtime`` — onboarding: fetch results, archive evidence (deadline: 30 min after completion)
+* ``idv.webhooks`` — result webhooks to the user's endpoint (no provider calls)
+* ``idv.archival`` — reconciler and archival sweeps (deadline: day 30)
+* ``idv.bulk``     — batch OCR items (deadline: hours)
+"""
+
+from __future__ import annotations
+
+QUEUE_REALTIME = "idv.realtime"
+QUEUE_ARCHIVAL = "idv.archival"
+QUEUE_BULK = "idv.bulk"
+QUEUE_WEBHOOKS = "idv.webhooks"
+ALL_QUEUES = (QUEUE_REALTIME, QUEUE_WEBHOOKS, QUEUE_ARCHIVAL, QUEUE_BULK)
+
+# Task names (``tasks/`` registers them; everything else sends them by name).
+TASK_PROCESS = "idv.onboarding.process"
+"""Fetch the result of one transaction, archive its evidence, write it back."""
+TASK_DELIVER = "idv.webhook.deliver"
+"""Post one result record to the user's webhook."""
+TASK_CHUNK = "idv.batch.chunk"
+TASK_WATCHDOG = "idv.batch.watchdog"
+TASK_FINALIZE = "idv.batch.finalize"
+
+# Task modules; each holds the thin tasks of one flow.
+TASK_MODULES: tuple[str, ...] = (
+    "tasks.onboarding",
+    "tasks.webhook",
+    "tasks.batch",
+)
+
+ROUTES = {
+    "idv.onboarding.*": QUEUE_REALTIME,
+    "idv.webhook.*": QUEUE_WEBHOOKS,
+    "idv.archival.*": QUEUE_ARCHIVAL,
+    "idv.ledger.*": QUEUE_ARCHIVAL,
+    "idv.batch.*": QUEUE_BULK,
+}
+
+# Kept below the broker's visibility timeout so no countdown ever outlives it: a message whose
+# ETA lies beyond the visibility timeout would be redelivered to a second worker.
+MAX_COUNTDOWN_S = 300.0
+
+
+def cap_countdown(countdown: float) -> float:
+    """``countdown`` clamped to ``[0, MAX_COUNTDOWN_S]``."""
+    return max(0.0, min(countdown, MAX_COUNTDOWN_S))

@@ -1,0 +1,91 @@
+"""The global, deadline-aware rate limiter (Redis, Lua) and the rate-gate contract every
+provider call passes.
+"""
+
+from __future__ import annotations
+
+from worker.ratelimit.admin import (
+    BucketStatus,
+    find_buckets,
+    read_bucket,
+    read_status,
+)
+from worker.ratelimit.gate import (
+    CallContext,
+    DeadlineUnreachable,
+    GateError,
+    GateUnavailable,
+    Lane,
+    MaxWaitExceeded,
+    RateGate,
+    UnlimitedGate,
+)
+from worker.ratelimit.limiter import (
+    DEFAULT_HORIZONS,
+    DEFAULT_MAX_WAIT,
+    FACTOR,
+    LATENESS_SHARE,
+    METRICS,
+    MIN_GRACE,
+    REFUSED,
+    THROTTLED,
+    UNAVAILABLE,
+    WAIT,
+    AdaptivePolicy,
+    Clock,
+    RedisRateLimiter,
+    Reservation,
+    Sleep,
+    Ticket,
+    limiter_redis,
+)
+from worker.ratelimit.store import (
+    STATE_TTL_MS,
+    BucketKeys,
+    bucket_keys,
+    number,
+    parse_state_key,
+    script_source,
+    state_key_pattern,
+    text,
+)
+
+__all__ = [
+    "DEFAULT_HORIZONS",
+    "DEFAULT_MAX_WAIT",
+    "FACTOR",
+    "LATENESS_SHARE",
+    "METRICS",
+    "MIN_GRACE",
+    "REFUSED",
+    "STATE_TTL_MS",
+    "THROTTLED",
+    "UNAVAILABLE",
+    "WAIT",
+    "AdaptivePolicy",
+    "BucketKeys",
+    "BucketStatus",
+    "CallContext",
+    "Clock",
+    "DeadlineUnreachable",
+    "GateError",
+    "GateUnavailable",
+    "Lane",
+    "MaxWaitExceeded",
+    "RateGate",
+    "RedisRateLimiter",
+    "Reservation",
+    "Sleep",
+    "Ticket",
+    "UnlimitedGate",
+    "bucket_keys",
+    "find_buckets",
+    "limiter_redis",
+    "number",
+    "parse_state_key",
+    "read_bucket",
+    "read_status",
+    "script_source",
+    "state_key_pattern",
+    "text",
+]

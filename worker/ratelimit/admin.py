@@ -1,0 +1,133 @@
+"""Read-only views of the rate limiter's buckets (``idv-worker quota status``, dashboards)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from worker.ratelimit.gate import Lane
+from worker.ratelimit.limiter import AdaptivePolicy, Clock
+from worker.ratelimit.store import (
+    BucketKeys,
+    bucket_keys,
+    number,
+    parse_state_key,
+    script_source,
+    state_key_pattern,
+    text,
+)
+from worker.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class BucketStatus:
+    """One bucket as the store sees it now (times are Redis epoch seconds)."""
+
+    bucket: str
+    product_code: str
+    api: str
+    now: float
+    configured_rate: float | None  # this process's settings; None if the product is unknown
+    stored_rate: float | None  # the quota the workers last used; None before any call
+    margin: float | None
+    burst: int | None
+    factor: float  # adaptive factor (throttles, slow start) in (0, 1]
+    effective_rate: float | None  # rate * (1 - margin) * factor
+    waiting: dict[str, int] = field(default_factory=dict)  # live waiters per lane
+    last_throttled: float | None = None
+    throttled_total: int = 0
+    next_slot_in: float | None = None  # seconds until the next free slot (<= 0: free now)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return asdict(self)
+
+
+def _optional(value: Any) -> float | None:
+    raw = text(value)
+    return float(raw) if raw else None
+
+
+def read_bucket(
+    client: redis.Redis,
+    settings: Settings,
+    keys: BucketKeys,
+    *,
+    clock: Clock | None = None,
+    policy: AdaptivePolicy | None = None,
+) -> BucketStatus:
+    """Read one bucket without changing it (``clock`` as in ``RedisRateLimiter``)."""
+    policy = policy or AdaptivePolicy()
+    script = client.register_script(script_source("status"))
+    now_arg = "" if clock is None else f"{clock():.6f}"
+    reply = script(
+        keys=keys.all(),
+        args=[now_arg, repr(policy.hold_s), repr(policy.recovery_per_s), repr(policy.restart)],
+    )
+    now, factor = number(reply[0]), number(reply[1])
+    tat = _optional(reply[2])
+    stored_rate, margin = _optional(reply[5]), _optional(reply[6])
+    burst = _optional(reply[7])
+    try:
+        configured: float | None = settings.quota_for(keys.product_code, keys.api)
+    except KeyError:
+        configured = None
+    rate = stored_rate if stored_rate is not None else configured
+    if margin is None:
+        margin = settings.quota_safety_margin
+    waiting = {lane.value: 0 for lane in Lane}
+    pairs = reply[8:]
+    for i in range(0, len(pairs) - 1, 2):
+        waiting[text(pairs[i])] = int(text(pairs[i + 1]))
+    return BucketStatus(
+        bucket=keys.bucket,
+        product_code=keys.product_code,
+        api=keys.api,
+        now=now,
+        configured_rate=configured,
+        stored_rate=stored_rate,
+        margin=margin,
+        burst=int(burst) if burst is not None else None,
+        factor=factor,
+        effective_rate=None if rate is None else rate * (1 - margin) * factor,
+        waiting=waiting,
+        last_throttled=_optional(reply[3]),
+        throttled_total=int(text(reply[4]) or 0),
+        next_slot_in=None if tat is None else tat - now,
+    )
+
+
+def find_buckets(client: redis.Redis, namespace: str) -> list[BucketKeys]:
+    """Every bucket with state in ``namespace`` (SCAN: fine for tools, not for hot paths)."""
+    found: dict[str, BucketKeys] = {}
+    for raw in client.scan_iter(match=state_key_pattern(namespace), count=1000):
+        keys = parse_state_key(namespace, text(raw))
+        if keys is not None:
+            found[keys.bucket] = keys
+    return [found[name] for name in sorted(found)]
+
+
+def read_status(
+    client: redis.Redis,
+    settings: Settings,
+    *,
+    product_code: str | None = None,
+    api: str | None = None,
+    clock: Clock | None = None,
+    policy: AdaptivePolicy | None = None,
+) -> list[BucketStatus]:
+    """Status of every bucket in the namespace, optionally filtered by product and API.
+
+    With both ``product_code`` and ``api`` the bucket is shown even before its first call.
+    """
+    if product_code is not None and api is not None:
+        buckets = [bucket_keys(settings.namespace, product_code, api)]
+    else:
+        buckets = [
+            keys
+            for keys in find_buckets(client, settings.namespace)
+            if product_code in (None, keys.product_code) and api in (None, keys.api)
+        ]
+    return [read_bucket(client, settings, keys, clock=clock, policy=policy) for keys in buckets]

@@ -1,0 +1,385 @@
+"""The global, deadline-aware rate limiter: every provider call takes a slot from Redis.
+
+The provider throttles each API of a product at a fixed QPS per account, counted over
+1-second windows and shared by every process and host. ``RedisRateLimiter`` implements
+``worker.ratelimit.gate.RateGate`` with one schedule per (product code, API) in Redis:
+
+* **Evenly spaced slots.** A GCRA schedule: ``tat`` is the start of the next free slot,
+  slots are ``1 / (quota * (1 - safety margin) * adaptive factor)`` apart, ``quota_burst``
+  of them may be taken at once. Time is Redis ``TIME`` read inside the script (or passed in
+  with ``clock=``), never the callers' clocks; callers only ever sleep *durations*.
+* **Jitter room.** Q+1 consecutive grants span at least ``1 / (1 - margin)`` seconds less
+  a lateness tolerance (a quarter of that room, ~3.8 ms at the default 1.5% margin) that
+  keeps the schedule rigid when a caller wakes slightly late; the other ~11 ms absorb
+  the jitter between a grant and the provider counting the request. After a second
+  without grants a bucket restarts slowly (``AdaptivePolicy.restart``) since the first
+  requests after a pause often open connections.
+* **Reservation, not polling.** A caller that cannot go now is told when its turn comes,
+  sleeps exactly that long in its own process and asks again; nothing blocks in Redis.
+* **Earliest deadline first.** Waiting callers are ranked by (deadline, arrival); a caller
+  is granted only when every caller with an earlier deadline has been served, so bulk work
+  takes every slot nobody more urgent needs, and a realtime caller is delayed by bulk work
+  already waiting by at most one slot interval. A slot that would start after the caller's
+  deadline (or after its bounded wait) is refused at once and nothing is reserved.
+* **Adaptive.** ``feedback(throttled=True)`` (the account may be used outside this system)
+  multiplies the bucket's rate down, at most once per hold period; it recovers linearly
+  afterwards. The factor lives in Redis, so every process slows down together; metrics
+  (``METRICS``) and ``idv-worker quota status`` show it.
+* **Fails closed.** If Redis cannot be reached no call is made: ``GateUnavailable``.
+
+Default deadlines per lane when the caller gives none (``DEFAULT_HORIZONS``): realtime
+30 minutes, archival 1 day, bulk 7 days from now. Deadlines are epoch seconds compared
+with Redis time.
+
+Exceptions (the first three from ``worker.ratelimit.gate``)::
+
+    GateError
+    ├── DeadlineUnreachable      the slot would start after the caller's deadline
+    │   └── MaxWaitExceeded      ... or after the limiter's bounded wait (``max_wait``)
+    └── GateUnavailable          Redis unreachable or failing: no call was made
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker.observability import Metrics, NullMetrics, get_logger
+from worker.ratelimit.gate import (
+    CallContext,
+    DeadlineUnreachable,
+    GateUnavailable,
+    Lane,
+    MaxWaitExceeded,
+)
+from worker.ratelimit.store import (
+    STATE_TTL_MS,
+    BucketKeys,
+    bucket_keys,
+    number,
+    script_source,
+    text,
+)
+from worker.settings import Settings
+
+log = get_logger("ratelimit")
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+DEFAULT_HORIZONS: Mapping[Lane, float] = {
+    Lane.REALTIME: 30 * 60.0,
+    Lane.ARCHIVAL: 24 * 3600.0,
+    Lane.BULK: 7 * 24 * 3600.0,
+}
+DEFAULT_MAX_WAIT = 60.0
+# Share of the margin's room above one second that a late caller may use without the
+# schedule slipping; the rest (three quarters: ~11 ms at a 1.5% margin) is left for the jitter
+# between a grant and the provider's count of the request (see ratelimit_common.lua).
+LATENESS_SHARE = 0.25
+# A silent waiter is dropped max(this, 2 slot intervals) after the time it was given.
+MIN_GRACE = 0.1
+
+_GRANTED, _WAIT, _PAST_DEADLINE, _PAST_MAX_WAIT = 1, 0, -1, -2
+
+# Metric names (labels: bucket = "PRODUCT:Api", lane, reason). A histogram's _count is the
+# number of grants, so the hot path writes one metric per acquire (deferred, see _defer_wait).
+WAIT = "limiter_wait_seconds"  # histogram: time from first ask to grant
+REFUSED = "limiter_refused"  # counter: deadline / max_wait
+THROTTLED = "limiter_throttled"  # counter: Throttling.* feedback
+FACTOR = "limiter_rate_factor"  # gauge: adaptive factor after the last throttle
+UNAVAILABLE = "limiter_unavailable"  # counter: Redis errors (failed closed)
+METRICS = (WAIT, REFUSED, THROTTLED, FACTOR, UNAVAILABLE)
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptivePolicy:
+    """How a bucket reacts to ``Throttling.*``: multiply its rate by ``decrease`` (at most
+    once per ``hold_s``, never below ``floor``), then add ``recovery_per_s`` of the full
+    rate per second once ``hold_s`` passed without a throttle.
+
+    A lone throttle is as likely to be jitter at the edge of the provider's window as use of
+    the quota outside this system, so the step is mild (a one-off costs ~0.2 s of slots) and
+    compounds while throttles go on (0.9 per second: half the rate within ~7 s).
+
+    After a second without grants a bucket restarts at ``restart`` of its rate and ramps up
+    at ``recovery_per_s``: the first requests after a pause (or of fresh processes) often
+    open connections, and that set-up time lands between grant and arrival, where it would
+    otherwise eat the margin. It costs ~0.1 s of slots per restart; 1.0 turns it off.
+    """
+
+    decrease: float = 0.9
+    floor: float = 0.05
+    hold_s: float = 1.0
+    recovery_per_s: float = 0.05
+    restart: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0 < self.decrease < 1:
+            raise ValueError("decrease must be in (0, 1)")
+        if not 0 < self.floor <= 1:
+            raise ValueError("floor must be in (0, 1]")
+        if not 0 < self.restart <= 1:
+            raise ValueError("restart must be in (0, 1]")
+        if self.hold_s < 0 or self.recovery_per_s <= 0:
+            raise ValueError("hold_s must be >= 0 and recovery_per_s > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """Who is asking, kept across one caller's calls so its place in the queue holds.
+
+    Empty strings mean "not assigned yet" (the script fills them in on the first call).
+    """
+
+    waiter_id: str
+    seq: str = ""
+    deadline: str = ""
+    wait_limit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One answer of the store: granted now, or the time this caller's turn comes."""
+
+    bucket: str
+    granted: bool
+    now: float  # Redis time of the answer
+    slot_start: float  # granted: now; waiting: when the caller's turn comes
+    wait_s: float  # how long to sleep before asking again (0 when granted)
+    deadline: float
+    interval: float  # seconds between slots at the current effective rate
+    factor: float  # adaptive factor in (0, 1]
+    ticket: Ticket
+
+
+def _reason(exc: BaseException) -> str:
+    # redis-py messages name host:port and the failure, never credentials.
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+class RedisRateLimiter:
+    """The ``RateGate`` of production: a global, deadline-aware limiter in Redis.
+
+    ``RedisRateLimiter(redis, settings, *, clock=None, sleep=time.sleep, max_wait=60.0,
+    metrics=None, policy=None, horizons=None)``
+
+    * ``redis``: a client, ideally with short socket timeouts and few retries so that a dead
+      Redis fails fast (``limiter_redis()``). Keys are hash-tagged, so a ``RedisCluster``
+      client works too (same methods; typed as ``redis.Redis`` only).
+    * ``settings``: quotas (``quota_for``), ``quota_burst``, ``quota_safety_margin``, namespace.
+    * ``clock``: None reads Redis ``TIME`` inside the scripts; a callable (epoch seconds)
+      passes the time in instead, for stores that reject ``TIME`` and for tests.
+    * ``sleep``: how a caller waits for its turn (tests pair it with ``clock``).
+    * ``max_wait``: bound on one ``acquire`` in seconds; beyond it ``MaxWaitExceeded``.
+    * ``metrics``: a ``worker.observability.Metrics`` (see ``METRICS``); ``policy``: an
+      ``AdaptivePolicy``; ``horizons``: default deadline per lane, seconds from now.
+    """
+
+    def __init__(
+        self,
+        redis: redis.Redis,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep = time.sleep,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        metrics: Metrics | None = None,
+        policy: AdaptivePolicy | None = None,
+        horizons: Mapping[Lane, float] | None = None,
+    ) -> None:
+        if max_wait <= 0:
+            raise ValueError("max_wait must be > 0")
+        self._redis = redis
+        self._settings = settings
+        self._clock = clock
+        self._sleep = sleep
+        self.max_wait = max_wait
+        self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        self.policy = policy if policy is not None else AdaptivePolicy()
+        self.horizons = {**DEFAULT_HORIZONS, **(horizons or {})}
+        self._acquire = redis.register_script(script_source("acquire"))
+        self._feedback = redis.register_script(script_source("feedback"))
+        self._keys: dict[tuple[str, str], BucketKeys] = {}
+        self._local = threading.local()
+
+    def keys(self, product_code: str, api: str) -> BucketKeys:
+        """The Redis keys of one bucket (cached)."""
+        found = self._keys.get((product_code, api))
+        if found is None:
+            found = bucket_keys(self._settings.namespace, product_code, api)
+            self._keys[(product_code, api)] = found
+        return found
+
+    def _now_arg(self) -> str:
+        return "" if self._clock is None else f"{self._clock():.6f}"
+
+    def reserve(
+        self, product_code: str, api: str, ctx: CallContext, ticket: Ticket | None = None
+    ) -> Reservation:
+        """Ask once, without sleeping: granted now, or when to ask again.
+
+        Pass the returned ``ticket`` back on the next call to keep the caller's place.
+        Raises ``DeadlineUnreachable`` / ``MaxWaitExceeded`` (nothing reserved) or
+        ``GateUnavailable``.
+        """
+        keys = self.keys(product_code, api)
+        lane = Lane(ctx.lane)
+        if ticket is None:
+            ticket = Ticket(uuid.uuid4().hex[:16])
+            if ctx.deadline is not None:
+                ticket = Ticket(ticket.waiter_id, deadline=f"{ctx.deadline:.6f}")
+        settings = self._settings
+        args: list[str | float | int] = [
+            self._now_arg(),
+            repr(float(settings.quota_for(product_code, api))),
+            repr(float(settings.quota_safety_margin)),
+            settings.quota_burst,
+            ticket.deadline,
+            repr(float(self.horizons[lane])),
+            ticket.wait_limit,
+            repr(float(self.max_wait)),
+            lane.value,
+            ticket.waiter_id,
+            ticket.seq,
+            repr(LATENESS_SHARE),
+            repr(MIN_GRACE),
+            repr(self.policy.hold_s),
+            repr(self.policy.recovery_per_s),
+            STATE_TTL_MS,
+            repr(self.policy.restart),
+        ]
+        reply = self._call(self._acquire, keys, args)
+        status = int(text(reply[0]))
+        now, at = number(reply[1]), number(reply[2])
+        ticket = Ticket(ticket.waiter_id, text(reply[5]), text(reply[3]), text(reply[4]))
+        deadline, limit = number(reply[3]), number(reply[4])
+        if status == _PAST_DEADLINE:
+            self.metrics.incr(REFUSED, bucket=keys.bucket, lane=lane.value, reason="deadline")
+            raise DeadlineUnreachable(keys.bucket, deadline, at)
+        if status == _PAST_MAX_WAIT:
+            self.metrics.incr(REFUSED, bucket=keys.bucket, lane=lane.value, reason="max_wait")
+            raise MaxWaitExceeded(keys.bucket, limit, at)
+        return Reservation(
+            bucket=keys.bucket,
+            granted=status == _GRANTED,
+            now=now,
+            slot_start=at,
+            wait_s=max(0.0, at - now),
+            deadline=deadline,
+            interval=number(reply[7]),
+            factor=number(reply[8]),
+            ticket=ticket,
+        )
+
+    def wait_for_slot(self, product_code: str, api: str, ctx: CallContext) -> Reservation:
+        """Sleep until this caller's slot starts and return the granting answer."""
+        self.flush_metrics()
+        ticket: Ticket | None = None
+        first: float | None = None
+        done = False
+        try:
+            while True:
+                res = self.reserve(product_code, api, ctx, ticket)
+                ticket = res.ticket
+                first = res.now if first is None else first
+                if res.granted:
+                    done = True
+                    self._defer_wait(res.bucket, Lane(ctx.lane), res.now - first)
+                    return res
+                self._sleep(res.wait_s)
+        except (DeadlineUnreachable, GateUnavailable):
+            done = True  # the script already unregistered us, or Redis is gone
+            raise
+        finally:
+            if not done and ticket is not None:
+                self._leave(product_code, api, ticket, Lane(ctx.lane))
+
+    def acquire(self, product_code: str, api: str, ctx: CallContext) -> None:
+        """Block until this caller's slot starts (``RateGate.acquire``)."""
+        self.wait_for_slot(product_code, api, ctx)
+
+    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
+        """Report an attempt's outcome; a throttle slows the bucket for every process.
+
+        Clean answers cost nothing (recovery is computed from the time since the last
+        throttle). Never raises: the call was already made, and a Redis failure here
+        will surface as ``GateUnavailable`` on the next ``acquire``.
+        """
+        self.flush_metrics()
+        if not throttled:
+            return
+        keys = self.keys(product_code, api)
+        policy = self.policy
+        args: list[str | float | int] = [
+            self._now_arg(),
+            repr(policy.decrease),
+            repr(policy.floor),
+            repr(policy.hold_s),
+            repr(policy.recovery_per_s),
+            STATE_TTL_MS,
+        ]
+        try:
+            reply = self._call(self._feedback, keys, args)
+        except GateUnavailable as exc:
+            log.warning("throttle feedback for %s not recorded: %s", keys.bucket, exc.reason)
+            return
+        factor = number(reply[1])
+        log.info("%s throttled by the provider: rate factor now %.3f", keys.bucket, factor)
+        self.metrics.incr(THROTTLED, bucket=keys.bucket)
+        self.metrics.gauge(FACTOR, factor, bucket=keys.bucket)
+
+    def _defer_wait(self, bucket: str, lane: Lane, waited: float) -> None:
+        # Metrics may cost a Redis round trip: never between a grant and the request it
+        # admits (that delay eats the margin's jitter room). Sent by the next feedback or
+        # acquire of this thread instead.
+        pending: list[tuple[str, str, float]] = getattr(self._local, "pending", [])
+        pending.append((bucket, lane.value, waited))
+        self._local.pending = pending
+
+    def flush_metrics(self) -> None:
+        """Send the wait observations deferred by this thread's last grants."""
+        pending: list[tuple[str, str, float]] = getattr(self._local, "pending", [])
+        self._local.pending = []
+        for bucket, lane, waited in pending:
+            self.metrics.observe(WAIT, waited, bucket=bucket, lane=lane)
+
+    def _leave(self, product_code: str, api: str, ticket: Ticket, lane: Lane) -> None:
+        # Interrupted while waiting: give up our place now rather than at expiry.
+        if not ticket.seq:
+            return
+        keys = self.keys(product_code, api)
+        member = f"{int(ticket.seq):015d}:{lane.value}:{ticket.waiter_id}"
+        try:
+            self._redis.zrem(keys.waiters, member)
+            self._redis.zrem(keys.expiry, member)
+        except redis.RedisError:
+            log.debug("could not leave the queue of %s; the entry will expire", keys.bucket)
+
+    def _call(self, script: Any, keys: BucketKeys, args: list[str | float | int]) -> Any:
+        try:
+            return script(keys=keys.all(), args=args)
+        except redis.RedisError as exc:
+            self.metrics.incr(UNAVAILABLE, bucket=keys.bucket)
+            raise GateUnavailable(keys.bucket, _reason(exc)) from exc
+
+
+def limiter_redis(settings: Settings, *, timeout: float = 2.0) -> redis.Redis:
+    """A Redis client suited to the limiter: short timeouts, one quick retry, so that an
+    unreachable Redis fails closed within seconds instead of after long backoffs."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+    )

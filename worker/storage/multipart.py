@@ -1,0 +1,204 @@
+"""Multipart uploads for ``worker.storage``: parts sent by a small thread pool in bounded memory.
+
+``MultipartUpload`` numbers parts in the order the producer hands them over and keeps at most
+``concurrency`` of them in flight: ``send`` blocks while that many are on the wire, so memory
+stays at ``concurrency + 1`` part buffers (those in flight plus the one being filled) whatever
+the speed of the source. The buffers of finished parts are recycled. A part may also be a
+server-side copy of a byte range (``UploadPartCopy``), used to rewrite objects too large for
+one CopyObject.
+
+Failure handling: a part's error is raised to the producer at its next ``send``/``check``/
+``finish`` call; ``abort`` cancels queued parts, waits for those on the wire (an upload aborted
+while a part is still arriving can keep that part, and its storage cost, alive) and then aborts
+the upload.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.storage.errors import StorageError, s3_call, s3_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
+MAX_PART_SIZE = 5 * 1024 * MIB
+MAX_PARTS = 10_000
+
+_Part = Future["CompletedPartTypeDef"]
+
+
+def content_md5(data: bytes | bytearray) -> str:
+    """Base64 MD5 for ``Content-MD5``: the store rejects a body damaged in transit."""
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
+
+
+class MultipartUpload:
+    """One multipart upload in progress; up to ``concurrency`` parts in flight at once.
+
+    Used by one producer thread; the parts go out on a private pool of ``concurrency``
+    threads (per upload, so nothing outlives the call or crosses a fork).
+    """
+
+    def __init__(
+        self, client: S3Client, bucket: str, key: str, upload_id: str, *, part_size: int,
+        concurrency: int,
+    ) -> None:  # fmt: skip
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.upload_id = upload_id
+        self.part_size = part_size
+        self.concurrency = concurrency
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="s3-part")
+        self._in_flight: dict[_Part, bytearray | None] = {}
+        self._spare: list[bytearray] = []
+        self._parts: list[CompletedPartTypeDef] = []
+        self._numbered = 0
+        self._failed = threading.Event()
+        self._completed = False
+
+    @classmethod
+    def start(
+        cls, client: S3Client, bucket: str, key: str, *, part_size: int, concurrency: int,
+        create_args: Mapping[str, Any],
+    ) -> MultipartUpload:  # fmt: skip
+        """CreateMultipartUpload with ``create_args`` (content type, metadata, encryption)."""
+        with s3_call("CreateMultipartUpload", key):
+            resp = client.create_multipart_upload(Bucket=bucket, Key=key, **create_args)
+        return cls(
+            client, bucket, key, resp["UploadId"], part_size=part_size, concurrency=concurrency
+        )
+
+    # --- producer side ---
+
+    def buffer(self) -> bytearray:
+        """An empty part buffer: one a finished part gave back, else a new one."""
+        return self._spare.pop() if self._spare else bytearray(self.part_size)
+
+    def send(self, body: bytearray) -> None:
+        """Queue ``body`` as the next part; blocks while ``concurrency`` parts are in flight.
+
+        ``body`` belongs to the upload from now on (``buffer`` hands it out again once sent).
+        """
+        self._submit(body, self._upload_part, body)
+
+    def send_copy(self, source_etag: str, first: int, last: int) -> None:
+        """Queue bytes ``first..last`` (inclusive) of the object at ``key`` as the next part.
+
+        The copy is done by the store; it fails if the object's ETag is no longer ``source_etag``.
+        """
+        self._submit(None, self._copy_part, source_etag, first, last)
+
+    def check(self) -> None:
+        """Raise the error of a failed part, if any (cheap: call it per chunk to stop early)."""
+        if self._failed.is_set():
+            self._collect([future for future in self._in_flight if future.done()])
+
+    def finish(self) -> None:
+        """Wait for every part; raises the error of a failed one."""
+        done, _ = wait(list(self._in_flight))
+        self._collect(done)
+        self._pool.shutdown()
+
+    def complete(self) -> str:
+        """CompleteMultipartUpload (after ``finish``); returns the object's ETag."""
+        parts = sorted(self._parts, key=lambda part: part["PartNumber"])
+        with s3_call("CompleteMultipartUpload", self.key):
+            resp = self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        self._completed = True
+        return resp.get("ETag", "")
+
+    def abort(self) -> None:
+        """Cancel queued parts, wait for those being sent, then abort the upload (best effort).
+
+        Never raises a storage error: ``abort_stale_uploads`` sweeps what is left, and the error
+        that led here matters more.
+        """
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._in_flight.clear()
+        self._spare.clear()
+        if self._completed:
+            return
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+            )
+        except (ClientError, BotoCoreError) as exc:
+            code = s3_error(exc, "AbortMultipartUpload", self.key).code
+            if code != "NoSuchUpload":  # completed after all, or aborted meanwhile
+                logger.warning("could not abort multipart upload of %s: %s", self.key, code)
+
+    # --- internals ---
+
+    def _submit(self, body: bytearray | None, call: Any, *args: Any) -> None:
+        self.check()
+        while len(self._in_flight) >= self.concurrency:  # backpressure
+            done, _ = wait(list(self._in_flight), return_when=FIRST_COMPLETED)
+            self._collect(done)
+        if self._numbered >= MAX_PARTS:
+            raise StorageError(self.key, "UploadPart", "TooManyParts")
+        self._numbered += 1
+        future: _Part = self._pool.submit(call, self._numbered, *args)
+        self._in_flight[future] = body
+        future.add_done_callback(self._watch)
+
+    def _watch(self, future: _Part) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._failed.set()
+
+    def _collect(self, done: Iterable[_Part]) -> None:
+        for future in done:
+            part = future.result()  # raises the part's StorageError
+            body = self._in_flight.pop(future)
+            self._parts.append(part)
+            if body is not None and len(body) == self.part_size:
+                self._spare.append(body)
+
+    def _upload_part(self, number: int, body: bytearray) -> CompletedPartTypeDef:
+        with s3_call("UploadPart", self.key):
+            resp = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                # botocore takes a bytearray as a blob; passing it avoids copying the part.
+                Body=body,  # type: ignore[arg-type]
+                ContentMD5=content_md5(body),
+            )
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    def _copy_part(
+        self, number: int, source_etag: str, first: int, last: int
+    ) -> CompletedPartTypeDef:
+        with s3_call("UploadPartCopy", self.key):
+            resp = self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": self.bucket, "Key": self.key},
+                CopySourceIfMatch=source_etag,
+                CopySourceRange=f"bytes={first}-{last}",
+            )
+        return {"PartNumber": number, "ETag": resp["CopyPartResult"].get("ETag", "")}

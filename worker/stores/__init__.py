@@ -1,0 +1,49 @@
+"""Adapters of the records the worker keeps in Redis: result records and their stream, dead
+letters, leases.
+"""
+
+from __future__ import annotations
+
+from worker.stores.deadletters import (
+    MAX_DETAIL_LENGTH,
+    MAX_PAYLOAD_BYTES,
+    MAX_REASON_LENGTH,
+    RETRY_HANDLER_MODULES,
+    DeadLetter,
+    DeadLetterStore,
+    NoRetryHandler,
+    RetryFn,
+    load_retry_handlers,
+)
+from worker.stores.leases import (
+    Lease,
+    LeaseBusy,
+    LeaseManager,
+)
+from worker.stores.results import (
+    MAX_EVENT_FIELDS,
+    MAX_EVENT_VALUE_LENGTH,
+    EventError,
+    ResultStore,
+    encode_event,
+)
+
+__all__ = [
+    "MAX_DETAIL_LENGTH",
+    "MAX_EVENT_FIELDS",
+    "MAX_EVENT_VALUE_LENGTH",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_REASON_LENGTH",
+    "RETRY_HANDLER_MODULES",
+    "DeadLetter",
+    "DeadLetterStore",
+    "EventError",
+    "Lease",
+    "LeaseBusy",
+    "LeaseManager",
+    "NoRetryHandler",
+    "ResultStore",
+    "RetryFn",
+    "encode_event",
+    "load_retry_handlers",
+]

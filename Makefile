@@ -27,6 +27,7 @@ lint: venv
 	$(BIN)/ruff check worker tasks tests bench
 	$(BIN)/ruff format --check worker tasks tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 BENCHES := client limiter evidence batch
 

@@ -39,9 +39,9 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from worker.batch.ids import merchant_biz_id  # noqa: E402
+from worker.batch import merchant_biz_id  # noqa: E402
 from worker.cloudauth.client import CloudAuthClient  # noqa: E402
-from worker.devtools.devstack import (  # noqa: E402
+from worker.devtools import (  # noqa: E402
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
     DevStack,

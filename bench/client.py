@@ -40,7 +40,7 @@ from worker.cloudauth.signing import (
     sign_acs3_request,
     utc_timestamp,
 )
-from worker.devtools.devstack import Proc, emulator_command, free_port, http_ok
+from worker.devtools import Proc, emulator_command, free_port, http_ok
 from worker.settings import Settings
 
 AK, SECRET = "bench-key", "bench-secret"

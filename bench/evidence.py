@@ -41,7 +41,7 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.devtools.devstack import S3_KEY_ID, S3_SECRET, DevStack, wait_until
+from worker.devtools import S3_KEY_ID, S3_SECRET, DevStack, wait_until
 from worker.emulator.media import iter_video
 from worker.settings import Settings
 from worker.storage import S3ObjectStore

@@ -48,10 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from limiter_workers import AK, API, PRODUCT, SECRET, LimitsGate, Spec, realtime, saturate
 
-from worker.devtools.devstack import Proc, RedisServer, free_port, spawn_emulator, wait_until
+from worker.devtools import Proc, RedisServer, free_port, spawn_emulator, wait_until
 from worker.emulator.samples import generate_samples
-from worker.ratelimit import RedisRateLimiter
-from worker.ratelimit.gate import CallContext, Lane
+from worker.ratelimit import CallContext, Lane, RedisRateLimiter
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError
-from worker.ratelimit import RedisRateLimiter
-from worker.ratelimit.gate import CallContext, Lane, RateGate
+from worker.ratelimit import CallContext, Lane, RateGate, RedisRateLimiter
 from worker.settings import Settings
 
 PRODUCT, API = "ID_OCR_MIN", "DocOcrV2"

@@ -20,7 +20,7 @@ from worker.webhook import KIND_WEBHOOK, WebhookConfigError, WebhookError
 
 if TYPE_CHECKING:
     from worker.settings import Settings
-    from worker.stores.deadletters import DeadLetter, DeadLetterStore
+    from worker.stores import DeadLetter, DeadLetterStore
 
 
 class WebhookTask(IdvTask):

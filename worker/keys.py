@@ -38,6 +38,9 @@ from worker.errors import InvalidInput
 from worker.settings import Settings
 
 MAX_ID_LENGTH = 128
+MAX_TRANSACTION_ID = 64
+"""The provider's ids are 32 hex characters with a short region prefix; 64 leaves room and keeps
+hostile input (callbacks are unauthenticated GETs) from making long keys."""
 MAX_KIND_LENGTH = 32
 MAX_REF_PARTS = 4
 # S3's own limit on a key, in UTF-8 bytes.
@@ -87,6 +90,14 @@ def validate_id(value: str, field: str = "id") -> str:
     if value.startswith("."):
         raise InvalidKeyError(field, "must not start with '.'")
     return value
+
+
+def parse_transaction_id(value: object, field: str = "transactionId") -> str:
+    """The one rule for a transaction id, applied once at every edge (callbacks, messages,
+    imports, the client): 1 to ``MAX_TRANSACTION_ID`` of ``[A-Za-z0-9_.-]``, safe in a key."""
+    if isinstance(value, str) and len(value) > MAX_TRANSACTION_ID:
+        raise InvalidKeyError(field, f"longer than {MAX_TRANSACTION_ID} characters")
+    return validate_id(value, field)  # type: ignore[arg-type]
 
 
 def validate_kind(value: str) -> str:

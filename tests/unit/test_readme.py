@@ -23,3 +23,12 @@ def test_every_command_group_is_documented() -> None:
     assert groups
     missing = [name for name in groups if f"idv-worker {name}" not in README]
     assert missing == []
+
+
+def test_the_result_record_schema_in_the_readme_is_current() -> None:
+    import json
+
+    from worker.onboarding import ResultRecord
+
+    schema = json.dumps(ResultRecord.model_json_schema(), indent=2)
+    assert f"```json\n{schema}\n```" in README

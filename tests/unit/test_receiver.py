@@ -16,16 +16,16 @@ from celery import Celery
 from pydantic import SecretStr
 
 from worker.app import create_app
-from worker.queues import QUEUE_REALTIME
-from worker.onboarding import OnboardingJob, default_merchant_biz_id
-from worker.queues import TASK_PROCESS
-from worker.onboarding.callbacks import (
+from worker.onboarding import (
     CallbackIntake,
     CallbackRejected,
+    OnboardingJob,
     TokenChecker,
+    default_merchant_biz_id,
     flatten_params,
     parse_callback,
 )
+from worker.queues import QUEUE_REALTIME, TASK_PROCESS
 from worker.receiver import CallbackReceiver
 from worker.settings import Settings
 
@@ -138,7 +138,15 @@ def test_flatten_params_rejects_conflicting_repeats() -> None:
 
 
 def test_job_message_round_trip_and_validation() -> None:
-    job = OnboardingJob(TID, "eKYC", "biz1", 1_700_000_000.0, 1800.0, "Y", "200")
+    job = OnboardingJob(
+        transaction_id=TID,
+        product_code="eKYC",
+        merchant_biz_id="biz1",
+        completed_at=1_700_000_000.0,
+        window_s=1800.0,
+        claimed_passed="Y",
+        claimed_sub_code="200",
+    )
     assert OnboardingJob.from_message(job.to_message()) == job
     assert job.deadline == 1_700_001_800.0
     bad = {**job.to_message(), "merchant_biz_id": "no-dashes-allowed"}

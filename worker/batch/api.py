@@ -32,7 +32,7 @@ from worker.batch.model import BatchState, ItemStatus, Progress
 from worker.batch.store import BatchStore
 from worker.batch.submit import SubmitResult, Submitter
 from worker.settings import Settings
-from worker.stores.results import ResultStore
+from worker.stores import ResultStore
 
 PROBLEM_STATUSES = (ItemStatus.INVALID, ItemStatus.FAILED, ItemStatus.UNCERTAIN)
 

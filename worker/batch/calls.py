@@ -27,7 +27,7 @@ import httpx
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.params import DOC_OCR_V2
 from worker.errors import IdvError
-from worker.ratelimit.gate import RateGate
+from worker.ratelimit import RateGate
 from worker.settings import Settings
 
 Claim = Callable[[], str]

@@ -27,7 +27,7 @@ from worker.keys import ObjectKeys
 from worker.observability import Metrics, NullMetrics
 from worker.settings import Settings
 from worker.storage import ObjectStore
-from worker.stores.results import ResultStore
+from worker.stores import ResultStore
 
 log = logging.getLogger("idv.batch")
 

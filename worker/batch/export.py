@@ -18,7 +18,7 @@ from worker.batch.model import ItemStatus
 from worker.batch.store import BatchStore
 from worker.cloudauth.models import OcrIdBackInfo, OcrIdInfo
 from worker.keys import KIND_ITEM, item_ref
-from worker.stores.results import ResultStore
+from worker.stores import ResultStore
 
 BASE_COLUMNS = (
     "row",

@@ -20,7 +20,7 @@ from worker.cloudauth.errors import AccountError
 from worker.cloudauth.models import DocOcrResult
 from worker.keys import KIND_ITEM, item_ref
 from worker.observability import Metrics, report_to_sentry
-from worker.stores.results import ResultStore
+from worker.stores import ResultStore
 
 log = logging.getLogger("idv.batch")
 

@@ -51,9 +51,9 @@ from worker.cloudauth.errors import (
 )
 from worker.errors import IdvError, error_code, is_retryable, retry_after
 from worker.observability import Metrics, NullMetrics
-from worker.ratelimit.gate import CallContext, DeadlineUnreachable, GateUnavailable, Lane
+from worker.ratelimit import CallContext, DeadlineUnreachable, GateUnavailable, Lane
 from worker.settings import Settings
-from worker.stores.results import ResultStore
+from worker.stores import ResultStore
 
 _RETRYABLE = (ThrottledError, TransientError, SourceUnavailable)
 _BACKOFF_BASE_S = 0.5

@@ -54,7 +54,7 @@ from worker.cloudauth.signing import (
     sign_rpc_request,
     utc_timestamp,
 )
-from worker.ratelimit.gate import CallContext, DeadlineUnreachable, RateGate, UnlimitedGate
+from worker.ratelimit import CallContext, DeadlineUnreachable, RateGate, UnlimitedGate
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from worker.cloudauth.doctypes import MAINLAND_ID, known_doc_type_codes, lookup_doc_type
 from worker.cloudauth.errors import RequestValidationError
 from worker.cloudauth.images import ImageInfoError, image_info
+from worker.keys import InvalidKeyError, parse_transaction_id
 
 CHECK_RESULT = "CheckResult"
 DOC_OCR_V2 = "DocOcrV2"
@@ -101,7 +102,6 @@ MAX_IMAGE_BYTES = 1024 * 1024  # seed 002: "The maximum size is 1 MB"
 MIN_IMAGE_SIDE = 200
 MAX_IMAGE_SIDE = 8192
 MAX_MERCHANT_USER_ID = 64  # not published; a SHA-256 hex digest (the advised form) fits
-MAX_TRANSACTION_ID = 128
 MAX_URL = 2048
 CARD_SIDES = frozenset({"OCR_ID_FACE", "OCR_ID_NATIONAL_EMBLEM"})
 ID_THRESHOLDS = frozenset({"0", "1", "2", "3"})
@@ -179,18 +179,10 @@ def check_product_code(value: str, action: str) -> str:
 
 
 def check_transaction_id(value: str, action: str) -> str:
-    if (
-        not isinstance(value, str)
-        or len(value) > MAX_TRANSACTION_ID
-        or not _VISIBLE_ASCII_RE.fullmatch(value)
-    ):
-        raise _fail(
-            action,
-            "TransactionId",
-            "transaction_id",
-            f"must be 1-{MAX_TRANSACTION_ID} visible ASCII characters without spaces",
-        )
-    return value
+    try:
+        return parse_transaction_id(value, "TransactionId")
+    except InvalidKeyError as exc:
+        raise _fail(action, "TransactionId", "transaction_id", exc.reason) from None
 
 
 def check_url(value: str, action: str, field: str, python_name: str) -> str:

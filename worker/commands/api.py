@@ -22,7 +22,7 @@ from typing import Any
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError, RequestValidationError
 from worker.cloudauth.models import WireModel
-from worker.ratelimit.gate import GateError, RateGate, UnlimitedGate
+from worker.ratelimit import GateError, RateGate, UnlimitedGate
 from worker.settings import Settings, load_settings
 
 IMAGE_KEYS = frozenset({"faceImg", "idImage", "idBackImage"})

@@ -21,13 +21,17 @@ from typing import Any, TextIO
 
 import redis
 
-from worker.batch import BatchAPI
-from worker.batch.control import BatchStateError
-from worker.batch.manifest import ManifestError
-from worker.batch.model import ItemStatus
-from worker.batch.progress import follow, render_block, render_table
-from worker.batch.store import BatchNotFound
-from worker.batch.submit import SubmitError
+from worker.batch import (
+    BatchAPI,
+    BatchNotFound,
+    BatchStateError,
+    ItemStatus,
+    ManifestError,
+    SubmitError,
+    follow,
+    render_block,
+    render_table,
+)
 from worker.flows import batches
 from worker.keys import InvalidKeyError
 

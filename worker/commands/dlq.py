@@ -13,7 +13,7 @@ import redis
 
 from worker.keys import InvalidKeyError
 from worker.settings import load_settings
-from worker.stores.deadletters import (
+from worker.stores import (
     DeadLetter,
     DeadLetterStore,
     NoRetryHandler,

@@ -10,8 +10,7 @@ from typing import Any
 
 import redis
 
-from worker.ratelimit import limiter_redis
-from worker.ratelimit.admin import BucketStatus, read_status
+from worker.ratelimit import BucketStatus, limiter_redis, read_status
 from worker.settings import load_settings
 
 

@@ -22,7 +22,7 @@ import httpx
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError, ThrottledError
 from worker.devtools.devstack import DevStack, wait_until
-from worker.ratelimit.gate import CallContext, Lane, UnlimitedGate
+from worker.ratelimit import CallContext, Lane, UnlimitedGate
 from worker.settings import Settings, load_settings
 
 CALLBACK_TOKEN = "demo-callback-token"  # noqa: S105 - the demo's own receiver token

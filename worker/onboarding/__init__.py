@@ -1,11 +1,10 @@
-"""The onboarding flow: callback intake, the job message, the service that fetches, archives
-and writes back.
+"""The onboarding flow: callback intake, the job message, and the service that fetches,
+archives and writes back the result of one transaction.
 """
 
 from __future__ import annotations
 
 from worker.onboarding.callbacks import (
-    MAX_TRANSACTION_ID,
     CallbackEvent,
     CallbackIntake,
     CallbackRejected,
@@ -19,14 +18,16 @@ from worker.onboarding.job import (
     KIND_EVIDENCE,
     KIND_ONBOARDING,
     OnboardingJob,
-    OnboardingMessage,
     default_merchant_biz_id,
 )
 from worker.onboarding.results import (
     EVENT_TYPE,
     RECORD_VERSION,
     Archived,
+    ObjectPointer,
+    ResultRecord,
     Status,
+    VideoStatus,
     build_event,
     build_record,
     build_result_document,
@@ -42,21 +43,22 @@ __all__ = [
     "EVENT_TYPE",
     "KIND_EVIDENCE",
     "KIND_ONBOARDING",
-    "MAX_TRANSACTION_ID",
     "RECORD_VERSION",
     "Archived",
     "CallbackEvent",
     "CallbackIntake",
     "CallbackRejected",
     "LeaseLost",
+    "ObjectPointer",
     "OnboardingJob",
-    "OnboardingMessage",
     "OnboardingService",
     "Outcome",
     "Params",
+    "ResultRecord",
     "Status",
     "Submission",
     "TokenChecker",
+    "VideoStatus",
     "build_event",
     "build_record",
     "build_result_document",

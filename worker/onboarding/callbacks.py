@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Literal
 
 import redis
 
-from worker.keys import InvalidKeyError, RedisKeys, validate_id
+from worker.keys import InvalidKeyError, RedisKeys, parse_transaction_id
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.onboarding.job import OnboardingJob, default_merchant_biz_id
 from worker.queues import TASK_PROCESS
@@ -48,9 +48,6 @@ _PASSED = frozenset({"Y", "N"})
 _SUB_CODE = re.compile(r"[0-9]{1,16}")
 _MERCHANT_BIZ_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 _PRODUCT_CODE = re.compile(r"[A-Za-z0-9_]{1,64}")
-# Provider ids are 32 hex characters with a short region prefix; 64 leaves room, and keeps
-# hostile input from making long keys.
-MAX_TRANSACTION_ID = 64
 
 _PUBLISH_RETRY = {
     "max_retries": 2,
@@ -142,12 +139,8 @@ def parse_callback(params: Mapping[str, str], settings: Settings) -> CallbackEve
     tid = params.get("transactionId")
     if not tid:
         raise CallbackRejected(400, "invalid", "missing parameter transactionId")
-    if len(tid) > MAX_TRANSACTION_ID:
-        raise CallbackRejected(
-            400, "invalid", f"transactionId longer than {MAX_TRANSACTION_ID} characters"
-        )
     try:
-        validate_id(tid, "transactionId")
+        parse_transaction_id(tid, "transactionId")
     except InvalidKeyError as exc:
         raise CallbackRejected(400, "invalid", f"transactionId: {exc.reason}") from None
 

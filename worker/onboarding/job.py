@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from worker.keys import validate_id
+from worker.keys import parse_transaction_id
 
 KIND_ONBOARDING = "onboarding"
 """Dead-letter and lease kind of the fetch/write-back of one transaction."""
@@ -30,31 +29,27 @@ def default_merchant_biz_id(transaction_id: str) -> str:
     return hashlib.sha256(transaction_id.encode()).hexdigest()[:32]
 
 
-class OnboardingMessage(BaseModel):
-    """The task message (ids and times only; validated when a worker takes it)."""
+class OnboardingJob(BaseModel):
+    """One transaction to onboard: the task message, ids and times only (no personal data).
+
+    ``completed_at`` is epoch seconds (≈ the callback's receipt). Validated once, when it is
+    built at the edge or taken from a message (``pydantic.ValidationError`` if malformed).
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    transaction_id: str = Field(min_length=1, max_length=128)
+    transaction_id: str
     product_code: str = Field(pattern=r"^[A-Za-z0-9_]{1,64}$")
     merchant_biz_id: str = Field(pattern=r"^[A-Za-z0-9]{1,32}$")
-    completed_at: float = Field(gt=0)
-    window_s: float = Field(gt=0)
+    completed_at: float = Field(gt=0, allow_inf_nan=False)
+    window_s: float = Field(1800.0, gt=0, allow_inf_nan=False)
     claimed_passed: str | None = Field(None, pattern=r"^[YN]$")
     claimed_sub_code: str | None = Field(None, pattern=r"^[0-9]{1,16}$")
 
-
-@dataclass(frozen=True, slots=True)
-class OnboardingJob:
-    """One transaction to onboard; ``completed_at`` is epoch seconds (≈ the callback's receipt)."""
-
-    transaction_id: str
-    product_code: str
-    merchant_biz_id: str
-    completed_at: float
-    window_s: float = 1800.0
-    claimed_passed: str | None = None
-    claimed_sub_code: str | None = None
+    @field_validator("transaction_id")
+    @classmethod
+    def _transaction_id(cls, value: str) -> str:
+        return parse_transaction_id(value, "transaction_id")
 
     @property
     def deadline(self) -> float:
@@ -67,19 +62,9 @@ class OnboardingJob:
 
     def to_message(self) -> dict[str, Any]:
         """JSON-able task payload (no personal data)."""
-        return OnboardingMessage(
-            transaction_id=self.transaction_id,
-            product_code=self.product_code,
-            merchant_biz_id=self.merchant_biz_id,
-            completed_at=self.completed_at,
-            window_s=self.window_s,
-            claimed_passed=self.claimed_passed,
-            claimed_sub_code=self.claimed_sub_code,
-        ).model_dump()
+        return self.model_dump()
 
     @classmethod
     def from_message(cls, data: Mapping[str, Any]) -> OnboardingJob:
         """Validate a task payload (``pydantic.ValidationError`` if malformed)."""
-        msg = OnboardingMessage.model_validate(data)
-        validate_id(msg.transaction_id, "transaction_id")
-        return cls(**msg.model_dump())
+        return cls.model_validate(data)

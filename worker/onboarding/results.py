@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from worker.keys import Evidence
 from worker.onboarding.job import OnboardingJob
 
@@ -25,6 +27,47 @@ RECORD_VERSION = 1
 EVENT_TYPE = "onboarding.result"
 
 Status = Literal["complete", "evidence_lost"]
+VideoStatus = Literal["stored", "reused", "absent", "lost"]
+
+
+class ObjectPointer(BaseModel):
+    """Where an archived object is: its S3 key, SHA-256 (hex) and size in bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str
+    sha256: str | None = None
+    size: int = Field(ge=0)
+
+
+class ResultRecord(BaseModel):
+    """The result of one onboarding transaction, as downstream systems read it.
+
+    Stored in Redis (``<ns>rec:tx:<tid>``), announced on the results stream (``build_event``),
+    posted to the result webhook. Outcome, ids and pointers to S3 objects only: never images,
+    links or personal data (those are in the encrypted S3 result document, ``result``).
+    Its JSON Schema is published in the README (``ResultRecord.model_json_schema()``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = RECORD_VERSION
+    transaction_id: str
+    status: Status
+    passed: Literal["Y", "N"] | None
+    sub_code: str | None
+    product_code: str
+    request_id: str | None
+    completed_at: str = Field(description="ISO 8601, UTC: when the user finished the flow")
+    checked_at: str = Field(description="ISO 8601, UTC: when CheckResult was read")
+    result: ObjectPointer | None = Field(description="the full result document in S3")
+    evidence: dict[Literal["video", "face", "id_front", "id_back"], ObjectPointer | None]
+    video_status: VideoStatus
+    evidence_lost_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form stored in Redis and posted to webhooks."""
+        return self.model_dump(mode="json")
 
 
 @dataclass(slots=True)
@@ -33,7 +76,7 @@ class Archived:
 
     video: VideoArchive | None = None
     images: dict[Evidence, StoredObject] = field(default_factory=dict)
-    video_status: Literal["stored", "reused", "absent", "lost"] = "absent"
+    video_status: VideoStatus = "absent"
     lost_reason: str | None = None
 
 
@@ -104,28 +147,31 @@ def build_record(
     result_obj: StoredObject,
     *,
     checked_at: float,
-) -> dict[str, Any]:
-    """The Redis result record: outcome, ids and S3 pointers; never images or personal data."""
+) -> ResultRecord:
+    """The result record: outcome, ids and S3 pointers; never images or personal data."""
     status: Status = "evidence_lost" if archived.lost_reason is not None else "complete"
-    return {
-        "version": RECORD_VERSION,
-        "transaction_id": job.transaction_id,
-        "status": status,
-        "passed": result.passed,
-        "sub_code": result.sub_code,
-        "product_code": job.product_code,
-        "request_id": result.request_id,
-        "completed_at": _iso(job.completed_at),
-        "checked_at": _iso(checked_at),
-        "result": _pointer(result_obj),
-        "evidence": evidence_pointers(archived),
-        "video_status": archived.video_status,
-        "evidence_lost_reason": archived.lost_reason,
-    }
+    return ResultRecord.model_validate(
+        {
+            "transaction_id": job.transaction_id,
+            "status": status,
+            "passed": result.passed,
+            "sub_code": result.sub_code,
+            "product_code": job.product_code,
+            "request_id": result.request_id,
+            "completed_at": _iso(job.completed_at),
+            "checked_at": _iso(checked_at),
+            "result": _pointer(result_obj),
+            "evidence": evidence_pointers(archived),
+            "video_status": archived.video_status,
+            "evidence_lost_reason": archived.lost_reason,
+        }
+    )
 
 
-def build_event(record: Mapping[str, Any]) -> dict[str, object]:
+def build_event(record: ResultRecord | Mapping[str, Any]) -> dict[str, object]:
     """The results-stream event of a record: flat ids, outcome and S3 keys (never links)."""
+    if isinstance(record, ResultRecord):
+        record = record.to_dict()
     evidence = record.get("evidence") or {}
     video = evidence.get("video") or {}
     result = record.get("result") or {}

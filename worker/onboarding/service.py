@@ -32,7 +32,6 @@ from worker.onboarding.job import (
     KIND_EVIDENCE,
     KIND_ONBOARDING,
     OnboardingJob,
-    OnboardingMessage,
     default_merchant_biz_id,
 )
 from worker.onboarding.results import (
@@ -41,7 +40,7 @@ from worker.onboarding.results import (
     build_record,
     build_result_document,
 )
-from worker.stores.leases import LeaseBusy
+from worker.stores import LeaseBusy
 
 if TYPE_CHECKING:
     from worker.cloudauth.models import CheckResultResult
@@ -54,7 +53,6 @@ __all__ = [
     "KIND_ONBOARDING",
     "LeaseLost",
     "OnboardingJob",
-    "OnboardingMessage",
     "OnboardingService",
     "Outcome",
     "default_merchant_biz_id",
@@ -200,9 +198,10 @@ class OnboardingService:
                 return done
             deadline = None if late else job.deadline
             result = self._check(job, deadline)
+            checked_at = self._clock()  # one clock read for the document and the record
             archived = self._archive(job, result, deadline, lease)
-            result_obj = self._store_result_document(job, result, archived)
-            record = build_record(job, result, archived, result_obj, checked_at=self._clock())
+            result_obj = self._store_result_document(job, result, archived, checked_at)
+            record = build_record(job, result, archived, result_obj, checked_at=checked_at)
             if not lease.renew():
                 raise LeaseLost(tid)
             if archived.lost_reason is not None:
@@ -210,19 +209,19 @@ class OnboardingService:
                 # letter is idempotent), it never leaves a loss without its dead letter.
                 self._evidence_lost(job, archived.lost_reason)
             written = self._records.put_and_publish(
-                KIND_TX, tid, record, build_event(record), create_only=not late
+                KIND_TX, tid, record.to_dict(), build_event(record), create_only=not late
             )
             if written is None:
                 # Another worker finished first (its lease expired under it): keep its record.
                 existing = self._records.get_record(KIND_TX, tid)
-                return Outcome("already_done", existing or record)
+                return Outcome("already_done", existing or record.to_dict())
         finally:
             lease.release()
-        self._metrics.incr("idv_onboarding", outcome=str(record["status"]))
+        self._metrics.incr("idv_onboarding", outcome=record.status)
         if job.claimed_passed is not None and result.passed != job.claimed_passed:
             # The callback is unsigned; a mismatch is worth seeing, the record holds the truth.
             self._metrics.incr("idv_callback_mismatch", kind="passed")
-        return Outcome("done", record, archived.lost_reason)
+        return Outcome("done", record.to_dict(), archived.lost_reason)
 
     def _finished(self, tid: str, late: bool) -> Outcome | None:
         existing = self._records.get_record(KIND_TX, tid)
@@ -236,7 +235,7 @@ class OnboardingService:
     def _check(
         self, job: OnboardingJob, deadline: float | None, *, images: bool = True
     ) -> CheckResultResult:
-        from worker.ratelimit.gate import CallContext, Lane
+        from worker.ratelimit import CallContext, Lane
 
         return self._client.check_result(
             transaction_id=job.transaction_id,
@@ -248,7 +247,7 @@ class OnboardingService:
 
     def _fresh_link(self, job: OnboardingJob, deadline: float | None) -> Callable[[], str | None]:
         from worker.evidence import EvidenceLost, EvidenceUnavailable
-        from worker.ratelimit.gate import DeadlineUnreachable, MaxWaitExceeded
+        from worker.ratelimit import DeadlineUnreachable, MaxWaitExceeded
 
         def fresh() -> str | None:
             try:
@@ -317,9 +316,9 @@ class OnboardingService:
         return stored is not None and bool(stored.sha256)
 
     def _store_result_document(
-        self, job: OnboardingJob, result: CheckResultResult, archived: Archived
+        self, job: OnboardingJob, result: CheckResultResult, archived: Archived, checked_at: float
     ) -> StoredObject:
-        doc = build_result_document(job, result, archived, checked_at=self._clock())
+        doc = build_result_document(job, result, archived, checked_at=checked_at)
         body = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
         key = self._keys.result(job.transaction_id, job.completed_datetime)
         return self._objects.put_bytes(key, body, content_type="application/json")

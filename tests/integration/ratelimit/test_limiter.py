@@ -1,0 +1,147 @@
+"""The limiter on a real Redis: its scripts with Redis TIME, many processes, fail-closed."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import random
+from pathlib import Path
+
+import fakeredis
+import pytest
+import redis
+
+from tests.fixtures.servers import RedisServer, port_open, wait_until
+from tests.integration.ratelimit.procs import hammer
+from tests.unit.ratelimit.sim import API, PRODUCT, Caller, FakeClock, Sim, max_in_window
+from worker.observability import NullMetrics
+from worker.ratelimit import (
+    AdaptivePolicy,
+    CallContext,
+    GateUnavailable,
+    Lane,
+    RedisRateLimiter,
+    limiter_redis,
+    read_status,
+)
+from worker.settings import Settings, load_settings
+
+# The share of a quota the default safety margin keeps.
+KEEP = 1 - Settings.model_fields["quota_safety_margin"].default
+
+QUOTA = 20.0
+
+
+def test_scripts_run_on_redis_with_its_own_clock(redis_client: redis.Redis) -> None:
+    settings = load_settings(quotas={PRODUCT: QUOTA})
+    limiter = RedisRateLimiter(redis_client, settings)
+    grants = [limiter.wait_for_slot(PRODUCT, API, CallContext(Lane.BULK)) for _ in range(4)]
+    interval = grants[0].interval
+    # A fresh bucket starts slowly (AdaptivePolicy.restart), then ramps up.
+    assert 0.9 <= grants[0].factor <= grants[-1].factor <= 1.0
+    assert interval == pytest.approx(1 / (QUOTA * KEEP * grants[0].factor), rel=1e-5)
+    # Spacing comes from the schedule (Redis time), whatever the callers' clocks say.
+    assert all(b.now - a.now >= interval * 0.5 for a, b in itertools.pairwise(grants))
+    assert grants[-1].now - grants[0].now >= 3 * interval - interval / 2
+
+    waiting = limiter.reserve(PRODUCT, API, CallContext(Lane.ARCHIVAL))
+    assert not waiting.granted
+    assert 0 < waiting.wait_s <= interval
+    limiter.feedback(PRODUCT, API, throttled=True)
+
+    [status] = read_status(redis_client, settings)
+    assert status.bucket == f"{PRODUCT}:{API}"
+    assert status.configured_rate == QUOTA
+    assert status.stored_rate == QUOTA
+    slowed = AdaptivePolicy().decrease
+    assert status.factor == pytest.approx(slowed, abs=1e-3)
+    assert status.effective_rate == pytest.approx(QUOTA * KEEP * slowed, rel=1e-3)
+    assert status.waiting == {"realtime": 0, "archival": 1, "bulk": 0}
+    assert status.last_throttled == pytest.approx(status.now, abs=5.0)
+
+    keys = redis_client.keys("*")
+    assert len(keys) == 3
+    assert all(0 < redis_client.pttl(key) <= 3_600_000 for key in keys)
+
+
+def test_real_redis_and_fakeredis_agree_step_by_step(redis_client: redis.Redis) -> None:
+    """The same scenario in passed-in time gives the same grants on both stores."""
+    outcomes = []
+    for client in (redis_client, fakeredis.FakeRedis(server=fakeredis.FakeServer())):
+        clock = FakeClock()
+        settings = load_settings(quotas={PRODUCT: QUOTA})
+        limiter = RedisRateLimiter(client, settings, clock=clock, sleep=clock.sleep)
+        rng = random.Random(7)
+        sim = Sim(limiter, clock)
+        sim.bulk_workers(3, clock.t, lambda rng=rng: rng.uniform(0, 0.004))
+        for i in range(4):
+            sim.add(Caller(f"rt-{i}", Lane.REALTIME, clock.t + 0.13 + 0.31 * i))
+        sim.add(Caller("late-archival", Lane.ARCHIVAL, clock.t + 0.5))
+        sim.run(clock.t + 1.5)
+        outcomes.append([(round(t, 6), c.name) for t, c in sim.grants])
+    assert len(outcomes[0]) > 25
+    assert outcomes[0] == outcomes[1]
+
+
+def test_processes_hold_the_quota_together(redis_url: str) -> None:
+    quota, duration = 30.0, 2.5
+    ctx = multiprocessing.get_context("fork")
+    lanes = ["bulk"] * 5 + ["realtime"]
+    start = ctx.Event()
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=hammer,
+            args=(redis_url, quota, duration, lane, 0.1 if lane == "realtime" else 0.0, start, out),
+        )
+        for lane in lanes
+    ]
+    for proc in procs:
+        proc.start()
+    start.set()
+    results = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    times = sorted(t for grants in results for t in grants)
+    assert all(results), "every process got slots"
+    assert max_in_window(times) <= quota
+    # Whole seconds in the middle of the run, away from start-up and wind-down.
+    inner = [t for t in times if times[0] + 0.5 <= t < times[0] + 2.0]
+    achieved = len(inner) / 1.5
+    assert achieved >= 0.85 * quota, f"achieved {achieved:.1f}/s of {quota}"
+
+
+def test_fails_closed_and_recovers_by_itself(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        settings = load_settings(quotas={PRODUCT: QUOTA}, redis_url=server.url)
+
+        class Counting(NullMetrics):
+            unavailable_count = 0
+
+            def incr(self, name: str, value: float = 1, **labels: str) -> None:
+                super().incr(name, value, **labels)  # checks names and labels
+                if name == "limiter_unavailable":
+                    Counting.unavailable_count += 1
+
+        client = limiter_redis(settings, timeout=1.0)
+        limiter = RedisRateLimiter(client, settings, metrics=Counting())
+        assert limiter.wait_for_slot(PRODUCT, API, CallContext()).granted
+
+        server.stop()
+        with pytest.raises(GateUnavailable) as info:
+            limiter.acquire(PRODUCT, API, CallContext())
+        assert info.value.bucket == f"{PRODUCT}:{API}"
+        assert "ConnectionError" in info.value.reason
+        assert "no call was made" in str(info.value)
+        limiter.feedback(PRODUCT, API, throttled=True)  # after a call: logged, never raised
+        assert Counting.unavailable_count == 2
+
+        server.start()  # same port, empty: no state and no cached scripts
+        wait_until(lambda: port_open(server.port), timeout=15)
+        assert limiter.wait_for_slot(PRODUCT, API, CallContext()).granted
+        assert limiter.reserve(PRODUCT, API, CallContext()).granted is False
+        client.close()
+    finally:
+        server.stop()

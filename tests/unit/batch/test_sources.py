@@ -1,0 +1,96 @@
+"""Image checks before a billed call, and reading images from files and http(s)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from worker.batch import ImageReader, ImageRejected, ImageSource, SourceUnavailable, check_image
+
+
+def _image(fmt: str, size: tuple[int, int] = (640, 400), **save: object) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (120, 130, 140)).save(out, fmt, **save)
+    return out.getvalue()
+
+
+def test_good_jpeg_and_png_pass() -> None:
+    assert check_image(_image("JPEG")).format == "jpeg"
+    assert check_image(_image("PNG")).format == "png"
+    assert check_image(_image("PNG", (200, 8192))).height == 8192
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "ImageEmpty"),
+        (b"GIF89a" + b"\0" * 100, "ImageFormat"),
+        (b"not an image at all", "ImageFormat"),
+        (_image("GIF"), "ImageFormat"),
+        (_image("JPEG", (199, 400)), "ImageDimensions"),
+        (_image("PNG", (640, 8193)), "ImageDimensions"),
+        (_image("JPEG")[:-400], "ImageUnreadable"),
+        (_image("PNG")[:-30], "ImageUnreadable"),
+        (b"\xff\xd8\xff" + b"\0" * (1024 * 1024), "ImageTooLarge"),
+    ],
+)
+def test_unfit_images_are_rejected_with_a_code(data: bytes, code: str) -> None:
+    with pytest.raises(ImageRejected) as caught:
+        check_image(data)
+    assert caught.value.code == code
+    assert caught.value.reason
+
+
+def test_format_is_judged_by_content_not_name(tmp_path: Path) -> None:
+    path = tmp_path / "really-a-png.jpg"
+    path.write_bytes(_image("PNG"))
+    data = ImageReader().read(ImageSource("file", path=str(path)))
+    assert check_image(data).format == "png"
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    reader = ImageReader()
+    with pytest.raises(ImageRejected, match="does not exist"):
+        reader.read(ImageSource("file", path=str(tmp_path / "missing.jpg")))
+    with pytest.raises(ImageRejected, match="directory"):
+        reader.read(ImageSource("file", path=str(tmp_path)))
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff" * (3 * 1024 * 1024))
+    # At most 1 MB + 1 byte is read: enough to reject, never the whole file.
+    assert len(reader.read(ImageSource("file", path=str(big)))) == 1024 * 1024 + 1
+
+
+def test_http_sources() -> None:
+    jpeg = _image("JPEG")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ok.jpg":
+            return httpx.Response(200, content=jpeg)
+        if request.url.path == "/busy.jpg":
+            return httpx.Response(503)
+        if request.url.path == "/huge.jpg":
+            return httpx.Response(200, headers={"content-length": str(5 * 1024 * 1024)})
+        return httpx.Response(404)
+
+    reader = ImageReader(http=httpx.Client(transport=httpx.MockTransport(handler)))
+    assert reader.read(ImageSource("http", url="https://h/ok.jpg?sig=x")) == jpeg
+    with pytest.raises(SourceUnavailable):
+        reader.read(ImageSource("http", url="https://h/busy.jpg"))
+    with pytest.raises(ImageRejected) as caught:
+        reader.read(ImageSource("http", url="https://h/gone.jpg?sig=secret"))
+    assert "secret" not in str(caught.value)
+    with pytest.raises(ImageRejected, match="exceeds"):
+        reader.read(ImageSource("http", url="https://h/huge.jpg"))
+
+
+def test_http_transport_failures_are_transient() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    reader = ImageReader(http=httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(SourceUnavailable):
+        reader.read(ImageSource("http", url="https://h/a.jpg"))

@@ -32,21 +32,26 @@ _SECRET_KEYS = (
     r"X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Acs-Security-Token|Credential|"
     r"callbackToken|callback_token|token|password|passwd|secret|api[_\-]?key|authorization"
 )
-_PERSONAL_KEYS = (
+# values that may hold spaces (names, addresses) and values that are one token (numbers, dates)
+_PERSONAL_WORDS = (
     r"name|fullName|full_name|firstName|first_name|lastName|last_name|surname|givenName|"
-    r"familyName|middleName|localName|englishName|idNumber|id_number|idNo|certNo|certNumber|"
-    r"certificateNumber|documentNumber|docNumber|passportNo|passportNumber|nationalId|"
-    r"birthDate|birth_date|dateOfBirth|date_of_birth|dob|address|mobile|phone|phoneNumber|email"
+    r"familyName|middleName|localName|englishName|address"
+)
+_PERSONAL_TOKENS = (
+    r"idNumber|id_number|idNo|certNo|certNumber|certificateNumber|documentNumber|docNumber|"
+    r"passportNo|passportNumber|nationalId|birthDate|birth_date|dateOfBirth|date_of_birth|dob|"
+    r"mobile|phone|phoneNumber|email"
 )
 # ``key=value``, ``key: value``, ``"key": "value"``; the key is not part of a longer name
 # (``server_name``, ``sdk.name``, ``filename`` are left alone).
 _PAIR = r"""(?<![\w.\-])(["']?(?:{keys})["']?\s*[=:]\s*)("[^"]*"|'[^']*'|{value})"""
+_ONE_VALUE = r"""[^\s&,;"'<>)}\]]+"""
 _SECRET_PAIR = re.compile(
-    _PAIR.format(keys=_SECRET_KEYS, value=r"""[^\s&,;"'<>)}\]]+"""), re.IGNORECASE
+    _PAIR.format(keys=f"{_SECRET_KEYS}|{_PERSONAL_TOKENS}", value=_ONE_VALUE), re.IGNORECASE
 )
 _PERSONAL_PAIR = re.compile(
     _PAIR.format(
-        keys=_PERSONAL_KEYS,
+        keys=_PERSONAL_WORDS,
         # unquoted: up to the next ``key=``, a delimiter or the end (names have spaces)
         value=r"""[^,;&}\]\n"']+?(?=\s+[\w.\-]+\s*[=:]|[,;&}\]\n"']|$)""",
     ),

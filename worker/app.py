@@ -108,7 +108,7 @@ def _on_process_shutdown(**_: Any) -> None:
 @signals.worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings: Settings = sender.app.conf.idv_settings if sender is not None else load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     init_sentry(settings)
 
 

@@ -7,6 +7,7 @@ A worker started with several queues consumes them in that priority order
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery, signals
 from kombu import Queue
@@ -19,8 +20,9 @@ from worker.settings import Settings, load_settings
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration, every reliability setting chosen on purpose."""
     visibility_timeout = settings.broker_visibility_timeout_s
-    return {
-        "broker_url": settings.broker_url or settings.redis_url,
+    broker_url = settings.broker_url or settings.redis_url
+    config: dict[str, Any] = {
+        "broker_url": broker_url,
         # Results live in our own Redis records; Celery's result backend is not used.
         "result_backend": None,
         "task_ignore_result": True,
@@ -52,6 +54,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": max(1, settings.task_time_limit_s - 30),
     }
+    if urlsplit(broker_url).scheme in ("redis", "rediss"):
+        # kombu's Redis transport, fixed so a worker survives a Redis restart (worker.broker).
+        config["broker_transport"] = "worker.broker:Transport"
+    return config
 
 
 def create_app(settings: Settings | None = None) -> Celery:
@@ -68,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Celery:
 @signals.worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings: Settings = sender.app.conf.idv_settings if sender is not None else load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     init_sentry(settings)
 
 

@@ -4,7 +4,8 @@ Routes::
 
     GET|POST <IDV_CALLBACK_PATH>   (default /callback) provider callback, query or form body
     GET      /healthz              200 when Redis answers, else 503
-    GET      /metrics              Prometheus text of every process's metrics (shared in Redis)
+    GET      /metrics              every process's metrics (shared in Redis) and the lane queues,
+                                   Prometheus text or OpenMetrics (Accept); 503 if Redis fails
 
 A callback is checked, de-duplicated and enqueued by ``worker.onboarding.CallbackIntake``; the
 receiver never calls the provider. Answers: 200 ``accepted`` or ``duplicate`` (the provider must
@@ -39,8 +40,9 @@ from urllib.parse import parse_qsl
 
 import redis
 
-from worker.observability import RedisMetrics, get_logger
+from worker.observability import MetricsExporter, MetricsUnavailable, RedisMetrics, get_logger
 from worker.onboarding import CallbackIntake, CallbackRejected
+from worker.queues import ALL_QUEUES
 from worker.redisio import connect
 from worker.runtime import Runtime
 from worker.settings import Settings, load_settings
@@ -93,6 +95,7 @@ class CallbackReceiver:
         self._executor: ThreadPoolExecutor | None = None
         self._intake: CallbackIntake | None = None
         self._metrics: RedisMetrics | None = None
+        self._exporter: MetricsExporter | None = None
         self._lock = threading.Lock()
 
     # -------------------------------------------------------------- lifecycle
@@ -157,6 +160,9 @@ class CallbackReceiver:
                 self._redis.close()
             self._redis = None
             self._intake = None
+            if self._exporter is not None:
+                self._exporter.close()
+                self._exporter = None
 
     def _ready(self) -> tuple[CallbackIntake, RedisMetrics, ThreadPoolExecutor]:
         if self._intake is None:
@@ -192,8 +198,7 @@ class CallbackReceiver:
         elif path == "/healthz" and method in ("GET", "HEAD"):
             await self._healthz(send)
         elif path == "/metrics" and method in ("GET", "HEAD"):
-            text = await self._run(lambda: self._ready()[1].render_prometheus())
-            await _respond_text(send, 200, text, "text/plain; version=0.0.4; charset=utf-8")
+            await self._metrics_page(scope, send)
         else:
             await _respond(send, 404, {"error": "not found"})
 
@@ -212,6 +217,25 @@ class CallbackReceiver:
                 await asyncio.get_running_loop().run_in_executor(None, self.shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _metrics_page(self, scope: Scope, send: Send) -> None:
+        """Every process's metrics and the lane queues; 503 and one log line if Redis fails."""
+        accept = dict(scope.get("headers") or []).get(b"accept", b"").decode("latin-1")
+
+        def page() -> tuple[bytes, str]:
+            with self._lock:
+                if self._exporter is None:
+                    injected = self._given_redis
+                    self._exporter = MetricsExporter(self.settings, ALL_QUEUES, client=injected)
+            return self._exporter.render(accept)
+
+        try:
+            body, content_type = await self._run(page)
+        except MetricsUnavailable as exc:
+            log.warning("metrics unavailable: %s", exc.reason)
+            await _respond_text(send, 503, f"{exc.reason}\n", "text/plain; charset=utf-8")
+            return
+        await _respond_text(send, 200, body, content_type)
 
     async def _healthz(self, send: Send) -> None:
         def ping() -> bool:

@@ -33,7 +33,7 @@ def connect(
         return redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout or 1.0,
-            socket_connect_timeout=1.0,
+            socket_connect_timeout=socket_timeout or 1.0,
             retry=Retry(NoBackoff(), 1),
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             max_connections=max_connections,

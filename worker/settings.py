@@ -8,12 +8,21 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import ConfigurationError
 
 ENV_PREFIX = "IDV_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 # Spec §7 (DOC-QPS). ID_OCR_MIN is not published: 10 like ID_OCR, and configurable.
 DEFAULT_QUOTAS: dict[str, float] = {
@@ -252,6 +261,20 @@ class Settings(BaseSettings):
         None, description="Sentry DSN (optional; events are scrubbed of PII)"
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field(
+        "text",
+        description="text (key=value context) or json (one object per line: ts, level, logger, "
+        "msg, context ids); applies to Celery's and libraries' records too",
+    )
+    sentry_environment: str = Field(
+        "production", description="Sentry environment of every event (release: the version)"
+    )
+    metrics_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="Redis timeout of GET /metrics and 'idv-worker metrics' (503 / exit 1 after)",
+    )
 
     @field_validator("quotas", "api_quotas", mode="before")
     @classmethod
@@ -318,6 +341,15 @@ class Settings(BaseSettings):
         if not value or any(c in value for c in "{} \t\n"):
             raise ValueError("must be non-empty, without braces or whitespace")
         return value
+
+    @field_validator("log_level", "log_format")
+    @classmethod
+    def _log_choice(cls, value: str, info: ValidationInfo) -> str:
+        choices = LOG_LEVELS if info.field_name == "log_level" else LOG_FORMATS
+        for choice in choices:
+            if str(value).strip().lower() == choice.lower():
+                return choice
+        raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
 
     @field_validator("redis_url")
     @classmethod

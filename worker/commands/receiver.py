@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     level = (args.log_level or settings.log_level).lower()
-    configure_logging(level.upper())
+    configure_logging(level.upper(), settings.log_format)
     init_sentry(settings)
     uvicorn.run(
         "worker.receiver:create_receiver_app",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Self
 
 import httpx
+import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,18 +217,21 @@ class Proc:
 
 
 class RedisServer:
-    """A private ``redis-server`` on a free port, no persistence.
+    """A private ``redis-server`` on a free port, with AOF (``appendfsync everysec``) by default.
 
-    ``stop`` then ``start`` brings it back, empty, on the same port.
+    ``stop`` then ``start`` brings it back on the same port with what its AOF kept; ``crash``
+    kills it (SIGKILL), ``shutdown`` asks it to save and exit (``SHUTDOWN``).
     """
 
-    def __init__(self, workdir: Path, log: Path | None = None) -> None:
+    def __init__(self, workdir: Path, log: Path | None = None, *, persistent: bool = True) -> None:
         self.port = free_port()
         self.workdir = workdir
+        aof = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else [
+            "--appendonly", "no"]  # fmt: skip
         self.proc = Proc(
             "redis",
             [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save",
-             "", "--appendonly", "no", "--dir", str(workdir), "--maxclients", "4000"],
+             "", *aof, "--dir", str(workdir), "--maxclients", "4000"],
             log=log,
         )  # fmt: skip
 
@@ -236,13 +240,37 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> Self:
-        """Start and wait until it accepts connections."""
+        """Start and wait until it answers (after loading its AOF)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc.start_ready(lambda: port_open(self.port), timeout=15)
+        self.proc.start_ready(self._answers, timeout=30)
         return self
+
+    def _answers(self) -> bool:
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
     def stop(self) -> None:
         self.proc.stop(timeout=5)
+
+    def crash(self) -> None:
+        """SIGKILL: whatever AOF ``everysec`` had not written is lost."""
+        self.proc.kill()
+
+    def shutdown(self) -> None:
+        """A graceful ``SHUTDOWN`` (the AOF is flushed), waiting for the process to exit."""
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        try:
+            client.shutdown()
+        except redis.ConnectionError:
+            pass
+        finally:
+            client.close()
+        wait_until(lambda: not self.proc.alive(), timeout=15)
 
 
 def spawn_s3(port: int, log: Path | None = None) -> Proc:

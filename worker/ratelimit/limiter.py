@@ -66,6 +66,7 @@ from worker.ratelimit.store import (
     script_source,
     text,
 )
+from worker.redisio import connect
 from worker.settings import Settings
 
 log = get_logger("ratelimit")
@@ -90,11 +91,11 @@ _GRANTED, _WAIT, _PAST_DEADLINE, _PAST_MAX_WAIT = 1, 0, -1, -2
 
 # Metric names (labels: bucket = "PRODUCT:Api", lane, reason). A histogram's _count is the
 # number of grants, so the hot path writes one metric per acquire (deferred, see _defer_wait).
-WAIT = "limiter_wait_seconds"  # histogram: time from first ask to grant
-REFUSED = "limiter_refused"  # counter: deadline / max_wait
-THROTTLED = "limiter_throttled"  # counter: Throttling.* feedback
-FACTOR = "limiter_rate_factor"  # gauge: adaptive factor after the last throttle
-UNAVAILABLE = "limiter_unavailable"  # counter: Redis errors (failed closed)
+WAIT = "idv_limiter_wait_seconds"  # histogram: time from first ask to grant
+REFUSED = "idv_limiter_refused"  # counter: deadline / max_wait
+THROTTLED = "idv_limiter_throttled"  # counter: Throttling.* feedback
+FACTOR = "idv_limiter_rate_factor"  # gauge: adaptive factor after the last throttle
+UNAVAILABLE = "idv_limiter_unavailable"  # counter: Redis errors (failed closed)
 METRICS = (WAIT, REFUSED, THROTTLED, FACTOR, UNAVAILABLE)
 
 
@@ -373,13 +374,4 @@ class RedisRateLimiter:
 def limiter_redis(settings: Settings, *, timeout: float = 2.0) -> redis.Redis:
     """A Redis client suited to the limiter: short timeouts, one quick retry, so that an
     unreachable Redis fails closed within seconds instead of after long backoffs."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=30,
-    )
+    return connect(settings.redis_url, fail_fast=True, socket_timeout=timeout)

@@ -122,7 +122,7 @@ def test_fails_closed_and_recovers_by_itself(tmp_path: Path) -> None:
 
             def incr(self, name: str, value: float = 1, **labels: str) -> None:
                 super().incr(name, value, **labels)  # checks names and labels
-                if name == "limiter_unavailable":
+                if name == "idv_limiter_unavailable":
                     Counting.unavailable_count += 1
 
         client = limiter_redis(settings, timeout=1.0)

@@ -84,7 +84,7 @@ def test_factor_follows_the_policy(events: list[tuple[float, bool]]) -> None:
             limiter.feedback(PRODUCT, API, throttled=True)
             model.throttle(seen)
             name, value, labels = metrics.events[-1]
-            assert (name, labels) == ("limiter_rate_factor", {"bucket": f"{PRODUCT}:{API}"})
+            assert (name, labels) == ("idv_limiter_rate_factor", {"bucket": f"{PRODUCT}:{API}"})
             assert value == pytest.approx(model.at(seen), abs=1e-5)
         else:
             limiter.feedback(PRODUCT, API, throttled=False)  # costs nothing, changes nothing
@@ -102,7 +102,7 @@ def test_slow_down_spaces_grants_and_recovery_restores_the_rate() -> None:
     assert metrics.events == []  # never between a grant and its request
     limiter.feedback(PRODUCT, API, throttled=False)
     assert metrics.events == [
-        ("limiter_wait_seconds", 0.0, {"bucket": f"{PRODUCT}:{API}", "lane": "bulk"})
+        ("idv_limiter_wait_seconds", 0.0, {"bucket": f"{PRODUCT}:{API}", "lane": "bulk"})
     ]
     for _ in range(5):  # one episode throttles every request in flight: one decrease
         limiter.feedback(PRODUCT, API, throttled=True)

@@ -9,11 +9,40 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from worker.settings import DEFAULT_QUOTAS
-
 DEFAULT_ACCESS_KEY = ("idv-demo-key", "idv-demo-secret")
 DEFAULT_PORT = 8765
 API_VERSION = "2022-08-09"
+
+# QPS per product code and account, applied to each API of the product (spec §7, [DOC-QPS]).
+# ID_OCR_MIN and eKYC_MIN are not published; they get ID_OCR's and eKYC's 10.
+PROVIDER_QUOTAS: dict[str, float] = {
+    "eKYC": 10,
+    "eKYC_NDI": 10,
+    "eKYC_PRO": 5,
+    "eKYC_MIN": 10,
+    "eKYC_Date_MIN": 10,
+    "FACE_LIVENESS_PRO": 10,
+    "FACE_LIVENESS": 50,
+    "FACE_IDU": 50,
+    "FACE_IDU_MIN": 10,
+    "FACE_VERIFY": 50,
+    "FACE_GUARD": 50,
+    "FACE_GUARD_PRO": 50,
+    "FACE_COMPARE": 10,
+    "FACE_CROSS_COMPARE": 10,
+    "FACE_DEEPFAKE": 10,
+    "ID_OCR": 10,
+    "ID_OCR_MIN": 10,
+    "ID_OCR_MAX": 5,
+    "ID_NFC": 10,
+    "ID_2META": 50,
+    "MOBILE_2META": 50,
+    "MOBILE_3META": 50,
+    "BANK_CARD_N_META": 50,
+    "CREDENTIAL_DETECT": 10,
+    "CREDENTIAL_RECOGNITION": 5,
+    "ADD_VERIFY_PRO": 20,
+}
 
 
 class ConfigError(ValueError):
@@ -96,7 +125,7 @@ class EmulatorConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     access_keys: dict[str, str] = field(default_factory=lambda: dict([DEFAULT_ACCESS_KEY]))
-    quotas: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    quotas: dict[str, float] = field(default_factory=lambda: dict(PROVIDER_QUOTAS))
     link_validity: float = 15 * 60
     fresh_link_window: float = 30 * 60
     retention: float = 30 * 24 * 3600

@@ -97,7 +97,7 @@ def product_check_result(call: Call) -> str:
     transaction_id = call.require("TransactionId")
     call.require("MerchantBizId")
     state = call.state
-    tx = state.store.get(transaction_id, state.clock.now(), state.config.retention)
+    tx = state.store.get(transaction_id, state.clock.now())
     if tx is None:
         raise ApiError("TransactionIdInvalid")
     call.transaction = tx

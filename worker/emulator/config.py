@@ -64,6 +64,9 @@ class Faults:
     break_after_bytes: int | None = None
     forbidden_code: str | None = None
     actions: list[str] | None = None
+    arrival_jitter_ms: float = 0.0
+    drop_callbacks: float = 0.0
+    drop_callbacks_seed: int = 0
 
     def applies_to(self, action: str) -> bool:
         """Whether API faults apply to ``action`` (all actions unless ``actions`` limits them)."""
@@ -84,7 +87,15 @@ class Faults:
             setattr(self, name, getattr(staged, name))
 
 
-_RATE_FAULTS = {"error_500_rate", "error_503_rate", "drop_rate", "truncate_rate", "non_json_rate"}
+_RATE_FAULTS = {
+    "error_500_rate",
+    "error_503_rate",
+    "drop_rate",
+    "truncate_rate",
+    "non_json_rate",
+    "drop_callbacks",
+}
+_COUNT_FAULTS = {"break_downloads", "drop_callbacks_seed"}
 
 
 def _coerce_fault(name: str, raw: Any) -> Any:
@@ -100,7 +111,7 @@ def _coerce_fault(name: str, raw: Any) -> Any:
         return None if raw in (None, "", "none") else str(raw)
     if name == "break_after_bytes":
         return None if raw in (None, "") else _number(name, raw, int, 0)
-    if name == "break_downloads":
+    if name in _COUNT_FAULTS:
         return _number(name, raw, int, 0)
     value = _number(name, raw, float, 0)
     if name in _RATE_FAULTS and value > 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from worker.emulator.actions import check_callback_url
 from worker.emulator.asgi import (
@@ -83,7 +84,8 @@ async def handle_control(state: EmulatorState, scope: Scope, receive: Receive, s
             page = f"<html><body><p>Verification flow {parts[1]}</p></body></html>"
             await send_bytes(send, 200, page.encode(), b"text/html;charset=utf-8")
             return
-        status, result = await _route(state, method, parts, _object(body) if body else {})
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        status, result = await _route(state, method, parts, _object(body) if body else {}, query)
     except ControlError as exc:
         await send_json(send, exc.status, {"error": exc.message})
         return
@@ -94,14 +96,22 @@ async def handle_control(state: EmulatorState, scope: Scope, receive: Receive, s
 
 
 async def _route(
-    state: EmulatorState, method: str, parts: list[str], payload: dict[str, Any]
+    state: EmulatorState,
+    method: str,
+    parts: list[str],
+    payload: dict[str, Any],
+    query: dict[str, str],
 ) -> tuple[int, Any]:
     head = parts[0]
     if head == "health" and method == "GET":
         return 200, {"ok": True}
+    if head == "calls" and method == "GET":
+        return 200, _calls(state, parts)
     if head == "transactions":
         if len(parts) == 1 and method == "POST":
             return 201, {"transaction_id": _create(state, payload).transaction_id}
+        if len(parts) == 1 and method == "GET":
+            return 200, _list(state, query)
         tx = _find(state, parts[1]) if len(parts) >= 2 else None
         if tx is not None and len(parts) == 2 and method == "GET":
             return 200, tx.state()
@@ -110,12 +120,13 @@ async def _route(
     elif head == "clock":
         if method == "PUT":
             _set_clock(state, payload)
+            state.purge()
         if method in ("GET", "PUT"):
             clock = state.clock
             return 200, {"now": clock.now(), "offset": clock.offset(), "speed": clock.speed}
     elif head == "faults":
         if method == "PUT":
-            state.faults.update(payload)
+            state.set_faults(payload)
         if method in ("GET", "PUT"):
             return 200, state.faults.as_dict()
     elif head == "quotas":
@@ -135,8 +146,26 @@ async def _route(
 _RESET_PARTS = ("stats", "state", "clock", "faults", "quotas")
 
 
+def _calls(state: EmulatorState, parts: list[str]) -> Any:
+    """``calls``, ``calls/CheckResult/{tid}`` or ``calls/DocOcrV2/{merchant_biz_id}``."""
+    if len(parts) == 1:
+        return state.calls.snapshot()
+    if len(parts) == 3 and parts[1] == "CheckResult":
+        return state.calls.check_result_of(parts[2])
+    if len(parts) == 3 and parts[1] == "DocOcrV2":
+        return state.calls.doc_ocr_of(parts[2])
+    raise ControlError(404, "calls, calls/CheckResult/{tid} or calls/DocOcrV2/{merchant_biz_id}")
+
+
+def _list(state: EmulatorState, query: dict[str, str]) -> dict[str, Any]:
+    """Transactions still retained, optionally only those in one ``callback_state``."""
+    wanted = query.get("callback_state")
+    found = [tx.state() for tx in state.store.all() if wanted in (None, tx.callback_state)]
+    return {"transactions": found}
+
+
 def _find(state: EmulatorState, transaction_id: str) -> Transaction:
-    tx = state.store.get(transaction_id, state.clock.now(), state.config.retention)
+    tx = state.store.get(transaction_id, state.clock.now())
     if tx is None:
         raise ControlError(404, "unknown transaction (or past retention)")
     return tx
@@ -213,8 +242,8 @@ async def complete(
     tx.face_extra = face
     tx.passed, tx.sub_code = passed, sub_code
     tx.completed_at = state.clock.now()
-    if payload.get("callback", True):
-        state.callbacks.schedule(tx)
+    state.store.completed(tx)
+    state.send_callback(tx, bool(payload.get("callback", True)))
     return {
         "transaction_id": tx.transaction_id,
         "completed_at": tx.completed_at,

@@ -6,6 +6,7 @@ products ID results only, all others (eKYC, ...) both.
 
 from __future__ import annotations
 
+import heapq
 import os
 import re
 from dataclasses import dataclass, field
@@ -114,26 +115,62 @@ class Transaction:
 
 
 class TransactionStore:
-    """In-memory transactions by id; entries past retention are dropped when looked up."""
+    """In-memory transactions by id, deleted once past retention (emulated clock).
 
-    def __init__(self) -> None:
+    ``purge`` deletes every transaction past retention; the emulator calls it from a background
+    sweep and whenever the clock is moved, so results disappear at day 30 whether or not anyone
+    asks for them. ``get`` never returns a transaction past retention either.
+    """
+
+    def __init__(self, retention: float) -> None:
+        self.retention = retention
+        self.deleted = 0
         self._items: dict[str, Transaction] = {}
+        # (deadline, id) candidates; a completion pushes a later deadline for the same id.
+        self._deadlines: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self._items)
 
     def add(self, tx: Transaction) -> None:
         self._items[tx.transaction_id] = tx
+        heapq.heappush(self._deadlines, (tx.created_at + self.retention, tx.transaction_id))
 
-    def get(self, transaction_id: str, now: float, retention: float) -> Transaction | None:
+    def completed(self, tx: Transaction) -> None:
+        """Re-arm the deletion of ``tx``: retention now counts from its completion."""
+        assert tx.completed_at is not None
+        heapq.heappush(self._deadlines, (tx.completed_at + self.retention, tx.transaction_id))
+
+    def get(self, transaction_id: str, now: float) -> Transaction | None:
         tx = self._items.get(transaction_id)
-        if tx is not None and tx.expired(now, retention):
-            del self._items[transaction_id]
+        if tx is not None and tx.expired(now, self.retention):
+            self._delete(transaction_id)
             return None
         return tx
+
+    def purge(self, now: float) -> list[str]:
+        """Delete every transaction past retention at ``now``; returns their ids."""
+        gone: list[str] = []
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] < now:
+            _, transaction_id = heapq.heappop(deadlines)
+            tx = self._items.get(transaction_id)
+            if tx is not None and tx.expired(now, self.retention):
+                self._delete(transaction_id)
+                gone.append(transaction_id)
+        return gone
+
+    def _delete(self, transaction_id: str) -> None:
+        del self._items[transaction_id]
+        self.deleted += 1
+
+    def all(self) -> list[Transaction]:
+        return list(self._items.values())
 
     def completed_count(self) -> int:
         return sum(1 for tx in self._items.values() if tx.completed)
 
     def clear(self) -> None:
         self._items.clear()
+        self._deadlines.clear()
+        self.deleted = 0

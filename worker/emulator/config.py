@@ -137,6 +137,8 @@ class EmulatorConfig:
     port: int = DEFAULT_PORT
     access_keys: dict[str, str] = field(default_factory=lambda: dict([DEFAULT_ACCESS_KEY]))
     quotas: dict[str, float] = field(default_factory=lambda: dict(PROVIDER_QUOTAS))
+    quota_algorithm: str = "sliding"
+    quota_burst: float | None = None
     link_validity: float = 15 * 60
     fresh_link_window: float = 30 * 60
     retention: float = 30 * 24 * 3600
@@ -165,6 +167,19 @@ def parse_quotas(values: dict[str, Any]) -> dict[str, float]:
             raise ConfigError(f"quota {key!r} must name PRODUCT or PRODUCT:Api and be > 0")
         out[key] = qps
     return out
+
+
+def parse_quota_policy(payload: dict[str, Any]) -> tuple[str, float | None]:
+    """``{"algorithm": ..., "burst": N|null}`` -> ``(algorithm, burst)`` (values unchecked)."""
+    unknown = set(payload) - {"algorithm", "burst"}
+    if unknown or "algorithm" not in payload:
+        raise ConfigError("quota-algorithm takes algorithm and optionally burst")
+    algorithm = payload["algorithm"]
+    if not isinstance(algorithm, str):
+        raise ConfigError("algorithm must be a string")
+    raw = payload.get("burst")
+    burst = None if raw in (None, "") else _number("burst", raw, float, 1)
+    return algorithm, burst
 
 
 def parse_assignment(text: str, what: str) -> tuple[str, str]:

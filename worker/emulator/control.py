@@ -23,7 +23,7 @@ from worker.emulator.asgi import (
     send_bytes,
     send_json,
 )
-from worker.emulator.config import ConfigError, parse_quotas
+from worker.emulator.config import ConfigError, parse_quota_policy, parse_quotas
 from worker.emulator.doctypes import canonical_doc_type
 from worker.emulator.media import build_images, video_sha256
 from worker.emulator.state import EmulatorState
@@ -134,6 +134,11 @@ async def _route(
             state.quotas.update(parse_quotas(payload))
         if method in ("GET", "PUT"):
             return 200, dict(state.quotas.quotas)
+    elif head == "quota-algorithm":
+        if method == "PUT":
+            state.quotas.set_algorithm(*parse_quota_policy(payload))
+        if method in ("GET", "PUT"):
+            return 200, state.quotas.policy()
     elif head == "stats" and method == "GET":
         return 200, state.stats()
     elif head == "reset" and method == "POST":

@@ -46,7 +46,9 @@ class EmulatorState:
     def __init__(self, config: EmulatorConfig, clock: EmulatedClock | None = None) -> None:
         self.config = config
         self.clock = clock if clock is not None else EmulatedClock()
-        self.quotas = QuotaBook(config.quotas)
+        self.quotas = QuotaBook(
+            config.quotas, algorithm=config.quota_algorithm, burst=config.quota_burst
+        )
         self.nonces = NonceCache(config.date_window)
         self.auth = Authenticator(config.access_keys, config.date_window, self.nonces)
         self.store = TransactionStore(config.retention)

@@ -1,10 +1,14 @@
-"""Sliding 1-second window quotas and the ``max_in_window`` ground truth."""
+"""Quota algorithms (sliding, fixed, token bucket) and the ``max_in_window`` ground truth."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from worker.emulator.config import ConfigError
 from worker.emulator.quotas import QuotaBook
 
 
@@ -88,3 +92,85 @@ def test_no_window_exceeds_the_quota_and_max_is_exact(quota: int, gaps: list[flo
     assert worst <= quota
     assert book.snapshot()["A"]["P"]["max_in_window"] == worst
     assert book.snapshot()["A"]["P"]["served"] + book.snapshot()["A"]["P"]["throttled"] == len(gaps)
+
+
+def test_fixed_windows_reset_on_whole_seconds() -> None:
+    clock = FakeTime()
+    book = QuotaBook({"P": 3}, now=clock, algorithm="fixed")
+    clock.now = 100.5
+    assert [book.admit("P", "A") for _ in range(4)] == [True, True, True, False]
+    clock.now = 100.999
+    assert not book.admit("P", "A")
+    clock.now = 101.0  # a new second: the count starts again, right behind the first three
+    assert [book.admit("P", "A") for _ in range(4)] == [True, True, True, False]
+    # Across the boundary six calls fell within one sliding second: fixed windows allow it.
+    assert book.snapshot()["A"]["P"]["max_in_window"] == 6
+
+
+def test_token_bucket_burst_and_refill() -> None:
+    clock = FakeTime()
+    book = QuotaBook({"P": 2}, now=clock, algorithm="token-bucket", burst=4)
+    assert [book.admit("P", "A") for _ in range(5)] == [True] * 4 + [False]
+    clock.now += 0.5  # one token back at 2 a second
+    assert [book.admit("P", "A") for _ in range(2)] == [True, False]
+    clock.now += 100  # the bucket holds at most the burst
+    assert sum(book.admit("P", "A") for _ in range(10)) == 4
+    # Without a burst, the bucket holds one second of quota.
+    plain = QuotaBook({"P": 3}, now=clock, algorithm="token-bucket")
+    assert sum(plain.admit("P", "A") for _ in range(10)) == 3
+
+
+def test_algorithm_switch_and_validation() -> None:
+    clock = FakeTime()
+    book = QuotaBook({"P": 1}, now=clock)
+    assert book.admit("P", "A")
+    assert not book.admit("P", "A")
+    book.set_algorithm("token-bucket", 5)
+    assert book.policy() == {"algorithm": "token-bucket", "burst": 5}
+    assert sum(book.admit("P", "A") for _ in range(9)) == 5
+    for algorithm, burst in (("leaky", None), ("fixed", 0.5)):
+        with pytest.raises(ConfigError):
+            book.set_algorithm(algorithm, burst)
+    book.reset_quotas()
+    assert book.policy() == {"algorithm": "sliding", "burst": None}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    quota=st.integers(min_value=1, max_value=6),
+    burst=st.integers(min_value=1, max_value=10),
+    gaps=st.lists(st.floats(min_value=0, max_value=0.6), min_size=1, max_size=80),
+)
+def test_token_bucket_never_serves_more_than_burst_plus_refill(
+    quota: int, burst: int, gaps: list[float]
+) -> None:
+    clock = FakeTime()
+    book = QuotaBook({"P": quota}, now=clock, algorithm="token-bucket", burst=burst)
+    served: list[float] = []
+    for gap in gaps:
+        clock.now += gap
+        if book.admit("P", "A"):
+            served.append(clock.now)
+    for i, start in enumerate(served):
+        for j in range(i, len(served)):
+            # Calls in [start, served[j]]: the bucket plus what refilled meanwhile.
+            assert j - i + 1 <= burst + quota * (served[j] - start) + 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    quota=st.integers(min_value=1, max_value=6),
+    gaps=st.lists(st.floats(min_value=0, max_value=0.6), min_size=1, max_size=80),
+)
+def test_fixed_window_never_exceeds_the_quota_in_a_whole_second(
+    quota: int, gaps: list[float]
+) -> None:
+    clock = FakeTime()
+    book = QuotaBook({"P": quota}, now=clock, algorithm="fixed")
+    per_second: dict[int, int] = {}
+    for gap in gaps:
+        clock.now += gap
+        if book.admit("P", "A"):
+            second = math.floor(clock.now)
+            per_second[second] = per_second.get(second, 0) + 1
+    assert max(per_second.values(), default=0) <= quota

@@ -12,7 +12,7 @@ import logging
 import uuid
 from urllib.parse import parse_qsl
 
-from worker.emulator.actions import ACTIONS, Call
+from worker.emulator.actions import ACTIONS
 from worker.emulator.asgi import (
     JSON_TYPE,
     BodyTooLarge,
@@ -24,6 +24,7 @@ from worker.emulator.asgi import (
     send_bytes,
 )
 from worker.emulator.auth import IncomingRequest
+from worker.emulator.call import Call
 from worker.emulator.config import API_VERSION
 from worker.emulator.errors import ApiError, error_body, missing
 from worker.emulator.state import EmulatorState

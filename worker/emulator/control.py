@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 from urllib.parse import parse_qsl
@@ -26,6 +27,13 @@ from worker.emulator.asgi import (
 from worker.emulator.config import ConfigError, parse_quota_policy, parse_quotas
 from worker.emulator.doctypes import canonical_doc_type
 from worker.emulator.media import build_images, video_sha256
+from worker.emulator.products import (
+    CHECK_RESULT_SPOOF_TYPES,
+    DUPLICATE_FACE,
+    SPOOFED,
+    SUCCESS,
+    product,
+)
 from worker.emulator.state import EmulatorState
 from worker.emulator.transactions import (
     MERCHANT_BIZ_ID,
@@ -176,6 +184,13 @@ def _find(state: EmulatorState, transaction_id: str) -> Transaction:
     return tx
 
 
+def _flag(payload: dict[str, Any], name: str) -> bool:
+    value = payload.get(name, False)
+    if not isinstance(value, bool):
+        raise ControlError(400, f"{name} must be true or false")
+    return value
+
+
 def _create(state: EmulatorState, payload: dict[str, Any]) -> Transaction:
     product = _text(payload, "product_code", required=True)
     assert product is not None
@@ -204,9 +219,51 @@ def _create(state: EmulatorState, payload: dict[str, Any]) -> Transaction:
         callback_url=callback,
         callback_token=_text(payload, "callback_token"),
         doc_type=doc_type,
+        id_spoof=_flag(payload, "id_spoof"),
+        auto_registration=_flag(payload, "auto_registration"),
     )
     state.store.add(tx)
     return tx
+
+
+def _outcome(tx: Transaction, payload: dict[str, Any]) -> tuple[str, str]:
+    """``(passed, sub_code)`` of a completion; 400 unless the product can give that pair."""
+    spec = product(tx.product_code)
+    passed = payload.get("passed", "Y")
+    if passed not in ("Y", "N"):
+        raise ControlError(400, "passed must be Y or N")
+    default_code = SUCCESS if passed == "Y" else spec.default_failure()
+    sub_code = str(payload.get("sub_code") or default_code)
+    problem = spec.check_outcome(passed, sub_code, tx.id_spoof)
+    if problem is not None:
+        raise ControlError(400, f"invalid outcome passed={passed} sub_code={sub_code}: {problem}")
+    return passed, sub_code
+
+
+def _spoof_types(tx: Transaction, sub_code: str, payload: dict[str, Any]) -> list[str]:
+    raw = payload.get("spoof_type")
+    if sub_code != SPOOFED:
+        if raw:
+            raise ControlError(400, "spoof_type goes only with sub_code 212")
+        return []
+    if raw is None:
+        pick = int(hashlib.sha256(tx.transaction_id.encode()).hexdigest(), 16)
+        return [CHECK_RESULT_SPOOF_TYPES[pick % len(CHECK_RESULT_SPOOF_TYPES)]]
+    if not isinstance(raw, list) or not raw or any(t not in CHECK_RESULT_SPOOF_TYPES for t in raw):
+        known = ", ".join(CHECK_RESULT_SPOOF_TYPES)
+        raise ControlError(400, f"spoof_type must be a non-empty list of {known}")
+    return [str(t) for t in raw]
+
+
+def _duplicates(sub_code: str, payload: dict[str, Any]) -> list[dict[str, Any]] | None:
+    raw = payload.get("duplicate_face")
+    if raw is None:
+        return None
+    if sub_code != DUPLICATE_FACE:
+        raise ControlError(400, "duplicate_face goes only with sub_code 233")
+    if not isinstance(raw, list) or not all(isinstance(d, dict) for d in raw):
+        raise ControlError(400, "duplicate_face must be a list of objects")
+    return raw
 
 
 async def complete(
@@ -215,11 +272,9 @@ async def complete(
     """Finish the flow now (emulated time): outcome, evidence, and the callback."""
     if tx.completed or tx.completing:
         raise ControlError(409, "transaction already completed")
-    passed = payload.get("passed", "Y")
-    if passed not in ("Y", "N"):
-        raise ControlError(400, "passed must be Y or N")
-    default_code = "200" if passed == "Y" else ("205" if has_face(tx.product_code) else "211")
-    sub_code = str(payload.get("sub_code") or default_code)
+    passed, sub_code = _outcome(tx, payload)
+    spoof_type = _spoof_types(tx, sub_code, payload)
+    duplicates = _duplicates(sub_code, payload)
     size = payload.get("video_size", DEFAULT_VIDEO_SIZE)
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_VIDEO_SIZE:
         raise ControlError(400, f"video_size must be an integer in 0..{MAX_VIDEO_SIZE}")
@@ -242,16 +297,20 @@ async def complete(
         asyncio.to_thread(video_sha256, tx.transaction_id, tx.video_size),
     )
     state.images.put(tx.transaction_id, images)
-    tx.image_sha256 = images.sha256s()
     tx.video_sha256 = digest if tx.video_size else None
     tx.face_extra = face
     tx.passed, tx.sub_code = passed, sub_code
+    tx.spoof_type, tx.duplicate_face = spoof_type, duplicates
+    returned = tx.returned_images()
+    tx.image_sha256 = {k: v for k, v in images.sha256s().items() if k in returned}
     tx.completed_at = state.clock.now()
     state.store.completed(tx)
     state.send_callback(tx, bool(payload.get("callback", True)))
     return {
         "transaction_id": tx.transaction_id,
         "completed_at": tx.completed_at,
+        "passed": passed,
+        "sub_code": sub_code,
         "video_size": tx.video_size,
         "video_sha256": tx.video_sha256,
         "images": dict(tx.image_sha256),

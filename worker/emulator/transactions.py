@@ -1,7 +1,6 @@
 """Transactions created by ``Initialize`` (or the control API) and completed by the control API.
 
-Which parts a product's result has: ``FACE_*`` products have face results only, ``ID_*``
-products ID results only, all others (eKYC, ...) both.
+Which parts a product's result has, and which outcomes it can have: ``worker.emulator.products``.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.emulator.doctypes import EMBLEM_SIDE, FACE_SIDE, MAINLAND_ID, derive_fields
+from worker.emulator.products import OCR_FAILED, SPOOFED, product
 
 MERCHANT_BIZ_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 DEFAULT_DOC_TYPE = "00000006"
@@ -24,11 +24,11 @@ def new_transaction_id() -> str:
 
 
 def has_face(product_code: str) -> bool:
-    return not product_code.startswith("ID_")
+    return product(product_code).face
 
 
 def has_id(product_code: str) -> bool:
-    return not product_code.startswith("FACE_")
+    return product(product_code).ids
 
 
 @dataclass
@@ -56,6 +56,8 @@ class Transaction:
     callback_url: str | None = None
     callback_token: str | None = None
     doc_type: str | None = None
+    id_spoof: bool = False
+    auto_registration: bool = False
     completed_at: float | None = None
     passed: str | None = None
     sub_code: str | None = None
@@ -64,6 +66,8 @@ class Transaction:
     face_extra: dict[str, Any] = field(default_factory=dict)
     id_fields: dict[str, str] | None = None
     id_back_fields: dict[str, str] | None = None
+    spoof_type: list[str] = field(default_factory=list)
+    duplicate_face: list[dict[str, Any]] | None = None
     image_sha256: dict[str, str] = field(default_factory=dict)
     callbacks: list[CallbackAttempt] = field(default_factory=list)
     callback_state: str = "none"
@@ -72,6 +76,26 @@ class Transaction:
     @property
     def completed(self) -> bool:
         return self.completed_at is not None
+
+    @property
+    def ocr_passed(self) -> bool:
+        """The ID document phase succeeded (``ocrIdPassed=Y``)."""
+        return self.sub_code not in (*OCR_FAILED, SPOOFED)
+
+    def returned_images(self) -> tuple[str, ...]:
+        """Images ``CheckResult`` returns with ``IsReturnImage=Y``: only of a phase that succeeded.
+
+        ``faceImg`` when the face scan completed successfully (``Passed=Y``; seed 001),
+        ``idImage``/``idBackImage`` when the ID OCR did (seed 000).
+        """
+        names: list[str] = []
+        if has_face(self.product_code) and self.passed == "Y":
+            names.append("faceImg")
+        if self.id_fields is not None and self.ocr_passed:
+            names.append("idImage")
+            if self.id_back_fields is not None:
+                names.append("idBackImage")
+        return tuple(names)
 
     def expired(self, now: float, retention: float) -> bool:
         """Past retention: 30 days after completion (or creation, if it never completed)."""
@@ -100,6 +124,8 @@ class Transaction:
             "product_code": self.product_code,
             "merchant_biz_id": self.merchant_biz_id,
             "doc_type": self.doc_type,
+            "id_spoof": self.id_spoof,
+            "auto_registration": self.auto_registration,
             "created_at": self.created_at,
             "completed": self.completed,
             "completed_at": self.completed_at,

@@ -1,9 +1,11 @@
 """The control API under ``/_emulator/``: plain JSON, no signature, for tests, demos and benches.
 
-``POST /_emulator/transactions``, ``GET /_emulator/transactions/{tid}``,
+``POST|GET /_emulator/transactions``, ``GET /_emulator/transactions/{tid}``,
 ``POST /_emulator/transactions/{tid}/complete``, ``GET|PUT /_emulator/clock``,
-``GET|PUT /_emulator/faults``, ``GET|PUT /_emulator/quotas``, ``GET /_emulator/stats``,
+``GET|PUT /_emulator/faults``, ``GET|PUT /_emulator/quotas``,
+``GET|PUT /_emulator/quota-algorithm``, ``GET /_emulator/stats``, ``GET /_emulator/calls[/..]``,
 ``POST /_emulator/reset``, ``GET /_emulator/health``, ``GET /_emulator/flow/{tid}``.
+Every endpoint and its payload is described in ``worker/emulator/README.md``.
 """
 
 from __future__ import annotations

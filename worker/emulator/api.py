@@ -12,7 +12,7 @@ import logging
 import uuid
 from urllib.parse import parse_qsl
 
-from worker.emulator.actions import ACTIONS, Call
+from worker.emulator.actions import ACTIONS
 from worker.emulator.asgi import (
     JSON_TYPE,
     BodyTooLarge,
@@ -24,6 +24,7 @@ from worker.emulator.asgi import (
     send_bytes,
 )
 from worker.emulator.auth import IncomingRequest
+from worker.emulator.call import Call
 from worker.emulator.config import API_VERSION
 from worker.emulator.errors import ApiError, error_body, missing
 from worker.emulator.state import EmulatorState
@@ -58,17 +59,21 @@ async def handle_api(state: EmulatorState, scope: Scope, receive: Receive, send:
     host = header.get("host", "127.0.0.1")
     action = header.get("x-acs-action", "")
     product: str | None = None
+    # Set once the signature is verified: from then on the call is the provider's to count.
+    counted: dict[str, str] | None = None
     truncate = False
+
+    def count(outcome: str) -> None:
+        # Before the answer leaves, so a caller that reads the counters next sees this call.
+        if counted is not None:
+            state.calls.record(action, counted, outcome)
+
     try:
         try:
             body = await read_body(receive)
         except BodyTooLarge:
             raise ApiError("InvalidParameter", "The request body is too large.") from None
-        query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-        content_type = header.get("content-type", "")
-        body_params: list[tuple[str, str]] = []
-        if body and (content_type.startswith(_FORM) or not content_type):
-            body_params = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
+        query, body_params = _parameters(scope, header.get("content-type", ""), body)
         params = dict(query)
         params.update(body_params)
         action = action or params.get("Action", "")
@@ -85,13 +90,18 @@ async def handle_api(state: EmulatorState, scope: Scope, receive: Receive, send:
                 scope["method"], scope.get("path") or "/", query, headers, body, body_params
             )
         )
+        counted = params
         faults = state.faults
         faulty = faults.applies_to(action)
         if faulty and faults.forbidden_code:
             raise ApiError(faults.forbidden_code, status=403)
         call = Call(action, params, host, state)
         product = spec.product(call)
+        if faulty and faults.arrival_jitter_ms > 0:
+            # The quota counts the call when it reaches the provider, not when it was sent.
+            await asyncio.sleep(state.rng.uniform(0, faults.arrival_jitter_ms) / 1000)
         if not state.quotas.admit(product, action):
+            count("throttled")
             await _answer_error(send, ApiError("Throttling.Api"), request_id)
             return
         if faulty:
@@ -99,14 +109,17 @@ async def handle_api(state: EmulatorState, scope: Scope, receive: Receive, send:
         result = await spec.run(call)
     except ApiError as error:
         state.quotas.record_error(product, action, error.code)
+        count("error")
         await _answer_error(send, error, request_id)
         log.debug("api %s -> %s %s", action, error.status, error.code)
         return
-    except Outcome as outcome:
-        state.quotas.record_error(product, action, outcome.kind)
-        await _answer_fault(send, outcome.kind, request_id)
-        log.debug("api %s -> fault %s", action, outcome.kind)
+    except Outcome as fault:
+        state.quotas.record_error(product, action, fault.kind)
+        count("error")
+        await _answer_fault(send, fault.kind, request_id)
+        log.debug("api %s -> fault %s", action, fault.kind)
         return
+    count("success")
     payload = json.dumps(
         {"RequestId": request_id, "Code": "Success", "Message": "success", "Result": result},
         separators=(",", ":"),
@@ -118,6 +131,17 @@ async def handle_api(state: EmulatorState, scope: Scope, receive: Receive, send:
         payload = payload[: max(1, len(payload) // 2)]
     await send_bytes(send, 200, payload, headers=[(b"x-acs-request-id", request_id.encode())])
     log.debug("api %s -> 200", action)
+
+
+def _parameters(
+    scope: Scope, content_type: str, body: bytes
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Query and form-body parameters (``+`` is a space, blanks kept), each in wire order."""
+    query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    body_params: list[tuple[str, str]] = []
+    if body and (content_type.startswith(_FORM) or not content_type):
+        body_params = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
+    return query, body_params
 
 
 async def _inject(state: EmulatorState) -> bool:

@@ -1,7 +1,8 @@
 """Server-side request authentication: ACS3-HMAC-SHA256 (spec §3) and legacy RPC HMAC-SHA1 (§4).
 
 Verification recomputes the signature over the ``SignedHeaders`` the request declares, with the
-primitives of ``worker.cloudauth.signing``. Dates are checked against the real wall clock.
+emulator's own arithmetic (``worker.emulator.signing``). Dates are checked against the real
+wall clock.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from worker.cloudauth import signing
+from worker.emulator import signing
 from worker.emulator.errors import ApiError, missing
 
 # Headers an ACS3 request must sign; content-type too when a body is sent.
@@ -142,7 +143,7 @@ class Authenticator:
             raise ApiError("SignatureNonceUsed")
 
     def _verify_acs3(self, request: IncomingRequest, authorization: str) -> str:
-        parsed = signing.parse_acs3_authorization(authorization)
+        parsed = signing.read_acs3_authorization(authorization)
         if parsed is None:
             raise ApiError("IncompleteSignature", "The Authorization header is malformed.")
         declared = set(parsed.signed_headers)
@@ -164,20 +165,20 @@ class Authenticator:
         self._check_date(parse_timestamp(request.header("x-acs-date") or ""))
         secret = self._secret(parsed.access_key_id)
         payload_hash = request.header("x-acs-content-sha256") or ""
-        if not signing.constant_time_equal(payload_hash, signing.sha256_hex(request.body)):
+        if not signing.same(payload_hash, signing.hex_sha256(request.body)):
             raise ApiError(
                 "SignatureDoesNotMatch", "The x-acs-content-sha256 does not match the body."
             )
-        canonical = signing.acs3_canonical_request(
-            request.method,
-            request.path,
-            request.query,
-            request.headers,
-            parsed.signed_headers,
-            payload_hash,
+        expected = signing.acs3_expected_signature(
+            secret,
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            headers=request.headers,
+            declared=parsed.signed_headers,
+            payload_hash=payload_hash,
         )
-        expected = signing.acs3_signature(secret, canonical)
-        if not signing.constant_time_equal(parsed.signature, expected):
+        if not signing.same(parsed.signature, expected):
             raise ApiError("SignatureDoesNotMatch")
         self._check_nonce(parsed.access_key_id, request.header("x-acs-signature-nonce") or "")
         return parsed.access_key_id
@@ -192,8 +193,8 @@ class Authenticator:
             raise ApiError("IncompleteSignature", "Only HMAC-SHA1 signature version 1.0 is known.")
         self._check_date(parse_timestamp(values["Timestamp"]))
         secret = self._secret(values["AccessKeyId"])
-        expected = signing.rpc_signature(secret, request.method, params)
-        if not signing.constant_time_equal(values["Signature"], expected):
+        expected = signing.rpc_expected_signature(secret, request.method, params)
+        if not signing.same(values["Signature"], expected):
             raise ApiError("SignatureDoesNotMatch")
         self._check_nonce(values["AccessKeyId"], values["SignatureNonce"])
         return values["AccessKeyId"]

@@ -38,6 +38,7 @@ class CallbackStats:
     attempts: int = 0
     delivered: int = 0
     failed: int = 0
+    dropped: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -22,6 +22,7 @@ from worker.emulator.config import (
     parse_assignment,
     parse_quotas,
 )
+from worker.emulator.quotas import ALGORITHMS, check_algorithm
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="PRODUCT=QPS",
         help="QPS of a product (or PRODUCT:Api=QPS), repeatable; defaults per spec §7",
+    )
+    parser.add_argument(
+        "--quota-algorithm",
+        choices=ALGORITHMS,
+        default="sliding",
+        help="how quotas are counted (default: every sliding 1-second window)",
+    )
+    parser.add_argument(
+        "--quota-burst",
+        type=float,
+        default=None,
+        metavar="N",
+        help="token-bucket capacity in calls (default: the quota itself)",
     )
     parser.add_argument("--link-validity", type=float, default=15 * 60, metavar="S")
     parser.add_argument("--fresh-link-window", type=float, default=30 * 60, metavar="S")
@@ -82,7 +96,10 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         callback_retries=args.callback_retries,
         callback_retry_interval=args.callback_retry_interval,
         image_fetch_timeout=args.image_fetch_timeout,
+        quota_algorithm=args.quota_algorithm,
+        quota_burst=args.quota_burst,
     )
+    check_algorithm(config.quota_algorithm, config.quota_burst)
     if args.access_key:
         config.access_keys = dict(parse_access_key(k) for k in args.access_key)
     if args.quota:

@@ -9,11 +9,40 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from worker.settings import DEFAULT_QUOTAS
-
 DEFAULT_ACCESS_KEY = ("idv-demo-key", "idv-demo-secret")
 DEFAULT_PORT = 8765
 API_VERSION = "2022-08-09"
+
+# QPS per product code and account, applied to each API of the product (spec §7, [DOC-QPS]).
+# ID_OCR_MIN and eKYC_MIN are not published; they get ID_OCR's and eKYC's 10.
+PROVIDER_QUOTAS: dict[str, float] = {
+    "eKYC": 10,
+    "eKYC_NDI": 10,
+    "eKYC_PRO": 5,
+    "eKYC_MIN": 10,
+    "eKYC_Date_MIN": 10,
+    "FACE_LIVENESS_PRO": 10,
+    "FACE_LIVENESS": 50,
+    "FACE_IDU": 50,
+    "FACE_IDU_MIN": 10,
+    "FACE_VERIFY": 50,
+    "FACE_GUARD": 50,
+    "FACE_GUARD_PRO": 50,
+    "FACE_COMPARE": 10,
+    "FACE_CROSS_COMPARE": 10,
+    "FACE_DEEPFAKE": 10,
+    "ID_OCR": 10,
+    "ID_OCR_MIN": 10,
+    "ID_OCR_MAX": 5,
+    "ID_NFC": 10,
+    "ID_2META": 50,
+    "MOBILE_2META": 50,
+    "MOBILE_3META": 50,
+    "BANK_CARD_N_META": 50,
+    "CREDENTIAL_DETECT": 10,
+    "CREDENTIAL_RECOGNITION": 5,
+    "ADD_VERIFY_PRO": 20,
+}
 
 
 class ConfigError(ValueError):
@@ -35,6 +64,9 @@ class Faults:
     break_after_bytes: int | None = None
     forbidden_code: str | None = None
     actions: list[str] | None = None
+    arrival_jitter_ms: float = 0.0
+    drop_callbacks: float = 0.0
+    drop_callbacks_seed: int = 0
 
     def applies_to(self, action: str) -> bool:
         """Whether API faults apply to ``action`` (all actions unless ``actions`` limits them)."""
@@ -55,7 +87,15 @@ class Faults:
             setattr(self, name, getattr(staged, name))
 
 
-_RATE_FAULTS = {"error_500_rate", "error_503_rate", "drop_rate", "truncate_rate", "non_json_rate"}
+_RATE_FAULTS = {
+    "error_500_rate",
+    "error_503_rate",
+    "drop_rate",
+    "truncate_rate",
+    "non_json_rate",
+    "drop_callbacks",
+}
+_COUNT_FAULTS = {"break_downloads", "drop_callbacks_seed"}
 
 
 def _coerce_fault(name: str, raw: Any) -> Any:
@@ -71,7 +111,7 @@ def _coerce_fault(name: str, raw: Any) -> Any:
         return None if raw in (None, "", "none") else str(raw)
     if name == "break_after_bytes":
         return None if raw in (None, "") else _number(name, raw, int, 0)
-    if name == "break_downloads":
+    if name in _COUNT_FAULTS:
         return _number(name, raw, int, 0)
     value = _number(name, raw, float, 0)
     if name in _RATE_FAULTS and value > 1:
@@ -96,7 +136,9 @@ class EmulatorConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     access_keys: dict[str, str] = field(default_factory=lambda: dict([DEFAULT_ACCESS_KEY]))
-    quotas: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUOTAS))
+    quotas: dict[str, float] = field(default_factory=lambda: dict(PROVIDER_QUOTAS))
+    quota_algorithm: str = "sliding"
+    quota_burst: float | None = None
     link_validity: float = 15 * 60
     fresh_link_window: float = 30 * 60
     retention: float = 30 * 24 * 3600
@@ -125,6 +167,19 @@ def parse_quotas(values: dict[str, Any]) -> dict[str, float]:
             raise ConfigError(f"quota {key!r} must name PRODUCT or PRODUCT:Api and be > 0")
         out[key] = qps
     return out
+
+
+def parse_quota_policy(payload: dict[str, Any]) -> tuple[str, float | None]:
+    """``{"algorithm": ..., "burst": N|null}`` -> ``(algorithm, burst)`` (values unchecked)."""
+    unknown = set(payload) - {"algorithm", "burst"}
+    if unknown or "algorithm" not in payload:
+        raise ConfigError("quota-algorithm takes algorithm and optionally burst")
+    algorithm = payload["algorithm"]
+    if not isinstance(algorithm, str):
+        raise ConfigError("algorithm must be a string")
+    raw = payload.get("burst")
+    burst = None if raw in (None, "") else _number("burst", raw, float, 1)
+    return algorithm, burst
 
 
 def parse_assignment(text: str, what: str) -> tuple[str, str]:

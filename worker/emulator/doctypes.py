@@ -91,6 +91,8 @@ DOC_TYPES: dict[str, DocTypeSpec] = {
                 "placeOfBirth",
             ),
         ),
+        # Seed 002 lists all eleven fields for the portrait side (the default CardSide), the
+        # three printed on the emblem side included; the emblem side gives those three.
         DocTypeSpec(
             MAINLAND_ID,
             "RESIDENT IDENTITY CARD",
@@ -103,6 +105,9 @@ DOC_TYPES: dict[str, DocTypeSpec] = {
                 "address",
                 "province",
                 "city",
+                "originOfIssue",
+                "issueDate",
+                "expiryDate",
             ),
             ("originOfIssue", "issueDate", "expiryDate"),
         ),
@@ -191,11 +196,11 @@ def derive_fields(doc_type: str, card_side: str, seed: bytes) -> dict[str, str]:
     if code in ("00000006", "00000008"):
         values["idNumber"] = hkid_number(rng)
     elif code == MAINLAND_ID:
+        # The same values on both sides: they describe one card.
         values["idNumber"] = mainland_id_number(rng, birth)
-        if card_side == EMBLEM_SIDE:
-            values["originOfIssue"] = "Chaoyang Public Security Bureau"
-            values["issueDate"] = _date(rng, 2015, 2024, compact=True)
-            values["expiryDate"] = _date(rng, 2026, 2036, compact=True)
+        values["originOfIssue"] = "Chaoyang Public Security Bureau"
+        values["issueDate"] = _date(rng, 2015, 2024, compact=True)
+        values["expiryDate"] = _date(rng, 2026, 2036, compact=True)
     elif code == "000000011":
         values["idNumber"] = f"{rng.randint(1_000_000, 9_999_999)}({rng.randint(0, 9)})"
     else:

@@ -62,7 +62,7 @@ async def handle_evidence(state: EmulatorState, scope: Scope, receive: Receive, 
     transaction_id = path[len(PREFIX) : -len(SUFFIX)] if path.endswith(SUFFIX) else ""
     query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
     now = state.clock.now()
-    tx = state.store.get(transaction_id, now, state.config.retention) if transaction_id else None
+    tx = state.store.get(transaction_id, now) if transaction_id else None
     try:
         expires = int(query.get("Expires", ""))
     except ValueError:

@@ -132,9 +132,28 @@ def validate_ocr_image(data: bytes) -> ImageInfo:
     return info
 
 
-def embed_payload(doc_type: str, card_side: str, fields: dict[str, str], sub_code: str) -> str:
-    """The JSON text a sample carries (ASCII only, so it fits a PNG ``tEXt`` chunk)."""
-    return json.dumps(
-        {"doc_type": doc_type, "card_side": card_side, "fields": fields, "sub_code": sub_code},
-        separators=(",", ":"),
-    )
+def embed_payload(
+    doc_type: str,
+    card_side: str,
+    fields: dict[str, str],
+    sub_code: str,
+    *,
+    spoof_type: list[str] | None = None,
+    quality: float | None = None,
+) -> str:
+    """The JSON text a sample carries (ASCII only, so it fits a PNG ``tEXt`` chunk).
+
+    ``spoof_type`` names the spoofing a 212 sample shows; ``quality`` (0..100) is what the
+    ``IdThreshold`` modes compare against.
+    """
+    payload: dict[str, Any] = {
+        "doc_type": doc_type,
+        "card_side": card_side,
+        "fields": fields,
+        "sub_code": sub_code,
+    }
+    if spoof_type is not None:
+        payload["spoof_type"] = spoof_type
+    if quality is not None:
+        payload["quality"] = quality
+    return json.dumps(payload, separators=(",", ":"))

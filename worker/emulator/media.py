@@ -111,5 +111,8 @@ class ImageCache:
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
+    def discard(self, key: str) -> None:
+        self._items.pop(key, None)
+
     def clear(self) -> None:
         self._items.clear()

@@ -2,6 +2,11 @@
 
 Good samples carry their fields (and the sub code they must produce) embedded, so the emulator
 reads them back exactly. Bad samples exercise the provider's image checks.
+
+The manifest says what the emulator answers with the row's own flags: a spoofed sample (212)
+has ``spoof`` true, since without ``Spoof=T`` no anti-spoofing runs and it reads as 200. Every
+sample has a ``quality`` (0..100) that only the ``IdThreshold`` modes look at; a few good
+samples are borderline (70: fails strict mode; 50: fails strict and standard modes).
 """
 
 from __future__ import annotations
@@ -26,9 +31,20 @@ from worker.emulator.doctypes import (
     derive_fields,
 )
 from worker.emulator.imagecheck import embed_payload
+from worker.emulator.products import DOC_OCR_SPOOF_TYPES
 from worker.emulator.render import render_card
 
-MANIFEST_COLUMNS = ("image", "doc_type", "card_side", "expect", "sub_code", "passed", "fields")
+MANIFEST_COLUMNS = (
+    "image",
+    "doc_type",
+    "card_side",
+    "expect",
+    "sub_code",
+    "passed",
+    "fields",
+    "spoof",
+    "quality",
+)
 BAD_KINDS = ("too_small", "too_large", "not_image", "gif", "truncated")
 _BAD_EXPECT = {
     "too_small": "UnqualifiedPhoto",
@@ -40,6 +56,9 @@ _BAD_EXPECT = {
 # One in this many good samples is a 211, 212 or 213 (quality, spoof, wrong type).
 _SUB_CODE_PERIOD = 37
 _SUB_CODES = {5: "211", 17: "212", 29: "213"}
+# Picture quality by position in the same period: unreadable 211s, two borderline kinds.
+_QUALITY = {5: 10.0, 11: 70.0, 23: 50.0}
+GOOD_QUALITY = 95.0
 
 
 @dataclass
@@ -53,6 +72,9 @@ class SampleRow:
     sub_code: str | None
     passed: str | None
     fields: dict[str, str] = field(default_factory=dict)
+    spoof: bool = False
+    quality: float | None = None
+    spoof_type: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +85,8 @@ class SampleRow:
             "sub_code": self.sub_code,
             "passed": self.passed,
             "fields": self.fields,
+            "spoof": self.spoof,
+            "quality": self.quality,
         }
 
 
@@ -117,8 +141,15 @@ def generate_samples(
         side = EMBLEM_SIDE if code == MAINLAND_ID and (i // len(codes)) % 2 else FACE_SIDE
         fields = derive_fields(code, side, f"{seed}:{i}".encode())
         sub_code = _SUB_CODES.get(i % _SUB_CODE_PERIOD, "200")
+        quality = _QUALITY.get(i % _SUB_CODE_PERIOD, GOOD_QUALITY)
+        spoof_type = (
+            [DOC_OCR_SPOOF_TYPES[i % len(DOC_OCR_SPOOF_TYPES)]] if sub_code == "212" else []
+        )
         fmt = "png" if i % 3 == 2 else "jpeg"
-        data = render_card(code, side, fields, fmt, embed_payload(code, side, fields, sub_code))
+        embedded = embed_payload(
+            code, side, fields, sub_code, spoof_type=spoof_type or None, quality=quality
+        )
+        data = render_card(code, side, fields, fmt, embedded)
         name = f"{i:06d}.{'png' if fmt == 'png' else 'jpg'}"
         (out / name).write_bytes(data)
         last_good = data
@@ -131,6 +162,9 @@ def generate_samples(
                 sub_code=sub_code,
                 passed="Y" if sub_code == "200" else "N",
                 fields=fields if sub_code in ("200", "212") else {},
+                spoof=sub_code == "212",
+                quality=quality,
+                spoof_type=spoof_type,
             )
         )
     if bad and not last_good:
@@ -176,5 +210,7 @@ def write_manifest(out_dir: Path, rows: Sequence[SampleRow]) -> None:
                     row.sub_code or "",
                     row.passed or "",
                     json.dumps(row.fields, ensure_ascii=False),
+                    "true" if row.spoof else "false",
+                    "" if row.quality is None else row.quality,
                 ]
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -13,11 +15,15 @@ import httpx
 
 from worker.emulator.auth import Authenticator, NonceCache
 from worker.emulator.callbacks import CallbackDispatcher
+from worker.emulator.calls import CallLog
 from worker.emulator.clock import EmulatedClock
 from worker.emulator.config import EmulatorConfig, Faults
 from worker.emulator.media import ImageCache
 from worker.emulator.quotas import QuotaBook
-from worker.emulator.transactions import TransactionStore
+from worker.emulator.transactions import Transaction, TransactionStore
+
+# Real seconds between two sweeps for results past retention.
+SWEEP_INTERVAL = 0.5
 
 
 @dataclass
@@ -37,16 +43,20 @@ class DownloadStats:
 class EmulatorState:
     """Shared by the provider API, the evidence downloads and the control API (one process)."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, clock: EmulatedClock | None = None) -> None:
         self.config = config
-        self.clock = EmulatedClock()
-        self.quotas = QuotaBook(config.quotas)
+        self.clock = clock if clock is not None else EmulatedClock()
+        self.quotas = QuotaBook(
+            config.quotas, algorithm=config.quota_algorithm, burst=config.quota_burst
+        )
         self.nonces = NonceCache(config.date_window)
         self.auth = Authenticator(config.access_keys, config.date_window, self.nonces)
-        self.store = TransactionStore()
+        self.store = TransactionStore(config.retention)
         self.images = ImageCache()
+        self.calls = CallLog()
         self.initial_faults = Faults(**config.faults.as_dict())
         self.faults = Faults(**config.faults.as_dict())
+        self._callback_dice = random.Random(self.faults.drop_callbacks_seed)
         self.callbacks = CallbackDispatcher(
             config.callback_retries, config.callback_retry_interval, config.callback_timeout
         )
@@ -54,17 +64,59 @@ class EmulatorState:
         self.rng = random.Random()
         self.link_key = os.urandom(32)
         self.fetch_client: httpx.AsyncClient | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.callbacks.start()
         self.fetch_client = httpx.AsyncClient(
             timeout=self.config.image_fetch_timeout, follow_redirects=False, trust_env=False
         )
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.callbacks.close()
         if self.fetch_client is not None:
             await self.fetch_client.aclose()
+
+    async def _sweep(self) -> None:
+        while True:
+            self.purge()
+            await asyncio.sleep(SWEEP_INTERVAL)
+
+    def purge(self) -> int:
+        """Delete the results past retention on the emulated clock; how many went."""
+        gone = self.store.purge(self.clock.now())
+        for transaction_id in gone:
+            self.images.discard(transaction_id)
+        return len(gone)
+
+    def set_faults(self, values: dict[str, Any]) -> None:
+        """Merge fault values; setting the callback drop share or seed restarts its sequence."""
+        self.faults.update(values)
+        if {"drop_callbacks", "drop_callbacks_seed"} & values.keys():
+            self._callback_dice = random.Random(self.faults.drop_callbacks_seed)
+
+    def send_callback(self, tx: Transaction, wanted: bool) -> None:
+        """Send the completion callback unless unwanted or dropped by the ``drop_callbacks`` fault.
+
+        The drop decisions are a sequence drawn from ``drop_callbacks_seed``: the same
+        completions in the same order lose the same callbacks on every run.
+        """
+        if tx.callback_url is None:
+            return
+        if not wanted:
+            tx.callback_state = "suppressed"
+            return
+        share = self.faults.drop_callbacks
+        if share > 0 and self._callback_dice.random() < share:
+            tx.callback_state = "dropped"
+            self.callbacks.stats.dropped += 1
+            return
+        self.callbacks.schedule(tx)
 
     def link_signature(self, transaction_id: str, expires: int) -> str:
         """HMAC over the evidence path and expiry: links cannot be forged or extended."""
@@ -83,6 +135,7 @@ class EmulatorState:
         """Reset the chosen parts (``state`` = transactions and the nonce cache)."""
         if stats:
             self.quotas.reset_stats()
+            self.calls.clear()
             self.callbacks.reset_stats()
             self.downloads = DownloadStats()
         if state:
@@ -93,6 +146,7 @@ class EmulatorState:
             self.clock.reset()
         if faults:
             self.faults = Faults(**self.initial_faults.as_dict())
+            self._callback_dice = random.Random(self.faults.drop_callbacks_seed)
         if quotas:
             self.quotas.reset_quotas()
 
@@ -102,5 +156,9 @@ class EmulatorState:
             "rejected": dict(self.quotas.rejected),
             "downloads": self.downloads.as_dict(),
             "callbacks": self.callbacks.stats.as_dict(),
-            "transactions": {"count": len(self.store), "completed": self.store.completed_count()},
+            "transactions": {
+                "count": len(self.store),
+                "completed": self.store.completed_count(),
+                "deleted": self.store.deleted,
+            },
         }

@@ -180,6 +180,7 @@ def test_callbacks_are_asynchronous_retried_and_recorded(
         "attempts": 3,
         "delivered": 1,
         "failed": 0,
+        "dropped": 0,
     }
 
 
@@ -194,7 +195,7 @@ def test_callback_gives_up_after_two_retries(
     assert emulator.stats()["callbacks"]["failed"] == 1
     silent = emulator.create_transaction("FACE_LIVENESS", callback_url=loopback_http.url("/cb"))
     emulator.complete(silent, callback=False)
-    assert emulator.transaction(silent)["callback_state"] == "none"
+    assert emulator.transaction(silent)["callback_state"] == "suppressed"
 
 
 def initialize(emulator: EmulatorHandle) -> httpx.Response:
@@ -254,4 +255,4 @@ def test_control_api_errors_and_reset(emulator: EmulatorHandle) -> None:
     assert emulator.http.post(f"{url}/transactions/{tid}/complete", json={}).json()["error"]
     emulator.reset(stats=True, state=True)
     assert emulator.http.get(f"{url}/transactions/{tid}").status_code == 404
-    assert emulator.stats()["transactions"] == {"count": 0, "completed": 0}
+    assert emulator.stats()["transactions"] == {"count": 0, "completed": 0, "deleted": 0}

@@ -33,6 +33,10 @@ FLAGS = [
     "0.3",
     "--callback-retries",
     "0",
+    "--quota-algorithm",
+    "token-bucket",
+    "--quota-burst",
+    "3",
 ]
 
 
@@ -54,6 +58,8 @@ def test_startup_line_and_flags(configured: EmulatorHandle) -> None:
     assert (quotas["eKYC"], quotas["ID_OCR_MIN:DocOcrV2"], quotas["ID_OCR"]) == (1, 7, 10)
     faults = configured.http.get(f"{configured.url}/_emulator/faults").json()
     assert (faults["error_503_rate"], faults["actions"]) == (1, ["Initialize"])
+    policy = configured.http.get(f"{configured.url}/_emulator/quota-algorithm").json()
+    assert policy == {"algorithm": "token-bucket", "burst": 3}
     query = {"ProductCode": "eKYC", "MerchantBizId": "b1", "MerchantUserId": "u1"}
     assert configured.call_api("Initialize", query, {}).status_code == 503
 
@@ -130,9 +136,17 @@ def test_samples_command(tmp_path: Path) -> None:
     assert (out / "manifest.csv").read_text().count("\n") == 36
 
 
-def test_bad_flags_exit_with_usage_error() -> None:
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--quota", "eKYC=0"],
+        ["--quota-algorithm", "leaky-bucket"],
+        ["--quota-algorithm", "token-bucket", "--quota-burst", "0.5"],
+    ],
+)
+def test_bad_flags_exit_with_usage_error(flags: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "worker.emulator", "--quota", "eKYC=0"],
+        [sys.executable, "-m", "worker.emulator", *flags],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from worker.emulator.actions import ocr_outcome
+from worker.emulator.dococr import ocr_outcome, read_picture
 from worker.emulator.doctypes import (
     DOC_TYPES,
     EMBLEM_SIDE,
@@ -114,10 +114,14 @@ def test_id_numbers_carry_valid_check_characters() -> None:
 
 def test_plain_images_get_fields_from_their_hash() -> None:
     data = encode((640, 480), "JPEG")
-    sub_code, fields = ocr_outcome(data, "00000009", FACE_SIDE, None)
-    assert sub_code == "200"
-    assert ocr_outcome(data, "00000009", FACE_SIDE, None) == (sub_code, fields)
-    assert set(fields) == set(DOC_TYPES["00000009"].front)
+    reading = read_picture(data, "00000009", FACE_SIDE, None)
+    assert reading.sub_code == "200"
+    assert read_picture(data, "00000009", FACE_SIDE, None) == reading
+    assert set(reading.fields) == set(DOC_TYPES["00000009"].front)
+    # Plain pictures are good enough for every IdThreshold mode.
+    assert reading.quality >= 85
+    for mode in "0123":
+        assert ocr_outcome(reading, spoof_check=True, threshold=mode) == "200"
 
 
 def test_embedded_fields_and_sub_code_are_read_back() -> None:
@@ -128,9 +132,14 @@ def test_embedded_fields_and_sub_code_are_read_back() -> None:
     for fmt in ("jpeg", "png"):
         data = render_card("00000007", FACE_SIDE, fields, fmt, payload)
         info = validate_ocr_image(data)
-        assert ocr_outcome(data, "00000007", FACE_SIDE, info.embedded) == ("212", fields)
+        reading = read_picture(data, "00000007", FACE_SIDE, info.embedded)
+        assert (reading.sub_code, reading.fields) == ("212", fields)
+        assert reading.spoof_type == ["SCREEN_REMARK"]  # the default when none is embedded
+        assert ocr_outcome(reading, spoof_check=True, threshold="3") == "212"
+        # Without anti-spoofing nothing looks for the spoof.
+        assert ocr_outcome(reading, spoof_check=False, threshold="3") == "200"
         # Asking for another document type than the picture shows: type not detected.
-        assert ocr_outcome(data, "00000009", FACE_SIDE, info.embedded)[0] == "213"
+        assert read_picture(data, "00000009", FACE_SIDE, info.embedded).sub_code == "213"
 
 
 def test_samples_round_trip(tmp_path: Path) -> None:
@@ -160,10 +169,13 @@ def test_samples_round_trip(tmp_path: Path) -> None:
         info = validate_ocr_image(data)
         formats.add(info.format)
         side = row["card_side"] or FACE_SIDE
-        sub_code, fields = ocr_outcome(data, row["doc_type"], side, info.embedded)
+        reading = read_picture(data, row["doc_type"], side, info.embedded)
+        assert reading.quality == row["quality"] == float(line["quality"])
+        sub_code = ocr_outcome(reading, spoof_check=row["spoof"], threshold="3")
         assert sub_code == row["sub_code"]
+        assert line["spoof"] == ("true" if row["spoof"] else "false")
         if sub_code in ("200", "212"):
-            assert fields == row["fields"]
+            assert reading.fields == row["fields"]
     assert formats == {"jpeg", "png"}
     assert {r["card_side"] for r in manifest if r["doc_type"] == MAINLAND_ID} == {
         FACE_SIDE,

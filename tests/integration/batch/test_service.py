@@ -28,7 +28,7 @@ from worker.keys import KIND_ITEM, item_ref
 def _samples(tmp_path: Path, good: int, bad: int = 0) -> list[dict[str, Any]]:
     rows = generate_samples(tmp_path / "img", good, bad=bad, seed=7)
     return [
-        {k: v for k, v in r.as_dict().items() if k in ("image", "doc_type", "card_side") and v}
+        {k: v for k, v in r.as_dict().items() if k in ("image", "doc_type", "card_side", "spoof") and v}
         for r in rows
     ]
 

@@ -4,18 +4,27 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-quick clean
+.PHONY: venv constraints demo test lint bench bench-quick clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every dependency (dev and server extras included); regenerate it with
+# `make constraints` after changing the dependencies in pyproject.toml.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@if command -v uv >/dev/null 2>&1; then UV=uv; \
 	 elif $(BIN)/python -m pip install -q uv >/dev/null 2>&1; then UV=$(BIN)/uv; \
 	 else UV=; fi; \
-	 if [ -n "$$UV" ]; then $$UV pip install -q --python $(BIN)/python -e '.[dev]'; \
-	 else $(BIN)/python -m pip install -q -e '.[dev]'; fi
+	 if [ -n "$$UV" ]; then $$UV pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev]'; \
+	 else $(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'; fi
 	@touch $(STAMP)
+
+constraints:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if command -v uv >/dev/null 2>&1; then UV=uv; \
+	 else $(BIN)/python -m pip install -q uv && UV=$(BIN)/uv; fi; \
+	 $$UV pip compile -q pyproject.toml --extra dev --extra server --universal \
+	   --python-version 3.11 -o constraints.txt
 
 demo: venv
 	$(BIN)/python -m worker.devtools.demo

@@ -24,13 +24,12 @@ from worker.batch import BatchState, BatchStateError, ChunkOutcome, ItemStatus, 
 from worker.emulator.samples import generate_samples
 from worker.keys import KIND_ITEM, item_ref
 
+_MANIFEST_COLUMNS = ("image", "doc_type", "card_side", "spoof")
+
 
 def _samples(tmp_path: Path, good: int, bad: int = 0) -> list[dict[str, Any]]:
     rows = generate_samples(tmp_path / "img", good, bad=bad, seed=7)
-    return [
-        {k: v for k, v in r.as_dict().items() if k in ("image", "doc_type", "card_side", "spoof") and v}
-        for r in rows
-    ]
+    return [{k: v for k, v in r.as_dict().items() if k in _MANIFEST_COLUMNS and v} for r in rows]
 
 
 def _served(rig: Rig) -> int:

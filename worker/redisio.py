@@ -26,25 +26,28 @@ def connect(
     *,
     fail_fast: bool = False,
     socket_timeout: float | None = None,
+    retries: int | None = None,
     max_connections: int = 64,
 ) -> Redis:
-    """A client for ``url`` with the project's timeouts (``fail_fast``: 1 s, one retry)."""
+    """A client for ``url`` with the project's timeouts.
+
+    ``fail_fast``: 1 s timeouts (or ``socket_timeout``) and one immediate retry, for callers
+    that must fail closed at once (the limiter). ``retries``: immediate retries on a connection
+    error (default: redis-py's own policy; 0 for a scrape that must cost at most one timeout).
+    """
     if fail_fast:
-        return redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout or 1.0,
-            socket_connect_timeout=socket_timeout or 1.0,
-            retry=Retry(NoBackoff(), 1),
-            health_check_interval=HEALTH_CHECK_INTERVAL_S,
-            max_connections=max_connections,
-        )
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout or SOCKET_TIMEOUT_S,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        max_connections=max_connections,
-    )
+        socket_timeout = socket_timeout or 1.0
+        retries = 1 if retries is None else retries
+    timeout = socket_timeout or SOCKET_TIMEOUT_S
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": min(timeout, CONNECT_TIMEOUT_S) if not fail_fast else timeout,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "max_connections": max_connections,
+    }
+    if retries is not None:
+        options["retry"] = Retry(NoBackoff(), retries)
+    return redis.Redis.from_url(url, **options)
 
 
 def text(value: Any) -> str:
@@ -54,6 +57,16 @@ def text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def optional_text(value: Any) -> str | None:
+    """A reply value as ``str``, or None for a missing value."""
+    return None if value is None else text(value)
+
+
+def number(value: Any) -> float:
+    """A numeric reply value (scripts send numbers as strings)."""
+    return float(text(value))
 
 
 def text_map(reply: Any) -> dict[str, str]:

@@ -38,6 +38,7 @@ from worker.batch import scripts  # the module, not the package namespace
 from worker.batch.model import BatchState, ItemStatus, Progress, StoredRow, decode_chunk
 from worker.errors import IdvError
 from worker.keys import validate_id
+from worker.redisio import optional_text
 from worker.settings import Settings
 
 KEEP_CLAIM = "-"  # ``finish(token=KEEP_CLAIM)`` leaves an item's claim in place
@@ -59,14 +60,8 @@ _COUNTER_FIELDS: dict[str, ItemStatus] = {
 }
 
 
-def _s(value: bytes | str | None) -> str | None:
-    if value is None:
-        return None
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 def _f(value: bytes | str | None, default: float = 0.0) -> float:
-    text = _s(value)
+    text = optional_text(value)
     return float(text) if text not in (None, "") else default
 
 
@@ -234,7 +229,7 @@ class BatchStore:
         key = self.keys(batch_id).marker("sub")
         if self.redis.set(key, token, nx=True, px=int(ttl_s * 1000)):
             return True
-        if _s(cast("bytes | None", self.redis.get(key))) == token:
+        if optional_text(cast("bytes | None", self.redis.get(key))) == token:
             self.redis.pexpire(key, int(ttl_s * 1000))
             return True
         return False
@@ -242,7 +237,7 @@ class BatchStore:
     def release_submitter(self, batch_id: str, token: str) -> None:
         """Drop the submission lease if we hold it."""
         key = self.keys(batch_id).marker("sub")
-        if _s(cast("bytes | None", self.redis.get(key))) == token:
+        if optional_text(cast("bytes | None", self.redis.get(key))) == token:
             self.redis.delete(key)
 
     # ------------------------------------------------------------------ items
@@ -258,7 +253,7 @@ class BatchStore:
             keys=[k.meta, k.st, k.owner, k.inflight, k.n, k.detail],
             args=[row.seq, item_id, owner, dup, self.ttl_s],
         )
-        verdict, extra = (_s(v) or "" for v in reply)
+        verdict, extra = (optional_text(v) or "" for v in reply)
         if verdict == "dup":
             # Say which row holds the item, now that we know it.
             first = int(extra.split(":", 1)[1]) if ":" in extra else None
@@ -279,7 +274,7 @@ class BatchStore:
             keys=[k.meta, k.st, k.inflight],
             args=[seq, item_id, token, f"{time.time():.6f}", self.ttl_s],
         )
-        return _s(reply) or ""
+        return optional_text(reply) or ""
 
     def finish(
         self,
@@ -358,7 +353,7 @@ class BatchStore:
         done, total, state = self._chunk_release(
             keys=[k.cl, k.cq, k.cdone, k.meta], args=[chunk_no, token, mode, self.ttl_s]
         )
-        return int(done), int(total), _s(state) or ""
+        return int(done), int(total), optional_text(state) or ""
 
     def requeue_candidates(self, batch_id: str, *, force: bool = False) -> list[int]:
         """Chunks left behind (incomplete, not queued, not leased), now marked queued."""
@@ -385,11 +380,13 @@ class BatchStore:
             keys=[self.keys(batch_id).meta],
             args=[op, f"{time.time():.6f}", reason[:500], by[:64]],
         )
-        return int(ok) == 1, _s(state) or ""
+        return int(ok) == 1, optional_text(state) or ""
 
     def state(self, batch_id: str) -> BatchState:
         """The batch's state."""
-        raw = _s(cast("bytes | None", self.redis.hget(self.keys(batch_id).meta, "state")))
+        raw = optional_text(
+            cast("bytes | None", self.redis.hget(self.keys(batch_id).meta, "state"))
+        )
         if raw is None:
             raise BatchNotFound(batch_id)
         return BatchState(raw)

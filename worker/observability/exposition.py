@@ -35,6 +35,7 @@ from prometheus_client.utils import floatToGoString
 from worker.observability.broker import QueueProbe, QueueStat
 from worker.observability.families import FAMILIES, Family, FamilyRegistry
 from worker.observability.store import RedisMetrics, check_labels, metric_name, parse_series
+from worker.redisio import connect
 from worker.settings import Settings
 
 GaugeSample = tuple[str, Mapping[str, str], float]
@@ -344,16 +345,7 @@ def as_json(collector: StoreCollector) -> dict[str, Any]:
 
 def metrics_redis(url: str, timeout: float) -> redis.Redis:
     """A client for scrapes: bounded timeouts and no retries (a hung Redis costs ~timeout)."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        max_connections=4,
-    )
+    return connect(url, socket_timeout=timeout, retries=0, max_connections=4)
 
 
 class MetricsExporter:

@@ -43,11 +43,9 @@ from worker.ratelimit.store import (
     STATE_TTL_MS,
     BucketKeys,
     bucket_keys,
-    number,
     parse_state_key,
     script_source,
     state_key_pattern,
-    text,
 )
 
 __all__ = [
@@ -81,11 +79,9 @@ __all__ = [
     "bucket_keys",
     "find_buckets",
     "limiter_redis",
-    "number",
     "parse_state_key",
     "read_bucket",
     "read_status",
     "script_source",
     "state_key_pattern",
-    "text",
 ]

@@ -12,12 +12,11 @@ from worker.ratelimit.limiter import AdaptivePolicy, Clock
 from worker.ratelimit.store import (
     BucketKeys,
     bucket_keys,
-    number,
     parse_state_key,
     script_source,
     state_key_pattern,
-    text,
 )
+from worker.redisio import number, text
 from worker.settings import Settings
 
 

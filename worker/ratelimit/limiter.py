@@ -62,11 +62,9 @@ from worker.ratelimit.store import (
     STATE_TTL_MS,
     BucketKeys,
     bucket_keys,
-    number,
     script_source,
-    text,
 )
-from worker.redisio import connect
+from worker.redisio import connect, number, text
 from worker.settings import Settings
 
 log = get_logger("ratelimit")

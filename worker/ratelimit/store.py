@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
 
 # After an hour without calls a bucket's state says nothing a fresh one would not.
 STATE_TTL_MS = 3_600_000
@@ -84,15 +83,3 @@ def script_source(name: str) -> str:
     prelude = lua.joinpath("common.lua").read_text(encoding="utf-8")
     body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     return prelude + "\n" + body
-
-
-def text(value: Any) -> str:
-    """One element of a script reply as ``str`` (clients may or may not decode responses)."""
-    if isinstance(value, bytes):
-        return value.decode()
-    return str(value)
-
-
-def number(value: Any) -> float:
-    """One numeric element of a script reply (scripts send numbers as strings)."""
-    return float(text(value))

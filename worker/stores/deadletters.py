@@ -25,7 +25,7 @@ from typing import Any, cast
 import redis
 
 from worker.keys import RedisKeys, validate_kind, validate_ref
-from worker.redisio import lua_script
+from worker.redisio import lua_script, text
 from worker.settings import Settings
 
 # Modules that register retry handlers (``register_retries(store, settings)``); flows add theirs.
@@ -70,10 +70,6 @@ class NoRetryHandler(LookupError):
         super().__init__(f"no retry handler is registered for kind {kind!r}")
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 def _clip(text: str | None, limit: int) -> str:
     if not text:
         return ""
@@ -83,7 +79,7 @@ def _clip(text: str | None, limit: int) -> str:
 def _parse(raw: Mapping[Any, Any]) -> DeadLetter | None:
     if not raw:
         return None
-    h = {_text(k): _text(v) for k, v in raw.items()}
+    h = {text(k): text(v) for k, v in raw.items()}
     return DeadLetter(
         kind=h["kind"],
         id=h["id"],
@@ -177,12 +173,12 @@ class DeadLetterStore:
         )
         refs: builtins.list[tuple[str, str]] = []
         for member in members:
-            text = _text(member)
+            name = text(member)
             if kind is None:
-                member_kind, _, ref = text.partition(":")
+                member_kind, _, ref = name.partition(":")
                 refs.append((member_kind, ref))
             else:
-                refs.append((kind, text))
+                refs.append((kind, name))
         pipe = self.redis.pipeline(transaction=False)
         for k, i in refs:
             pipe.hgetall(self.keys.deadletter(k, i))

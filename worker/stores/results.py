@@ -22,7 +22,7 @@ from typing import Any, cast
 import redis
 
 from worker.keys import RedisKeys
-from worker.redisio import lua_script
+from worker.redisio import lua_script, text
 from worker.settings import Settings
 
 MAX_EVENT_FIELDS = 32
@@ -62,10 +62,6 @@ def encode_event(event: Mapping[str, object]) -> dict[str, str]:
         if required not in out:
             raise EventError(f"an event needs a {required!r} field")
     return out
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 class ResultStore:
@@ -149,7 +145,7 @@ class ResultStore:
         """Append ``event`` to the results stream (capped); returns the entry id."""
         fields: dict[Any, Any] = encode_event(event)
         entry_id = self.redis.xadd(self.stream, fields, maxlen=self.stream_maxlen, approximate=True)
-        return _text(cast("bytes | str", entry_id))
+        return text(cast("bytes | str", entry_id))
 
     def put_and_publish(
         self,
@@ -178,7 +174,7 @@ class ResultStore:
         for name, value in fields.items():
             args += [name, value]
         entry_id = self._put_and_publish(keys=[key, self.stream], args=args)
-        return None if entry_id is None else _text(entry_id)
+        return None if entry_id is None else text(entry_id)
 
     def stream_length(self) -> int:
         """Entries currently in the results stream."""

@@ -65,7 +65,8 @@ def process(self: OnboardingTask, job: dict[str, Any], late: bool = False) -> No
         # enqueueing its webhook: send it (again); receivers de-duplicate on the event id.
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         webhook = self.runtime.settings.webhook_url is not None
-        if webhook and (outcome.status == "done" or redelivered):
+        finished = outcome.status in ("done", "already_done")
+        if webhook and (outcome.status == "done" or (redelivered and finished)):
             self.app.send_task(TASK_DELIVER, args=[tid])
 
 

@@ -13,7 +13,14 @@ from celery import Celery, signals
 from kombu import Queue
 
 from worker.observability import configure_logging, init_sentry
-from worker.queues import ALL_QUEUES, QUEUE_REALTIME, ROUTES, TASK_MODULES
+from worker.queues import (
+    ALL_QUEUES,
+    QUEUE_REALTIME,
+    ROUTES,
+    TASK_ARCHIVE_SWEEP,
+    TASK_MODULES,
+    TASK_RECONCILE,
+)
 from worker.settings import Settings, load_settings
 
 
@@ -53,6 +60,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {pattern: {"queue": queue} for pattern, queue in ROUTES.items()},
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": max(1, settings.task_time_limit_s - 30),
+        # The ledger's sweeps; one beat runs them (their own locks make a second one harmless).
+        "beat_schedule": {
+            "reconcile": {"task": TASK_RECONCILE, "schedule": settings.reconcile_every_s},
+            "archive-sweep": {"task": TASK_ARCHIVE_SWEEP, "schedule": settings.archive_every_s},
+        },
     }
     if urlsplit(broker_url).scheme in ("redis", "rediss"):
         # kombu's Redis transport, fixed so a worker survives a Redis restart (worker.broker).

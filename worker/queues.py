@@ -23,6 +23,12 @@ TASK_PROCESS = "idv.onboarding.process"
 """Fetch the result of one transaction, archive its evidence, write it back."""
 TASK_DELIVER = "idv.webhook.deliver"
 """Post one result record to the user's webhook."""
+TASK_ARCHIVE = "idv.archival.archive"
+"""Fetch and store the full result of one transaction before the provider deletes it."""
+TASK_RECONCILE = "idv.ledger.reconcile"
+"""Re-drive overdue realtime work (beat, every IDV_RECONCILE_EVERY_S)."""
+TASK_ARCHIVE_SWEEP = "idv.ledger.archive_sweep"
+"""Queue archival runs for what the ledger has due (beat, every IDV_ARCHIVE_EVERY_S)."""
 TASK_CHUNK = "idv.batch.chunk"
 TASK_WATCHDOG = "idv.batch.watchdog"
 TASK_FINALIZE = "idv.batch.finalize"
@@ -32,13 +38,15 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.onboarding",
     "tasks.webhook",
     "tasks.batch",
+    "tasks.ledger",
 )
 
 ROUTES = {
     "idv.onboarding.*": QUEUE_REALTIME,
     "idv.webhook.*": QUEUE_WEBHOOKS,
     "idv.archival.*": QUEUE_ARCHIVAL,
-    "idv.ledger.*": QUEUE_ARCHIVAL,
+    # The sweeps are short and must not wait behind an archival backlog of days.
+    "idv.ledger.*": QUEUE_REALTIME,
     "idv.batch.*": QUEUE_BULK,
 }
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from worker.cloudauth.client import CloudAuthClient
     from worker.evidence import EvidenceArchiver
     from worker.keys import ObjectKeys
+    from worker.ledger import Ledger, Reconciler
     from worker.onboarding import CallbackIntake, OnboardingService
     from worker.ratelimit import RedisRateLimiter
     from worker.storage import S3ObjectStore
@@ -165,13 +166,41 @@ class Runtime:
             metrics=self.metrics,
             report=_report,
             lease_s=self.settings.onboarding_lease_s,
+            progress=self.ledger,
+            hold_s=max(self.settings.reconcile_after_s, 2 * self.settings.onboarding_lease_s),
+        )
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        from worker.ledger import Ledger
+
+        return Ledger(self.redis, self.settings)
+
+    @cached_property
+    def broker_redis(self) -> Redis:
+        """The broker's Redis (``IDV_BROKER_URL``, else ``IDV_REDIS_URL``)."""
+        url = self.settings.broker_url
+        return self.redis if not url or url == self.settings.redis_url else connect(url)
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        from worker.ledger import CeleryDispatcher, Reconciler
+
+        return Reconciler(
+            self.ledger,
+            CeleryDispatcher(self.app, self.broker_redis),
+            self.settings,
+            metrics=self.metrics,
+            report=_report,
         )
 
     @cached_property
     def intake(self) -> CallbackIntake:
         from worker.onboarding import CallbackIntake
 
-        return CallbackIntake(self.settings, self.redis, self.app, metrics=self.metrics)
+        return CallbackIntake(
+            self.settings, self.redis, self.app, metrics=self.metrics, ledger=self.ledger
+        )
 
     @cached_property
     def webhook_sender(self) -> WebhookSender | None:
@@ -242,6 +271,9 @@ class Runtime:
                 obj.close()
         if self._owns_app and "app" in built:
             built["app"].close()
+        broker = built.pop("broker_redis", None)
+        if broker is not None and broker is not built.get("redis"):
+            broker.close()
         for name in ("limiter_redis", "redis"):
             client = built.pop(name, None)
             if client is not None and (name != "redis" or self._redis is None):

@@ -201,6 +201,44 @@ class Settings(BaseSettings):
     evidence_max_links: int = Field(6, ge=1, description="links tried per video before giving up")
     onboarding_lease_s: float = Field(60, ge=5, description="per-transaction lease, renewed")
 
+    # --- ledger, reconciler and archival (worker.ledger) ---
+    reconcile_every_s: float = Field(
+        30, gt=0, le=3600, description="how often beat runs the reconciler over overdue work"
+    )
+    reconcile_after_s: float = Field(
+        120,
+        ge=5,
+        description="a started flow with no callback is polled with CheckResult after this long "
+        "(then every this long); a run with no progress is re-driven after it",
+    )
+    flow_lifetime_s: float = Field(
+        86400, ge=60, description="a started flow never completed within this is abandoned"
+    )
+    callback_require_known: bool = Field(
+        False, description="refuse callbacks for transactions the ledger has never seen"
+    )
+    provider_retention_s: float = Field(
+        30 * 86400, ge=60, description="the provider deletes a result this long after the flow"
+    )
+    archive_every_s: float = Field(300, gt=0, description="how often beat runs the archival sweep")
+    archive_margin_s: float = Field(
+        86400,
+        ge=0,
+        description="archival's deadline is the provider's deletion minus this margin",
+    )
+    archive_batch: int = Field(
+        500, ge=1, le=100_000, description="archival jobs queued per sweep (and in the queue)"
+    )
+    archive_realtime_reserve: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="share of the CheckResult quota the archival forecast leaves to realtime work",
+    )
+    ledger_grace_s: int = Field(
+        7 * 86400, ge=60, description="a finished transaction's ledger entry is kept this long"
+    )
+
     # --- batch OCR (DocOcrV2 over a manifest; worker.batch) ---
     batch_product_code: str = Field("ID_OCR_MIN", description="product code of batch calls")
     batch_default_doc_type: str | None = Field(

@@ -31,7 +31,7 @@ from worker.observability.logs import (
     logging_config,
 )
 from worker.observability.redaction import REDACTED, RedactingFilter, redact_text, scrub
-from worker.observability.sentry import init_sentry, report_to_sentry
+from worker.observability.sentry import cron_monitor, init_sentry, report_to_sentry
 from worker.observability.store import (
     ALLOWED_LABELS,
     DEFAULT_BUCKETS,
@@ -63,6 +63,7 @@ __all__ = [
     "RedisMetrics",
     "StoreCollector",
     "configure_logging",
+    "cron_monitor",
     "get_logger",
     "init_sentry",
     "log_context",

@@ -22,7 +22,7 @@ from worker.observability.store import ALLOWED_LABELS, metric_name
 
 Kind = Literal["counter", "gauge", "histogram"]
 
-FLOWS = ("onboarding", "batch", "webhook")
+FLOWS = ("onboarding", "batch", "webhook", "ledger", "archival")
 LANES = ("realtime", "archival", "bulk")
 ACCOUNT_CODES = ("Forbidden.RAMUserAccessDenied", "Forbidden.AccountAccessDenied")
 
@@ -70,7 +70,7 @@ BUILTIN: tuple[Family, ...] = (
     _h("idv_task_seconds", "Duration of one task run.", "flow", flow=FLOWS),
     _c("idv_dead_letters", "Work moved to the dead-letter store, by kind.", "kind",
        kind=("onboarding", "evidence", "webhook", "batch-chunk", "batch-watchdog",
-             "batch-finalize")),
+             "batch-finalize", "archival", "ledger-sweep")),
     _c("idv_account_errors", "Provider refused the account (Forbidden.*, credentials): "
        "the lane stops; page someone.", "flow", "code", flow=FLOWS, code=ACCOUNT_CODES),
     # onboarding (worker/onboarding.py, tasks/onboarding.py)
@@ -80,8 +80,8 @@ BUILTIN: tuple[Family, ...] = (
        kind=("passed",)),
     # callbacks (worker/callbacks.py, worker/receiver.py)
     _c("idv_callbacks", "Provider callbacks received, by outcome.", "outcome",
-       outcome=("accepted", "duplicate", "forbidden", "invalid", "too_large", "unavailable",
-                "error")),
+       outcome=("accepted", "duplicate", "forbidden", "unknown", "invalid", "too_large",
+                "unavailable", "error")),
     _h("idv_callback_ack_seconds", "Time to answer a provider callback.", "outcome"),
     # evidence (worker/evidence.py, worker/evidence_download.py)
     _c("idv_evidence", "Evidence files archived to S3, by kind and outcome.", "kind", "outcome",
@@ -112,6 +112,23 @@ BUILTIN: tuple[Family, ...] = (
            "(1 = full quota).", ("bucket",), zero=False),
     _c("idv_limiter_unavailable", "Limiter Redis unreachable: calls not made (failed closed).",
        "bucket"),
+    # ledger, reconciler and archival (worker/ledger/)
+    Family("idv_ledger_transactions", "gauge", "Transactions in the ledger, by state (written "
+           "by each reconcile sweep).", ("state",), zero=False),
+    Family("idv_archival_pending", "gauge", "Open transactions not archived yet (each needs a "
+           "CheckResult before the provider deletes it).", zero=False),
+    Family("idv_archival_at_risk", "gauge", "Open transactions the provider deletes within a "
+           "day.", zero=False),
+    Family("idv_archival_forecast_fits", "gauge", "1 when the pending archival work fits the "
+           "quota left over by realtime work before every deadline, else 0.", zero=False),
+    Family("idv_archival_forecast_expiring", "gauge", "Transactions the forecast says will be "
+           "deleted before they are archived.", zero=False),
+    _c("idv_archival_expired", "Transactions the provider deleted before they were archived "
+       "(lost)."),
+    _c("idv_archival", "Archival runs, by outcome.", "outcome",
+       outcome=("archived", "evidence_lost")),
+    _c("idv_reconcile_redriven", "Work re-driven by the reconciler, by reason.", "reason",
+       reason=("poll", "stalled", "to_archival", "archive", "abandoned")),
     # broker queues (read at scrape time)
     Family("idv_queue_length", "gauge", "Messages waiting in a Celery queue (all priorities).",
            ("queue",)),

@@ -16,6 +16,8 @@ Three layers, each catching what the one before cannot:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
@@ -124,3 +126,25 @@ def report_to_sentry(message: str, *, level: str = "error", **tags: str) -> None
         for key, val in tags.items():
             scope.set_tag(key, val)
         sentry_sdk.capture_message(redact_text(message), level=level)  # type: ignore[arg-type]
+
+
+@contextmanager
+def cron_monitor(slug: str, every_s: float) -> Iterator[None]:
+    """A Sentry Cron check-in around one run of a scheduled sweep (no-op without Sentry).
+
+    The monitor is created on first check-in with an interval schedule of ``every_s`` (rounded
+    up to a minute, Sentry's unit), so a sweep that stops running raises Sentry's own alert.
+    """
+    import sentry_sdk
+
+    if not sentry_sdk.get_client().is_active():
+        yield
+        return
+    minutes = max(1, int(-(-every_s // 60)))
+    config: Any = {
+        "schedule": {"type": "interval", "value": minutes, "unit": "minute"},
+        "checkin_margin": minutes,
+        "max_runtime": max(1, minutes * 2),
+    }
+    with sentry_sdk.monitor(monitor_slug=slug, monitor_config=config):
+        yield

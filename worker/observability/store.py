@@ -21,7 +21,20 @@ import redis
 
 PREFIX = "idv_"
 ALLOWED_LABELS = frozenset(
-    {"lane", "product", "api", "code", "outcome", "kind", "queue", "reason", "flow", "bucket", "le"}
+    {
+        "lane",
+        "product",
+        "api",
+        "code",
+        "outcome",
+        "kind",
+        "queue",
+        "reason",
+        "flow",
+        "bucket",
+        "le",
+        "state",
+    }
 )
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:+\-]{0,64}$")
 _METRIC_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import redis
 
@@ -183,8 +183,10 @@ class CallbackIntake:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        ledger: CallbackLedger | None = None,
     ) -> None:
         self.settings = settings
+        self._ledger = ledger
         self._redis = redis_client
         self._celery = celery
         self._metrics = metrics or NullMetrics()
@@ -235,6 +237,8 @@ class CallbackIntake:
     ) -> Submission:
         now = self._clock()
         completed_at = now if received_at is None else received_at
+        if self._ledger is not None:
+            return self._enqueue_known(event, completed_at, force=force)
         job = OnboardingJob(
             transaction_id=event.transaction_id,
             product_code=event.product_code,
@@ -273,3 +277,59 @@ class CallbackIntake:
             raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
         log.info("callback accepted transaction=%s", event.transaction_id)
         return Submission("accepted", event.transaction_id, task_id, job.deadline)
+
+    def _enqueue_known(
+        self, event: CallbackEvent, completed_at: float, *, force: bool
+    ) -> Submission:
+        """The ledger decides: a repeat is a callback whose work is in flight or done."""
+        assert self._ledger is not None
+        tid = event.transaction_id
+        try:
+            verdict = self._ledger.on_callback(
+                tid, event.product_code, event.merchant_biz_id, now=completed_at
+            )
+        except redis.RedisError as exc:
+            raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
+        if verdict.status == "unknown":
+            raise CallbackRejected(403, "unknown", "transactionId was not started through us")
+        job = OnboardingJob(
+            transaction_id=tid,
+            # The ledger's ids came from Initialize; the callback's are only what it claims.
+            product_code=verdict.product_code or event.product_code,
+            merchant_biz_id=verdict.merchant_biz_id or event.merchant_biz_id,
+            completed_at=verdict.completed_at or completed_at,
+            window_s=self.settings.evidence_window_s,
+            claimed_passed=event.passed,
+            claimed_sub_code=event.sub_code,
+        )
+        if verdict.status == "duplicate" and not force:
+            return Submission("duplicate", tid, None, job.deadline)
+        task_id = str(uuid.uuid4())
+        try:
+            self._celery.send_task(
+                TASK_PROCESS,
+                kwargs={"job": job.to_message()},
+                task_id=task_id,
+                expires=datetime.fromtimestamp(job.deadline, UTC),
+                retry=True,
+                retry_policy=_PUBLISH_RETRY,
+            )
+        except Exception as exc:
+            # Due now: the provider's resend is taken, and the reconciler re-drives it anyway.
+            try:
+                self._ledger.redrive_now(tid)
+            except redis.RedisError:
+                log.error("could not mark transaction %s overdue after a failed enqueue", tid)
+            raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
+        log.info("callback accepted transaction=%s", tid)
+        return Submission("accepted", tid, task_id, job.deadline)
+
+
+class CallbackLedger(Protocol):
+    """What the intake asks of the transaction ledger (``worker.ledger.Ledger``)."""
+
+    def on_callback(
+        self, tid: str, product_code: str, merchant_biz_id: str, *, now: float | None = None
+    ) -> Any: ...
+
+    def redrive_now(self, tid: str) -> None: ...

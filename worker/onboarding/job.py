@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,6 +29,11 @@ def default_merchant_biz_id(transaction_id: str) -> str:
     return hashlib.sha256(transaction_id.encode()).hexdigest()[:32]
 
 
+Mode = Literal["callback", "poll", "redrive", "archive"]
+"""Why the job exists: a callback, the reconciler polling a flow with no callback yet, the
+reconciler re-driving stalled work, or the archival sweep fetching a result before deletion."""
+
+
 class OnboardingJob(BaseModel):
     """One transaction to onboard: the task message, ids and times only (no personal data).
 
@@ -45,6 +50,13 @@ class OnboardingJob(BaseModel):
     window_s: float = Field(1800.0, gt=0, allow_inf_nan=False)
     claimed_passed: str | None = Field(None, pattern=r"^[YN]$")
     claimed_sub_code: str | None = Field(None, pattern=r"^[0-9]{1,16}$")
+    mode: Mode = "callback"
+    archive_by: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @property
+    def archival(self) -> bool:
+        """Run in the archival lane (no evidence window; deadline ``archive_by``)."""
+        return self.mode == "archive"
 
     @field_validator("transaction_id")
     @classmethod

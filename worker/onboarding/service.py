@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from worker.errors import IdvError
+from worker.cloudauth.errors import NotReadyError, TransactionInvalidError
+from worker.errors import IdvError, error_code
 from worker.keys import KIND_TX, Evidence, ObjectKeys
 from worker.onboarding.job import (
     KIND_EVIDENCE,
@@ -128,6 +129,18 @@ class DeadLetters(Protocol):
     ) -> Any: ...
 
 
+class Progress(Protocol):
+    """Where the service reports to the transaction ledger (``worker.ledger.Ledger``)."""
+
+    def extend(self, tid: str, until: float) -> bool: ...
+
+    def finish(self, tid: str, *, evidence: str, reason: str | None = None) -> bool: ...
+
+    def poll_later(self, tid: str) -> None: ...
+
+    def gone(self, tid: str, *, archival: bool, reason: str) -> None: ...
+
+
 Reporter = Callable[..., None]
 
 
@@ -135,7 +148,7 @@ Reporter = Callable[..., None]
 class Outcome:
     """What ``process`` did: ``done`` (written now) or ``already_done``, and the record."""
 
-    status: Literal["done", "already_done"]
+    status: Literal["done", "already_done", "not_ready", "gone"]
     record: Mapping[str, Any]
     evidence_lost: str | None = None
 
@@ -163,6 +176,8 @@ class OnboardingService:
         metrics: Metrics,
         report: Reporter | None = None,
         lease_s: float = 60.0,
+        progress: Progress | None = None,
+        hold_s: float = 120.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -175,6 +190,8 @@ class OnboardingService:
         self._metrics = metrics
         self._report = report
         self._lease_s = lease_s
+        self._progress = progress
+        self._hold_s = hold_s
         self._clock = clock
 
     def process(self, job: OnboardingJob, *, late: bool = False) -> Outcome:
@@ -184,7 +201,11 @@ class OnboardingService:
         links, and a record that says the evidence was lost is redone (it is replaced if the
         video can still be had).
         """
+        late = late or job.archival
         tid = job.transaction_id
+        if self._progress is not None:
+            # This attempt is alive: the reconciler leaves it alone until then.
+            self._progress.extend(tid, self._clock() + self._hold_s)
         done = self._finished(tid, late)
         if done is not None:
             return done
@@ -197,7 +218,13 @@ class OnboardingService:
             if done is not None:
                 return done
             deadline = None if late else job.deadline
-            result = self._check(job, deadline)
+            try:
+                result = self._check(job, deadline)
+            except (NotReadyError, TransactionInvalidError) as exc:
+                outcome = self._not_there(job, exc)
+                if outcome is None:
+                    raise
+                return outcome
             checked_at = self._clock()  # one clock read for the document and the record
             archived = self._archive(job, result, deadline, lease)
             result_obj = self._store_result_document(job, result, archived, checked_at)
@@ -217,6 +244,7 @@ class OnboardingService:
                 return Outcome("already_done", existing or record.to_dict())
         finally:
             lease.release()
+        self._finish(tid, record.to_dict())
         self._metrics.incr("idv_onboarding", outcome=record.status)
         if job.claimed_passed is not None and result.passed != job.claimed_passed:
             # The callback is unsigned; a mismatch is worth seeing, the record holds the truth.
@@ -228,7 +256,34 @@ class OnboardingService:
         if existing is None or (late and existing.get("status") == "evidence_lost"):
             return None
         self._metrics.incr("idv_onboarding", outcome="already_done")
+        self._finish(tid, existing)
         return Outcome("already_done", existing)
+
+    def _finish(self, tid: str, record: Mapping[str, Any]) -> None:
+        """Tell the ledger the transaction is archived (idempotent)."""
+        if self._progress is None:
+            return
+        lost = record.get("status") == "evidence_lost"
+        reason = record.get("evidence_lost_reason")
+        self._progress.finish(
+            tid, evidence="lost" if lost else "stored", reason=str(reason) if reason else None
+        )
+
+    def _not_there(self, job: OnboardingJob, exc: Exception) -> Outcome | None:
+        """A poll that finds the flow unfinished, or a transaction the provider does not have.
+
+        Returns the outcome when the ledger takes it from here, None when the task should.
+        """
+        tid = job.transaction_id
+        if self._progress is None:
+            return None
+        if isinstance(exc, NotReadyError):
+            if job.mode != "poll":
+                return None
+            self._progress.poll_later(tid)
+            return Outcome("not_ready", {"transaction_id": tid})
+        self._progress.gone(tid, archival=job.archival, reason=f"CheckResult: {error_code(exc)}")
+        return Outcome("gone", {"transaction_id": tid}) if job.mode != "callback" else None
 
     # --------------------------------------------------------------- steps
 
@@ -237,12 +292,16 @@ class OnboardingService:
     ) -> CheckResultResult:
         from worker.ratelimit import CallContext, Lane
 
+        if job.archival:
+            ctx = CallContext(lane=Lane.ARCHIVAL, deadline=job.archive_by)
+        else:
+            ctx = CallContext(lane=Lane.REALTIME, deadline=deadline)
         return self._client.check_result(
             transaction_id=job.transaction_id,
             merchant_biz_id=job.merchant_biz_id,
             product_code=job.product_code,
             is_return_image=images,
-            ctx=CallContext(lane=Lane.REALTIME, deadline=deadline),
+            ctx=ctx,
         )
 
     def _fresh_link(self, job: OnboardingJob, deadline: float | None) -> Callable[[], str | None]:
@@ -326,6 +385,10 @@ class OnboardingService:
     def _evidence_lost(self, job: OnboardingJob, reason: str) -> None:
         tid = job.transaction_id
         self._metrics.incr("idv_evidence_lost", kind="video")
+        if job.archival and self._clock() >= job.deadline:
+            # Archival of a flow whose video window closed long ago: expected, not an incident
+            # (the ledger keeps the reason).
+            return
         self._deadletters.add(
             KIND_EVIDENCE,
             tid,

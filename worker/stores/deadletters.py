@@ -33,6 +33,7 @@ RETRY_HANDLER_MODULES: tuple[str, ...] = (
     "tasks.onboarding",
     "tasks.webhook",
     "tasks.batch",
+    "tasks.ledger",
 )
 
 MAX_REASON_LENGTH = 500

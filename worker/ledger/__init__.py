@@ -1,0 +1,56 @@
+"""The transaction ledger: the truth of what every flow still needs.
+
+A reconciler and an archival sweep re-drive whatever is overdue; Celery messages are hints.
+"""
+
+from __future__ import annotations
+
+from worker.ledger.dispatch import (
+    CeleryDispatcher,
+)
+from worker.ledger.forecast import (
+    DAY,
+    HOUR,
+    LEFT_BUCKETS,
+    Forecast,
+    forecast,
+)
+from worker.ledger.model import (
+    FINAL_STATES,
+    OPEN_STATES,
+    CallbackVerdict,
+    Claim,
+    LedgerEntry,
+    Queue,
+    State,
+)
+from worker.ledger.reconciler import (
+    Dispatcher,
+    Reconciler,
+    Reporter,
+    SweepReport,
+)
+from worker.ledger.store import (
+    Ledger,
+)
+
+__all__ = [
+    "DAY",
+    "FINAL_STATES",
+    "HOUR",
+    "LEFT_BUCKETS",
+    "OPEN_STATES",
+    "CallbackVerdict",
+    "CeleryDispatcher",
+    "Claim",
+    "Dispatcher",
+    "Forecast",
+    "Ledger",
+    "LedgerEntry",
+    "Queue",
+    "Reconciler",
+    "Reporter",
+    "State",
+    "SweepReport",
+    "forecast",
+]

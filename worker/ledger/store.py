@@ -1,0 +1,345 @@
+"""The transaction ledger in Redis: one hash per transaction, indexes by due time.
+
+Keys (all hash-tagged ``{ledger}``, so each script's keys live on one Redis Cluster slot)::
+
+    <ns>{ledger}:tx:<tid>     hash: state, ids, times, attempts, reason, t:<state> per transition
+    <ns>{ledger}:due:rt       zset: open transactions waiting for realtime work, by due time
+    <ns>{ledger}:due:ar       zset: open transactions waiting for archival, by due time
+    <ns>{ledger}:deletes      zset: open transactions by the provider's deletion time
+    <ns>{ledger}:counts       hash: transactions per state
+    <ns>{ledger}:lock:<name>  the current sweep's fencing token (``<ns>{ledger}:fence:<name>``)
+
+A sweep reads ``ZRANGEBYSCORE due -inf now``: it costs O(due), not O(all). Open entries live
+until the provider's deletion plus a grace period; a final one (archived, abandoned, expired)
+``IDV_LEDGER_GRACE_S`` after it ended. Every change is one Lua script (``lua/``), so a counter
+never drifts from the states and a transaction is claimed by one attempt at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
+
+import redis
+
+from worker.keys import parse_transaction_id
+from worker.ledger.model import (
+    FINAL_STATES,
+    CallbackVerdict,
+    Claim,
+    LedgerEntry,
+    Queue,
+    State,
+)
+from worker.redisio import lua_script, optional_text, text, text_map
+from worker.settings import Settings
+
+_SCRIPTS = ("upsert", "callback", "claim", "transition", "extend")
+
+
+def _script(name: str) -> str:
+    return lua_script("worker.ledger", "prelude") + "\n" + lua_script("worker.ledger", name)
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+class Ledger:
+    """Reads and changes ledger entries (see the module docstring)."""
+
+    def __init__(
+        self, client: redis.Redis, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.redis = client
+        self.settings = settings
+        self.clock = clock
+        ns = settings.namespace
+        self._prefix = f"{ns}{{ledger}}"
+        self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
+        self._release = client.register_script(lua_script("worker.stores", "lease_release"))
+
+    # ------------------------------------------------------------------ keys
+
+    def key(self, tid: str) -> str:
+        return f"{self._prefix}:tx:{tid}"
+
+    def index_key(self, queue: Queue) -> str:
+        return f"{self._prefix}:due:{queue}"
+
+    @property
+    def deletes_key(self) -> str:
+        return f"{self._prefix}:deletes"
+
+    @property
+    def counts_key(self) -> str:
+        return f"{self._prefix}:counts"
+
+    def lock_key(self, name: str) -> str:
+        return f"{self._prefix}:lock:{name}"
+
+    def _keys(self, tid: str, lock: str = "reconcile") -> list[str]:
+        return [
+            self.key(tid),
+            self.index_key("rt"),
+            self.index_key("ar"),
+            self.deletes_key,
+            self.counts_key,
+            self.lock_key(lock),
+        ]
+
+    def _run(self, name: str, tid: str, args: Iterable[object], lock: str = "reconcile") -> Any:
+        return self._scripts[name](keys=self._keys(tid, lock), args=[str(a) for a in args])
+
+    # ------------------------------------------------------------------ entries in
+
+    def _open_ttl_ms(self, deletes_at: float, now: float) -> int:
+        return int((max(deletes_at - now, 0) + self.settings.ledger_grace_s) * 1000)
+
+    def record_start(
+        self,
+        tid: str,
+        product_code: str,
+        merchant_biz_id: str,
+        *,
+        source: str = "started",
+        created_at: float | None = None,
+    ) -> bool:
+        """A flow started (``Initialize`` answered): polled after ``IDV_RECONCILE_AFTER_S``.
+
+        Returns False when the transaction was already known (nothing regressed).
+        """
+        tid = parse_transaction_id(tid, "transaction_id")
+        now = self.clock()
+        created = now if created_at is None else created_at
+        deletes = created + self.settings.provider_retention_s
+        due = max(created + self.settings.reconcile_after_s, now)
+        reply = self._run(
+            "upsert",
+            tid,
+            [tid, now, State.INITIALIZED.value, product_code, merchant_biz_id, source, created,
+             "", deletes, "rt", due, self._open_ttl_ms(deletes, now)],
+        )  # fmt: skip
+        return int(reply[0]) == 1
+
+    def record_completed(
+        self,
+        tid: str,
+        product_code: str,
+        merchant_biz_id: str,
+        completed_at: float,
+        *,
+        source: str = "import",
+    ) -> bool:
+        """A transaction known to be complete (an import): realtime work while its evidence
+        window is open, else straight to archival."""
+        tid = parse_transaction_id(tid, "transaction_id")
+        now = self.clock()
+        deletes = completed_at + self.settings.provider_retention_s
+        queue: Queue = "rt" if now < completed_at + self.settings.evidence_window_s else "ar"
+        reply = self._run(
+            "upsert",
+            tid,
+            [tid, now, State.COMPLETED.value, product_code, merchant_biz_id, source,
+             completed_at, completed_at, deletes, queue, now, self._open_ttl_ms(deletes, now)],
+        )  # fmt: skip
+        return int(reply[0]) == 1
+
+    def on_callback(
+        self, tid: str, product_code: str, merchant_biz_id: str, *, now: float | None = None
+    ) -> CallbackVerdict:
+        """Record a callback; the ledger's ids win over the callback's (they came from us)."""
+        now = self.clock() if now is None else now
+        deletes = now + self.settings.provider_retention_s
+        reply = self._run(
+            "callback",
+            tid,
+            [tid, now, product_code, merchant_biz_id, now + self.settings.reconcile_after_s,
+             deletes, int(self.settings.callback_require_known),
+             self._open_ttl_ms(deletes, now)],
+        )  # fmt: skip
+        status = text(reply[0])
+        if status == "unknown":
+            return CallbackVerdict("unknown")
+        return CallbackVerdict(
+            "accepted" if status == "accepted" else "duplicate",
+            product_code=text(reply[1]),
+            merchant_biz_id=text(reply[2]),
+            completed_at=_float(optional_text(reply[3])),
+        )
+
+    # ------------------------------------------------------------------ sweeps
+
+    def due(self, queue: Queue, now: float, limit: int) -> list[str]:
+        """Transactions of ``queue`` due at ``now``, earliest first (at most ``limit``)."""
+        raw = self.redis.zrangebyscore(self.index_key(queue), "-inf", now, start=0, num=limit)
+        return [text(member) for member in cast("list[Any]", raw)]
+
+    def take_lock(self, name: str, ttl_s: float) -> str | None:
+        """Take the sweep lock ``name``; returns its fencing token, or None if another holds it.
+
+        Tokens only grow, so a sweep that stalled past its lock cannot claim once a newer one
+        took over (``claim`` checks the token).
+        """
+        token = str(self.redis.incr(f"{self._prefix}:fence:{name}"))
+        took = self.redis.set(self.lock_key(name), token, nx=True, px=int(ttl_s * 1000))
+        return token if took else None
+
+    def release_lock(self, name: str, token: str) -> None:
+        """Give the lock up if ``token`` still holds it."""
+        self._release(keys=[self.lock_key(name)], args=[token])
+
+    def claim(
+        self,
+        tid: str,
+        queue: Queue,
+        *,
+        hold_until: float,
+        fence: str | None = None,
+        lock: str = "reconcile",
+        now: float | None = None,
+    ) -> Claim | str:
+        """Take one attempt at a due transaction; returns the ``Claim`` or why not."""
+        now = self.clock() if now is None else now
+        reply = self._run("claim", tid, [tid, now, hold_until, fence or "", queue], lock=lock)
+        verdict = text(reply[0])
+        if verdict != "claimed":
+            return verdict
+        return Claim(
+            transaction_id=tid,
+            state=State(text(reply[1])),
+            product_code=text(reply[2]),
+            merchant_biz_id=text(reply[3]),
+            created_at=float(text(reply[4])),
+            completed_at=_float(optional_text(reply[5])),
+            deletes_at=float(text(reply[6])),
+            attempts=int(reply[7]),
+        )
+
+    # ------------------------------------------------------------------ transitions
+
+    def transition(
+        self,
+        tid: str,
+        to: State,
+        *,
+        queue: Queue | None = None,
+        due: float | None = None,
+        reason: str | None = None,
+        allowed_from: Iterable[State] = (),
+        fields: Mapping[str, object] | None = None,
+    ) -> bool:
+        """Move ``tid`` to ``to`` (and to ``queue`` at ``due``); False when not allowed."""
+        now = self.clock()
+        pairs: list[object] = []
+        for name, value in (fields or {}).items():
+            pairs += [name, value]
+        reply = self._run(
+            "transition",
+            tid,
+            [tid, now, to.value, queue or "", due if due is not None else now,
+             (reason or "")[:300], self.settings.ledger_grace_s * 1000,
+             ",".join(s.value for s in allowed_from), *pairs],
+        )  # fmt: skip
+        return int(reply[0]) == 1
+
+    def extend(self, tid: str, until: float) -> bool:
+        """Keep the current attempt alive until ``until`` (its due time moves)."""
+        return int(self._run("extend", tid, [tid, until])) == 1
+
+    def finish(self, tid: str, *, evidence: str, reason: str | None = None) -> bool:
+        """The full result and what could be had of the evidence are stored: archived.
+
+        ``evidence`` is ``stored`` (or ``absent``: the product has no video) or ``lost``.
+        """
+        now = self.clock()
+        fields: dict[str, object] = {f"t:{State.RESULT_STORED.value}": now}
+        lost = evidence == "lost"
+        fields[f"t:{(State.EVIDENCE_LOST if lost else State.EVIDENCE_STORED).value}"] = now
+        entry_done = self.redis.hget(self.key(tid), "done_at")
+        if entry_done is None:
+            fields["done_at"] = now
+            fields[f"t:{State.COMPLETED.value}"] = now
+        return self.transition(tid, State.ARCHIVED, reason=reason, fields=fields)
+
+    def redrive_now(self, tid: str) -> None:
+        """Make a completed transaction's work due now (its message could not be sent)."""
+        self.transition(
+            tid, State.COMPLETED, queue="rt", due=self.clock(), allowed_from=(State.COMPLETED,)
+        )
+
+    def poll_later(self, tid: str) -> None:
+        """A poll found the flow unfinished: poll again ``IDV_RECONCILE_AFTER_S`` from now."""
+        self.transition(
+            tid,
+            State.INITIALIZED,
+            queue="rt",
+            due=self.clock() + self.settings.reconcile_after_s,
+            allowed_from=(State.INITIALIZED,),
+        )
+
+    def gone(self, tid: str, *, archival: bool, reason: str) -> None:
+        """The provider does not have ``tid``: deleted before archival (``expired``, lost) or
+        never known to it (``abandoned``)."""
+        to = State.EXPIRED if archival else State.ABANDONED
+        self.transition(tid, to, reason=reason)
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, tid: str) -> LedgerEntry | None:
+        raw = text_map(self.redis.hgetall(self.key(tid)))
+        if not raw:
+            return None
+        history = {
+            State(name[2:]): float(at)
+            for name, at in raw.items()
+            if name.startswith("t:") and name[2:] in State._value2member_map_
+        }
+        return LedgerEntry(
+            transaction_id=tid,
+            state=State(raw["s"]),
+            product_code=raw.get("p", ""),
+            merchant_biz_id=raw.get("b", ""),
+            source=raw.get("src", ""),
+            created_at=float(raw.get("c_at", "0")),
+            completed_at=_float(raw.get("done_at")),
+            deletes_at=float(raw.get("del_at", "0")),
+            due_at=_float(raw.get("due")),
+            queue=raw.get("q"),
+            attempts=int(raw.get("n", "0")),
+            reason=raw.get("r"),
+            history=dict(sorted(history.items(), key=lambda kv: kv[1])),
+        )
+
+    def counts(self) -> dict[State, int]:
+        """Transactions per state (every state present, 0 where none)."""
+        raw = text_map(self.redis.hgetall(self.counts_key))
+        return {state: max(0, int(float(raw.get(state.value, "0")))) for state in State}
+
+    def open_count(self) -> int:
+        return sum(n for s, n in self.counts().items() if s not in FINAL_STATES)
+
+    def deleting_between(self, start: float, end: float) -> int:
+        """Open transactions the provider deletes in ``[start, end)``."""
+        return int(cast("int", self.redis.zcount(self.deletes_key, start, f"({end}")))
+
+    def deleting_before(self, end: float, limit: int) -> list[str]:
+        raw = self.redis.zrangebyscore(self.deletes_key, "-inf", f"({end}", start=0, num=limit)
+        return [text(member) for member in cast("list[Any]", raw)]
+
+    def queued(self, queue: Queue) -> int:
+        return int(cast("int", self.redis.zcard(self.index_key(queue))))
+
+    def delete(self, tid: str) -> bool:
+        """Forget ``tid`` entirely (erasure); counts and indexes follow."""
+        entry = self.get(tid)
+        if entry is None:
+            return False
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key(tid))
+            for key in (self.index_key("rt"), self.index_key("ar"), self.deletes_key):
+                pipe.zrem(key, tid)
+            pipe.hincrby(self.counts_key, entry.state.value, -1)
+            pipe.execute()
+        return True

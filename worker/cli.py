@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.metrics",
     "worker.commands.config",
     "worker.commands.batch",
+    "worker.commands.ledger",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,13 +1,15 @@
 """The Python API of the flows, for applications that embed idv-worker.
 
 ``submit_callback(params)`` hands one provider callback to the worker from an application's own
-endpoint (instead of running ``idv-worker receiver``); ``batches()`` opens the batch API.
+endpoint (instead of running ``idv-worker receiver``); ``start(...)`` starts a flow and records
+it in the ledger; ``batches()`` opens the batch API.
 Objects come from a ``worker.runtime.Runtime``, built on first use from ``IDV_*`` settings.
 """
 
 from __future__ import annotations
 
 from worker.batch import BatchAPI
+from worker.ledger import StartedFlow
 from worker.onboarding import CallbackIntake, Params, Submission
 from worker.runtime import Runtime, get_runtime
 from worker.settings import Settings, load_settings
@@ -28,6 +30,31 @@ def submit_callback(
     """
     intake = intake or get_runtime().intake
     return intake.submit(params, received_at=received_at, verify_token=verify_token)
+
+
+def start(
+    *,
+    product_code: str,
+    merchant_user_id: str,
+    merchant_biz_id: str | None = None,
+    doc_type: str | None = None,
+    meta_info: str | None = None,
+    return_url: str | None = None,
+    runtime: Runtime | None = None,
+) -> StartedFlow:
+    """Start one verification flow (``Initialize``) and record it in the ledger.
+
+    Returns the ``TransactionUrl`` for the user (single-use) and the ids the ledger keeps; the
+    callback URL is ``IDV_CALLBACK_URL`` with ``productCode`` and ``merchantBizId`` added.
+    """
+    return (runtime or get_runtime()).flow_starter.start(
+        product_code=product_code,
+        merchant_user_id=merchant_user_id,
+        merchant_biz_id=merchant_biz_id,
+        doc_type=doc_type,
+        meta_info=meta_info,
+        return_url=return_url,
+    )
 
 
 def batches(settings: Settings | None = None) -> BatchAPI:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from worker.cloudauth.client import CloudAuthClient
     from worker.evidence import EvidenceArchiver
     from worker.keys import ObjectKeys
-    from worker.ledger import Ledger, Reconciler
+    from worker.ledger import FlowStarter, Ledger, Reconciler
     from worker.onboarding import CallbackIntake, OnboardingService
     from worker.ratelimit import RedisRateLimiter
     from worker.storage import S3ObjectStore
@@ -181,6 +181,18 @@ class Runtime:
         """The broker's Redis (``IDV_BROKER_URL``, else ``IDV_REDIS_URL``)."""
         url = self.settings.broker_url
         return self.redis if not url or url == self.settings.redis_url else connect(url)
+
+    @cached_property
+    def flow_starter(self) -> FlowStarter:
+        from worker.ledger import FlowStarter
+
+        tokens = [t.get_secret_value() for t in self.settings.callback_tokens]
+        return FlowStarter(
+            self.client,
+            self.ledger,
+            callback_url=self.settings.callback_url,
+            token_for=lambda _biz: tokens[0] if tokens else None,
+        )
 
     @cached_property
     def reconciler(self) -> Reconciler:

@@ -212,7 +212,12 @@ class Settings(BaseSettings):
         "(then every this long); a run with no progress is re-driven after it",
     )
     flow_lifetime_s: float = Field(
-        86400, ge=60, description="a started flow never completed within this is abandoned"
+        86400, ge=10, description="a started flow never completed within this is abandoned"
+    )
+    callback_url: str | None = Field(
+        None,
+        description="public URL of the receiver's callback endpoint, given to Initialize by "
+        "'flows start' (productCode and merchantBizId are added to its query)",
     )
     callback_require_known: bool = Field(
         False, description="refuse callbacks for transactions the ledger has never seen"
@@ -348,6 +353,15 @@ class Settings(BaseSettings):
         if not value.startswith("/") or any(c in value for c in "?# \t\n"):
             raise ValueError("must be a URL path starting with '/'")
         return value.rstrip("/") or "/"
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("webhook_url")
     @classmethod

@@ -30,6 +30,12 @@ from worker.ledger.reconciler import (
     Reporter,
     SweepReport,
 )
+from worker.ledger.start import (
+    FlowStarter,
+    InitializeApi,
+    StartedFlow,
+    callback_url_for,
+)
 from worker.ledger.store import (
     Ledger,
 )
@@ -44,13 +50,17 @@ __all__ = [
     "CeleryDispatcher",
     "Claim",
     "Dispatcher",
+    "FlowStarter",
     "Forecast",
+    "InitializeApi",
     "Ledger",
     "LedgerEntry",
     "Queue",
     "Reconciler",
     "Reporter",
+    "StartedFlow",
     "State",
     "SweepReport",
+    "callback_url_for",
     "forecast",
 ]

@@ -44,23 +44,13 @@ from worker.batch.ids import (
     merchant_biz_id,
 )
 from worker.batch.manifest import (
-    MAX_SOURCE_LENGTH,
-    SOURCE_ALIASES,
     Format,
-    ImageSource,
-    ItemSpec,
     ManifestError,
-    ManifestRow,
-    ParsedRow,
-    RowError,
-    SourceKind,
     check_encoding,
     detect_format,
     iter_csv,
     iter_jsonl,
     iter_manifest,
-    parse_source,
-    validate_row,
 )
 from worker.batch.model import (
     TERMINAL,
@@ -83,6 +73,18 @@ from worker.batch.progress import (
     render_block,
     render_line,
     render_table,
+)
+from worker.batch.rows import (
+    MAX_SOURCE_LENGTH,
+    SOURCE_ALIASES,
+    ImageSource,
+    ItemSpec,
+    ManifestRow,
+    ParsedRow,
+    RowError,
+    SourceKind,
+    parse_source,
+    validate_row,
 )
 from worker.batch.service import (
     BatchService,

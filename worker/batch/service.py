@@ -35,9 +35,9 @@ from worker.backoff import jittered
 from worker.batch.calls import ClaimRefused, claiming
 from worker.batch.enqueue import Enqueuer
 from worker.batch.ids import default_merchant_user_id, merchant_biz_id
-from worker.batch.manifest import RowError, parse_source
 from worker.batch.model import ItemStatus, StoredRow
 from worker.batch.outcomes import Outcomes, WorkItem
+from worker.batch.rows import RowError, parse_source
 from worker.batch.sources import ImageReader, ImageRejected, SourceUnavailable, check_image
 from worker.batch.store import BatchStore
 from worker.cloudauth.client import CloudAuthClient

@@ -26,14 +26,13 @@ from worker.batch.enqueue import Enqueuer
 from worker.batch.ids import ManifestHasher
 from worker.batch.manifest import (
     Format,
-    ItemSpec,
     ManifestError,
-    ParsedRow,
     check_encoding,
     detect_format,
     iter_manifest,
 )
 from worker.batch.model import BatchState, encode_chunk
+from worker.batch.rows import ItemSpec, ParsedRow
 from worker.batch.store import BatchStore
 from worker.errors import IdvError
 from worker.settings import Settings

@@ -18,6 +18,10 @@ from worker.batch.control import (
     BatchStateError,
     RetryResult,
 )
+from worker.batch.counters import (
+    RATE_TAU_S,
+    decode_progress,
+)
 from worker.batch.enqueue import (
     CeleryEnqueuer,
     Enqueuer,
@@ -43,6 +47,7 @@ from worker.batch.ids import (
     default_merchant_user_id,
     merchant_biz_id,
 )
+from worker.batch.layout import BatchKeys
 from worker.batch.manifest import (
     Format,
     ManifestError,
@@ -99,8 +104,6 @@ from worker.batch.sources import (
 )
 from worker.batch.store import (
     KEEP_CLAIM,
-    RATE_TAU_S,
-    BatchKeys,
     BatchNotFound,
     BatchStore,
     Begin,
@@ -173,6 +176,7 @@ __all__ = [
     "claiming",
     "content_item_id",
     "decode_chunk",
+    "decode_progress",
     "default_merchant_user_id",
     "detect_format",
     "encode_chunk",

@@ -29,12 +29,8 @@ from worker.cloudauth.errors import (
     ThrottledError,
 )
 from worker.cloudauth.models import CheckResultResult, DocOcrResult, InitializeResult
-from worker.cloudauth.params import (
-    ApiCall,
-    check_result_call,
-    doc_ocr_v2_call,
-    initialize_call,
-)
+from worker.cloudauth.params import check_result_call, doc_ocr_v2_call, initialize_call
+from worker.cloudauth.placement import ApiCall
 from worker.cloudauth.responses import parse_result, success_body, transport_error
 from worker.cloudauth.retries import Attempts, Backoff, Clock, Retries
 from worker.cloudauth.signing import (

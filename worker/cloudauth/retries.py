@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from worker.backoff import jittered
 from worker.cloudauth.errors import CloudAuthError, CredentialsError, ThrottledError, TransientError
-from worker.cloudauth.params import ApiCall
+from worker.cloudauth.placement import ApiCall
 from worker.ratelimit import CallContext, DeadlineUnreachable
 
 

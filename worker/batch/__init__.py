@@ -18,6 +18,10 @@ from worker.batch.control import (
     BatchStateError,
     RetryResult,
 )
+from worker.batch.counters import (
+    RATE_TAU_S,
+    decode_progress,
+)
 from worker.batch.enqueue import (
     CeleryEnqueuer,
     Enqueuer,
@@ -43,24 +47,15 @@ from worker.batch.ids import (
     default_merchant_user_id,
     merchant_biz_id,
 )
+from worker.batch.layout import BatchKeys
 from worker.batch.manifest import (
-    MAX_SOURCE_LENGTH,
-    SOURCE_ALIASES,
     Format,
-    ImageSource,
-    ItemSpec,
     ManifestError,
-    ManifestRow,
-    ParsedRow,
-    RowError,
-    SourceKind,
     check_encoding,
     detect_format,
     iter_csv,
     iter_jsonl,
     iter_manifest,
-    parse_source,
-    validate_row,
 )
 from worker.batch.model import (
     TERMINAL,
@@ -84,6 +79,18 @@ from worker.batch.progress import (
     render_line,
     render_table,
 )
+from worker.batch.rows import (
+    MAX_SOURCE_LENGTH,
+    SOURCE_ALIASES,
+    ImageSource,
+    ItemSpec,
+    ManifestRow,
+    ParsedRow,
+    RowError,
+    SourceKind,
+    parse_source,
+    validate_row,
+)
 from worker.batch.service import (
     BatchService,
     ChunkOutcome,
@@ -97,8 +104,6 @@ from worker.batch.sources import (
 )
 from worker.batch.store import (
     KEEP_CLAIM,
-    RATE_TAU_S,
-    BatchKeys,
     BatchNotFound,
     BatchStore,
     Begin,
@@ -171,6 +176,7 @@ __all__ = [
     "claiming",
     "content_item_id",
     "decode_chunk",
+    "decode_progress",
     "default_merchant_user_id",
     "detect_format",
     "encode_chunk",

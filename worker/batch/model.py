@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from worker.batch.manifest import ItemSpec
+from worker.batch.rows import ItemSpec
 
 
 class BatchState(StrEnum):

@@ -1,7 +1,7 @@
 """Lua scripts of the batch store, kept as files in ``lua/`` beside this module.
 
 Every script touches the keys of one batch only; all keys of a batch share the hash tag
-``{batch:<id>}`` (see ``worker.batch.store`` for the layout). Item statuses are one byte per
+``{batch:<id>}`` (see ``worker.batch.layout`` for the layout). Item statuses are one byte per
 row in the string ``st`` (NUL = pending) with their totals in the hash ``n``; ``prelude.lua``
 keeps the two in step, so a counter can never drift from the statuses however often a step is
 repeated after a crash. A script whose file says ``-- Needs prelude.lua.`` gets it prepended.

@@ -35,9 +35,9 @@ from worker.backoff import jittered
 from worker.batch.calls import ClaimRefused, claiming
 from worker.batch.enqueue import Enqueuer
 from worker.batch.ids import default_merchant_user_id, merchant_biz_id
-from worker.batch.manifest import RowError, parse_source
 from worker.batch.model import ItemStatus, StoredRow
 from worker.batch.outcomes import Outcomes, WorkItem
+from worker.batch.rows import RowError, parse_source
 from worker.batch.sources import ImageReader, ImageRejected, SourceUnavailable, check_image
 from worker.batch.store import BatchStore
 from worker.cloudauth.client import CloudAuthClient
@@ -49,6 +49,7 @@ from worker.cloudauth.errors import (
     ThrottledError,
     TransientError,
 )
+from worker.cloudauth.models import DocOcrResult
 from worker.errors import IdvError, error_code, is_retryable, retry_after
 from worker.observability import Metrics, NullMetrics
 from worker.ratelimit import CallContext, DeadlineUnreachable, GateUnavailable, Lane
@@ -273,38 +274,11 @@ class BatchService:
         return max(delay, retry_after(exc) or 0.0)
 
     def _attempt(self, chunk: _Chunk, item: WorkItem) -> None:
-        spec = item.row.spec
-        assert spec is not None
-        try:
-            source = parse_source(spec.source, chunk.base_dir)
-            data = self.reader.read(source)
-            check_image(data)
-        except RowError as exc:
-            self.outcomes.invalid(item, "InvalidSource", exc.reason)
+        image = self._load_image(chunk, item)
+        if image is None:
             return
-        except ImageRejected as exc:
-            self.outcomes.invalid(item, exc.code, exc.reason)
-            return
-        image = base64.b64encode(data).decode("ascii")
-        del data
-        store = self.store
         try:
-            with claiming(
-                lambda: store.claim(item.batch_id, item.row.seq, item.item_id, item.token)
-            ):
-                result = self.client.doc_ocr_v2(
-                    merchant_biz_id=merchant_biz_id(item.batch_id, item.item_id),
-                    merchant_user_id=spec.merchant_user_id
-                    or default_merchant_user_id(item.batch_id, item.item_id),
-                    doc_type=spec.doc_type,
-                    image_base64=image,
-                    card_side=spec.card_side,
-                    spoof=spec.spoof,
-                    face_quality=spec.face_quality,
-                    id_threshold=spec.id_threshold,
-                    product_code=chunk.product_code,
-                    ctx=CallContext(lane=Lane.BULK),
-                )
+            result = self._call(chunk, item, image)
         except ClaimRefused as exc:
             if exc.batch_stopped:
                 raise _Stop from None
@@ -336,3 +310,39 @@ class BatchService:
         except CloudAuthError:
             raise
         self.outcomes.done(item, chunk.product_code, result)
+
+    def _load_image(self, chunk: _Chunk, item: WorkItem) -> str | None:
+        """The row's image, checked and base64-encoded; None once an unfit row is recorded."""
+        spec = item.row.spec
+        assert spec is not None
+        try:
+            source = parse_source(spec.source, chunk.base_dir)
+            data = self.reader.read(source)
+            check_image(data)
+        except RowError as exc:
+            self.outcomes.invalid(item, "InvalidSource", exc.reason)
+            return None
+        except ImageRejected as exc:
+            self.outcomes.invalid(item, exc.code, exc.reason)
+            return None
+        return base64.b64encode(data).decode("ascii")
+
+    def _call(self, chunk: _Chunk, item: WorkItem, image: str) -> DocOcrResult:
+        """Send DocOcrV2 for the row, the claim taken as the request leaves."""
+        spec = item.row.spec
+        assert spec is not None
+        store = self.store
+        with claiming(lambda: store.claim(item.batch_id, item.row.seq, item.item_id, item.token)):
+            return self.client.doc_ocr_v2(
+                merchant_biz_id=merchant_biz_id(item.batch_id, item.item_id),
+                merchant_user_id=spec.merchant_user_id
+                or default_merchant_user_id(item.batch_id, item.item_id),
+                doc_type=spec.doc_type,
+                image_base64=image,
+                card_side=spec.card_side,
+                spoof=spec.spoof,
+                face_quality=spec.face_quality,
+                id_threshold=spec.id_threshold,
+                product_code=chunk.product_code,
+                ctx=CallContext(lane=Lane.BULK),
+            )

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from worker.batch.manifest import ImageSource
+from worker.batch.rows import ImageSource
 from worker.cloudauth.images import ImageInfo, ImageInfoError, image_info
 from worker.cloudauth.params import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
 from worker.errors import IdvError, InvalidInput

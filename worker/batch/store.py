@@ -1,20 +1,7 @@
 """Batch state in Redis: manifest chunks, one status byte per row, counters, leases, claims.
 
-Keys of one batch (``ns`` = ``settings.namespace``; all share the hash tag ``{batch:<id>}``)::
-
-    <ns>{batch:<id>}:meta      hash: state, manifest, chunk size, totals, timestamps, results key
-    <ns>{batch:<id>}:chunks    hash: chunk number -> compressed rows (``model.encode_chunk``)
-    <ns>{batch:<id>}:st        string: one status byte per row (NUL pending, d f i u x)
-    <ns>{batch:<id>}:n         hash: counters per status, per sub code, call rate
-    <ns>{batch:<id>}:detail    hash: row position -> reason of an invalid/failed/uncertain row
-    <ns>{batch:<id>}:owner     hash: item id -> "seq:row" of the row that processes it
-    <ns>{batch:<id>}:inflight  hash: item id -> "token|time|seq": a call may be under way
-    <ns>{batch:<id>}:cdone     bitmap: chunk complete
-    <ns>{batch:<id>}:cq        bitmap: chunk has a message waiting in the broker
-    <ns>{batch:<id>}:cl        hash: chunk number -> "token|expiry": the worker on it
-    <ns>{batch:<id>}:wd / :wdrun / :sub / :fin   short-lived markers (watchdog armed, watchdog
-                               just ran, submitter at work, export at work)
-    <ns>batches                sorted set: batch ids by creation time
+Its keys are laid out in ``worker.batch.layout``: they share the batch's hash tag, so the
+scripts of ``worker.batch.scripts`` can touch any of them at once.
 
 What one queued row costs in Redis is its share of a compressed chunk (a few dozen bytes) and
 of one Celery message per chunk; per-item keys appear only once an item is processed. Every
@@ -35,34 +22,17 @@ from typing import Any, cast
 import redis
 
 from worker.batch import scripts  # the module, not the package namespace
+from worker.batch.counters import RATE_TAU_S, decode_progress
+from worker.batch.layout import BatchKeys
 from worker.batch.model import BatchState, ItemStatus, Progress, StoredRow, decode_chunk
 from worker.errors import IdvError
 from worker.keys import validate_id
 from worker.redisio import optional_text
 from worker.settings import Settings
 
+__all__ = ["KEEP_CLAIM", "RATE_TAU_S", "BatchKeys", "BatchNotFound", "BatchStore", "Begin"]
+
 KEEP_CLAIM = "-"  # ``finish(token=KEEP_CLAIM)`` leaves an item's claim in place
-RATE_TAU_S = 30.0  # time constant of the call-rate average shown in status
-_KEY_NAMES = (
-    "meta",
-    "chunks",
-    "st",
-    "n",
-    "detail",
-    "owner",
-    "inflight",
-    "cdone",
-    "cq",
-    "cl",
-)
-_COUNTER_FIELDS: dict[str, ItemStatus] = {
-    s.value: s for s in ItemStatus if s is not ItemStatus.PENDING
-}
-
-
-def _f(value: bytes | str | None, default: float = 0.0) -> float:
-    text = optional_text(value)
-    return float(text) if text not in (None, "") else default
 
 
 class BatchNotFound(IdvError, KeyError):
@@ -71,36 +41,6 @@ class BatchNotFound(IdvError, KeyError):
     def __init__(self, batch_id: str) -> None:
         self.batch_id = batch_id
         super().__init__(f"no batch {batch_id}")
-
-
-@dataclass(frozen=True, slots=True)
-class BatchKeys:
-    """The Redis keys of one batch (see the module docstring)."""
-
-    prefix: str
-    meta: str
-    chunks: str
-    st: str
-    n: str
-    detail: str
-    owner: str
-    inflight: str
-    cdone: str
-    cq: str
-    cl: str
-
-    @classmethod
-    def under(cls, prefix: str) -> BatchKeys:
-        """Keys below ``prefix`` (``<ns>{batch:<id>}:``)."""
-        return cls(prefix, *(f"{prefix}{name}" for name in _KEY_NAMES))
-
-    def marker(self, name: str) -> str:
-        """A short-lived marker key (``wd``, ``wdrun``, ``sub``, ``fin``)."""
-        return f"{self.prefix}{name}"
-
-    def all(self) -> list[str]:
-        """Every long-lived key (the ones the TTL refresh covers)."""
-        return [f"{self.prefix}{name}" for name in _KEY_NAMES]
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,34 +364,4 @@ class BatchStore:
         meta_raw, n_raw, chunks_done = pipe.execute()
         if not meta_raw:
             raise BatchNotFound(batch_id)
-        meta = {a.decode(): b.decode("utf-8") for a, b in meta_raw.items()}
-        n = {a.decode(): b.decode() for a, b in n_raw.items()}
-        counts: dict[ItemStatus, int] = {
-            status: int(n.get(name, "0")) for name, status in _COUNTER_FIELDS.items()
-        }
-        subs = {name[4:]: int(v) for name, v in n.items() if name.startswith("sub:") and int(v) > 0}
-        submitted = meta.get("submitted") == "1"
-        total = int(meta.get("total_rows" if submitted else "submitted_rows", "0") or 0)
-        rate = _f(n.get("rate"))
-        if rate:
-            elapsed = max(0.0, time.time() - _f(n.get("rate_t")))
-            rate *= pow(2.718281828459045, -elapsed / RATE_TAU_S)
-        return Progress(
-            batch_id=batch_id,
-            state=BatchState(meta.get("state", "running")),
-            submitted=submitted,
-            total=total,
-            counts=counts,
-            sub_codes=subs,
-            created_at=_f(meta.get("created_at")),
-            updated_at=_f(meta.get("updated_at")),
-            first_at=_f(n.get("first_at")) or None,
-            last_at=_f(n.get("last_at")) or None,
-            rate=rate,
-            quota=quota,
-            pause_reason=meta.get("pause_reason") or None,
-            results_key=meta.get("results_key") or None,
-            manifest=meta.get("manifest") or None,
-            chunks=int(meta.get("total_chunks" if submitted else "submitted_chunks", "0") or 0),
-            chunks_done=int(chunks_done),
-        )
+        return decode_progress(batch_id, meta_raw, n_raw, int(chunks_done), quota)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,13 +26,13 @@ from worker.batch.enqueue import Enqueuer
 from worker.batch.ids import ManifestHasher
 from worker.batch.manifest import (
     Format,
-    ItemSpec,
     ManifestError,
     check_encoding,
     detect_format,
     iter_manifest,
 )
 from worker.batch.model import BatchState, encode_chunk
+from worker.batch.rows import ItemSpec, ParsedRow
 from worker.batch.store import BatchStore
 from worker.errors import IdvError
 from worker.settings import Settings
@@ -75,6 +75,22 @@ def hash_manifest(path: Path, options: dict[str, str | None]) -> tuple[str, int]
     hasher = ManifestHasher(options)
     check_encoding(path, on_block=hasher.update)
     return hasher.batch_id(), hasher.size
+
+
+@dataclass(slots=True)
+class _Pass:
+    """The second pass over a manifest: what it has met, and the chunk it is filling."""
+
+    batch_id: str
+    size: int  # rows per chunk
+    stored: int  # chunks stored by an earlier, interrupted run
+    chunk_no: int
+    enqueued: int = 0
+    total: int = 0
+    invalid_rows: int = 0
+    sample: list[tuple[int, int, str]] = field(default_factory=list)
+    rows: list[tuple[int, ItemSpec | None]] = field(default_factory=list)
+    invalid: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Submitter:
@@ -145,51 +161,16 @@ class Submitter:
     ) -> SubmitResult:
         size = int(meta["chunk_size"])
         stored = int(meta.get("submitted_chunks", "0"))
-        sent = int(meta.get("sent_chunks", "0"))
-        enqueued = 0
-        if sent < stored:
-            # A previous submitter stored these chunks but may have died before sending them.
-            enqueued += self.enqueuer.chunks(batch_id, range(sent, stored))
-            self.store.set_meta(batch_id, sent_chunks=stored)
-        rows: list[tuple[int, ItemSpec | None]] = []
-        invalid: list[tuple[int, str]] = []
-        sample: list[tuple[int, int, str]] = []
-        total = invalid_rows = 0
-        chunk_no = stored
-        last_lease = time.monotonic()
-        for parsed in iter_manifest(path, form, default):
-            total += 1
-            if parsed.error is not None:
-                invalid_rows += 1
-                if len(sample) < INVALID_SAMPLE:
-                    sample.append((parsed.row, parsed.line, parsed.error))
-            if (parsed.row - 1) // size < stored:
-                continue  # stored by an earlier, interrupted run
-            seq = parsed.row - 1
-            rows.append((parsed.line, parsed.spec))
-            if parsed.error is not None:
-                detail = {"row": parsed.row, "line": parsed.line, "code": "InvalidRow"}
-                invalid.append((seq, json.dumps({**detail, "reason": parsed.error})))
-            if len(rows) == size:
-                enqueued += self._store_chunk(batch_id, chunk_no, rows, invalid)
-                chunk_no += 1
-                rows, invalid = [], []
-                if on_progress is not None:
-                    on_progress(total)
-                if time.monotonic() - last_lease > _SUBMIT_LEASE_S / 4:
-                    last_lease = time.monotonic()
-                    if not self.store.acquire_submitter(batch_id, token, _SUBMIT_LEASE_S):
-                        raise SubmitError(batch_id, "lost the submission lease")
-        if rows:
-            enqueued += self._store_chunk(batch_id, chunk_no, rows, invalid)
-            chunk_no += 1
-        chunks = (total + size - 1) // size
+        run = _Pass(batch_id, size, stored, chunk_no=stored)
+        run.enqueued = self._resend_unsent(batch_id, stored, int(meta.get("sent_chunks", "0")))
+        self._store_rows(run, iter_manifest(path, form, default), token, on_progress)
+        chunks = (run.total + size - 1) // size
         self.store.set_meta(
             batch_id,
             submitted=1,
-            total_rows=total,
+            total_rows=run.total,
             total_chunks=chunks,
-            invalid_at_submit=invalid_rows,
+            invalid_at_submit=run.invalid_rows,
             submitted_at=f"{time.time():.6f}",
         )
         self.store.touch(batch_id)
@@ -197,18 +178,64 @@ class Submitter:
             self.enqueuer.finalize(batch_id)
         self._arm_watchdog(batch_id)
         if on_progress is not None:
-            on_progress(total)
+            on_progress(run.total)
         return SubmitResult(
             batch_id=batch_id,
             created=True,
             state=self.store.state(batch_id),
-            total_rows=total,
-            invalid_rows=invalid_rows,
+            total_rows=run.total,
+            invalid_rows=run.invalid_rows,
             chunks=chunks,
-            enqueued=enqueued,
+            enqueued=run.enqueued,
             seconds=0.0,
-            invalid_sample=sample,
+            invalid_sample=run.sample,
         )
+
+    def _resend_unsent(self, batch_id: str, stored: int, sent: int) -> int:
+        """Send the messages of stored chunks a previous submitter may have died before sending."""
+        if sent >= stored:
+            return 0
+        enqueued = self.enqueuer.chunks(batch_id, range(sent, stored))
+        self.store.set_meta(batch_id, sent_chunks=stored)
+        return enqueued
+
+    def _store_rows(
+        self,
+        run: _Pass,
+        parsed_rows: Iterable[ParsedRow],
+        token: str,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        """Count every row; store and send the chunks after those an earlier run stored."""
+        last_lease = time.monotonic()
+        for parsed in parsed_rows:
+            run.total += 1
+            if parsed.error is not None:
+                run.invalid_rows += 1
+                if len(run.sample) < INVALID_SAMPLE:
+                    run.sample.append((parsed.row, parsed.line, parsed.error))
+            if (parsed.row - 1) // run.size < run.stored:
+                continue  # stored by an earlier, interrupted run
+            seq = parsed.row - 1
+            run.rows.append((parsed.line, parsed.spec))
+            if parsed.error is not None:
+                detail = {"row": parsed.row, "line": parsed.line, "code": "InvalidRow"}
+                run.invalid.append((seq, json.dumps({**detail, "reason": parsed.error})))
+            if len(run.rows) == run.size:
+                self._flush(run)
+                if on_progress is not None:
+                    on_progress(run.total)
+                if time.monotonic() - last_lease > _SUBMIT_LEASE_S / 4:
+                    last_lease = time.monotonic()
+                    if not self.store.acquire_submitter(run.batch_id, token, _SUBMIT_LEASE_S):
+                        raise SubmitError(run.batch_id, "lost the submission lease")
+        if run.rows:
+            self._flush(run)
+
+    def _flush(self, run: _Pass) -> None:
+        run.enqueued += self._store_chunk(run.batch_id, run.chunk_no, run.rows, run.invalid)
+        run.chunk_no += 1
+        run.rows, run.invalid = [], []
 
     def _store_chunk(
         self,

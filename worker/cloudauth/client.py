@@ -5,45 +5,34 @@ the official SDK signs them (ACS3-HMAC-SHA256, or legacy HMAC-SHA1 RPC when
 ``settings.signature_scheme == "rpc"``). Every attempt - retries included - first takes a slot
 from the ``RateGate`` and then reports back to it.
 
-Retries happen here only for ``ThrottledError`` and ``TransientError`` (jittered exponential
-backoff, never past ``ctx.deadline``, fresh date and nonce each time), plus one re-signed retry
-for ``SignatureNonceUsed`` / ``InvalidTimeStamp.Expired``. A billed call (DocOcrV2) whose first
-attempt may have been processed - read timeout, broken or unparsable reply - is never repeated:
-the ``TransientError`` is raised with ``maybe_processed=True`` for the task to decide.
+Retries - throttling and transient errors, and one re-signed retry - follow the policy of
+``worker.cloudauth.retries``, with a fresh date and nonce each time. A billed call (DocOcrV2)
+whose first attempt may have been processed - read timeout, broken or unparsable reply - is
+never repeated: the ``TransientError`` is raised with ``maybe_processed=True`` for the task to
+decide. Replies are decoded by ``worker.cloudauth.responses``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import random
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import httpx
-from pydantic import ValidationError
 
 from worker import __version__
-from worker.backoff import jittered
 from worker.cloudauth import API_VERSION
 from worker.cloudauth.errors import (
     CloudAuthError,
-    CredentialsError,
     ThrottledError,
-    TransientError,
-    classify_response,
 )
-from worker.cloudauth.models import CheckResultResult, DocOcrResult, InitializeResult, ResultModel
-from worker.cloudauth.params import (
-    ApiCall,
-    check_result_call,
-    doc_ocr_v2_call,
-    initialize_call,
-)
+from worker.cloudauth.models import CheckResultResult, DocOcrResult, InitializeResult
+from worker.cloudauth.params import check_result_call, doc_ocr_v2_call, initialize_call
+from worker.cloudauth.placement import ApiCall
+from worker.cloudauth.responses import parse_result, success_body, transport_error
+from worker.cloudauth.retries import Attempts, Backoff, Clock, Retries
 from worker.cloudauth.signing import (
     Credentials,
     EncodedBody,
@@ -61,36 +50,8 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"idv-worker/{__version__}"
 
-_R = TypeVar("_R", bound=ResultModel)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with equal jitter: retry n waits in ``[d/2, d]``, d = base * 2^(n-1)."""
-
-    base: float = 0.1
-    cap: float = 2.0
-
-    def delay(self, retry: int, rng: random.Random) -> float:
-        """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
-        return jittered(retry - 1, base_s=self.base, cap_s=self.cap, rng=rng)
-
-
-@dataclass(frozen=True, slots=True)
-class Clock:
-    """Wall clock (epoch seconds, the unit of ``CallContext.deadline``) and sleep."""
-
-    now: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
-
-
-@dataclass(slots=True)
-class _Attempts:
-    """Per-call retry state."""
-
-    last: CloudAuthError | None = None
-    resigned: bool = False
-    count: int = 0
+# Backoff and Clock (now in ``retries``) stay importable from here.
+__all__ = ["USER_AGENT", "Backoff", "Clock", "CloudAuthClient"]
 
 
 class CloudAuthClient:
@@ -118,11 +79,9 @@ class CloudAuthClient:
             raise ValueError("settings.endpoint must be a base URL without path or query")
         self._settings = settings
         self._gate: RateGate = gate if gate is not None else UnlimitedGate()
-        self._max_attempts = max_attempts
-        self._backoff = backoff or Backoff()
         self._clock = clock or Clock()
+        self._retries = Retries(max_attempts, backoff or Backoff(), self._clock)
         self._nonce = nonce_factory or new_nonce
-        self._rng = random.Random()
         self._credentials = Credentials(
             settings.access_key_id,
             settings.access_key_secret.get_secret_value(),
@@ -178,7 +137,7 @@ class CloudAuthClient:
             product_code=product_code,
             is_return_image=is_return_image,
         )
-        return self._parse(CheckResultResult, call, self.send(call, ctx=ctx))
+        return parse_result(CheckResultResult, call.action, self.send(call, ctx=ctx))
 
     def doc_ocr_v2(
         self,
@@ -210,7 +169,7 @@ class CloudAuthClient:
             ocr=ocr,
             product_code=product_code,
         )
-        return self._parse(DocOcrResult, call, self.send(call, ctx=ctx))
+        return parse_result(DocOcrResult, call.action, self.send(call, ctx=ctx))
 
     def initialize(
         self,
@@ -238,7 +197,7 @@ class CloudAuthClient:
             return_url=return_url,
             extra=extra,
         )
-        return self._parse(InitializeResult, call, self.send(call, ctx=ctx))
+        return parse_result(InitializeResult, call.action, self.send(call, ctx=ctx))
 
     # --- the request path --------------------------------------------------------------
 
@@ -248,12 +207,12 @@ class CloudAuthClient:
         Low level: no argument validation happens here (the typed methods validate first).
         """
         ctx = ctx or CallContext()
-        state = _Attempts()
+        state = Attempts()
         # Encode and hash the body (an image may be 1 MB) once, before any slot is taken:
         # between the limiter's grant and the request only the cheap header signature runs.
         encoded = None if self._rpc or call.body is None else encode_form_body(call.body)
         while True:
-            self._before_attempt(call, ctx, state)
+            self._retries.before_attempt(call, ctx, state)
             try:
                 self._gate.acquire(call.product_code, call.action, ctx)
             except DeadlineUnreachable as exc:
@@ -275,41 +234,12 @@ class CloudAuthClient:
                     exc.code,
                     exc.request_id,
                 )
-                if not self._should_retry(call, exc, state):
+                if not self._retries.should_retry(call, exc, state):
                     raise
                 state.last = exc
                 continue
             self._gate.feedback(call.product_code, call.action, throttled=False)
             return body
-
-    def _should_retry(self, call: ApiCall, exc: CloudAuthError, state: _Attempts) -> bool:
-        if state.count >= self._max_attempts:
-            return False
-        if isinstance(exc, ThrottledError):
-            return True
-        if isinstance(exc, TransientError):
-            return call.repeatable or not exc.maybe_processed
-        if isinstance(exc, CredentialsError) and exc.resign_may_help and not state.resigned:
-            state.resigned = True
-            return True
-        return False
-
-    def _before_attempt(self, call: ApiCall, ctx: CallContext, state: _Attempts) -> None:
-        """Wait the backoff before a retry; give up instead if it would end past the deadline."""
-        now = self._clock.now()
-        last = state.last
-        if last is not None:
-            delay = self._backoff.delay(state.count, self._rng)
-            if isinstance(last, ThrottledError) and last.retry_after:
-                delay = max(delay, last.retry_after)
-            if ctx.deadline is not None and now + delay >= ctx.deadline:
-                raise last
-            self._clock.sleep(delay)
-            now = self._clock.now()
-        if ctx.deadline is not None and now >= ctx.deadline:
-            if last is not None:
-                raise last
-            raise DeadlineUnreachable(f"{call.product_code}:{call.action}", ctx.deadline, now)
 
     def _timeout(self, ctx: CallContext) -> httpx.Timeout:
         connect, read = self._connect_timeout, self._read_timeout
@@ -361,54 +291,5 @@ class CloudAuthClient:
         try:
             response = self._http.send(request)
         except httpx.HTTPError as exc:
-            raise _transport_error(call.action, exc) from None
-        return _success_body(call.action, response)
-
-    def _parse(self, model: type[_R], call: ApiCall, body: dict[str, Any]) -> _R:
-        try:
-            return model.from_body(body)
-        except ValidationError as exc:
-            raise TransientError(
-                f"unparsable {call.action} result ({exc.error_count()} field errors)",
-                action=call.action,
-                status=200,
-                code="MalformedResponse",
-                request_id=str(body.get("RequestId") or "") or None,
-                maybe_processed=True,
-            ) from None
-
-
-# Transport failures that cannot have reached the provider's application.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError)
-
-
-def _transport_error(action: str, exc: httpx.HTTPError) -> TransientError:
-    """A transport failure as a ``TransientError`` (no URL or parameters in the message)."""
-    kind = type(exc).__name__
-    code = "HttpTimeout" if isinstance(exc, httpx.TimeoutException) else "HttpTransportError"
-    return TransientError(
-        f"{kind}: {exc}" if str(exc) else kind,
-        action=action,
-        code=code,
-        maybe_processed=not isinstance(exc, _NOT_SENT),
-    )
-
-
-def _success_body(action: str, response: httpx.Response) -> dict[str, Any]:
-    """The decoded body of a success reply; raise the classified error otherwise."""
-    body: dict[str, Any] | None
-    try:
-        decoded = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        decoded = None
-    body = decoded if isinstance(decoded, dict) else None
-    status = response.status_code
-    if 200 <= status < 300:
-        if body is not None and body.get("Code") == "Success":
-            if not body.get("RequestId") and "x-acs-request-id" in response.headers:
-                body["RequestId"] = response.headers["x-acs-request-id"]
-            return body
-        if body is not None and not body.get("Code"):
-            # The SDK maps only ``Code`` on success paths: anything else is not an answer.
-            body = None
-    raise classify_response(action=action, status=status, body=body, headers=response.headers)
+            raise transport_error(call.action, exc) from None
+        return success_body(call.action, response)

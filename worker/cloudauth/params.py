@@ -1,8 +1,9 @@
-"""Argument validation and parameter placement (query string vs. form body, spec §2.3).
+"""Argument validation of each operation.
 
 Each ``*_call`` function checks its arguments and returns an ``ApiCall`` ready to be signed and
-sent; a bad argument raises ``RequestValidationError`` naming the wire and Python field, so no
-request (and no billed call) is ever made with it. Values are never echoed in messages.
+sent, its parameters placed by ``worker.cloudauth.placement``; a bad argument raises
+``RequestValidationError`` naming the wire and Python field, so no request (and no billed call)
+is ever made with it. Values are never echoed in messages.
 """
 
 from __future__ import annotations
@@ -12,91 +13,53 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from worker.cloudauth.doctypes import MAINLAND_ID, known_doc_type_codes, lookup_doc_type
+from worker.cloudauth.doctypes import (
+    MAINLAND_ID,
+    DocType,
+    known_doc_type_codes,
+    lookup_doc_type,
+)
 from worker.cloudauth.errors import RequestValidationError
 from worker.cloudauth.images import ImageInfoError, image_info
+from worker.cloudauth.placement import (
+    BODY_PARAMS,
+    CHECK_RESULT,
+    DOC_OCR_V2,
+    INITIALIZE,
+    INITIALIZE_FIELDS,
+    ApiCall,
+    place,
+)
 from worker.keys import InvalidKeyError, parse_transaction_id
 
-CHECK_RESULT = "CheckResult"
-DOC_OCR_V2 = "DocOcrV2"
-INITIALIZE = "Initialize"
-
-# Parameters the SDK puts in the form body; everything else goes in the query (spec §2.3).
-# None = the operation has no body map at all (no content-type header either).
-BODY_PARAMS: dict[str, frozenset[str] | None] = {
-    CHECK_RESULT: None,
-    DOC_OCR_V2: frozenset({"IdOcrPictureBase64", "IdOcrPictureFile"}),
-    INITIALIZE: frozenset({"FacePictureBase64"}),
-}
-
-# Every request field of InitializeRequest in SDK 3.23.1 (spec §5.2).
-INITIALIZE_FIELDS = frozenset(
-    [
-        "AppQualityCheck",
-        "Authorize",
-        "AutoDocPageConfig",
-        "AutoRegistration",
-        "CallbackToken",
-        "CallbackUrl",
-        "ChameleonFrameEnable",
-        "Crop",
-        "DateOfBirth",
-        "DateOfExpiry",
-        "DocName",
-        "DocNo",
-        "DocPageConfig",
-        "DocScanMode",
-        "DocType",
-        "DocVideo",
-        "DocumentNumber",
-        "EditOcrResult",
-        "Email",
-        "ExperienceCode",
-        "FaceAttributeCheck",
-        "FaceGroupCodes",
-        "FacePictureBase64",
-        "FacePictureUrl",
-        "FaceRegisterGroupCode",
-        "FaceVerifyThreshold",
-        "IdFaceQuality",
-        "IdSpoof",
-        "IdThreshold",
-        "LanguageConfig",
-        "MRTDInput",
-        "MerchantBizId",
-        "MerchantUserId",
-        "MetaInfo",
-        "Mobile",
-        "Model",
-        "NeedMultiFaceCheck",
-        "Ocr",
-        "OcrValueStandard",
-        "Pages",
-        "ProcedurePriority",
-        "ProductCode",
-        "ProductFlow",
-        "ReturnFaces",
-        "ReturnUrl",
-        "SaveFacePicture",
-        "SceneCode",
-        "SecurityLevel",
-        "ShowAlbumIcon",
-        "ShowGuidePage",
-        "ShowOcrResult",
-        "StyleConfig",
-        "TargetFacePicture",
-        "TargetFacePictureUrl",
-        "TemplateConfig",
-        "TemplateRanCount",
-        "TemplateType",
-        "UpdateFaceIfUserExists",
-        "UseNFC",
-        "VerifyModel",
-    ]
-)
+# The names of ``placement`` stay importable from here, where they began.
+__all__ = [
+    "BODY_PARAMS",
+    "CARD_SIDES",
+    "CHECK_RESULT",
+    "DOC_OCR_V2",
+    "ID_THRESHOLDS",
+    "INITIALIZE",
+    "INITIALIZE_FIELDS",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_SIDE",
+    "MAX_MERCHANT_USER_ID",
+    "MAX_URL",
+    "MIN_IMAGE_SIDE",
+    "ApiCall",
+    "check_image_base64",
+    "check_merchant_biz_id",
+    "check_merchant_user_id",
+    "check_product_code",
+    "check_result_call",
+    "check_transaction_id",
+    "check_url",
+    "doc_ocr_v2_call",
+    "initialize_call",
+    "place",
+]
 
 MAX_IMAGE_BYTES = 1024 * 1024  # seed 002: "The maximum size is 1 MB"
 MIN_IMAGE_SIDE = 200
@@ -110,38 +73,6 @@ _MERCHANT_BIZ_ID_RE = re.compile(r"[A-Za-z0-9]{1,32}")
 _PRODUCT_CODE_RE = re.compile(r"[A-Za-z0-9_]{1,32}")
 _VISIBLE_ASCII_RE = re.compile(r"[\x21-\x7e]+")
 _INITIALIZE_DOC_TYPE_RE = re.compile(r"[A-Za-z0-9]{1,16}")
-
-
-@dataclass(frozen=True, slots=True)
-class ApiCall:
-    """A validated call, parameters already placed (values are raw, not yet encoded).
-
-    ``query`` keeps the wire order (sorted, as the generated SDK code inserts them); ``body`` is
-    None for operations without a body map, else the (possibly empty) form fields.
-    ``product_code`` selects the limiter bucket. ``repeatable`` is false for billed calls that
-    must not be sent twice when the outcome of the first attempt is unknown.
-    """
-
-    action: str
-    product_code: str
-    query: tuple[tuple[str, str], ...]
-    body: tuple[tuple[str, str], ...] | None
-    repeatable: bool = True
-
-
-def place(
-    action: str, params: Mapping[str, str | None], *, product_code: str, repeatable: bool = True
-) -> ApiCall:
-    """Split wire parameters between query and body per spec §2.3 (no validation)."""
-    if action not in BODY_PARAMS:
-        raise ValueError(f"unknown action {action!r}")
-    body_names = BODY_PARAMS[action]
-    present = sorted((k, v) for k, v in params.items() if v is not None)
-    if body_names is None:
-        return ApiCall(action, product_code, tuple(present), None, repeatable)
-    query = tuple((k, v) for k, v in present if k not in body_names)
-    body = tuple((k, v) for k, v in present if k in body_names)
-    return ApiCall(action, product_code, query, body, repeatable)
 
 
 # --- field checks -------------------------------------------------------------------------
@@ -272,34 +203,9 @@ def doc_ocr_v2_call(
         raise _fail(
             action, "DocType", "doc_type", f"unknown; expected one of {known_doc_type_codes()}"
         )
-    if image_base64 is not None and image_url is not None:
-        raise _fail(
-            action,
-            "IdOcrPictureBase64/IdOcrPictureUrl",
-            "image_base64/image_url",
-            "give either the Base64 image or its URL, not both",
-        )
-    if image_base64 is None and image_url is None:
-        raise _fail(
-            action,
-            "IdOcrPictureBase64/IdOcrPictureUrl",
-            "image_base64/image_url",
-            "an image is required (Base64 or URL)",
-        )
-    if image_base64 is not None:
-        check_image_base64(image_base64, action)
-    if image_url is not None:
-        check_url(image_url, action, "IdOcrPictureUrl", "image_url")
+    _check_ocr_image(action, image_base64, image_url)
     if card_side is not None:
-        if card_side not in CARD_SIDES:
-            raise _fail(action, "CardSide", "card_side", f"must be one of {sorted(CARD_SIDES)}")
-        if doc.code != MAINLAND_ID:
-            raise _fail(
-                action,
-                "CardSide",
-                "card_side",
-                f"applies only to the mainland resident identity card ({MAINLAND_ID})",
-            )
+        _check_card_side(action, card_side, doc)
     if id_threshold is not None and id_threshold not in ID_THRESHOLDS:
         raise _fail(action, "IdThreshold", "id_threshold", "must be one of 0, 1, 2, 3")
     params: dict[str, str | None] = {
@@ -318,6 +224,41 @@ def doc_ocr_v2_call(
     }
     # Billed per call: never repeat an attempt whose outcome is unknown.
     return place(action, params, product_code=product_code, repeatable=False)
+
+
+def _check_ocr_image(action: str, image_base64: str | None, image_url: str | None) -> None:
+    """Exactly one of the Base64 image and its URL, and that one valid."""
+    if image_base64 is not None and image_url is not None:
+        raise _fail(
+            action,
+            "IdOcrPictureBase64/IdOcrPictureUrl",
+            "image_base64/image_url",
+            "give either the Base64 image or its URL, not both",
+        )
+    if image_base64 is None and image_url is None:
+        raise _fail(
+            action,
+            "IdOcrPictureBase64/IdOcrPictureUrl",
+            "image_base64/image_url",
+            "an image is required (Base64 or URL)",
+        )
+    if image_base64 is not None:
+        check_image_base64(image_base64, action)
+    if image_url is not None:
+        check_url(image_url, action, "IdOcrPictureUrl", "image_url")
+
+
+def _check_card_side(action: str, card_side: str, doc: DocType) -> None:
+    """A known card side, given only for the mainland identity card."""
+    if card_side not in CARD_SIDES:
+        raise _fail(action, "CardSide", "card_side", f"must be one of {sorted(CARD_SIDES)}")
+    if doc.code != MAINLAND_ID:
+        raise _fail(
+            action,
+            "CardSide",
+            "card_side",
+            f"applies only to the mainland resident identity card ({MAINLAND_ID})",
+        )
 
 
 def initialize_call(
@@ -349,6 +290,27 @@ def initialize_call(
         "CallbackToken": callback_token,
         "ReturnUrl": return_url,
     }
+    _check_initialize_options(
+        meta_info=meta_info,
+        doc_type=doc_type,
+        callback_url=callback_url,
+        return_url=return_url,
+        callback_token=callback_token,
+    )
+    _add_extra(params, extra)
+    return place(action, params, product_code=product_code)
+
+
+def _check_initialize_options(
+    *,
+    meta_info: str | None,
+    doc_type: str | None,
+    callback_url: str | None,
+    return_url: str | None,
+    callback_token: str | None,
+) -> None:
+    """The optional named fields of Initialize."""
+    action = INITIALIZE
     if meta_info is not None:
         try:
             parsed = json.loads(meta_info)
@@ -374,6 +336,11 @@ def initialize_call(
             "callback_token",
             "must be 1-128 visible ASCII characters without spaces",
         )
+
+
+def _add_extra(params: dict[str, str | None], extra: Mapping[str, str] | None) -> None:
+    """Put the ``extra`` Initialize fields into ``params``, each a known, unnamed field."""
+    action = INITIALIZE
     for key, value in (extra or {}).items():
         if key not in INITIALIZE_FIELDS:
             raise _fail(action, key, "extra", "is not an Initialize request field")
@@ -382,4 +349,3 @@ def initialize_call(
         if not isinstance(value, str):
             raise _fail(action, key, "extra", "value must be a string")
         params[key] = value
-    return place(action, params, product_code=product_code)

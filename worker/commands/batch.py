@@ -47,7 +47,18 @@ def register(subparsers: Any) -> None:
     )
     commands = parser.add_subparsers(dest="batch_command", metavar="SUBCOMMAND")
     commands.required = True
+    _add_submit(commands)
+    _add_status(commands)
+    _add_list(commands)
+    _add_errors(commands)
+    _add_export(commands)
+    _add_pause(commands)
+    _add_resume(commands)
+    _add_cancel(commands)
+    _add_retry_failed(commands)
 
+
+def _add_submit(commands: Any) -> None:
     submit = commands.add_parser(
         "submit",
         help="submit a manifest (CSV or JSONL); prints the batch id",
@@ -62,6 +73,8 @@ def register(subparsers: Any) -> None:
     submit.add_argument("--json", action="store_true", help="print the result as JSON")
     submit.set_defaults(handler=_submit)
 
+
+def _add_status(commands: Any) -> None:
     status = commands.add_parser("status", help="progress of a batch (live unless --once)")
     status.add_argument("batch_id")
     status.add_argument("--once", action="store_true", help="print a summary and exit")
@@ -69,16 +82,22 @@ def register(subparsers: Any) -> None:
     status.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
     status.set_defaults(handler=_status)
 
+
+def _add_list(commands: Any) -> None:
     listing = commands.add_parser("list", help="recent batches")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_list)
 
+
+def _add_errors(commands: Any) -> None:
     errors = commands.add_parser("errors", help="invalid, failed and uncertain rows with reasons")
     errors.add_argument("batch_id")
     errors.add_argument("--json", action="store_true", help="one JSON object per line")
     errors.set_defaults(handler=_errors)
 
+
+def _add_export(commands: Any) -> None:
     export = commands.add_parser("export", help="results, one line per manifest row")
     export.add_argument("batch_id")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
@@ -89,11 +108,15 @@ def register(subparsers: Any) -> None:
     )
     export.set_defaults(handler=_export)
 
+
+def _add_pause(commands: Any) -> None:
     pause = commands.add_parser("pause", help="stop sending calls for a batch")
     pause.add_argument("batch_id")
     pause.add_argument("--reason", default="paused by operator")
     pause.set_defaults(handler=_pause)
 
+
+def _add_resume(commands: Any) -> None:
     resume = commands.add_parser("resume", help="resume a paused batch")
     resume.add_argument("batch_id")
     resume.add_argument(
@@ -101,10 +124,14 @@ def register(subparsers: Any) -> None:
     )
     resume.set_defaults(handler=_resume)
 
+
+def _add_cancel(commands: Any) -> None:
     cancel = commands.add_parser("cancel", help="stop a batch for good")
     cancel.add_argument("batch_id")
     cancel.set_defaults(handler=_cancel)
 
+
+def _add_retry_failed(commands: Any) -> None:
     retry = commands.add_parser("retry-failed", help="send failed rows again")
     retry.add_argument("batch_id")
     retry.add_argument(

@@ -174,7 +174,6 @@ class Demo:
 
     def onboarding(self) -> dict[str, Any]:
         """Callbacks from the emulator -> receiver -> workers -> evidence and results in S3."""
-        from worker.keys import RedisKeys
         from worker.storage import S3ObjectStore
 
         assert self.settings is not None
@@ -183,6 +182,28 @@ class Demo:
         receiver = self.stack.start_receiver(self.env)
         self.stack.start_worker(self.env, concurrency=4, name="demo-worker")
         callback = f"{receiver}{self.settings.callback_path}?productCode=eKYC"
+        flows = self._complete_flows(callback)
+        records = self._wait_for_records(flows)
+        verified = 0
+        for tid, rec in records.items():
+            video = (rec.get("evidence") or {}).get("video") or {}
+            head = store.head(video["key"]) if video.get("key") else None
+            if head is not None and head.sha256 == flows[tid]["video_sha256"]:
+                verified += 1
+        replays = self._replay_callback(callback, next(iter(flows)))
+        store.close()
+        latencies = sorted(f["latency"] for f in flows.values())
+        return {
+            "flows": len(flows),
+            "records_in_redis": len(records),
+            "videos_verified_sha256": f"{verified}/{len(flows)}",
+            "statuses": sorted({rec["status"] for rec in records.values()}),
+            "callback_to_evidence_s": f"max {latencies[-1]:.2f}",
+            **replays,
+        }
+
+    def _complete_flows(self, callback: str) -> dict[str, dict[str, Any]]:
+        """Five eKYC flows completed in the emulator, calling back ``callback``; by id."""
         flows: dict[str, dict[str, Any]] = {}
         sizes = [300_000, 2_000_000, 8_000_000, 20_000_000, 500_000]
         for i, size in enumerate(sizes):
@@ -197,9 +218,16 @@ class Demo:
                 {"passed": "Y" if i != 2 else "N", "video_size": size},
             )  # fmt: skip
             flows[tid]["sent_at"] = time.monotonic()
-        keys = RedisKeys.from_settings(self.settings)
+        return flows
+
+    def _wait_for_records(self, flows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The result record of every flow, once the workers stored them all."""
         import redis
 
+        from worker.keys import RedisKeys
+
+        assert self.settings is not None
+        keys = RedisKeys.from_settings(self.settings)
         r = redis.Redis.from_url(self.settings.redis_url)
         records: dict[str, dict[str, Any]] = {}
 
@@ -213,35 +241,24 @@ class Demo:
             return len(records) == len(flows)
 
         wait_until(all_done, timeout=120, interval=0.2)
-        verified = 0
-        for tid, rec in records.items():
-            video = (rec.get("evidence") or {}).get("video") or {}
-            head = store.head(video["key"]) if video.get("key") else None
-            if head is not None and head.sha256 == flows[tid]["video_sha256"]:
-                verified += 1
-        # The provider may repeat a callback: replay one and show nothing changes.
-        tid0 = next(iter(flows))
+        r.close()
+        return records
+
+    def _replay_callback(self, callback: str, tid: str) -> dict[str, str]:
+        """Replay a callback (the provider may repeat one: nothing changes), then a wrong token."""
         before = self.control("GET", "stats")
         dup = httpx.get(
             callback,
-            params={"transactionId": tid0, "passed": "Y", "subCode": "200",
+            params={"transactionId": tid, "passed": "Y", "subCode": "200",
                     "callbackToken": CALLBACK_TOKEN},
         )  # fmt: skip
         time.sleep(1.0)
         after = self.control("GET", "stats")
         wrong = httpx.get(
-            callback, params={"transactionId": tid0, "passed": "Y", "subCode": "200",
+            callback, params={"transactionId": tid, "passed": "Y", "subCode": "200",
                               "callbackToken": "not-the-token"},
         )  # fmt: skip
-        r.close()
-        store.close()
-        latencies = sorted(f["latency"] for f in flows.values())
         return {
-            "flows": len(flows),
-            "records_in_redis": len(records),
-            "videos_verified_sha256": f"{verified}/{len(flows)}",
-            "statuses": sorted({rec["status"] for rec in records.values()}),
-            "callback_to_evidence_s": f"max {latencies[-1]:.2f}",
             "duplicate_callback": f"HTTP {dup.status_code}; provider calls before/after: "
             f"{_calls(before, 'CheckResult')}/{_calls(after, 'CheckResult')}",
             "wrong_token": f"HTTP {wrong.status_code}",

@@ -10,6 +10,8 @@ import asyncio
 import json
 import logging
 import uuid
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from worker.emulator.actions import ACTIONS
@@ -51,86 +53,108 @@ class Outcome(Exception):
         super().__init__(kind)
 
 
+@dataclass(slots=True)
+class _Exchange:
+    """One API call on its way through the checks, and what is known of it so far."""
+
+    state: EmulatorState
+    request_id: str
+    action: str
+    product: str | None = None
+    # Set once the signature is verified: from then on the call is the provider's to count.
+    counted: dict[str, str] | None = None
+    truncate: bool = False
+
+    def count(self, outcome: str) -> None:
+        # Before the answer leaves, so a caller that reads the counters next sees this call.
+        if self.counted is not None:
+            self.state.calls.record(self.action, self.counted, outcome)
+
+
 async def handle_api(state: EmulatorState, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve one provider API call."""
     request_id = _request_id()
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-    header = dict(headers)
-    host = header.get("host", "127.0.0.1")
-    action = header.get("x-acs-action", "")
-    product: str | None = None
-    # Set once the signature is verified: from then on the call is the provider's to count.
-    counted: dict[str, str] | None = None
-    truncate = False
-
-    def count(outcome: str) -> None:
-        # Before the answer leaves, so a caller that reads the counters next sees this call.
-        if counted is not None:
-            state.calls.record(action, counted, outcome)
-
+    exchange = _Exchange(state, request_id, dict(headers).get("x-acs-action", ""))
     try:
-        try:
-            body = await read_body(receive)
-        except BodyTooLarge:
-            raise ApiError("InvalidParameter", "The request body is too large.") from None
-        query, body_params = _parameters(scope, header.get("content-type", ""), body)
-        params = dict(query)
-        params.update(body_params)
-        action = action or params.get("Action", "")
-        if not action:
-            raise missing("Action")
-        version = header.get("x-acs-version") or params.get("Version")
-        if version != API_VERSION:
-            raise ApiError("InvalidVersion")
-        spec = ACTIONS.get(action)
-        if spec is None:
-            raise ApiError("InvalidAction.NotFound")
-        state.auth.verify(
-            IncomingRequest(
-                scope["method"], scope.get("path") or "/", query, headers, body, body_params
-            )
-        )
-        counted = params
-        faults = state.faults
-        faulty = faults.applies_to(action)
-        if faulty and faults.forbidden_code:
-            raise ApiError(faults.forbidden_code, status=403)
-        call = Call(action, params, host, state)
-        product = spec.product(call)
-        if faulty and faults.arrival_jitter_ms > 0:
-            # The quota counts the call when it reaches the provider, not when it was sent.
-            await asyncio.sleep(state.rng.uniform(0, faults.arrival_jitter_ms) / 1000)
-        if not state.quotas.admit(product, action):
-            count("throttled")
+        result = await _checked_run(exchange, scope, receive, headers)
+        if result is None:
+            exchange.count("throttled")
             await _answer_error(send, ApiError("Throttling.Api"), request_id)
             return
-        if faulty:
-            truncate = await _inject(state)
-        result = await spec.run(call)
     except ApiError as error:
-        state.quotas.record_error(product, action, error.code)
-        count("error")
+        state.quotas.record_error(exchange.product, exchange.action, error.code)
+        exchange.count("error")
         await _answer_error(send, error, request_id)
-        log.debug("api %s -> %s %s", action, error.status, error.code)
+        log.debug("api %s -> %s %s", exchange.action, error.status, error.code)
         return
     except Outcome as fault:
-        state.quotas.record_error(product, action, fault.kind)
-        count("error")
+        state.quotas.record_error(exchange.product, exchange.action, fault.kind)
+        exchange.count("error")
         await _answer_fault(send, fault.kind, request_id)
-        log.debug("api %s -> fault %s", action, fault.kind)
+        log.debug("api %s -> fault %s", exchange.action, fault.kind)
         return
-    count("success")
+    exchange.count("success")
     payload = json.dumps(
         {"RequestId": request_id, "Code": "Success", "Message": "success", "Result": result},
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode()
-    if truncate:
-        assert product is not None
-        state.quotas.record_error(product, action, "truncate")
+    if exchange.truncate:
+        assert exchange.product is not None
+        state.quotas.record_error(exchange.product, exchange.action, "truncate")
         payload = payload[: max(1, len(payload) // 2)]
     await send_bytes(send, 200, payload, headers=[(b"x-acs-request-id", request_id.encode())])
-    log.debug("api %s -> 200", action)
+    log.debug("api %s -> 200", exchange.action)
+
+
+async def _checked_run(
+    exchange: _Exchange, scope: Scope, receive: Receive, headers: list[tuple[str, str]]
+) -> dict[str, Any] | None:
+    """Check the call in gateway order and run it: its result, or None if the quota refused it.
+
+    Raises ``ApiError`` for a refused or failed call and ``Outcome`` for an injected fault.
+    """
+    state = exchange.state
+    header = dict(headers)
+    host = header.get("host", "127.0.0.1")
+    try:
+        body = await read_body(receive)
+    except BodyTooLarge:
+        raise ApiError("InvalidParameter", "The request body is too large.") from None
+    query, body_params = _parameters(scope, header.get("content-type", ""), body)
+    params = dict(query)
+    params.update(body_params)
+    exchange.action = exchange.action or params.get("Action", "")
+    action = exchange.action
+    if not action:
+        raise missing("Action")
+    version = header.get("x-acs-version") or params.get("Version")
+    if version != API_VERSION:
+        raise ApiError("InvalidVersion")
+    spec = ACTIONS.get(action)
+    if spec is None:
+        raise ApiError("InvalidAction.NotFound")
+    state.auth.verify(
+        IncomingRequest(
+            scope["method"], scope.get("path") or "/", query, headers, body, body_params
+        )
+    )
+    exchange.counted = params
+    faults = state.faults
+    faulty = faults.applies_to(action)
+    if faulty and faults.forbidden_code:
+        raise ApiError(faults.forbidden_code, status=403)
+    call = Call(action, params, host, state)
+    exchange.product = spec.product(call)
+    if faulty and faults.arrival_jitter_ms > 0:
+        # The quota counts the call when it reaches the provider, not when it was sent.
+        await asyncio.sleep(state.rng.uniform(0, faults.arrival_jitter_ms) / 1000)
+    if not state.quotas.admit(exchange.product, action):
+        return None
+    if faulty:
+        exchange.truncate = await _inject(state)
+    return await spec.run(call)
 
 
 def _parameters(

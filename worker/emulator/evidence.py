@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from worker.emulator.asgi import Receive, Scope, Send, abort_connection, send_bytes
 from worker.emulator.media import iter_video
 from worker.emulator.state import EmulatorState
+from worker.emulator.transactions import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,29 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
 
 async def handle_evidence(state: EmulatorState, scope: Scope, receive: Receive, send: Send) -> None:
     """Serve (part of) an evidence video, or the object store's error."""
+    state.downloads.requests += 1
+    tx = await _linked_video(state, scope, send)
+    if tx is None:
+        return
+    size = tx.video_size
+    header = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    try:
+        span = parse_range(header.get("range"), size)
+    except ValueError:
+        await send_bytes(
+            send,
+            416,
+            _oss_error("InvalidRange", "The requested range is not satisfiable."),
+            _XML,
+            [(b"content-range", f"bytes */{size}".encode())],
+        )
+        return
+    await _send_video(state, scope, send, tx, span)
+
+
+async def _linked_video(state: EmulatorState, scope: Scope, send: Send) -> Transaction | None:
+    """The transaction whose video the link names; None once the 403 or 404 is sent."""
     stats = state.downloads
-    stats.requests += 1
     path: str = scope["path"]
     transaction_id = path[len(PREFIX) : -len(SUFFIX)] if path.endswith(SUFFIX) else ""
     query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
@@ -74,11 +96,11 @@ async def handle_evidence(state: EmulatorState, scope: Scope, receive: Receive, 
         stats.forbidden += 1
         message = "The request signature we calculated does not match the signature you provided."
         await send_bytes(send, 403, _oss_error("SignatureDoesNotMatch", message), _XML)
-        return
+        return None
     if now > expires:
         stats.forbidden += 1
         await send_bytes(send, 403, _oss_error("AccessDenied", "Request has expired."), _XML)
-        return
+        return None
     gone = (
         tx is None
         or tx.completed_at is None
@@ -90,21 +112,19 @@ async def handle_evidence(state: EmulatorState, scope: Scope, receive: Receive, 
         await send_bytes(
             send, 404, _oss_error("NoSuchKey", "The specified key does not exist."), _XML
         )
-        return
-    assert tx is not None
+        return None
+    return tx
+
+
+async def _send_video(
+    state: EmulatorState,
+    scope: Scope,
+    send: Send,
+    tx: Transaction,
+    span: tuple[int, int] | None,
+) -> None:
+    """The video, whole (200) or the ``span`` asked for (206); headers only for ``HEAD``."""
     size = tx.video_size
-    header = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    try:
-        span = parse_range(header.get("range"), size)
-    except ValueError:
-        await send_bytes(
-            send,
-            416,
-            _oss_error("InvalidRange", "The requested range is not satisfiable."),
-            _XML,
-            [(b"content-range", f"bytes */{size}".encode())],
-        )
-        return
     start, end = span or (0, size)
     headers = [
         (b"content-type", b"video/webm"),
@@ -116,7 +136,7 @@ async def handle_evidence(state: EmulatorState, scope: Scope, receive: Receive, 
     status = 200
     if span is not None:
         status = 206
-        stats.partial += 1
+        state.downloads.partial += 1
         headers.append((b"content-range", f"bytes {start}-{end - 1}/{size}".encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if scope["method"] == "HEAD":

@@ -137,43 +137,55 @@ def generate_samples(
     rows: list[SampleRow] = []
     last_good = b""
     for i in range(count):
-        code = codes[i % len(codes)]
-        side = EMBLEM_SIDE if code == MAINLAND_ID and (i // len(codes)) % 2 else FACE_SIDE
-        fields = derive_fields(code, side, f"{seed}:{i}".encode())
-        sub_code = _SUB_CODES.get(i % _SUB_CODE_PERIOD, "200")
-        quality = _QUALITY.get(i % _SUB_CODE_PERIOD, GOOD_QUALITY)
-        spoof_type = (
-            [DOC_OCR_SPOOF_TYPES[i % len(DOC_OCR_SPOOF_TYPES)]] if sub_code == "212" else []
-        )
-        fmt = "png" if i % 3 == 2 else "jpeg"
-        embedded = embed_payload(
-            code, side, fields, sub_code, spoof_type=spoof_type or None, quality=quality
-        )
-        data = render_card(code, side, fields, fmt, embedded)
-        name = f"{i:06d}.{'png' if fmt == 'png' else 'jpg'}"
-        (out / name).write_bytes(data)
-        last_good = data
-        rows.append(
-            SampleRow(
-                image=str(out / name),
-                doc_type=code,
-                card_side=side if code == MAINLAND_ID else None,
-                expect="ok" if sub_code == "200" else sub_code,
-                sub_code=sub_code,
-                passed="Y" if sub_code == "200" else "N",
-                fields=fields if sub_code in ("200", "212") else {},
-                spoof=sub_code == "212",
-                quality=quality,
-                spoof_type=spoof_type,
-            )
-        )
+        row, last_good = _good_sample(out, i, codes, seed)
+        rows.append(row)
     if bad and not last_good:
         fields = derive_fields(codes[0], FACE_SIDE, b"bad")
         last_good = render_card(codes[0], FACE_SIDE, fields, "jpeg")
+    rows += _bad_samples(out, bad, codes, rng, last_good)
+    write_manifest(out, rows)
+    return rows
+
+
+def _good_sample(out: Path, i: int, codes: Sequence[str], seed: int) -> tuple[SampleRow, bytes]:
+    """Sample ``i``: a rendered card carrying the answer the emulator gives it; row and image."""
+    code = codes[i % len(codes)]
+    side = EMBLEM_SIDE if code == MAINLAND_ID and (i // len(codes)) % 2 else FACE_SIDE
+    fields = derive_fields(code, side, f"{seed}:{i}".encode())
+    sub_code = _SUB_CODES.get(i % _SUB_CODE_PERIOD, "200")
+    quality = _QUALITY.get(i % _SUB_CODE_PERIOD, GOOD_QUALITY)
+    spoof_type = [DOC_OCR_SPOOF_TYPES[i % len(DOC_OCR_SPOOF_TYPES)]] if sub_code == "212" else []
+    fmt = "png" if i % 3 == 2 else "jpeg"
+    embedded = embed_payload(
+        code, side, fields, sub_code, spoof_type=spoof_type or None, quality=quality
+    )
+    data = render_card(code, side, fields, fmt, embedded)
+    name = f"{i:06d}.{'png' if fmt == 'png' else 'jpg'}"
+    (out / name).write_bytes(data)
+    row = SampleRow(
+        image=str(out / name),
+        doc_type=code,
+        card_side=side if code == MAINLAND_ID else None,
+        expect="ok" if sub_code == "200" else sub_code,
+        sub_code=sub_code,
+        passed="Y" if sub_code == "200" else "N",
+        fields=fields if sub_code in ("200", "212") else {},
+        spoof=sub_code == "212",
+        quality=quality,
+        spoof_type=spoof_type,
+    )
+    return row, data
+
+
+def _bad_samples(
+    out: Path, bad: int, codes: Sequence[str], rng: random.Random, good: bytes
+) -> list[SampleRow]:
+    """``bad`` unfit images, one kind after another (``good`` is cut for a truncated one)."""
+    rows: list[SampleRow] = []
     cache: dict[str, bytes] = {}
     for j in range(bad):
         kind = BAD_KINDS[j % len(BAD_KINDS)]
-        data = _bad_image(kind, rng, last_good, cache)
+        data = _bad_image(kind, rng, good, cache)
         suffix = {"gif": "gif", "too_large": "png"}.get(kind, "jpg")
         name = f"bad-{j:04d}-{kind}.{suffix}"
         (out / name).write_bytes(data)
@@ -188,7 +200,6 @@ def generate_samples(
                 passed=None,
             )
         )
-    write_manifest(out, rows)
     return rows
 
 

@@ -1,0 +1,120 @@
+"""Where each wire parameter goes: query string or form body (spec §2.3), and ``ApiCall``.
+
+``place`` does no validation; the ``*_call`` functions of ``worker.cloudauth.params`` check the
+arguments first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+CHECK_RESULT = "CheckResult"
+DOC_OCR_V2 = "DocOcrV2"
+INITIALIZE = "Initialize"
+
+# Parameters the SDK puts in the form body; everything else goes in the query (spec §2.3).
+# None = the operation has no body map at all (no content-type header either).
+BODY_PARAMS: dict[str, frozenset[str] | None] = {
+    CHECK_RESULT: None,
+    DOC_OCR_V2: frozenset({"IdOcrPictureBase64", "IdOcrPictureFile"}),
+    INITIALIZE: frozenset({"FacePictureBase64"}),
+}
+
+# Every request field of InitializeRequest in SDK 3.23.1 (spec §5.2).
+INITIALIZE_FIELDS = frozenset(
+    [
+        "AppQualityCheck",
+        "Authorize",
+        "AutoDocPageConfig",
+        "AutoRegistration",
+        "CallbackToken",
+        "CallbackUrl",
+        "ChameleonFrameEnable",
+        "Crop",
+        "DateOfBirth",
+        "DateOfExpiry",
+        "DocName",
+        "DocNo",
+        "DocPageConfig",
+        "DocScanMode",
+        "DocType",
+        "DocVideo",
+        "DocumentNumber",
+        "EditOcrResult",
+        "Email",
+        "ExperienceCode",
+        "FaceAttributeCheck",
+        "FaceGroupCodes",
+        "FacePictureBase64",
+        "FacePictureUrl",
+        "FaceRegisterGroupCode",
+        "FaceVerifyThreshold",
+        "IdFaceQuality",
+        "IdSpoof",
+        "IdThreshold",
+        "LanguageConfig",
+        "MRTDInput",
+        "MerchantBizId",
+        "MerchantUserId",
+        "MetaInfo",
+        "Mobile",
+        "Model",
+        "NeedMultiFaceCheck",
+        "Ocr",
+        "OcrValueStandard",
+        "Pages",
+        "ProcedurePriority",
+        "ProductCode",
+        "ProductFlow",
+        "ReturnFaces",
+        "ReturnUrl",
+        "SaveFacePicture",
+        "SceneCode",
+        "SecurityLevel",
+        "ShowAlbumIcon",
+        "ShowGuidePage",
+        "ShowOcrResult",
+        "StyleConfig",
+        "TargetFacePicture",
+        "TargetFacePictureUrl",
+        "TemplateConfig",
+        "TemplateRanCount",
+        "TemplateType",
+        "UpdateFaceIfUserExists",
+        "UseNFC",
+        "VerifyModel",
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """A validated call, parameters already placed (values are raw, not yet encoded).
+
+    ``query`` keeps the wire order (sorted, as the generated SDK code inserts them); ``body`` is
+    None for operations without a body map, else the (possibly empty) form fields.
+    ``product_code`` selects the limiter bucket. ``repeatable`` is false for billed calls that
+    must not be sent twice when the outcome of the first attempt is unknown.
+    """
+
+    action: str
+    product_code: str
+    query: tuple[tuple[str, str], ...]
+    body: tuple[tuple[str, str], ...] | None
+    repeatable: bool = True
+
+
+def place(
+    action: str, params: Mapping[str, str | None], *, product_code: str, repeatable: bool = True
+) -> ApiCall:
+    """Split wire parameters between query and body per spec §2.3 (no validation)."""
+    if action not in BODY_PARAMS:
+        raise ValueError(f"unknown action {action!r}")
+    body_names = BODY_PARAMS[action]
+    present = sorted((k, v) for k, v in params.items() if v is not None)
+    if body_names is None:
+        return ApiCall(action, product_code, tuple(present), None, repeatable)
+    query = tuple((k, v) for k, v in present if k not in body_names)
+    body = tuple((k, v) for k, v in present if k in body_names)
+    return ApiCall(action, product_code, query, body, repeatable)

@@ -13,7 +13,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from worker.observability import configure_logging, init_sentry
-from worker.queues import ALL_QUEUES, QUEUE_REALTIME, ROUTES, TASK_MODULES
+from worker.queues import ALL_QUEUES, QUEUE_REALTIME, ROUTES, TASK_MODULES, TASK_SWEEP_UPLOADS
 from worker.settings import Settings, load_settings
 
 
@@ -53,6 +53,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {pattern: {"queue": queue} for pattern, queue in ROUTES.items()},
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": max(1, settings.task_time_limit_s - 30),
+        # Periodic work run by the one beat process.
+        "beat_schedule": {
+            "sweep-stale-uploads": {
+                "task": TASK_SWEEP_UPLOADS,
+                "schedule": float(settings.s3_upload_sweep_every_s),
+                # A sweep not started within one period is replaced by the next one.
+                "options": {"expires": float(settings.s3_upload_sweep_every_s)},
+            },
+        },
     }
     if urlsplit(broker_url).scheme in ("redis", "rediss"):
         # kombu's Redis transport, fixed so a worker survives a Redis restart (worker.broker).

@@ -28,12 +28,12 @@ if TYPE_CHECKING:
 
     from worker.batch import BatchControl, BatchService, BatchStore, CeleryEnqueuer
     from worker.cloudauth.client import CloudAuthClient
-    from worker.evidence import EvidenceArchiver
+    from worker.evidence import EvidenceArchiver, UploadSweeper
     from worker.keys import ObjectKeys
     from worker.onboarding import CallbackIntake, OnboardingService
     from worker.ratelimit import RedisRateLimiter
     from worker.storage import S3ObjectStore
-    from worker.stores import DeadLetterStore, LeaseManager, ResultStore
+    from worker.stores import DeadLetterStore, LeaseManager, ResultStore, UploadRegistry
     from worker.webhook import WebhookSender
 
 
@@ -97,7 +97,14 @@ class Runtime:
     def objects(self) -> S3ObjectStore:
         from worker.storage import S3ObjectStore
 
-        return S3ObjectStore(self.settings)
+        return S3ObjectStore(self.settings, tracker=self.upload_registry)
+
+    @cached_property
+    def upload_registry(self) -> UploadRegistry:
+        """The multipart uploads started and not ended (what the stale-upload sweep aborts)."""
+        from worker.stores import UploadRegistry
+
+        return UploadRegistry(self.redis, self.settings)
 
     @cached_property
     def object_keys(self) -> ObjectKeys:
@@ -148,6 +155,17 @@ class Runtime:
             max_links=settings.evidence_max_links,
             metrics=self.metrics,
             heartbeat_every_s=settings.onboarding_lease_s / 4,
+        )
+
+    @cached_property
+    def upload_sweeper(self) -> UploadSweeper:
+        from worker.evidence import UploadSweeper
+
+        return UploadSweeper(
+            self.objects,
+            self.upload_registry,
+            older_than_s=self.settings.s3_stale_upload_age_s,
+            metrics=self.metrics,
         )
 
     @cached_property

@@ -133,6 +133,8 @@ class ObjectStore(Protocol):
 
     def head(self, key: str) -> StoredObject | None: ...
 
+    def check_writable(self, key: str) -> None: ...
+
     def get_bytes(self, key: str, *, max_size: int = DEFAULT_MAX_GET_SIZE) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
@@ -147,7 +149,7 @@ class ObjectStore(Protocol):
 
     def list_uploads(self, key: str) -> list[OpenUpload]: ...
 
-    def ensure_bucket(self) -> None: ...
+    def ensure_bucket(self) -> bool: ...
 
 
 def make_s3_client(
@@ -387,6 +389,12 @@ class S3ObjectStore:
             self.delete_quietly(key)
             raise
 
+    def check_writable(self, key: str) -> None:
+        """Raise the ``StoreMisconfigured`` a write to ``key`` would raise at once (call it
+        before opening a download that would be wasted)."""
+        validate_object_key(key)
+        self._refuse_if_misconfigured(key)
+
     def head(self, key: str) -> StoredObject | None:
         """What is stored under ``key``, or ``None`` if nothing is."""
         validate_object_key(key)
@@ -507,14 +515,19 @@ class S3ObjectStore:
         stored = self.head(key)
         return stored.encryption if stored is not None else None
 
-    def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist (demo and tests; production buckets exist)."""
+    def bucket_exists(self) -> bool:
+        """Whether the bucket exists (HeadBucket; other errors raise ``StorageError``)."""
         try:
             with s3_call("HeadBucket", None):
                 self.client.head_bucket(Bucket=self.bucket)
-            return
         except ObjectNotFound:
-            pass
+            return False
+        return True
+
+    def ensure_bucket(self) -> bool:
+        """Create the bucket if it does not exist; True if this call created it."""
+        if self.bucket_exists():
+            return False
         region = self.client.meta.region_name
         try:
             with s3_call("CreateBucket", None):
@@ -528,6 +541,8 @@ class S3ObjectStore:
         except StorageError as exc:
             if exc.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                 raise
+            return False
+        return True
 
     # --- internals ---
 

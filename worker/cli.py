@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.metrics",
     "worker.commands.config",
     "worker.commands.batch",
+    "worker.commands.s3",
+    "worker.commands.doctor",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv constraints demo test lint bench bench-quick clean
+.PHONY: venv constraints demo test test-compat lint bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,19 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+# The storage adapter against every S3-compatible store available: moto, and s3rver (a second,
+# independent implementation on Node.js) installed from the npm registry into .cache/s3rver.
+S3RVER_DIR := .cache/s3rver
+S3RVER     := $(S3RVER_DIR)/node_modules/s3rver/bin/s3rver.js
+COMPAT_TESTS := tests/integration/storage tests/integration/evidence/test_uploads.py
+
+$(S3RVER):
+	@command -v npm >/dev/null 2>&1 || { echo "make test-compat needs Node.js and npm"; exit 1; }
+	npm install --prefix $(S3RVER_DIR) --no-audit --no-fund --silent s3rver@3
+
+test-compat: venv $(S3RVER)
+	$(BIN)/python -m pytest -q -rs $(COMPAT_TESTS)
+
 lint: venv
 	$(BIN)/ruff check worker tasks tests bench
 	$(BIN)/ruff format --check worker tasks tests bench
@@ -49,4 +62,4 @@ bench-quick: venv
 	@for b in $(BENCHES); do echo "== bench/$$b.py --quick"; $(BIN)/python bench/$$b.py --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info .cache

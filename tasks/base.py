@@ -6,7 +6,11 @@ error to ``IdvTask.handle_error``, which applies the one rule of ``worker.errors
 * ``error.retryable`` → retry after ``error.retry_after`` (or a jittered exponential backoff),
   as long as that stays within the work's deadline and the retry limit; else dead-letter;
 * not retryable → dead-letter now, with the error's code and message;
-* ``error.alert`` (account refused, configuration) → also a metric and a Sentry event.
+* ``error.alert`` (account refused, configuration) → also a metric and a Sentry event;
+* a ``ConfigurationError`` that ``stops_lane`` (the S3 store cannot work as configured) → the
+  lane is paused too: every worker stops consuming the task's queue until an operator fixes
+  the configuration and resumes it (``celery -A worker.app control add_consumer <queue>``, or
+  a restart, whose start-up check refuses to run while the store is still misconfigured).
 
 Errors that are not ``IdvError`` are retried a bounded number of times, then dead-lettered.
 No countdown is longer than ``MAX_COUNTDOWN_S`` (below the broker's visibility timeout).
@@ -22,7 +26,7 @@ from celery import Task
 from celery.exceptions import Retry
 
 from worker.backoff import jittered
-from worker.errors import IdvError, error_code, is_retryable, retry_after
+from worker.errors import ConfigurationError, IdvError, error_code, is_retryable, retry_after
 from worker.observability import get_logger, log_context, report_to_sentry
 from worker.queues import MAX_COUNTDOWN_S
 from worker.runtime import Runtime, get_runtime
@@ -109,6 +113,23 @@ class IdvTask(Task[Any, Any]):
         log.warning("dead-lettered %s/%s: %s", kind, item_id, reason)
         raise DeadLettered(kind, item_id, reason)
 
+    def pause_lane(self, code: str) -> None:
+        """Tell every worker to stop consuming this task's queue (a broadcast, no reply)."""
+        queue = (self.request.delivery_info or {}).get("routing_key")
+        if not queue:
+            return
+        log.error(
+            "lane %s paused by a configuration error (%s): fix it, then "
+            "`celery -A worker.app control add_consumer %s`",
+            queue,
+            code,
+            queue,
+        )
+        try:
+            self.app.control.cancel_consumer(queue)
+        except Exception as exc:  # the dead letter and the alert still go out
+            log.warning("could not pause lane %s: %s", queue, type(exc).__name__)
+
     def handle_error(
         self,
         exc: Exception,
@@ -125,6 +146,8 @@ class IdvTask(Task[Any, Any]):
             report_to_sentry(
                 "work stopped by an alerting error", flow=self.flow, code=code, kind=kind
             )
+        if isinstance(exc, ConfigurationError) and exc.stops_lane:
+            self.pause_lane(code)
         if not is_retryable(exc):
             self.dead_letter(kind, item_id, str(exc), code=code, payload=payload)
         countdown = max(self.backoff(), retry_after(exc) or 0.0)

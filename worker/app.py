@@ -20,6 +20,7 @@ from worker.queues import (
     TASK_ARCHIVE_SWEEP,
     TASK_MODULES,
     TASK_RECONCILE,
+    TASK_SWEEP_UPLOADS,
 )
 from worker.settings import Settings, load_settings
 
@@ -60,10 +61,25 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {pattern: {"queue": queue} for pattern, queue in ROUTES.items()},
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": max(1, settings.task_time_limit_s - 30),
-        # The ledger's sweeps; one beat runs them (their own locks make a second one harmless).
+        # Periodic work of the one beat process (a second beat is harmless: every sweep takes a
+        # fenced lock and claims per transaction).
         "beat_schedule": {
-            "reconcile": {"task": TASK_RECONCILE, "schedule": settings.reconcile_every_s},
-            "archive-sweep": {"task": TASK_ARCHIVE_SWEEP, "schedule": settings.archive_every_s},
+            "reconcile": {
+                "task": TASK_RECONCILE,
+                "schedule": settings.reconcile_every_s,
+                "options": {"expires": settings.reconcile_every_s},
+            },
+            "archive-sweep": {
+                "task": TASK_ARCHIVE_SWEEP,
+                "schedule": settings.archive_every_s,
+                "options": {"expires": settings.archive_every_s},
+            },
+            "sweep-stale-uploads": {
+                "task": TASK_SWEEP_UPLOADS,
+                "schedule": float(settings.s3_upload_sweep_every_s),
+                # A sweep not started within one period is replaced by the next one.
+                "options": {"expires": float(settings.s3_upload_sweep_every_s)},
+            },
         },
     }
     if urlsplit(broker_url).scheme in ("redis", "rediss"):

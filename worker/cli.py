@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.config",
     "worker.commands.batch",
     "worker.commands.ledger",
+    "worker.commands.s3",
+    "worker.commands.doctor",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -215,6 +215,11 @@ class RedisKeys:
         """Lease on one item: ``idv:lease:<kind>:<ref>``."""
         return f"{self.namespace}lease:{validate_kind(kind)}:{validate_ref(ref)}"
 
+    @property
+    def s3_uploads(self) -> str:
+        """Sorted set of the multipart uploads started and not ended (score = start time)."""
+        return f"{self.namespace}s3:uploads"
+
     def callback_dedup(self, transaction_id: str) -> str:
         """Marker that a callback for this transaction was already taken: ``idv:cb:<tid>``."""
         return f"{self.namespace}cb:{validate_id(transaction_id, 'transaction_id')}"

@@ -32,6 +32,8 @@ TASK_ARCHIVE_SWEEP = "idv.ledger.archive_sweep"
 TASK_CHUNK = "idv.batch.chunk"
 TASK_WATCHDOG = "idv.batch.watchdog"
 TASK_FINALIZE = "idv.batch.finalize"
+TASK_SWEEP_UPLOADS = "idv.archival.sweep_uploads"
+"""Abort the multipart uploads left behind (beat, every ``IDV_S3_UPLOAD_SWEEP_EVERY_S``)."""
 
 # Task modules; each holds the thin tasks of one flow.
 TASK_MODULES: tuple[str, ...] = (
@@ -39,6 +41,7 @@ TASK_MODULES: tuple[str, ...] = (
     "tasks.webhook",
     "tasks.batch",
     "tasks.ledger",
+    "tasks.storage",
 )
 
 ROUTES = {

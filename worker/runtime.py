@@ -6,10 +6,17 @@ Everything is built lazily on first use, nothing at import time. A Celery worker
 its runtime from the settings its app was created with (read once, by ``create_app``), drops
 any runtime inherited through a fork (``worker_process_init``) and closes it on
 ``worker_process_shutdown``.
+
+A worker node checks its S3 store once at start (``worker_init``, before any pool process or
+task): one probe object with ``IDV_S3_SSE``. A store that refuses the encryption, or does not
+report it while ``IDV_S3_VERIFY_SSE`` requires it, would fail every write: the worker logs one
+line naming the variable to change and exits (code ``EXIT_MISCONFIGURED``) instead of taking
+work it cannot finish. A store that cannot be reached is only logged (it may come up later).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from functools import cached_property
@@ -19,7 +26,7 @@ import httpx
 from celery import signals
 from redis import Redis
 
-from worker.observability import RedisMetrics, report_to_sentry
+from worker.observability import RedisMetrics, get_logger, report_to_sentry
 from worker.redisio import connect
 from worker.settings import Settings, load_settings
 
@@ -28,13 +35,13 @@ if TYPE_CHECKING:
 
     from worker.batch import BatchControl, BatchService, BatchStore, CeleryEnqueuer
     from worker.cloudauth.client import CloudAuthClient
-    from worker.evidence import EvidenceArchiver
+    from worker.evidence import EvidenceArchiver, UploadSweeper
     from worker.keys import ObjectKeys
     from worker.ledger import FlowStarter, Ledger, Reconciler
     from worker.onboarding import CallbackIntake, OnboardingService
     from worker.ratelimit import RedisRateLimiter
-    from worker.storage import S3ObjectStore
-    from worker.stores import DeadLetterStore, LeaseManager, ResultStore
+    from worker.storage import S3ObjectStore, SseProbe
+    from worker.stores import DeadLetterStore, LeaseManager, ResultStore, UploadRegistry
     from worker.webhook import WebhookSender
 
 
@@ -98,7 +105,14 @@ class Runtime:
     def objects(self) -> S3ObjectStore:
         from worker.storage import S3ObjectStore
 
-        return S3ObjectStore(self.settings)
+        return S3ObjectStore(self.settings, tracker=self.upload_registry)
+
+    @cached_property
+    def upload_registry(self) -> UploadRegistry:
+        """The multipart uploads started and not ended (what the stale-upload sweep aborts)."""
+        from worker.stores import UploadRegistry
+
+        return UploadRegistry(self.redis, self.settings)
 
     @cached_property
     def object_keys(self) -> ObjectKeys:
@@ -149,6 +163,17 @@ class Runtime:
             max_links=settings.evidence_max_links,
             metrics=self.metrics,
             heartbeat_every_s=settings.onboarding_lease_s / 4,
+        )
+
+    @cached_property
+    def upload_sweeper(self) -> UploadSweeper:
+        from worker.evidence import UploadSweeper
+
+        return UploadSweeper(
+            self.objects,
+            self.upload_registry,
+            older_than_s=self.settings.s3_stale_upload_age_s,
+            metrics=self.metrics,
         )
 
     @cached_property
@@ -344,3 +369,51 @@ def _on_process_init(**_: Any) -> None:
 @signals.worker_process_shutdown.connect
 def _on_process_shutdown(**_: Any) -> None:
     close_runtime()
+
+
+EXIT_MISCONFIGURED = 78  # EX_CONFIG (sysexits.h): a supervisor shows it, restarting will not help
+
+_startup_log = get_logger("startup")
+
+
+def check_store_at_start(settings: Settings) -> SseProbe:
+    """Probe the S3 store's encryption once (a short-timeout client); record the outcome."""
+    from worker.storage import S3ObjectStore, SseOutcome, make_s3_client, probe_encryption
+
+    client = make_s3_client(settings, max_attempts=2, connect_timeout=3.0, read_timeout=10.0)
+    store = S3ObjectStore(settings, client=client)
+    try:
+        probe = probe_encryption(store)
+    finally:
+        store.close()
+    metrics_redis = connect(settings.redis_url, fail_fast=True, socket_timeout=2.0)
+    try:
+        RedisMetrics(metrics_redis, settings.namespace).incr(
+            "idv_s3_sse_probe", outcome=probe.outcome.value
+        )
+    finally:
+        metrics_redis.close()
+    if probe.ok:
+        _startup_log.info(probe.line())
+    elif probe.outcome is SseOutcome.FAILED:
+        _startup_log.warning(probe.line())
+    else:
+        _startup_log.error(probe.line())
+        report_to_sentry("S3 store misconfigured", code=f"sse.{probe.outcome.value}")
+    return probe
+
+
+def refuses_to_start(probe: SseProbe) -> bool:
+    """Whether a worker must not start with this probe's finding (every write would fail)."""
+    from worker.storage import SseOutcome
+
+    return not probe.ok and probe.outcome is not SseOutcome.FAILED
+
+
+@signals.worker_init.connect
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    app = getattr(sender, "app", None)
+    settings: Settings = app.conf.idv_settings if app is not None else load_settings()
+    if refuses_to_start(check_store_at_start(settings)):
+        logging.shutdown()
+        raise SystemExit(EXIT_MISCONFIGURED)

@@ -23,6 +23,8 @@ from worker.errors import ConfigurationError
 ENV_PREFIX = "IDV_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
+S3_SSE_MODES = ("AES256", "aws:kms", "none")
+S3_VERIFY_SSE_MODES = ("strict", "reported", "off")
 
 # Spec §7 (DOC-QPS). ID_OCR_MIN is not published: 10 like ID_OCR, and configurable.
 DEFAULT_QUOTAS: dict[str, float] = {
@@ -165,7 +167,6 @@ class Settings(BaseSettings):
         None, description="S3 access key (unset = the default AWS credential chain)"
     )
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key")
-    s3_sse: str = Field("AES256", description="server-side encryption: AES256, aws:kms or none")
     s3_kms_key_id: str | None = Field(None, description="KMS key id when IDV_S3_SSE=aws:kms")
     s3_prefix: str = Field("", description="prefix of every object key")
     s3_upload_concurrency: int = Field(
@@ -174,6 +175,22 @@ class Settings(BaseSettings):
         le=64,
         description="parts of one multipart upload sent at once; each upload holds up to "
         "(this + 1) parts in memory",
+    )
+    # Encryption and upkeep of the store (checked by `idv-worker doctor` and at worker start).
+    s3_sse: str = Field("AES256", description="server-side encryption: AES256, aws:kms or none")
+    s3_verify_sse: str = Field(
+        "strict",
+        description="per-object SSE check: strict (the store must report IDV_S3_SSE: AWS, "
+        "MinIO with a KMS), reported (check only what the store reports: stores that accept "
+        "SSE silently) or off",
+    )
+    s3_upload_sweep_every_s: int = Field(
+        3600, ge=60, description="how often beat sweeps multipart uploads left behind"
+    )
+    s3_stale_upload_age_s: int = Field(
+        86400,
+        ge=600,
+        description="a multipart upload started longer ago than this is aborted by the sweep",
     )
 
     # --- callbacks ---
@@ -400,6 +417,16 @@ class Settings(BaseSettings):
         choices = LOG_LEVELS if info.field_name == "log_level" else LOG_FORMATS
         for choice in choices:
             if str(value).strip().lower() == choice.lower():
+                return choice
+        raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+
+    @field_validator("s3_sse", "s3_verify_sse")
+    @classmethod
+    def _s3_choice(cls, value: str, info: ValidationInfo) -> str:
+        choices = S3_SSE_MODES if info.field_name == "s3_sse" else S3_VERIFY_SSE_MODES
+        text = str(value).strip()
+        for choice in choices:
+            if text.lower() == choice.lower():
                 return choice
         raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
 

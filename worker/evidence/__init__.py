@@ -1,5 +1,5 @@
 """Evidence archival: liveness videos and face / document images, streamed from the provider
-into S3.
+into S3; and the sweep of multipart uploads left behind.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from worker.evidence.download import (
     ResumableDownload,
     prefetch,
 )
+from worker.evidence.uploads import SweepReport, UploadIndex, UploadSweeper
 
 __all__ = [
     "BadEvidence",
@@ -32,6 +33,9 @@ __all__ = [
     "FreshLink",
     "Progress",
     "ResumableDownload",
+    "SweepReport",
+    "UploadIndex",
+    "UploadSweeper",
     "VideoArchive",
     "decode_image",
     "prefetch",

@@ -131,6 +131,8 @@ class EvidenceArchiver:
         if existing is not None and existing.sha256:
             self._metrics.incr("idv_evidence", kind="video", outcome="reused")
             return VideoArchive(existing, reused=True, links_used=0, resumes=0)
+        # A store known to be misconfigured refuses before the video is requested at all.
+        self._objects.check_writable(key)
         source = ResumableDownload(
             self._http,
             transaction_id,

@@ -93,6 +93,15 @@ BUILTIN: tuple[Family, ...] = (
        kind=("video",)),
     _c("idv_evidence_lost", "Evidence that could not be archived before its window closed.",
        "kind", kind=("video",)),
+    # S3 store (worker/storage/, worker/evidence/uploads.py, tasks/storage.py)
+    _c("idv_s3_upload_aborts", "Stale multipart uploads handled by the sweep, by outcome "
+       "(unsupported: the store has no AbortMultipartUpload).", "outcome",
+       outcome=("aborted", "gone", "failed", "unsupported")),
+    Family("idv_s3_stale_uploads", "gauge", "Stale multipart uploads left open after the last "
+           "sweep (their parts still cost storage).", zero=False),
+    _c("idv_s3_sse_probe", "Start-up SSE probes of the S3 store, by outcome.", "outcome",
+       outcome=("applied", "accepted-silently", "reported-other", "refused", "disabled",
+                "write-failed")),
     # batch (worker/batch/)
     _c("idv_batch_items", "Batch items finished, by outcome.", "outcome",
        outcome=("done", "failed", "invalid", "uncertain", "duplicate")),

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from worker.storage.encryption import (
+    EncryptionPolicy,
+    SseOutcome,
+    SseProbe,
+    probe_encryption,
+)
 from worker.storage.errors import (
+    EncryptionNotApplied,
     IntegrityError,
+    NotSupported,
     ObjectNotFound,
     StorageError,
+    StoreMisconfigured,
     s3_call,
     s3_error,
 )
@@ -15,6 +24,7 @@ from worker.storage.multipart import (
     MIB,
     MIN_PART_SIZE,
     MultipartUpload,
+    UploadTracker,
     content_md5,
 )
 from worker.storage.store import (
@@ -23,6 +33,7 @@ from worker.storage.store import (
     MAX_COPY_SIZE,
     SHA256_METADATA,
     ObjectStore,
+    OpenUpload,
     S3ObjectStore,
     StoredObject,
     make_s3_client,
@@ -37,15 +48,24 @@ __all__ = [
     "MIB",
     "MIN_PART_SIZE",
     "SHA256_METADATA",
+    "EncryptionNotApplied",
+    "EncryptionPolicy",
     "IntegrityError",
     "MultipartUpload",
+    "NotSupported",
     "ObjectNotFound",
     "ObjectStore",
+    "OpenUpload",
     "S3ObjectStore",
+    "SseOutcome",
+    "SseProbe",
     "StorageError",
+    "StoreMisconfigured",
     "StoredObject",
+    "UploadTracker",
     "content_md5",
     "make_s3_client",
+    "probe_encryption",
     "s3_call",
     "s3_error",
 ]

@@ -7,10 +7,17 @@ the speed of the source. The buffers of finished parts are recycled. A part may 
 server-side copy of a byte range (``UploadPartCopy``), used to rewrite objects too large for
 one CopyObject.
 
-Failure handling: a part's error is raised to the producer at its next ``send``/``check``/
-``finish`` call; ``abort`` cancels queued parts, waits for those on the wire (an upload aborted
-while a part is still arriving can keep that part, and its storage cost, alive) and then aborts
-the upload.
+Failure handling: a part that fails with a retryable error (after botocore's own attempts) is
+sent again from the buffer it still holds, up to ``part_attempts`` times with a short pause, the
+upload kept open: a store outage of a few seconds resumes from the parts already stored instead
+of starting the download again from byte 0. Any other error is raised to the producer at its
+next ``send``/``check``/``finish`` call; ``abort`` cancels queued parts, waits for those on the
+wire (an upload aborted while a part is still arriving can keep that part, and its storage
+cost, alive) and then aborts the upload.
+
+Every upload started and ended is reported to an ``UploadTracker`` (the stale-upload sweep's
+index of "the keys we started"): an upload whose abort failed, or whose worker died, stays
+there until the sweep aborts it.
 """
 
 from __future__ import annotations
@@ -19,13 +26,15 @@ import base64
 import hashlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.storage.errors import StorageError, s3_call, s3_error
+from worker.storage.errors import NotSupported, StorageError, s3_call, s3_error
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -38,7 +47,34 @@ MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10_000
 
+# Pause before sending a failed part again: 0.5 s, 1 s, 2 s ... (botocore already retried it).
+PART_RETRY_PAUSE_S = 0.5
+PART_RETRY_MAX_PAUSE_S = 4.0
+
 _Part = Future["CompletedPartTypeDef"]
+
+
+class UploadTracker(Protocol):
+    """Told of every multipart upload started and ended (``worker.stores.UploadRegistry``).
+
+    Implementations must not raise: losing track of an upload costs at most some storage.
+    """
+
+    def started(self, key: str, upload_id: str) -> None: ...
+
+    def ended(self, key: str, upload_id: str) -> None: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    number: int
+    body: bytearray | None
+    call: Callable[..., CompletedPartTypeDef]
+    args: tuple[Any, ...]
+    attempt: int = 1
+
+
+_abort_unsupported_logged = False
 
 
 def content_md5(data: bytes | bytearray) -> str:
@@ -55,10 +91,13 @@ class MultipartUpload:
 
     def __init__(
         self, client: S3Client, bucket: str, key: str, upload_id: str, *, part_size: int,
-        concurrency: int,
+        concurrency: int, tracker: UploadTracker | None = None, part_attempts: int = 1,
     ) -> None:  # fmt: skip
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        self.tracker = tracker
+        self.part_attempts = max(1, part_attempts)
+        self.retried_parts = 0
         self.client = client
         self.bucket = bucket
         self.key = key
@@ -66,7 +105,7 @@ class MultipartUpload:
         self.part_size = part_size
         self.concurrency = concurrency
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="s3-part")
-        self._in_flight: dict[_Part, bytearray | None] = {}
+        self._in_flight: dict[_Part, _Pending] = {}
         self._spare: list[bytearray] = []
         self._parts: list[CompletedPartTypeDef] = []
         self._numbered = 0
@@ -76,14 +115,19 @@ class MultipartUpload:
     @classmethod
     def start(
         cls, client: S3Client, bucket: str, key: str, *, part_size: int, concurrency: int,
-        create_args: Mapping[str, Any],
+        create_args: Mapping[str, Any], tracker: UploadTracker | None = None,
+        part_attempts: int = 1,
     ) -> MultipartUpload:  # fmt: skip
         """CreateMultipartUpload with ``create_args`` (content type, metadata, encryption)."""
         with s3_call("CreateMultipartUpload", key):
             resp = client.create_multipart_upload(Bucket=bucket, Key=key, **create_args)
+        upload_id = resp["UploadId"]
+        if tracker is not None:
+            tracker.started(key, upload_id)
         return cls(
-            client, bucket, key, resp["UploadId"], part_size=part_size, concurrency=concurrency
-        )
+            client, bucket, key, upload_id, part_size=part_size, concurrency=concurrency,
+            tracker=tracker, part_attempts=part_attempts,
+        )  # fmt: skip
 
     # --- producer side ---
 
@@ -96,24 +140,26 @@ class MultipartUpload:
 
         ``body`` belongs to the upload from now on (``buffer`` hands it out again once sent).
         """
-        self._submit(body, self._upload_part, body)
+        self._submit(_Pending(0, body, self._upload_part, (body,)))
 
     def send_copy(self, source_etag: str, first: int, last: int) -> None:
         """Queue bytes ``first..last`` (inclusive) of the object at ``key`` as the next part.
 
         The copy is done by the store; it fails if the object's ETag is no longer ``source_etag``.
         """
-        self._submit(None, self._copy_part, source_etag, first, last)
+        self._submit(_Pending(0, None, self._copy_part, (source_etag, first, last)))
 
     def check(self) -> None:
         """Raise the error of a failed part, if any (cheap: call it per chunk to stop early)."""
         if self._failed.is_set():
+            self._failed.clear()
             self._collect([future for future in self._in_flight if future.done()])
 
     def finish(self) -> None:
         """Wait for every part; raises the error of a failed one."""
-        done, _ = wait(list(self._in_flight))
-        self._collect(done)
+        while self._in_flight:  # a part sent again is waited for too
+            done, _ = wait(list(self._in_flight))
+            self._collect(done)
         self._pool.shutdown()
 
     def complete(self) -> str:
@@ -127,6 +173,7 @@ class MultipartUpload:
                 MultipartUpload={"Parts": parts},
             )
         self._completed = True
+        self._ended()
         return resp.get("ETag", "")
 
     def abort(self) -> None:
@@ -140,18 +187,35 @@ class MultipartUpload:
         self._spare.clear()
         if self._completed:
             return
+        global _abort_unsupported_logged
         try:
             self.client.abort_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
             )
         except (ClientError, BotoCoreError) as exc:
-            code = s3_error(exc, "AbortMultipartUpload", self.key).code
-            if code != "NoSuchUpload":  # completed after all, or aborted meanwhile
-                logger.warning("could not abort multipart upload of %s: %s", self.key, code)
+            error = s3_error(exc, "AbortMultipartUpload", self.key)
+            if error.code == "NoSuchUpload":  # completed after all, or aborted meanwhile
+                self._ended()
+            elif isinstance(error, NotSupported):
+                if not _abort_unsupported_logged:  # a limitation of the store: say it once
+                    _abort_unsupported_logged = True
+                    logger.warning(
+                        "the S3 store does not implement AbortMultipartUpload (%s): parts of "
+                        "failed uploads stay until the store expires them",
+                        error.code,
+                    )
+            else:  # left in the tracker: the stale-upload sweep tries again
+                logger.warning("could not abort multipart upload of %s: %s", self.key, error.code)
+            return
+        self._ended()
 
     # --- internals ---
 
-    def _submit(self, body: bytearray | None, call: Any, *args: Any) -> None:
+    def _ended(self) -> None:
+        if self.tracker is not None:
+            self.tracker.ended(self.key, self.upload_id)
+
+    def _submit(self, part: _Pending) -> None:
         self.check()
         while len(self._in_flight) >= self.concurrency:  # backpressure
             done, _ = wait(list(self._in_flight), return_when=FIRST_COMPLETED)
@@ -159,8 +223,12 @@ class MultipartUpload:
         if self._numbered >= MAX_PARTS:
             raise StorageError(self.key, "UploadPart", "TooManyParts")
         self._numbered += 1
-        future: _Part = self._pool.submit(call, self._numbered, *args)
-        self._in_flight[future] = body
+        part.number = self._numbered
+        self._run(part)
+
+    def _run(self, part: _Pending) -> None:
+        future: _Part = self._pool.submit(part.call, part.number, *part.args)
+        self._in_flight[future] = part
         future.add_done_callback(self._watch)
 
     def _watch(self, future: _Part) -> None:
@@ -169,9 +237,21 @@ class MultipartUpload:
 
     def _collect(self, done: Iterable[_Part]) -> None:
         for future in done:
-            part = future.result()  # raises the part's StorageError
-            body = self._in_flight.pop(future)
+            pending = self._in_flight.pop(future)
+            try:
+                part = future.result()
+            except StorageError as exc:
+                if not exc.retryable or pending.attempt >= self.part_attempts:
+                    raise
+                # The store had a moment of trouble: send this part again, keep the others.
+                pause = PART_RETRY_PAUSE_S * 2 ** (pending.attempt - 1)
+                time.sleep(min(PART_RETRY_MAX_PAUSE_S, pause))
+                pending.attempt += 1
+                self.retried_parts += 1
+                self._run(pending)
+                continue
             self._parts.append(part)
+            body = pending.body
             if body is not None and len(body) == self.part_size:
                 self._spare.append(body)
 

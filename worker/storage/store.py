@@ -5,10 +5,17 @@ Exceptions (``worker.storage.errors``, re-exported here; each carries ``key``, `
 
     StorageError            an S3 operation failed
     ├── ObjectNotFound      the object does not exist (``get_bytes``)
-    └── IntegrityError      what the store holds is not what was sent (size, sha256, encryption)
+    ├── IntegrityError      what the store holds is not what was sent (size, sha256)
+    ├── NotSupported        the store lacks the operation (501/405): never retried
+    └── StoreMisconfigured  a configuration error (SSE not applied, refused): not retried
 
 An exception raised by the caller's chunk iterator (the source download broke) propagates
 unchanged, after the upload has been aborted.
+
+Encryption is checked per object as ``IDV_S3_VERIFY_SSE`` says (``worker.storage.encryption``).
+Once an object fails that check the store refuses every further write in this process at once
+(same error, before reading any byte of the source): a misconfigured store costs one
+download, not one per retry.
 
 Object keys are taken as given (build them with ``worker.keys.ObjectKeys``) and checked with
 ``validate_object_key``; ``settings.s3_prefix`` is applied by ``ObjectKeys``, not here.
@@ -18,7 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,15 +34,24 @@ from typing import TYPE_CHECKING, Any, Protocol
 import boto3
 from botocore.config import Config
 
-from worker.keys import validate_object_key
+from worker.keys import normalize_prefix, validate_object_key
 from worker.settings import Settings
-from worker.storage.errors import IntegrityError, ObjectNotFound, StorageError, s3_call
+from worker.storage.encryption import EncryptionPolicy, refused_fix
+from worker.storage.errors import (
+    IntegrityError,
+    NotSupported,
+    ObjectNotFound,
+    StorageError,
+    StoreMisconfigured,
+    s3_call,
+)
 from worker.storage.multipart import (
     MAX_PART_SIZE,
     MAX_PARTS,
     MIB,
     MIN_PART_SIZE,
     MultipartUpload,
+    UploadTracker,
     content_md5,
 )
 
@@ -53,6 +70,7 @@ __all__ = [
     "IntegrityError",
     "ObjectNotFound",
     "ObjectStore",
+    "OpenUpload",
     "S3ObjectStore",
     "StorageError",
     "StoredObject",
@@ -69,6 +87,15 @@ COPY_PART_SIZE = 512 * MIB
 DEFAULT_MAX_GET_SIZE = 16 * MIB
 SHA256_METADATA = "sha256"
 SSE_MODES = ("AES256", "aws:kms", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenUpload:
+    """A multipart upload the store lists as not completed nor aborted."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +133,8 @@ class ObjectStore(Protocol):
 
     def head(self, key: str) -> StoredObject | None: ...
 
+    def check_writable(self, key: str) -> None: ...
+
     def get_bytes(self, key: str, *, max_size: int = DEFAULT_MAX_GET_SIZE) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
@@ -116,7 +145,11 @@ class ObjectStore(Protocol):
         self, prefix: str, older_than_s: float, *, now: datetime | None = None
     ) -> int: ...
 
-    def ensure_bucket(self) -> None: ...
+    def abort_upload(self, key: str, upload_id: str) -> bool: ...
+
+    def list_uploads(self, key: str) -> list[OpenUpload]: ...
+
+    def ensure_bucket(self) -> bool: ...
 
 
 def make_s3_client(
@@ -184,11 +217,16 @@ class S3ObjectStore:
         *,
         client: S3Client | None = None,
         max_copy_size: int = MAX_COPY_SIZE,
+        tracker: UploadTracker | None = None,
+        part_attempts: int = 3,
     ) -> None:
         """A store on ``settings.s3_bucket``; builds its client unless one is passed.
 
         ``max_copy_size``: largest object rewritten by one CopyObject (S3's limit unless a
         store has a lower one); larger ones are rewritten by a multipart copy.
+        ``tracker`` is told of every multipart upload started and ended (the stale-upload
+        sweep's index); ``part_attempts`` how often one part is sent (from the buffer it still
+        holds, the upload kept open) before a retryable failure ends the upload.
         """
         if settings.s3_sse not in SSE_MODES:
             raise ValueError(
@@ -196,8 +234,14 @@ class S3ObjectStore:
             )
         if not MIN_PART_SIZE <= max_copy_size <= MAX_COPY_SIZE:
             raise ValueError(f"max_copy_size must be between {MIN_PART_SIZE} and {MAX_COPY_SIZE}")
+        if part_attempts < 1:
+            raise ValueError("part_attempts must be >= 1")
         self.client = client if client is not None else make_s3_client(settings)
         self.bucket = settings.s3_bucket
+        self.key_prefix = normalize_prefix(settings.s3_prefix)
+        self.tracker = tracker
+        self.part_attempts = part_attempts
+        self._misconfigured: StoreMisconfigured | None = None
         self.upload_concurrency = settings.s3_upload_concurrency
         self.max_copy_size = max_copy_size
         self.sse = None if settings.s3_sse == "none" else settings.s3_sse
@@ -206,6 +250,7 @@ class S3ObjectStore:
             self._sse["ServerSideEncryption"] = self.sse
         if self.sse == "aws:kms" and settings.s3_kms_key_id:
             self._sse["SSEKMSKeyId"] = settings.s3_kms_key_id
+        self.encryption = EncryptionPolicy(self.sse, settings.s3_verify_sse)
 
     def close(self) -> None:
         """Close the client's connection pool (on worker shutdown)."""
@@ -242,6 +287,7 @@ class S3ObjectStore:
         call leaves nothing there (re-stream from scratch to retry).
         """
         validate_object_key(key)
+        self._refuse_if_misconfigured(key, chunks)
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ValueError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE}")
         concurrency = self.upload_concurrency if concurrency is None else concurrency
@@ -318,7 +364,7 @@ class S3ObjectStore:
             if upload is not None:
                 upload.abort()
             if visible:
-                self._delete_quietly(key)
+                self.delete_quietly(key)
             # Let a generator source release its download connection now, not at GC time.
             close = getattr(source, "close", None)
             if callable(close):
@@ -333,14 +379,21 @@ class S3ObjectStore:
         On failure the key is deleted, as for ``put_stream``.
         """
         validate_object_key(key)
+        self._refuse_if_misconfigured(key)
         digest = hashlib.sha256(data).hexdigest()
         meta = {**_user_metadata(metadata), SHA256_METADATA: digest}
         try:
             self._put_single(key, data, content_type, meta)
             return self._verify(key, len(data), digest)
         except BaseException:
-            self._delete_quietly(key)
+            self.delete_quietly(key)
             raise
+
+    def check_writable(self, key: str) -> None:
+        """Raise the ``StoreMisconfigured`` a write to ``key`` would raise at once (call it
+        before opening a download that would be wasted)."""
+        validate_object_key(key)
+        self._refuse_if_misconfigured(key)
 
     def head(self, key: str) -> StoredObject | None:
         """What is stored under ``key``, or ``None`` if nothing is."""
@@ -418,14 +471,63 @@ class S3ObjectStore:
                     raise
         return aborted
 
-    def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist (demo and tests; production buckets exist)."""
+    def abort_upload(self, key: str, upload_id: str) -> bool:
+        """Abort one multipart upload; False if the store no longer knows it (ended already).
+
+        Raises ``NotSupported`` on stores without AbortMultipartUpload (s3rver 3.x).
+        """
+        validate_object_key(key)
+        try:
+            with s3_call("AbortMultipartUpload", key):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except StorageError as exc:
+            if exc.code == "NoSuchUpload":
+                return False
+            raise
+        return True
+
+    def list_uploads(self, key: str) -> list[OpenUpload]:
+        """Open multipart uploads of exactly ``key`` (the key is the prefix, as MinIO needs).
+
+        Raises ``NotSupported`` on stores without ListMultipartUploads (s3rver 3.x).
+        """
+        validate_object_key(key)
+        with s3_call("ListMultipartUploads", key):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=key
+            )
+            return [
+                OpenUpload(upload["Key"], upload["UploadId"], upload["Initiated"])
+                for page in pages
+                for upload in page.get("Uploads", [])
+                if upload["Key"] == key
+            ]
+
+    def write_probe(self, key: str, *, encrypted: bool) -> str | None:
+        """Write a tiny probe object (with the configured SSE if ``encrypted``) and return the
+        encryption the store reports for it (``worker.storage.encryption.probe_encryption``)."""
+        validate_object_key(key)
+        extra = self._sse if encrypted else {}
+        with s3_call("PutObject", key):
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=b"idv probe", ContentType="text/plain", **extra
+            )
+        stored = self.head(key)
+        return stored.encryption if stored is not None else None
+
+    def bucket_exists(self) -> bool:
+        """Whether the bucket exists (HeadBucket; other errors raise ``StorageError``)."""
         try:
             with s3_call("HeadBucket", None):
                 self.client.head_bucket(Bucket=self.bucket)
-            return
         except ObjectNotFound:
-            pass
+            return False
+        return True
+
+    def ensure_bucket(self) -> bool:
+        """Create the bucket if it does not exist; True if this call created it."""
+        if self.bucket_exists():
+            return False
         region = self.client.meta.region_name
         try:
             with s3_call("CreateBucket", None):
@@ -439,21 +541,39 @@ class S3ObjectStore:
         except StorageError as exc:
             if exc.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                 raise
+            return False
+        return True
 
     # --- internals ---
 
     def _start_multipart(
         self, key: str, content_type: str, meta: dict[str, str], part_size: int, concurrency: int
     ) -> MultipartUpload:
-        return MultipartUpload.start(
-            self.client, self.bucket, key, part_size=part_size, concurrency=concurrency,
-            create_args={"ContentType": content_type, "Metadata": meta, **self._sse},
-        )  # fmt: skip
+        with self._sse_refusal(key):
+            return MultipartUpload.start(
+                self.client, self.bucket, key, part_size=part_size, concurrency=concurrency,
+                create_args={"ContentType": content_type, "Metadata": meta, **self._sse},
+                tracker=self.tracker, part_attempts=self.part_attempts,
+            )  # fmt: skip
+
+    @contextmanager
+    def _sse_refusal(self, key: str) -> Iterator[None]:
+        """A write with SSE that the store says it does not implement: SSE is refused (MinIO
+        without a KMS answers 501), a configuration error, latched like a failed check."""
+        try:
+            yield
+        except NotSupported as exc:
+            if self.sse is None:
+                raise
+            self._misconfigured = StoreMisconfigured(
+                key, exc.operation, f"SseRefused.{exc.code}", refused_fix(self.sse)
+            )
+            raise self._misconfigured from exc
 
     def _put_single(
         self, key: str, body: bytes | bytearray, content_type: str, meta: dict[str, str]
     ) -> None:
-        with s3_call("PutObject", key):
+        with self._sse_refusal(key), s3_call("PutObject", key):
             self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
@@ -513,11 +633,24 @@ class S3ObjectStore:
             raise IntegrityError(key, "size", size, stored.size)
         if stored.sha256 != digest:
             raise IntegrityError(key, "sha256", digest, stored.sha256)
-        if self.sse is not None and stored.encryption != self.sse:
-            raise IntegrityError(key, "encryption", self.sse, stored.encryption)
+        try:
+            self.encryption.check(key, stored.encryption)
+        except StoreMisconfigured as exc:
+            self._misconfigured = exc
+            raise
         return stored
 
-    def _delete_quietly(self, key: str) -> None:
+    def _refuse_if_misconfigured(self, key: str, source: Iterable[bytes] | None = None) -> None:
+        latched = self._misconfigured
+        if latched is None:
+            return
+        close = getattr(source, "close", None)
+        if callable(close):  # release the caller's download before anything was read
+            close()
+        raise StoreMisconfigured(key, "PutObject", latched.code, latched.fix)
+
+    def delete_quietly(self, key: str) -> None:
+        """Delete ``key``, logging (not raising) a failure."""
         try:
             self.delete(key)
         except StorageError as exc:

@@ -1,5 +1,5 @@
 """Adapters of the records the worker keeps in Redis: result records and their stream, dead
-letters, leases.
+letters, leases, the index of open multipart uploads.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from worker.stores.results import (
     ResultStore,
     encode_event,
 )
+from worker.stores.uploads import TrackedUpload, UploadRegistry
 
 __all__ = [
     "MAX_DETAIL_LENGTH",
@@ -44,6 +45,8 @@ __all__ = [
     "NoRetryHandler",
     "ResultStore",
     "RetryFn",
+    "TrackedUpload",
+    "UploadRegistry",
     "encode_event",
     "load_retry_handlers",
 ]

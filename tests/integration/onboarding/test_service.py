@@ -314,3 +314,34 @@ def test_a_fresh_link_beyond_the_limiters_wait_is_retried_not_lost(
         assert 'idv_evidence_lost_total{kind="video"}' not in rt.metrics.snapshot()
     finally:
         rt.close()
+
+
+def test_misconfigured_store_costs_one_download_and_is_never_retried(
+    emulator: EmulatorHandle, runtime: Runtime
+) -> None:
+    """A store that does not report SSE under IDV_S3_VERIFY_SSE=strict: the first video is
+    downloaded once and refused by a configuration error; later work downloads nothing."""
+    from worker.errors import is_retryable
+    from worker.storage import EncryptionNotApplied, StoreMisconfigured
+
+    store = runtime.objects
+    store.client.meta.events.register(
+        "after-call.s3.HeadObject", lambda parsed, **_: parsed.pop("ServerSideEncryption", None)
+    )
+    video_requests: list[str] = []
+    runtime.evidence_http.event_hooks["request"].append(lambda r: video_requests.append(r.method))
+    first, second = (emulator.create_transaction("eKYC") for _ in range(2))
+    for tid in (first, second):
+        emulator.complete(tid, video_size=6 * MIB, callback=False)
+
+    with pytest.raises(EncryptionNotApplied) as info:
+        runtime.onboarding.process(job_for(first))
+    assert not is_retryable(info.value)
+    assert info.value.alert
+    assert info.value.stops_lane
+    assert "IDV_S3_VERIFY_SSE" in str(info.value)
+    assert video_requests == ["GET"]
+    with pytest.raises(StoreMisconfigured):
+        runtime.onboarding.process(job_for(second))
+    assert video_requests == ["GET"]  # the second video was not even requested
+    assert runtime.results.get_record("tx", first) is None

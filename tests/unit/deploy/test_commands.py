@@ -23,7 +23,7 @@ COMMANDS = all_commands()
 # Programs that may appear besides ours; they come with the base image.
 SYSTEM_PROGRAMS = {"sh", "python"}
 # idv-worker commands another change is adding: (group, command) as written in the files.
-PENDING = {("s3", "ensure-bucket"), ("doctor",)}
+PENDING: set[tuple[str, ...]] = set()
 
 
 def _cases(program: str) -> list[object]:

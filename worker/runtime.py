@@ -201,10 +201,12 @@ class Runtime:
 
     @cached_property
     def batch_service(self) -> BatchService:
-        from worker.batch import BatchService, ImageReader
+        from worker.batch import BatchService, ImageReader, SourcePolicy
 
         reader = ImageReader(
-            s3_client=lambda: self.objects.client, timeout=self.settings.read_timeout
+            policy=SourcePolicy.from_settings(self.settings),
+            s3_client=lambda: self.objects.client,
+            timeout=self.settings.read_timeout,
         )
         return BatchService(
             store=self.batch_store,

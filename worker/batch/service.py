@@ -277,7 +277,7 @@ class BatchService:
         assert spec is not None
         try:
             source = parse_source(spec.source, chunk.base_dir)
-            data = self.reader.read(source)
+            data = self.reader.read(source, base_dir=chunk.base_dir)
             check_image(data)
         except RowError as exc:
             self.outcomes.invalid(item, "InvalidSource", exc.reason)

@@ -213,6 +213,7 @@ class Runtime:
             client=self.batch_client,
             reader=reader,
             results=self.results,
+            objects=self.objects,
             enqueuer=self.enqueuer,
             settings=self.settings,
             metrics=self.metrics,

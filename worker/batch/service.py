@@ -50,9 +50,11 @@ from worker.cloudauth.errors import (
     TransientError,
 )
 from worker.errors import IdvError, error_code, is_retryable, retry_after
+from worker.keys import ObjectKeys
 from worker.observability import Metrics, NullMetrics
 from worker.ratelimit import CallContext, DeadlineUnreachable, GateUnavailable, Lane
 from worker.settings import Settings
+from worker.storage import ObjectStore
 from worker.stores import ResultStore
 
 _RETRYABLE = (ThrottledError, TransientError, SourceUnavailable)
@@ -118,6 +120,7 @@ class BatchService:
         client: CloudAuthClient,
         reader: ImageReader,
         results: ResultStore,
+        objects: ObjectStore,
         enqueuer: Enqueuer,
         settings: Settings,
         metrics: Metrics | None = None,
@@ -134,7 +137,10 @@ class BatchService:
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = random.Random()
-        self.outcomes = Outcomes(store, results, self.metrics)
+        self.objects = objects
+        self.outcomes = Outcomes(
+            store, results, self.metrics, objects, ObjectKeys.from_settings(settings)
+        )
 
     # ------------------------------------------------------------------ chunks
 

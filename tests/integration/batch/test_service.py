@@ -80,6 +80,12 @@ def test_batch_runs_to_completion_with_results_everywhere(rig: Rig, tmp_path: Pa
     assert record["passed"] == "Y"
     assert record["sub_code"] == "200"
     assert record["merchant_biz_id"] == merchant_biz_id(submitted.batch_id, record["item_id"])
+    # The OCR fields are not in Redis: only a pointer to the encrypted S3 document.
+    assert "ext_id_info" not in record
+    document = rig.objects.head(record["result"]["key"])
+    assert document is not None
+    assert document.encryption == "AES256"
+    assert document.sha256 == record["result"]["sha256"]
     events = rig.redis.xrange("idv:results")
     kinds = [e[1][b"status"].decode() for e in events if e[1][b"type"] == b"batch_item"]
     assert kinds.count("done") == 40

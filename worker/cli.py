@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.metrics",
     "worker.commands.config",
     "worker.commands.batch",
+    "worker.commands.erase",
+    "worker.commands.retention",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -28,12 +28,13 @@ if TYPE_CHECKING:
 
     from worker.batch import BatchControl, BatchService, BatchStore, CeleryEnqueuer
     from worker.cloudauth.client import CloudAuthClient
+    from worker.erasure import Eraser
     from worker.evidence import EvidenceArchiver
     from worker.keys import ObjectKeys
     from worker.onboarding import CallbackIntake, OnboardingService
     from worker.ratelimit import RedisRateLimiter
     from worker.storage import S3ObjectStore
-    from worker.stores import DeadLetterStore, LeaseManager, ResultStore
+    from worker.stores import DeadLetterStore, LeaseManager, ResultStore, SubjectIndex
     from worker.webhook import WebhookSender
 
 
@@ -230,6 +231,28 @@ class Runtime:
             results=self.results,
             objects=self.objects,
             metrics=self.metrics,
+        )
+
+    @cached_property
+    def subjects(self) -> SubjectIndex:
+        from worker.stores import SubjectIndex
+
+        return SubjectIndex(self.redis, self.settings)
+
+    @cached_property
+    def eraser(self) -> Eraser:
+        """Erasure on request. The ledger's eraser plugs in here once ``worker/ledger`` exists."""
+        from worker.erasure import Eraser
+
+        return Eraser(
+            redis_client=self.redis,
+            settings=self.settings,
+            objects=self.objects,
+            results=self.results,
+            deadletters=self.deadletters,
+            batches=self.batch_store,
+            subjects=self.subjects,
+            ledger_eraser=None,
         )
 
     # ------------------------------------------------------------------ lifecycle

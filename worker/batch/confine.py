@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from worker.batch.manifest import RowError, parse_source
 from worker.batch.readerrors import ImageRejected
 from worker.cloudauth.params import MAX_IMAGE_BYTES
 from worker.settings import Settings
@@ -205,23 +206,49 @@ class SourcePolicy:
                 "the S3 bucket is not an allowed source (IDV_BATCH_ALLOWED_BUCKETS)",
             )
 
+    # ------------------------------------------------------------------ at submission
+
+    def refusal(self, source: str) -> SourceRefused | None:
+        """Why a row's source is refused before any I/O (URL prefix, bucket), if it is.
+
+        Run when a manifest is submitted, so a refused row is stored without its source:
+        a URL outside the prefixes may carry a presigned token that has no business in Redis.
+        """
+        try:
+            parsed = parse_source(source)
+            if parsed.kind == "http":
+                self.check_prefix(parsed.url)
+            elif parsed.kind == "s3":
+                self.check_bucket(parsed.bucket)
+        except SourceRefused as exc:
+            return exc
+        except RowError:
+            return None  # reported by the row's own validation
+        return None
+
     # ------------------------------------------------------------------ http(s)
 
-    def check_url(self, url: str) -> Target:
-        """Check prefix and addresses of ``url``; the ``Target`` to connect to."""
+    def check_prefix(self, url: str) -> SplitResult:
+        """The parsed URL if it lies under an allowed prefix (no I/O)."""
         try:
             parts = urlsplit(url)
-            port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0)
+            parts.port  # noqa: B018  (raises on a bad port)
         except ValueError:
             raise SourceRefused("SourceNotAllowed", "the image URL is malformed") from None
-        host = parts.hostname
-        if not host or parts.username is not None or parts.password is not None:
+        if not parts.hostname or parts.username is not None or parts.password is not None:
             raise SourceRefused("SourceNotAllowed", "the image URL has no host or has credentials")
         if not any(prefix.covers(parts) for prefix in self.prefixes):
             raise SourceRefused(
                 "SourceNotAllowed",
                 "the image URL is not under an allowed prefix (IDV_BATCH_ALLOWED_URL_PREFIXES)",
             )
+        return parts
+
+    def check_url(self, url: str) -> Target:
+        """Check prefix and addresses of ``url``; the ``Target`` to connect to."""
+        parts = self.check_prefix(url)
+        host = parts.hostname or ""
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 0)
         addresses = list(self.resolver(host, port))
         if not addresses:
             raise SourceRefused("SourceUnresolvable", "the image URL's host does not resolve")

@@ -22,12 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from worker.batch.confine import SourcePolicy
 from worker.batch.enqueue import Enqueuer
 from worker.batch.ids import ManifestHasher
 from worker.batch.manifest import (
     Format,
     ItemSpec,
     ManifestError,
+    ParsedRow,
     check_encoding,
     detect_format,
     iter_manifest,
@@ -36,6 +38,7 @@ from worker.batch.model import BatchState, encode_chunk
 from worker.batch.store import BatchStore
 from worker.errors import IdvError
 from worker.settings import Settings
+from worker.stores import KIND_SUBJECT_BATCH, SubjectIndex
 
 _SUBMIT_LEASE_S = 120.0
 INVALID_SAMPLE = 20
@@ -84,6 +87,8 @@ class Submitter:
         self.store = store
         self.enqueuer = enqueuer
         self.settings = settings
+        self.subjects = SubjectIndex(store.redis, settings)
+        self.policy = SourcePolicy.from_settings(settings)
 
     def submit(
         self,
@@ -159,6 +164,12 @@ class Submitter:
         last_lease = time.monotonic()
         for parsed in iter_manifest(path, form, default):
             total += 1
+            code = "InvalidRow"
+            refused = self.policy.refusal(parsed.spec.source) if parsed.spec else None
+            if refused is not None:
+                # Stored without its source (see ``SourcePolicy.refusal``).
+                parsed = ParsedRow(parsed.row, parsed.line, None, refused.reason)
+                code = refused.code
             if parsed.error is not None:
                 invalid_rows += 1
                 if len(sample) < INVALID_SAMPLE:
@@ -168,7 +179,7 @@ class Submitter:
             seq = parsed.row - 1
             rows.append((parsed.line, parsed.spec))
             if parsed.error is not None:
-                detail = {"row": parsed.row, "line": parsed.line, "code": "InvalidRow"}
+                detail = {"row": parsed.row, "line": parsed.line, "code": code}
                 invalid.append((seq, json.dumps({**detail, "reason": parsed.error})))
             if len(rows) == size:
                 enqueued += self._store_chunk(batch_id, chunk_no, rows, invalid)
@@ -217,6 +228,9 @@ class Submitter:
         rows: list[tuple[int, ItemSpec | None]],
         invalid: list[tuple[int, str]],
     ) -> int:
+        # Indexed before the chunk is stored: erasure by merchant user finds its batches here.
+        users = {spec.merchant_user_id for _, spec in rows if spec and spec.merchant_user_id}
+        self.subjects.add(users, KIND_SUBJECT_BATCH, batch_id)
         self.store.write_chunk(batch_id, chunk_no, encode_chunk(rows), len(rows), invalid)
         sent = self.enqueuer.chunks(batch_id, [chunk_no])
         self.store.set_meta(batch_id, sent_chunks=chunk_no + 1)

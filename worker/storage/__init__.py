@@ -9,6 +9,7 @@ from worker.storage.errors import (
     s3_call,
     s3_error,
 )
+from worker.storage.lifecycle import RETAINED_PREFIXES, lifecycle_configuration
 from worker.storage.multipart import (
     MAX_PART_SIZE,
     MAX_PARTS,
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_PART_SIZE",
     "MIB",
     "MIN_PART_SIZE",
+    "RETAINED_PREFIXES",
     "SHA256_METADATA",
     "IntegrityError",
     "MultipartUpload",
@@ -45,6 +47,7 @@ __all__ = [
     "StorageError",
     "StoredObject",
     "content_md5",
+    "lifecycle_configuration",
     "make_s3_client",
     "s3_call",
     "s3_error",

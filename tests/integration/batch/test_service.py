@@ -21,6 +21,7 @@ from PIL import Image
 from tests.fixtures.batch import Rig, write_manifest
 from tests.fixtures.servers import free_port
 from worker.batch import (
+    BatchAPI,
     BatchState,
     BatchStateError,
     ChunkOutcome,
@@ -268,7 +269,9 @@ def test_s3_and_http_sources(rig: Rig, tmp_path: Path) -> None:
             {**samples[2], "image": f"{base}/img/missing.jpg"},
             {**samples[2], "image": f"s3://{rig.objects.bucket}/in/missing.jpg"},
         ]
-        batch = rig.api.submit(write_manifest(tmp_path / "m.jsonl", rows)).batch_id
+        # Submitted under the same allowances (refused URLs are dropped at submission).
+        api = BatchAPI(allowed, redis_client=rig.redis, enqueuer=rig.enqueuer, objects=rig.objects)
+        batch = api.submit(write_manifest(tmp_path / "m.jsonl", rows)).batch_id
         rig.run_queue()
     finally:
         server.shutdown()

@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.ledger",
     "worker.commands.s3",
     "worker.commands.doctor",
+    "worker.commands.erase",
+    "worker.commands.retention",
 )
 
 Handler = Callable[[argparse.Namespace], int]

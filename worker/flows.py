@@ -67,5 +67,6 @@ def batches(settings: Settings | None = None) -> BatchAPI:
         runtime.settings,
         redis_client=runtime.redis,
         make_enqueuer=lambda: runtime.enqueuer,
+        make_objects=lambda: runtime.objects,
         on_close=runtime.close,
     )

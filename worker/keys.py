@@ -25,6 +25,7 @@ S3 (``prefix`` is ``settings.s3_prefix``; the date is the transaction's completi
     <prefix>evidence/<yyyy>/<mm>/<dd>/<tid>/video.webm | face.jpg | id-front.jpg | id-back.jpg
     <prefix>results/<yyyy>/<mm>/<dd>/<tid>.json
     <prefix>batches/<batch_id>/results.jsonl
+    <prefix>batches/<batch_id>/items/<item_id>.json   OCR result of one batch item
 """
 
 from __future__ import annotations
@@ -253,6 +254,15 @@ class ObjectKeys:
         """``<prefix>results/<yyyy>/<mm>/<dd>/<tid>.json``."""
         tid = validate_id(transaction_id, "transaction_id")
         return f"{self.prefix}results/{_date_path(completed_at)}/{tid}.json"
+
+    def batch_item(self, batch_id: str, item_id: str) -> str:
+        """``<prefix>batches/<batch_id>/items/<item_id>.json``: one item's OCR result."""
+        batch, item = validate_id(batch_id, "batch_id"), validate_id(item_id, "item_id")
+        return f"{self.prefix}batches/{batch}/items/{item}.json"
+
+    def batch_prefix(self, batch_id: str) -> str:
+        """Every object of one batch (ends with ``/``)."""
+        return f"{self.prefix}batches/{validate_id(batch_id, 'batch_id')}/"
 
     def batch_results(self, batch_id: str) -> str:
         """``<prefix>batches/<batch_id>/results.jsonl``."""

@@ -12,7 +12,16 @@ receiver never calls the provider. Answers: 200 ``accepted`` or ``duplicate`` (t
 stop resending either way), 403 wrong or missing ``callbackToken`` (metric
 ``idv_callbacks_total{outcome="forbidden"}``), 400 malformed (a message naming the parameter,
 never its value), 413 larger than ``IDV_CALLBACK_MAX_BYTES``, 415 a body that is not a form,
-503 Redis/broker unavailable (the provider resends; the callback was not marked as seen).
+503 Redis/broker unavailable (the provider resends; the callback was not marked as seen),
+408 a body that did not arrive within ``IDV_RECEIVER_READ_TIMEOUT_S``, 429 an address that had
+``IDV_RECEIVER_REJECT_LIMIT`` callbacks rejected (400/403/413/415) within
+``IDV_RECEIVER_REJECT_WINDOW_S`` (counted in process, per receiver process: no Redis round trip
+for an abusive client; behind a proxy the address comes from ``X-Forwarded-For`` of trusted
+proxies, uvicorn's ``--forwarded-allow-ips``).
+
+``idv-worker receiver`` also closes a connection whose request headers are not complete within
+the read timeout (``guarded_h11_protocol``), caps concurrent connections
+(``IDV_RECEIVER_LIMIT_CONCURRENCY``, 503 above), idle keep-alive time and header size.
 
 Blocking work (Redis, the broker) runs on a small thread pool so the event loop keeps answering.
 
@@ -33,6 +42,7 @@ import asyncio
 import json
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -58,7 +68,92 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MAX_FIELDS = 32
+MAX_HEADER_BYTES = 16 * 1024
+MAX_TRACKED_ADDRESSES = 10_000
 _FORM_TYPES = ("application/x-www-form-urlencoded", "")
+_REJECTED = frozenset({400, 403, 413, 415})
+_RETRY_AFTER = {"retry-after": "60"}
+
+
+class RejectLimiter:
+    """Rejected callbacks per client address in a sliding window (in process, bounded)."""
+
+    def __init__(
+        self, limit: int, window_s: float, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _recent(self, address: str, now: float) -> deque[float] | None:
+        hits = self._hits.get(address)
+        if hits is None:
+            return None
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        if not hits:
+            del self._hits[address]
+            return None
+        return hits
+
+    def blocked(self, address: str) -> bool:
+        """Whether ``address`` used up its rejections in the window."""
+        with self._lock:
+            hits = self._recent(address, self._clock())
+            return hits is not None and len(hits) >= self.limit
+
+    def rejected(self, address: str) -> None:
+        """Count one rejected request of ``address``."""
+        with self._lock:
+            now = self._clock()
+            hits = self._recent(address, now)
+            if hits is None:
+                hits = self._hits[address] = deque(maxlen=self.limit)
+                while len(self._hits) > MAX_TRACKED_ADDRESSES:
+                    self._hits.popitem(last=False)
+            hits.append(now)
+            self._hits.move_to_end(address)
+
+
+def guarded_h11_protocol(read_timeout_s: float) -> type[Any]:
+    """uvicorn's h11 protocol, closing a connection whose request headers take too long.
+
+    uvicorn bounds idle keep-alive connections but not a request that stops half-way through
+    its headers (slowloris); this arms a timer when the connection opens and after every
+    response, and closes the connection if no complete request head arrived by then. A
+    request whose head arrived is bounded by the app's body read timeout instead.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_head_timer()
+
+        def _arm_head_timer(self) -> None:
+            timer = getattr(self, "_head_timer", None)
+            if timer is not None:
+                timer.cancel()
+            self._head_timer = self.loop.call_later(read_timeout_s, self._head_timeout)
+
+        def _head_timeout(self) -> None:
+            waiting = self.cycle is None or self.cycle.response_complete
+            if waiting and not self.transport.is_closing():
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_head_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            timer = getattr(self, "_head_timer", None)
+            if timer is not None:
+                timer.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
 
 
 class _Reply(Exception):
@@ -97,6 +192,9 @@ class CallbackReceiver:
         self._metrics: RedisMetrics | None = None
         self._exporter: MetricsExporter | None = None
         self._lock = threading.Lock()
+        self.rejects = RejectLimiter(
+            settings.receiver_reject_limit, settings.receiver_reject_window_s
+        )
 
     # -------------------------------------------------------------- lifecycle
 
@@ -253,24 +351,33 @@ class CallbackReceiver:
         started = time.monotonic()
         received_at = time.time()
         outcome = "error"
+        address = (scope.get("client") or ("unknown", 0))[0]
+        if self.rejects.blocked(address):
+            # No parsing, no Redis: an address that keeps failing gets nothing but this.
+            self._count("rate_limited")
+            await _respond(send, 429, {"error": "too many rejected requests"}, **_RETRY_AFTER)
+            return
+        status = 500
         try:
             params = await self._read_params(scope, receive)
             intake = self._ready()[0]
             submission = await self._run(intake.submit, params, received_at=received_at)
-            outcome = submission.status
+            outcome, status = submission.status, 200
             await _respond(send, 200, {"status": submission.status})
         except _Reply as reply:
-            outcome = reply.outcome
+            outcome, status = reply.outcome, reply.status
             self._count(reply.outcome)
             await _respond(send, reply.status, {"error": reply.reason})
         except CallbackRejected as exc:  # counted by the intake
-            outcome = exc.outcome
+            outcome, status = exc.outcome, exc.status
             await _respond(send, exc.status, {"error": exc.reason})
         except Exception:
             log.exception("callback handling failed")
             self._count("error")
             await _respond(send, 500, {"error": "internal error"})
         finally:
+            if status in _REJECTED:
+                self.rejects.rejected(address)
             elapsed = time.monotonic() - started
             self._observe(elapsed, outcome)
 
@@ -288,7 +395,9 @@ class CallbackReceiver:
             length = headers.get("content-length")
             if length is not None and (not length.isdigit() or int(length) + len(query) > limit):
                 raise _Reply(413, "too_large", f"request larger than {limit} bytes")
-            body = await _read_body(receive, limit - len(query))
+            body = await _read_body(
+                receive, limit - len(query), self.settings.receiver_read_timeout_s
+            )
             if body and ctype not in _FORM_TYPES:
                 raise _Reply(415, "invalid", "body must be application/x-www-form-urlencoded")
         try:
@@ -315,11 +424,15 @@ def _parse(raw: bytes) -> list[tuple[str, str]]:
     return parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
+    deadline = time.monotonic() + timeout_s
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise _Reply(408, "timeout", "request body not received in time") from None
         if message["type"] == "http.disconnect":
             break
         chunk = message.get("body", b"")

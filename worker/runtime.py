@@ -35,13 +35,20 @@ if TYPE_CHECKING:
 
     from worker.batch import BatchControl, BatchService, BatchStore, CeleryEnqueuer
     from worker.cloudauth.client import CloudAuthClient
+    from worker.erasure import Eraser
     from worker.evidence import EvidenceArchiver, UploadSweeper
     from worker.keys import ObjectKeys
     from worker.ledger import FlowStarter, Ledger, Reconciler
     from worker.onboarding import CallbackIntake, OnboardingService
     from worker.ratelimit import RedisRateLimiter
     from worker.storage import S3ObjectStore, SseProbe
-    from worker.stores import DeadLetterStore, LeaseManager, ResultStore, UploadRegistry
+    from worker.stores import (
+        DeadLetterStore,
+        LeaseManager,
+        ResultStore,
+        SubjectIndex,
+        UploadRegistry,
+    )
     from worker.webhook import WebhookSender
 
 
@@ -267,16 +274,19 @@ class Runtime:
 
     @cached_property
     def batch_service(self) -> BatchService:
-        from worker.batch import BatchService, ImageReader
+        from worker.batch import BatchService, ImageReader, SourcePolicy
 
         reader = ImageReader(
-            s3_client=lambda: self.objects.client, timeout=self.settings.read_timeout
+            policy=SourcePolicy.from_settings(self.settings),
+            s3_client=lambda: self.objects.client,
+            timeout=self.settings.read_timeout,
         )
         return BatchService(
             store=self.batch_store,
             client=self.batch_client,
             reader=reader,
             results=self.results,
+            objects=self.objects,
             enqueuer=self.enqueuer,
             settings=self.settings,
             metrics=self.metrics,
@@ -293,6 +303,28 @@ class Runtime:
             results=self.results,
             objects=self.objects,
             metrics=self.metrics,
+        )
+
+    @cached_property
+    def subjects(self) -> SubjectIndex:
+        from worker.stores import SubjectIndex
+
+        return SubjectIndex(self.redis, self.settings)
+
+    @cached_property
+    def eraser(self) -> Eraser:
+        """Erasure on request. The ledger's eraser plugs in here once ``worker/ledger`` exists."""
+        from worker.erasure import Eraser
+
+        return Eraser(
+            redis_client=self.redis,
+            settings=self.settings,
+            objects=self.objects,
+            results=self.results,
+            deadletters=self.deadletters,
+            batches=self.batch_store,
+            subjects=self.subjects,
+            ledger_eraser=None,
         )
 
     # ------------------------------------------------------------------ lifecycle

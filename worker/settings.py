@@ -6,7 +6,9 @@ Invalid values fail at start with a message that names the variable (``SettingsE
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -335,6 +337,88 @@ class Settings(BaseSettings):
         le=30,
         description="Redis timeout of GET /metrics and 'idv-worker metrics' (503 / exit 1 after)",
     )
+
+    # --- security: confined inputs, per-flow callback tokens, receiver limits, retention ---
+    batch_source_root: str | None = Field(
+        None,
+        description="folder local manifest sources must resolve under (symlinks out of it and "
+        "'..' are refused); unset = the manifest's own folder",
+    )
+    batch_allowed_url_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="http(s) prefixes manifest sources may start with, comma-separated "
+        "(scheme, host, port and path compared); empty = http(s) sources refused",
+    )
+    batch_allow_private_urls: bool = Field(
+        False,
+        description="let http(s) sources resolve to loopback, link-local or private addresses "
+        "(development only)",
+    )
+    batch_allowed_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="buckets s3:// manifest sources may name, comma-separated; empty = only "
+        "IDV_S3_BUCKET",
+    )
+    batch_source_timeout_s: float = Field(
+        15.0, gt=0, le=300, description="longest time reading one manifest source may take"
+    )
+    callback_token_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key of per-flow callback tokens (derived from the flow's "
+        "MerchantBizId); accepted beside IDV_CALLBACK_TOKENS",
+    )
+    receiver_read_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="a request whose headers or body take longer is closed"
+    )
+    receiver_limit_concurrency: int = Field(
+        512, ge=1, description="connections and requests the receiver serves at once (503 above)"
+    )
+    receiver_keep_alive_s: float = Field(
+        5.0, gt=0, le=120, description="seconds an idle keep-alive connection stays open"
+    )
+    receiver_reject_limit: int = Field(
+        30,
+        ge=1,
+        description="rejected callbacks (403/400) from one address per window before it is "
+        "answered 429 without any work",
+    )
+    receiver_reject_window_s: float = Field(
+        60.0, gt=0, description="window of IDV_RECEIVER_REJECT_LIMIT, seconds"
+    )
+    evidence_retention_days: int = Field(
+        400,
+        ge=1,
+        description="days evidence and result documents are kept; the S3 lifecycle rule of "
+        "'idv-worker s3 lifecycle --print'",
+    )
+
+    @field_validator("batch_allowed_url_prefixes", "batch_allowed_buckets", mode="before")
+    @classmethod
+    def _security_lists(cls, value: Any) -> Any:
+        return _parse_list(value)
+
+    @field_validator("batch_allowed_url_prefixes", mode="after")
+    @classmethod
+    def _url_prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            try:
+                parts = urlsplit(prefix)
+                parts.port  # noqa: B018  (raises on a bad port)
+            except ValueError:
+                raise ValueError(f"not a URL: {prefix[:80]!r}") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"prefix must be an http(s) URL with a host: {prefix[:80]!r}")
+            if parts.query or parts.fragment or parts.username or parts.password:
+                raise ValueError("a prefix has no query, fragment or credentials")
+        return value
+
+    @field_validator("batch_allowed_buckets", mode="after")
+    @classmethod
+    def _buckets(cls, value: list[str]) -> list[str]:
+        for bucket in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+                raise ValueError(f"not a bucket name: {bucket[:80]!r}")
+        return value
 
     @field_validator("quotas", "api_quotas", mode="before")
     @classmethod

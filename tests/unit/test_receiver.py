@@ -323,3 +323,78 @@ async def test_http_routes_health_metrics_and_errors(
     assert 'idv_callbacks_total{outcome="forbidden"} 1' in metrics.text
     assert (await _request(receiver, "GET", "/other")).status_code == 404
     assert (await _request(receiver, "PUT", "/callback")).status_code == 405
+
+
+# ------------------------------------------------------------------ limits
+
+
+@pytest.mark.anyio
+async def test_an_address_with_too_many_rejections_gets_429_without_work(
+    fake_redis: fakeredis.FakeRedis, celery_app: Celery
+) -> None:
+    settings = make_settings(receiver_reject_limit=3, receiver_reject_window_s=60)
+    app = CallbackReceiver(settings, redis_client=fake_redis, celery=celery_app, threads=2)
+    app.startup()
+    try:
+        for _ in range(3):
+            bad = await _request(app, "GET", "/callback", params=params(callbackToken="nope"))
+            assert bad.status_code == 403
+        # Now even a good callback from that address is refused before any work.
+        limited = await _request(app, "GET", "/callback", params=params())
+        assert limited.status_code == 429
+        assert limited.headers["retry-after"]
+        assert drain(celery_app) == []
+        assert not fake_redis.exists(f"idv:cb:{TID}")
+    finally:
+        app.shutdown()
+
+
+def test_reject_limiter_window_and_bounded_memory() -> None:
+    from worker.receiver import MAX_TRACKED_ADDRESSES, RejectLimiter
+
+    now = [0.0]
+    limiter = RejectLimiter(2, 10.0, clock=lambda: now[0])
+    limiter.rejected("a")
+    assert not limiter.blocked("a")
+    limiter.rejected("a")
+    assert limiter.blocked("a")
+    assert not limiter.blocked("b")
+    now[0] = 10.5  # the window passed
+    assert not limiter.blocked("a")
+    for n in range(MAX_TRACKED_ADDRESSES + 50):
+        limiter.rejected(f"10.0.{n // 256}.{n % 256}")
+    assert len(limiter._hits) <= MAX_TRACKED_ADDRESSES
+
+
+@pytest.mark.anyio
+async def test_a_body_that_does_not_arrive_in_time_is_408(
+    fake_redis: fakeredis.FakeRedis, celery_app: Celery
+) -> None:
+    import anyio
+
+    settings = make_settings(receiver_read_timeout_s=0.2)
+    app = CallbackReceiver(settings, redis_client=fake_redis, celery=celery_app, threads=2)
+    app.startup()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep(5)  # the client stopped sending half-way
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/callback",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        "client": ("192.0.2.1", 5000),
+    }
+    try:
+        with anyio.fail_after(3):
+            await app(scope, receive, send)
+    finally:
+        app.shutdown()
+    assert sent[0]["status"] == 408

@@ -32,6 +32,7 @@ from worker.batch.model import BatchState, ItemStatus, Progress
 from worker.batch.store import BatchStore
 from worker.batch.submit import SubmitResult, Submitter
 from worker.settings import Settings
+from worker.storage import ObjectStore
 from worker.stores import ResultStore
 
 PROBLEM_STATUSES = (ItemStatus.INVALID, ItemStatus.FAILED, ItemStatus.UNCERTAIN)
@@ -47,6 +48,8 @@ class BatchAPI:
         redis_client: redis.Redis,
         enqueuer: Enqueuer | None = None,
         make_enqueuer: Callable[[], Enqueuer] | None = None,
+        objects: ObjectStore | None = None,
+        make_objects: Callable[[], ObjectStore] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
         if enqueuer is None and make_enqueuer is None:
@@ -56,6 +59,8 @@ class BatchAPI:
         self._enqueuer = enqueuer
         self._make_enqueuer = make_enqueuer
         self._on_close = on_close
+        self._objects = objects
+        self._make_objects = make_objects
         self.store = BatchStore(self.redis, settings)
         self.result_store = ResultStore(self.redis, settings)
 
@@ -70,9 +75,22 @@ class BatchAPI:
         return self._enqueuer
 
     @property
+    def objects(self) -> ObjectStore | None:
+        """The object store holding the items' OCR documents (built on first use)."""
+        if self._objects is None and self._make_objects is not None:
+            self._objects = self._make_objects()
+        return self._objects
+
+    @property
     def control(self) -> BatchControl:
         """State changes (pause, resume, cancel, retry)."""
-        return BatchControl(self.store, self.enqueuer, self.settings, results=self.result_store)
+        return BatchControl(
+            self.store,
+            self.enqueuer,
+            self.settings,
+            results=self.result_store,
+            objects=self.objects,
+        )
 
     def close(self) -> None:
         """Release what the API was given to own (``on_close``)."""
@@ -144,7 +162,9 @@ class BatchAPI:
         self, batch_id: str, only: Iterable[ItemStatus] | None = None
     ) -> Iterator[dict[str, Any]]:
         """One dict per row in manifest order (``only``: keep rows with these statuses)."""
-        return iter_results(self.store, self.result_store, batch_id, only=only)
+        return iter_results(
+            self.store, self.result_store, batch_id, only=only, objects=self.objects
+        )
 
     def problems(self, batch_id: str) -> Iterator[dict[str, Any]]:
         """Invalid, failed and uncertain rows with their row numbers and reasons."""

@@ -205,7 +205,9 @@ class BatchControl:
             key = ObjectKeys.from_settings(self.settings).batch_results(batch_id)
             stored = self.objects.put_stream(
                 key,
-                jsonl_blocks(iter_results(self.store, self.results, batch_id)),
+                jsonl_blocks(
+                    iter_results(self.store, self.results, batch_id, objects=self.objects)
+                ),
                 content_type="application/x-ndjson",
             )
             self.store.set_meta(

@@ -4,6 +4,11 @@ JSONL keeps the provider's ``ExtIdInfo`` nested; CSV flattens it into fixed colu
 fields as ``ocr_<field>``, the back side as ``ocr_back_<field>``, anything unknown as JSON in
 ``ocr_extra``) so the header can be written before the first row. Images are never exported.
 An http(s) source is shown without its query string (it may be a presigned link).
+
+The OCR fields of a done row live only in its encrypted S3 document (the Redis record points
+at it, ``worker.batch.outcomes``): the export reads the documents of one chunk at a time, a
+few in parallel, so memory stays bounded by a chunk whatever the batch's size. A row whose
+document is gone (erased, or the record expired) is exported with its reason and no fields.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,7 +24,11 @@ from worker.batch.model import ItemStatus
 from worker.batch.store import BatchStore
 from worker.cloudauth.models import OcrIdBackInfo, OcrIdInfo
 from worker.keys import KIND_ITEM, item_ref
+from worker.storage import ObjectNotFound, ObjectStore
 from worker.stores import ResultStore
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+_FETCHERS = 8
 
 BASE_COLUMNS = (
     "row",
@@ -73,8 +83,24 @@ def iter_results(
     batch_id: str,
     *,
     only: Iterable[ItemStatus] | None = None,
+    objects: ObjectStore | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """One dict per row (manifest order); ``only`` keeps rows with those statuses."""
+    """One dict per row (manifest order); ``only`` keeps rows with those statuses.
+
+    ``objects`` reads the OCR documents of done rows (without it, rows carry no OCR fields).
+    """
+    with ThreadPoolExecutor(_FETCHERS, thread_name_prefix="export") as pool:
+        yield from _iter_rows(store, results, batch_id, only, objects, pool)
+
+
+def _iter_rows(
+    store: BatchStore,
+    results: ResultStore,
+    batch_id: str,
+    only: Iterable[ItemStatus] | None,
+    objects: ObjectStore | None,
+    pool: ThreadPoolExecutor,
+) -> Iterator[dict[str, Any]]:
     wanted = set(only) if only is not None else None
     meta = store.meta(batch_id)
     size = int(meta["chunk_size"])
@@ -100,6 +126,7 @@ def iter_results(
             r.spec.item_id for r, s in picked if s is ItemStatus.DONE and r.spec is not None
         ]
         records = _records(results, batch_id, done_ids)
+        documents = _documents(objects, records, pool)
         for row, status in picked:
             out: dict[str, Any] = {"row": row.row, "line": row.line, "status": status.value}
             spec = row.spec
@@ -122,7 +149,12 @@ def iter_results(
                 else:
                     for key in ("passed", "sub_code", "transaction_id", "request_id"):
                         out[key] = record.get(key)
-                    out["ext_id_info"] = record.get("ext_id_info")
+                    if "result" not in record:  # written before results moved to S3
+                        out["ext_id_info"] = record.get("ext_id_info")
+                    elif spec.item_id in documents:
+                        out["ext_id_info"] = documents[spec.item_id].get("extIdInfo")
+                    else:
+                        out["reason"] = "result document erased or unavailable"
             yield {k: v for k, v in out.items() if v is not None}
 
 
@@ -132,6 +164,29 @@ def _records(results: ResultStore, batch_id: str, item_ids: list[str]) -> dict[s
     keys = [results.record_key(KIND_ITEM, item_ref(batch_id, i)) for i in item_ids]
     raw = cast("list[bytes | None]", results.redis.mget(keys))
     return {i: json.loads(v) for i, v in zip(item_ids, raw, strict=True) if v is not None}
+
+
+def _documents(
+    objects: ObjectStore | None, records: dict[str, Any], pool: ThreadPoolExecutor
+) -> dict[str, dict[str, Any]]:
+    """The S3 documents the records point at (item id -> document), fetched in parallel."""
+    if objects is None:
+        return {}
+    wanted = [
+        (item, ptr["key"])
+        for item, record in records.items()
+        if isinstance(ptr := record.get("result"), dict) and ptr.get("key")
+    ]
+
+    def fetch(key: str) -> dict[str, Any] | None:
+        try:
+            doc = json.loads(objects.get_bytes(key, max_size=MAX_DOCUMENT_BYTES))
+        except ObjectNotFound:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    fetched = pool.map(fetch, [key for _, key in wanted])
+    return {item: doc for (item, _), doc in zip(wanted, fetched, strict=True) if doc is not None}
 
 
 def flatten(row: dict[str, Any]) -> dict[str, str]:

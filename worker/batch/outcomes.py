@@ -1,13 +1,18 @@
 """How an item ends: result record and event, status byte and counters, claim, alerts.
 
 Every outcome goes to three places at once: the row's status (and the batch counters) in the
-batch store, an event on ``idv:results``, and a metric. A ``done`` row also gets its result
-record, written together with its event (``ResultStore.put_and_publish``) *before* the row is
-marked done, so a crash in between is healed by the next attempt, which finds the record.
+batch store, an event on ``idv:results``, and a metric. A ``done`` row also gets its result:
+the OCR fields (personal data) go only to an SSE-encrypted S3 document
+(``batches/<batch>/items/<item>.json``, ``ObjectKeys.batch_item``); the Redis record keeps
+outcome, ids and a pointer ``result: {key, sha256, size}`` to it. Document first, then the
+record with its event (``ResultStore.put_and_publish``), *before* the row is marked done, so a
+crash in between is healed by the next attempt, which finds the record (or rewrites the same
+document under the same key).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,13 +23,15 @@ from worker.batch.model import ItemStatus, StoredRow
 from worker.batch.store import KEEP_CLAIM, BatchStore
 from worker.cloudauth.errors import AccountError
 from worker.cloudauth.models import DocOcrResult
-from worker.keys import KIND_ITEM, item_ref
+from worker.keys import KIND_ITEM, ObjectKeys, item_ref
 from worker.observability import Metrics, report_to_sentry
+from worker.storage import ObjectStore
 from worker.stores import ResultStore
 
 log = logging.getLogger("idv.batch")
 
 _IMAGE_KEYS = ("idImage", "idBackImage")
+DOCUMENT_VERSION = 1
 _FLUSH_EVERY = 25
 
 
@@ -57,10 +64,19 @@ class WorkItem:
 class Outcomes:
     """Writes the final state of items (see the module docstring)."""
 
-    def __init__(self, store: BatchStore, results: ResultStore, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: BatchStore,
+        results: ResultStore,
+        metrics: Metrics,
+        objects: ObjectStore,
+        keys: ObjectKeys,
+    ) -> None:
         self.store = store
         self.results = results
         self.metrics = metrics
+        self.objects = objects
+        self.keys = keys
         # One metrics write per few items rather than per item: the batch's own counters
         # are exact; these only feed dashboards.
         self._pending: dict[ItemStatus, int] = {}
@@ -73,6 +89,26 @@ class Outcomes:
         if ext is not None:
             for key in _IMAGE_KEYS:
                 ext.pop(key, None)
+        completed_at = round(time.time(), 3)
+        biz_id = merchant_biz_id(item.batch_id, item.item_id)
+        document = {
+            "version": DOCUMENT_VERSION,
+            "batchId": item.batch_id,
+            "itemId": item.item_id,
+            "merchantBizId": biz_id,
+            "requestId": result.request_id,
+            "transactionId": result.transaction_id,
+            "passed": result.passed,
+            "subCode": result.sub_code,
+            "extIdInfo": ext,
+            "completedAt": completed_at,
+        }
+        body = json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        stored = self.objects.put_bytes(
+            self.keys.batch_item(item.batch_id, item.item_id),
+            body.encode(),
+            content_type="application/json",
+        )
         record = {
             "batch_id": item.batch_id,
             "item_id": item.item_id,
@@ -82,13 +118,13 @@ class Outcomes:
             "doc_type": spec.doc_type,
             "card_side": spec.card_side,
             "product_code": product_code,
-            "merchant_biz_id": merchant_biz_id(item.batch_id, item.item_id),
+            "merchant_biz_id": biz_id,
             "request_id": result.request_id,
             "transaction_id": result.transaction_id,
             "passed": result.passed,
             "sub_code": result.sub_code,
-            "ext_id_info": ext,
-            "completed_at": round(time.time(), 3),
+            "result": {"key": stored.key, "sha256": stored.sha256, "size": stored.size},
+            "completed_at": completed_at,
         }
         event = {
             "type": "batch_item",

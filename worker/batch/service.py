@@ -51,9 +51,11 @@ from worker.cloudauth.errors import (
 )
 from worker.cloudauth.models import DocOcrResult
 from worker.errors import IdvError, error_code, is_retryable, retry_after
+from worker.keys import ObjectKeys
 from worker.observability import Metrics, NullMetrics
 from worker.ratelimit import CallContext, DeadlineUnreachable, GateUnavailable, Lane
 from worker.settings import Settings
+from worker.storage import ObjectStore
 from worker.stores import ResultStore
 
 _RETRYABLE = (ThrottledError, TransientError, SourceUnavailable)
@@ -119,6 +121,7 @@ class BatchService:
         client: CloudAuthClient,
         reader: ImageReader,
         results: ResultStore,
+        objects: ObjectStore,
         enqueuer: Enqueuer,
         settings: Settings,
         metrics: Metrics | None = None,
@@ -135,7 +138,10 @@ class BatchService:
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = random.Random()
-        self.outcomes = Outcomes(store, results, self.metrics)
+        self.objects = objects
+        self.outcomes = Outcomes(
+            store, results, self.metrics, objects, ObjectKeys.from_settings(settings)
+        )
 
     # ------------------------------------------------------------------ chunks
 
@@ -317,7 +323,7 @@ class BatchService:
         assert spec is not None
         try:
             source = parse_source(spec.source, chunk.base_dir)
-            data = self.reader.read(source)
+            data = self.reader.read(source, base_dir=chunk.base_dir)
             check_image(data)
         except RowError as exc:
             self.outcomes.invalid(item, "InvalidSource", exc.reason)

@@ -13,52 +13,39 @@ Two outcomes besides the bytes:
 * ``SourceUnavailable`` - the source failed in a way that may pass (S3 5xx, HTTP timeout or
   5xx); the item is tried again later.
 
+Where a source may be read from at all (root, URL prefixes, buckets, public addresses, regular
+files, time) is ``worker.batch.confine``; a source outside it is ``SourceRefused`` (invalid).
+
 Reasons never contain the source itself: an URL may carry a presigned token.
 """
 
 from __future__ import annotations
 
-import errno
 import io
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
 import httpx
 from PIL import Image, UnidentifiedImageError
 
+from worker.batch.confine import SourcePolicy, SourceRefused, Target
+from worker.batch.readerrors import ImageRejected as ImageRejected
+from worker.batch.readerrors import SourceUnavailable as SourceUnavailable
 from worker.batch.rows import ImageSource
 from worker.cloudauth.images import ImageInfo, ImageInfoError, image_info
 from worker.cloudauth.params import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, MIN_IMAGE_SIDE
-from worker.errors import IdvError, InvalidInput
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-_GONE_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EISDIR, errno.ENOTDIR, errno.EPERM})
 _S3_GONE_CODES = frozenset(
     {"NoSuchKey", "NoSuchBucket", "404", "403", "AccessDenied", "InvalidObjectState"}
 )
 _HTTP_RETRYABLE = frozenset({408, 425, 429})
-
-
-class ImageRejected(InvalidInput):
-    """The image cannot be sent: ``code`` (short, stable) and ``reason`` (for people)."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(f"{code}: {reason}")
-
-
-class SourceUnavailable(IdvError):
-    """Reading the image failed in a way that may pass; try the item again later."""
-
-    retryable = True
-
-    def __init__(self, code: str, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-        super().__init__(f"{code}: {reason}")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 3
 
 
 def check_image(data: bytes) -> ImageInfo:
@@ -98,24 +85,27 @@ def _check_decodes(data: bytes, info: ImageInfo) -> None:
 
 
 class ImageReader:
-    """Fetches image bytes (at most 1 MB + 1 byte is ever read from any source).
+    """Fetches image bytes within ``policy`` (at most 1 MB + 1 byte from any source).
 
-    ``s3_client`` builds the boto3 client on first use (any bucket, the store's
-    credentials); ``http`` is the client for http(s) sources (built lazily otherwise).
+    ``s3_client`` builds the boto3 client on first use (the store's credentials; only
+    allowed buckets are read); ``http`` is the client for http(s) sources (built lazily
+    otherwise; it must not follow redirects: they are followed here, each one checked).
     """
 
     def __init__(
         self,
         *,
+        policy: SourcePolicy | None = None,
         s3_client: Callable[[], S3Client] | None = None,
         http: httpx.Client | None = None,
         timeout: float = 10.0,
     ) -> None:
+        self.policy = policy or SourcePolicy()
         self._s3_factory = s3_client
         self._s3: S3Client | None = None
         self._http = http
         self._own_http = http is None
-        self._timeout = timeout
+        self._timeout = min(timeout, self.policy.timeout_s)
 
     def close(self) -> None:
         """Close the HTTP client if this reader built it."""
@@ -123,29 +113,15 @@ class ImageReader:
             self._http.close()
             self._http = None
 
-    def read(self, source: ImageSource) -> bytes:
-        """The image's bytes; ``ImageRejected`` or ``SourceUnavailable`` on failure."""
+    def read(self, source: ImageSource, *, base_dir: str | None = None) -> bytes:
+        """The image's bytes; ``ImageRejected`` (``SourceRefused`` outside the policy) or
+        ``SourceUnavailable`` on failure. ``base_dir``: the manifest's folder."""
         if source.kind == "file":
-            return self._read_file(source.path)
+            return self.policy.read_file(source.path, self.policy.root_for(base_dir))
         if source.kind == "s3":
+            self.policy.check_bucket(source.bucket)
             return self._read_s3(source.bucket, source.key)
         return self._read_http(source.url)
-
-    def _read_file(self, path: str) -> bytes:
-        try:
-            with open(path, "rb") as handle:
-                return handle.read(MAX_IMAGE_BYTES + 1)
-        except OSError as exc:
-            if exc.errno in _GONE_ERRNOS:
-                what = {
-                    errno.ENOENT: "the image file does not exist",
-                    errno.ENOTDIR: "the image file does not exist",
-                    errno.EISDIR: "the image path is a directory",
-                }.get(exc.errno or 0, "the image file is not readable (permission denied)")
-                raise ImageRejected("ImageNotFound", what) from None
-            raise SourceUnavailable(
-                "FileError", f"reading the image failed ({exc.strerror})"
-            ) from None
 
     def _client_s3(self) -> S3Client:
         if self._s3 is None:
@@ -184,31 +160,59 @@ class ImageReader:
 
     def _client_http(self) -> httpx.Client:
         if self._http is None:
-            self._http = httpx.Client(
-                timeout=httpx.Timeout(self._timeout), follow_redirects=True, max_redirects=5
-            )
+            self._http = httpx.Client(timeout=httpx.Timeout(self._timeout), follow_redirects=False)
             self._own_http = True
         return self._http
 
     def _read_http(self, url: str) -> bytes:
+        deadline = time.monotonic() + self.policy.timeout_s
+        for _hop in range(_MAX_REDIRECTS + 1):
+            target = self.policy.check_url(url)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SourceUnavailable("SourceTimeout", "image download took too long")
+            try:
+                location = self._get(target, deadline, left)
+            except httpx.HTTPError as exc:
+                raise SourceUnavailable(type(exc).__name__, "image download failed") from None
+            if isinstance(location, bytes):
+                return location
+            url = urljoin(url, location)  # checked like the first URL on the next turn
+        raise SourceRefused("SourceRedirect", "the image URL redirects too many times")
+
+    def _get(self, target: Target, deadline: float, left: float) -> bytes | str:
+        """The body, or the next URL of a redirect."""
+        extensions: dict[str, Any] = {"timeout": httpx.Timeout(min(self._timeout, left)).as_dict()}
+        if target.sni_hostname:
+            extensions["sni_hostname"] = target.sni_hostname
+        request = self._client_http().build_request(
+            "GET", target.url, headers={"host": target.host_header}, extensions=extensions
+        )
+        resp = self._client_http().send(request, stream=True, follow_redirects=False)
         try:
-            with self._client_http().stream("GET", url) as resp:
-                status = resp.status_code
-                if status >= 500 or status in _HTTP_RETRYABLE:
-                    raise SourceUnavailable(f"HTTP{status}", f"image download answered {status}")
-                if status != 200:
+            status = resp.status_code
+            if status in _REDIRECTS:
+                location = resp.headers.get("location")
+                if not location:
                     raise ImageRejected("ImageNotFound", f"image download answered HTTP {status}")
-                length = resp.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) > MAX_IMAGE_BYTES:
-                    raise ImageRejected(
-                        "ImageTooLarge",
-                        f"the image exceeds {MAX_IMAGE_BYTES} bytes (1 MB, seed 002)",
-                    )
-                buf = bytearray()
-                for part in resp.iter_bytes():
-                    buf += part
-                    if len(buf) > MAX_IMAGE_BYTES:
-                        break
-                return bytes(buf)
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(type(exc).__name__, "image download failed") from None
+                return str(location)
+            if status >= 500 or status in _HTTP_RETRYABLE:
+                raise SourceUnavailable(f"HTTP{status}", f"image download answered {status}")
+            if status != 200:
+                raise ImageRejected("ImageNotFound", f"image download answered HTTP {status}")
+            length = resp.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > MAX_IMAGE_BYTES:
+                raise ImageRejected(
+                    "ImageTooLarge",
+                    f"the image exceeds {MAX_IMAGE_BYTES} bytes (1 MB, seed 002)",
+                )
+            buf = bytearray()
+            for part in resp.iter_bytes():
+                buf += part
+                if len(buf) > MAX_IMAGE_BYTES:
+                    break
+                if time.monotonic() > deadline:
+                    raise SourceUnavailable("SourceTimeout", "image download took too long")
+            return bytes(buf)
+        finally:
+            resp.close()

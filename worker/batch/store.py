@@ -164,6 +164,28 @@ class BatchStore:
             return []
         return decode_chunk(blob, chunk_no * chunk_size)
 
+    def replace_chunk(self, batch_id: str, chunk_no: int, blob: bytes) -> None:
+        """Overwrite a stored chunk (erasure rewrites rows without their personal fields)."""
+        self.redis.hset(self.keys(batch_id).chunks, mapping={str(chunk_no): blob})
+
+    def forget_item(self, batch_id: str, seq: int, item_id: str) -> None:
+        """Drop what the batch keeps about one item besides its status byte and counters."""
+        k = self.keys(batch_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hdel(k.owner, item_id)
+        pipe.hdel(k.inflight, item_id)
+        pipe.execute()
+
+    def delete(self, batch_id: str) -> int:
+        """Delete every key of the batch (markers included) and its index entry."""
+        k = self.keys(batch_id)
+        keys = [*k.all(), *(k.marker(m) for m in ("wd", "wdrun", "sub", "fin"))]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(*keys)
+        pipe.zrem(self.index_key, batch_id)
+        deleted, _ = pipe.execute()
+        return int(deleted)
+
     def acquire_submitter(self, batch_id: str, token: str, ttl_s: float) -> bool:
         """The submission lease (one submitter per batch); re-entrant for the same token."""
         key = self.keys(batch_id).marker("sub")

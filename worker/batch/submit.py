@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from worker.batch.confine import SourcePolicy
 from worker.batch.enqueue import Enqueuer
 from worker.batch.ids import ManifestHasher
 from worker.batch.manifest import (
@@ -36,6 +37,7 @@ from worker.batch.rows import ItemSpec, ParsedRow
 from worker.batch.store import BatchStore
 from worker.errors import IdvError
 from worker.settings import Settings
+from worker.stores import KIND_SUBJECT_BATCH, SubjectIndex
 
 _SUBMIT_LEASE_S = 120.0
 INVALID_SAMPLE = 20
@@ -100,6 +102,8 @@ class Submitter:
         self.store = store
         self.enqueuer = enqueuer
         self.settings = settings
+        self.subjects = SubjectIndex(store.redis, settings)
+        self.policy = SourcePolicy.from_settings(settings)
 
     def submit(
         self,
@@ -210,6 +214,12 @@ class Submitter:
         last_lease = time.monotonic()
         for parsed in parsed_rows:
             run.total += 1
+            code = "InvalidRow"
+            refused = self.policy.refusal(parsed.spec.source) if parsed.spec else None
+            if refused is not None:
+                # Stored without its source (see ``SourcePolicy.refusal``).
+                parsed = ParsedRow(parsed.row, parsed.line, None, refused.reason)
+                code = refused.code
             if parsed.error is not None:
                 run.invalid_rows += 1
                 if len(run.sample) < INVALID_SAMPLE:
@@ -219,7 +229,7 @@ class Submitter:
             seq = parsed.row - 1
             run.rows.append((parsed.line, parsed.spec))
             if parsed.error is not None:
-                detail = {"row": parsed.row, "line": parsed.line, "code": "InvalidRow"}
+                detail = {"row": parsed.row, "line": parsed.line, "code": code}
                 run.invalid.append((seq, json.dumps({**detail, "reason": parsed.error})))
             if len(run.rows) == run.size:
                 self._flush(run)
@@ -244,6 +254,9 @@ class Submitter:
         rows: list[tuple[int, ItemSpec | None]],
         invalid: list[tuple[int, str]],
     ) -> int:
+        # Indexed before the chunk is stored: erasure by merchant user finds its batches here.
+        users = {spec.merchant_user_id for _, spec in rows if spec and spec.merchant_user_id}
+        self.subjects.add(users, KIND_SUBJECT_BATCH, batch_id)
         self.store.write_chunk(batch_id, chunk_no, encode_chunk(rows), len(rows), invalid)
         sent = self.enqueuer.chunks(batch_id, [chunk_no])
         self.store.set_meta(batch_id, sent_chunks=chunk_no + 1)

@@ -1,19 +1,50 @@
-"""``idv-worker config``: every ``IDV_`` variable, its default, its current value, what it does."""
+"""``idv-worker config``: every ``IDV_`` variable, its default, its current value, what it does.
+
+Secrets are masked: ``SecretStr`` settings entirely, and credentials or query values inside any
+URL-valued setting (``IDV_REDIS_URL=redis://:secret@host`` shows ``redis://:***@host``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
 from worker.settings import ENV_PREFIX, Settings, load_settings
 
 
+def mask_url(text: str) -> str:
+    """A URL with the password of its user info and the values of its query masked.
+
+    ``redis://:secret@host:6379/0`` -> ``redis://:***@host:6379/0``; text that is not a URL
+    with credentials or a query comes back unchanged.
+    """
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, sep, _password = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if sep else f"***@{hostport}"
+    query = "&".join(
+        f"{name}=***" if sep else name
+        for name, sep, _ in (part.partition("=") for part in parts.query.split("&") if part)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def _show(value: Any) -> str:
     if isinstance(value, SecretStr):
         return "********" if value.get_secret_value() else ""
+    if isinstance(value, str):
+        return mask_url(value)
     if isinstance(value, list):
         return ",".join(_show(v) for v in value)
     if isinstance(value, dict):

@@ -36,12 +36,14 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from worker.observability import configure_logging, init_sentry
+    from worker.receiver import MAX_HEADER_BYTES, guarded_h11_protocol
 
     settings = load_settings()
-    if not settings.callback_tokens:
+    if not settings.callback_tokens and settings.callback_token_secret is None:
         print(
-            "idv-worker receiver: IDV_CALLBACK_TOKENS is empty; every callback would be refused. "
-            "Set it to the callbackToken(s) you pass to Initialize (comma-separated).",
+            "idv-worker receiver: IDV_CALLBACK_TOKENS and IDV_CALLBACK_TOKEN_SECRET are empty; "
+            "every callback would be refused. Set the callbackToken(s) you pass to Initialize "
+            "(comma-separated) or the secret per-flow tokens are derived from.",
             file=sys.stderr,
         )
         return 2
@@ -59,5 +61,11 @@ def run(args: argparse.Namespace) -> int:
         lifespan="on",
         proxy_headers=True,
         server_header=False,
+        # Slow or abusive clients: a half-sent request is closed after the read timeout
+        # (headers by the protocol, the body by the app), connections and header sizes capped.
+        http=guarded_h11_protocol(settings.receiver_read_timeout_s),
+        limit_concurrency=settings.receiver_limit_concurrency,
+        timeout_keep_alive=max(1, round(settings.receiver_keep_alive_s)),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     return 0

@@ -81,7 +81,7 @@ BUILTIN: tuple[Family, ...] = (
     # callbacks (worker/callbacks.py, worker/receiver.py)
     _c("idv_callbacks", "Provider callbacks received, by outcome.", "outcome",
        outcome=("accepted", "duplicate", "forbidden", "unknown", "invalid", "too_large",
-                "unavailable", "error")),
+                "unavailable", "error", "timeout", "rate_limited")),
     _h("idv_callback_ack_seconds", "Time to answer a provider callback.", "outcome"),
     # evidence (worker/evidence.py, worker/evidence_download.py)
     _c("idv_evidence", "Evidence files archived to S3, by kind and outcome.", "kind", "outcome",

@@ -38,6 +38,7 @@ from worker.onboarding.service import (
     OnboardingService,
     Outcome,
 )
+from worker.onboarding.tokens import derive_callback_token, matches_derived
 
 __all__ = [
     "EVENT_TYPE",
@@ -63,7 +64,9 @@ __all__ = [
     "build_record",
     "build_result_document",
     "default_merchant_biz_id",
+    "derive_callback_token",
     "evidence_pointers",
     "flatten_params",
+    "matches_derived",
     "parse_callback",
 ]

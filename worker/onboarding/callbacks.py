@@ -9,7 +9,9 @@ token matched: the truth comes from ``CheckResult``, which the worker calls, nev
 ``worker.flows.submit_callback`` (for applications that already own a webhook endpoint) and
 ``idv-worker callbacks replay``. It:
 
-1. checks the token in constant time against *every* configured token;
+1. checks the token in constant time against *every* configured token, or against the
+   flow's own derived token (``worker.onboarding.tokens``: HMAC of its ``merchantBizId``
+   under ``IDV_CALLBACK_TOKEN_SECRET``);
 2. validates the parameters (clear messages; the offending value is never echoed);
 3. de-duplicates with ``SET NX`` + TTL on ``<ns>cb:<tid>``;
 4. enqueues ``idv.onboarding.process`` with ``expires`` = the end of the evidence window;
@@ -36,6 +38,7 @@ import redis
 from worker.keys import InvalidKeyError, RedisKeys, parse_transaction_id
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.onboarding.job import OnboardingJob, default_merchant_biz_id
+from worker.onboarding.tokens import matches_derived
 from worker.queues import TASK_PROCESS
 from worker.settings import Settings
 
@@ -193,17 +196,25 @@ class CallbackIntake:
         self._clock = clock
         self._keys = RedisKeys.from_settings(settings)
         self._tokens = TokenChecker([t.get_secret_value() for t in settings.callback_tokens])
+        secret = settings.callback_token_secret
+        self._secret = secret.get_secret_value() if secret is not None else None
 
     @property
     def tokens_configured(self) -> bool:
-        return self._tokens.configured
+        return self._tokens.configured or bool(self._secret)
+
+    def _token_ok(self, params: Mapping[str, str]) -> bool:
+        presented = params.get("callbackToken")
+        static = self._tokens.matches(presented)
+        derived = matches_derived(self._secret, params.get("merchantBizId"), presented)
+        return static or derived
 
     def check(self, params: Params, *, verify_token: bool = True) -> CallbackEvent:
         """Token and parameters; raises ``CallbackRejected`` (403 before 400, never both)."""
         flat = flatten_params(params)
         # The token is checked before anything else so an unauthenticated caller learns
         # nothing about which parameters would have been accepted.
-        if verify_token and not self._tokens.matches(flat.get("callbackToken")):
+        if verify_token and not self._token_ok(flat):
             raise CallbackRejected(403, "forbidden", "callbackToken does not match")
         return parse_callback(flat, self.settings)
 

@@ -18,6 +18,7 @@ from worker.storage.errors import (
     s3_call,
     s3_error,
 )
+from worker.storage.lifecycle import RETAINED_PREFIXES, lifecycle_configuration
 from worker.storage.multipart import (
     MAX_PART_SIZE,
     MAX_PARTS,
@@ -47,6 +48,7 @@ __all__ = [
     "MAX_PART_SIZE",
     "MIB",
     "MIN_PART_SIZE",
+    "RETAINED_PREFIXES",
     "SHA256_METADATA",
     "EncryptionNotApplied",
     "EncryptionPolicy",
@@ -64,6 +66,7 @@ __all__ = [
     "StoredObject",
     "UploadTracker",
     "content_md5",
+    "lifecycle_configuration",
     "make_s3_client",
     "probe_encryption",
     "s3_call",

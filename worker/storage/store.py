@@ -437,6 +437,28 @@ class S3ObjectStore:
         with s3_call("DeleteObject", key):
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Every key under ``prefix`` (paged; erasure and maintenance, not hot paths)."""
+        validate_object_key(prefix)
+        with s3_call("ListObjectsV2", prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"]
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix`` (a folder: it must end with ``/``)."""
+        if not prefix.endswith("/"):
+            raise ValueError("delete_prefix takes a folder prefix ending with '/'")
+        keys = list(self.list_keys(prefix))
+        for first in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[first : first + 1000]]
+            with s3_call("DeleteObjects", prefix):
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch})  # type: ignore[typeddict-item]
+        return len(keys)
+
     def abort_stale_uploads(
         self, prefix: str, older_than_s: float, *, now: datetime | None = None
     ) -> int:

@@ -1,5 +1,5 @@
 """Adapters of the records the worker keeps in Redis: result records and their stream, dead
-letters, leases, the index of open multipart uploads.
+letters, leases, the index of open multipart uploads, the merchant-user index.
 """
 
 from __future__ import annotations
@@ -27,9 +27,17 @@ from worker.stores.results import (
     ResultStore,
     encode_event,
 )
+from worker.stores.subjects import (
+    KIND_SUBJECT_BATCH,
+    KIND_SUBJECT_TX,
+    SubjectIndex,
+    subject_hash,
+)
 from worker.stores.uploads import TrackedUpload, UploadRegistry
 
 __all__ = [
+    "KIND_SUBJECT_BATCH",
+    "KIND_SUBJECT_TX",
     "MAX_DETAIL_LENGTH",
     "MAX_EVENT_FIELDS",
     "MAX_EVENT_VALUE_LENGTH",
@@ -45,8 +53,10 @@ __all__ = [
     "NoRetryHandler",
     "ResultStore",
     "RetryFn",
+    "SubjectIndex",
     "TrackedUpload",
     "UploadRegistry",
     "encode_event",
     "load_retry_handlers",
+    "subject_hash",
 ]

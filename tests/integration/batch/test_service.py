@@ -20,7 +20,15 @@ from PIL import Image
 
 from tests.fixtures.batch import Rig, write_manifest
 from tests.fixtures.servers import free_port
-from worker.batch import BatchState, BatchStateError, ChunkOutcome, ItemStatus, merchant_biz_id
+from worker.batch import (
+    BatchAPI,
+    BatchState,
+    BatchStateError,
+    ChunkOutcome,
+    ItemStatus,
+    SourcePolicy,
+    merchant_biz_id,
+)
 from worker.emulator.samples import generate_samples
 from worker.keys import KIND_ITEM, item_ref
 
@@ -73,6 +81,12 @@ def test_batch_runs_to_completion_with_results_everywhere(rig: Rig, tmp_path: Pa
     assert record["passed"] == "Y"
     assert record["sub_code"] == "200"
     assert record["merchant_biz_id"] == merchant_biz_id(submitted.batch_id, record["item_id"])
+    # The OCR fields are not in Redis: only a pointer to the encrypted S3 document.
+    assert "ext_id_info" not in record
+    document = rig.objects.head(record["result"]["key"])
+    assert document is not None
+    assert document.encryption == "AES256"
+    assert document.sha256 == record["result"]["sha256"]
     events = rig.redis.xrange("idv:results")
     kinds = [e[1][b"status"].decode() for e in events if e[1][b"type"] == b"batch_item"]
     assert kinds.count("done") == 40
@@ -243,14 +257,21 @@ def test_s3_and_http_sources(rig: Rig, tmp_path: Path) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
+    # The image server is on loopback: allowed here by prefix and for private addresses.
+    allowed = rig.settings.model_copy(
+        update={"batch_allowed_url_prefixes": [f"{base}/img/"], "batch_allow_private_urls": True}
+    )
+    rig.service.reader.policy = SourcePolicy.from_settings(allowed)
     try:
         rows = [
             {**samples[0], "image": f"s3://{rig.objects.bucket}/in/a.jpg"},
             {**samples[1], "image": f"{base}/img/b?X-Amz-Signature=secret"},
-            {**samples[2], "image": f"{base}/missing.jpg"},
+            {**samples[2], "image": f"{base}/img/missing.jpg"},
             {**samples[2], "image": f"s3://{rig.objects.bucket}/in/missing.jpg"},
         ]
-        batch = rig.api.submit(write_manifest(tmp_path / "m.jsonl", rows)).batch_id
+        # Submitted under the same allowances (refused URLs are dropped at submission).
+        api = BatchAPI(allowed, redis_client=rig.redis, enqueuer=rig.enqueuer, objects=rig.objects)
+        batch = api.submit(write_manifest(tmp_path / "m.jsonl", rows)).batch_id
         rig.run_queue()
     finally:
         server.shutdown()

@@ -9,7 +9,25 @@ import httpx
 import pytest
 from PIL import Image
 
-from worker.batch import ImageReader, ImageRejected, ImageSource, SourceUnavailable, check_image
+from worker.batch import (
+    ImageReader,
+    ImageRejected,
+    ImageSource,
+    SourcePolicy,
+    SourceUnavailable,
+    UrlPrefix,
+    check_image,
+)
+
+PUBLIC = "93.184.216.34"
+
+
+def _policy(root: Path | None = None) -> SourcePolicy:
+    return SourcePolicy(
+        root=str(root) if root else None,
+        prefixes=(UrlPrefix.parse("https://h/"),),
+        resolver=lambda _host, _port: [PUBLIC],
+    )
 
 
 def _image(fmt: str, size: tuple[int, int] = (640, 400), **save: object) -> bytes:
@@ -48,26 +66,30 @@ def test_unfit_images_are_rejected_with_a_code(data: bytes, code: str) -> None:
 def test_format_is_judged_by_content_not_name(tmp_path: Path) -> None:
     path = tmp_path / "really-a-png.jpg"
     path.write_bytes(_image("PNG"))
-    data = ImageReader().read(ImageSource("file", path=str(path)))
+    data = ImageReader(policy=_policy(tmp_path)).read(ImageSource("file", path=str(path)))
     assert check_image(data).format == "png"
 
 
 def test_file_errors(tmp_path: Path) -> None:
-    reader = ImageReader()
+    reader = ImageReader(policy=_policy(tmp_path))
     with pytest.raises(ImageRejected, match="does not exist"):
         reader.read(ImageSource("file", path=str(tmp_path / "missing.jpg")))
     with pytest.raises(ImageRejected, match="directory"):
         reader.read(ImageSource("file", path=str(tmp_path)))
     big = tmp_path / "big.jpg"
     big.write_bytes(b"\xff" * (3 * 1024 * 1024))
-    # At most 1 MB + 1 byte is read: enough to reject, never the whole file.
-    assert len(reader.read(ImageSource("file", path=str(big)))) == 1024 * 1024 + 1
+    # Judged by its size before a byte is read.
+    with pytest.raises(ImageRejected, match="exceeds"):
+        reader.read(ImageSource("file", path=str(big)))
 
 
 def test_http_sources() -> None:
     jpeg = _image("JPEG")
 
     def handler(request: httpx.Request) -> httpx.Response:
+        # The connection goes to the address that was checked; the host travels in the header.
+        assert request.url.host == PUBLIC
+        assert request.headers["host"] == "h"
         if request.url.path == "/ok.jpg":
             return httpx.Response(200, content=jpeg)
         if request.url.path == "/busy.jpg":
@@ -76,7 +98,9 @@ def test_http_sources() -> None:
             return httpx.Response(200, headers={"content-length": str(5 * 1024 * 1024)})
         return httpx.Response(404)
 
-    reader = ImageReader(http=httpx.Client(transport=httpx.MockTransport(handler)))
+    reader = ImageReader(
+        policy=_policy(), http=httpx.Client(transport=httpx.MockTransport(handler))
+    )
     assert reader.read(ImageSource("http", url="https://h/ok.jpg?sig=x")) == jpeg
     with pytest.raises(SourceUnavailable):
         reader.read(ImageSource("http", url="https://h/busy.jpg"))
@@ -91,6 +115,8 @@ def test_http_transport_failures_are_transient() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    reader = ImageReader(http=httpx.Client(transport=httpx.MockTransport(handler)))
+    reader = ImageReader(
+        policy=_policy(), http=httpx.Client(transport=httpx.MockTransport(handler))
+    )
     with pytest.raises(SourceUnavailable):
         reader.read(ImageSource("http", url="https://h/a.jpg"))

@@ -1,0 +1,329 @@
+"""Erasure on request: everything kept about a transaction, a merchant user or a batch goes.
+
+``idv-worker erase --transaction TID | --merchant-user ID | --batch ID`` runs ``Eraser``:
+
+* **transaction**: the result record (it names the S3 objects), the result document and every
+  evidence object (``evidence/<date>/<tid>/``; without a record both prefixes are searched),
+  the callback marker, leases, dead letters (``onboarding``, ``evidence``, ``webhook``), the
+  events of the transaction on the results stream (XDEL), its membership in the merchant-user
+  index, and its ledger entries (``ledger_eraser``; see below);
+* **merchant user**: every transaction and batch the index (``worker.stores.subjects``) lists
+  for the id; in a batch, each row of that user loses its source and merchant user id (the
+  chunk is rewritten), its item's S3 document, record, events, claim and owner entry; a pending
+  row becomes ``invalid`` (code ``Erased``); the batch's exported results are written again
+  without the rows; the index key goes last;
+* **batch**: every Redis key and S3 object of the batch, its item records, dead letters, leases
+  and events, and its index memberships.
+
+Each run appends one entry to the audit stream ``<ns>audit``: when, by whom (the operator),
+what kind of subject, the subject as a digest (``subject_hash``: transaction and merchant user
+ids identify a person; batch ids are not personal and stay as they are) and how many objects,
+keys, events, dead letters, leases, rows and ledger entries went. No personal data.
+
+The ledger (``worker/ledger/``) is not on this branch: ``ledger_eraser(kind, id) -> int`` is
+the hook it plugs into (``Runtime.eraser`` passes ``None`` until it exists).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, cast
+
+import redis
+
+from worker.batch import (
+    BatchNotFound,
+    BatchStore,
+    ItemSpec,
+    ItemStatus,
+    encode_chunk,
+    iter_results,
+    jsonl_blocks,
+)
+from worker.keys import KIND_ITEM, KIND_TX, ObjectKeys, item_ref, parse_transaction_id, validate_id
+from worker.settings import Settings
+from worker.storage import S3ObjectStore
+from worker.stores import (
+    KIND_SUBJECT_BATCH,
+    KIND_SUBJECT_TX,
+    DeadLetterStore,
+    ResultStore,
+    SubjectIndex,
+    subject_hash,
+)
+
+LedgerEraser = Callable[[str, str], int]
+TX_DEAD_LETTER_KINDS = ("onboarding", "evidence", "webhook")
+BATCH_DEAD_LETTER_KINDS = ("batch-chunk", "batch-watchdog", "batch-finalize")
+AUDIT_MAXLEN = 100_000
+ERASED_SOURCE = "erased:"
+_STREAM_PAGE = 1000
+
+
+@dataclass(slots=True)
+class ErasureReport:
+    """What one erasure removed (counts only; ``subject`` is a digest or a batch id)."""
+
+    what: str
+    subject: str
+    s3_objects: int = 0
+    redis_keys: int = 0
+    stream_events: int = 0
+    dead_letters: int = 0
+    leases: int = 0
+    batch_rows: int = 0
+    ledger_entries: int = 0
+
+    def add(self, other: ErasureReport) -> None:
+        """Add another report's counts to this one."""
+        for f in fields(self):
+            if f.type == "int":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Eraser:
+    """Erases subjects (see the module docstring); dependencies are passed in."""
+
+    def __init__(
+        self,
+        *,
+        redis_client: redis.Redis,
+        settings: Settings,
+        objects: S3ObjectStore,
+        results: ResultStore,
+        deadletters: DeadLetterStore,
+        batches: BatchStore,
+        subjects: SubjectIndex,
+        ledger_eraser: LedgerEraser | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis_client
+        self.ns = settings.namespace
+        self.objects = objects
+        self.keys = ObjectKeys.from_settings(settings)
+        self.results = results
+        self.deadletters = deadletters
+        self.batches = batches
+        self.subjects = subjects
+        self.ledger_eraser = ledger_eraser
+        self._clock = clock
+
+    @property
+    def audit_stream(self) -> str:
+        """``<ns>audit``: one entry per erasure, without personal data."""
+        return f"{self.ns}audit"
+
+    # ------------------------------------------------------------------ entry points
+
+    def erase_transaction(self, transaction_id: str, *, by: str) -> ErasureReport:
+        """Erase one onboarding transaction."""
+        tid = parse_transaction_id(transaction_id)
+        report = self._transaction(tid)
+        report.redis_keys += self.subjects.drop_member(KIND_SUBJECT_TX, tid)
+        self._audit(report, by)
+        return report
+
+    def erase_merchant_user(self, merchant_user_id: str, *, by: str) -> ErasureReport:
+        """Erase every transaction and batch row of one merchant user id."""
+        report = ErasureReport("merchant_user", subject_hash(merchant_user_id, self.ns))
+        for kind, ref in self.subjects.refs(merchant_user_id):
+            if kind == KIND_SUBJECT_TX:
+                report.add(self._transaction(ref))
+            elif kind == KIND_SUBJECT_BATCH:
+                report.add(self._user_rows(ref, merchant_user_id))
+        report.redis_keys += self.subjects.forget(merchant_user_id)
+        self._audit(report, by)
+        return report
+
+    def erase_batch(self, batch_id: str, *, by: str) -> ErasureReport:
+        """Erase a whole batch."""
+        batch = validate_id(batch_id, "batch_id")
+        report = ErasureReport("batch", batch)
+        report.s3_objects += self.objects.delete_prefix(self.keys.batch_prefix(batch))
+        report.redis_keys += self.batches.delete(batch)
+        report.redis_keys += self._delete_matching(f"{self.ns}result:{KIND_ITEM}:{batch}:*")
+        report.leases += self._delete_matching(f"{self.ns}lease:*:{batch}:*")
+        report.leases += self._delete_matching(f"{self.ns}lease:*:{batch}")
+        for kind in BATCH_DEAD_LETTER_KINDS:
+            report.dead_letters += self._remove_dead_letters(
+                kind, lambda ref: ref == batch or ref.startswith(f"{batch}:")
+            )
+        report.stream_events += self._xdel_where(
+            lambda f: (
+                f.get("batch_id") == batch
+                or f.get("id") == batch
+                or f.get("id", "").startswith(f"{batch}:")
+            )
+        )
+        report.redis_keys += self.subjects.drop_member(KIND_SUBJECT_BATCH, batch)
+        self._audit(report, by)
+        return report
+
+    # ------------------------------------------------------------------ transactions
+
+    def _transaction(self, tid: str) -> ErasureReport:
+        report = ErasureReport("transaction", subject_hash(tid, self.ns))
+        record = self.results.get_record(KIND_TX, tid)
+        report.s3_objects += self._delete_transaction_objects(tid, record)
+        record_key = self.results.record_key(KIND_TX, tid)
+        report.redis_keys += int(cast("int", self.redis.delete(record_key, f"{self.ns}cb:{tid}")))
+        report.leases += self._delete_matching(f"{self.ns}lease:*:{tid}")
+        for kind in TX_DEAD_LETTER_KINDS:
+            if self.deadletters.remove(kind, tid):
+                report.dead_letters += 1
+        report.stream_events += self._xdel_where(
+            lambda f: f.get("id") == tid or f.get("transaction_id") == tid
+        )
+        if self.ledger_eraser is not None:
+            report.ledger_entries += self.ledger_eraser(KIND_TX, tid)
+        return report
+
+    def _delete_transaction_objects(self, tid: str, record: Mapping[str, Any] | None) -> int:
+        keys: set[str] = set()
+        folders: set[str] = set()
+        if record is not None:
+            for pointer in [record.get("result"), *(record.get("evidence") or {}).values()]:
+                if isinstance(pointer, dict) and pointer.get("key"):
+                    keys.add(str(pointer["key"]))
+            for key in list(keys):
+                if f"/{tid}/" in key:
+                    folders.add(key[: key.index(f"/{tid}/") + len(tid) + 2])
+        else:
+            # No record (expired, or never finished): search both prefixes for the id.
+            for top in ("evidence/", "results/"):
+                for key in self.objects.list_keys(self.keys.prefix + top):
+                    if f"/{tid}/" in key or key.endswith(f"/{tid}.json"):
+                        keys.add(key)
+        for folder in folders:
+            keys.update(self.objects.list_keys(folder))
+        for key in sorted(keys):
+            self.objects.delete(key)
+        return len(keys)
+
+    # ------------------------------------------------------------------ batch rows
+
+    def _user_rows(self, batch_id: str, merchant_user_id: str) -> ErasureReport:
+        """Erase the rows of one merchant user in one batch."""
+        report = ErasureReport("batch_rows", batch_id)
+        try:
+            meta = self.batches.meta(batch_id)
+        except BatchNotFound:
+            return report
+        size = int(meta["chunk_size"])
+        chunks = int(meta.get("total_chunks") or meta.get("submitted_chunks") or 0)
+        erased: set[str] = set()
+        for chunk_no in range(chunks):
+            rows = self.batches.read_chunk(batch_id, chunk_no, size)
+            mine = [r for r in rows if r.spec and r.spec.merchant_user_id == merchant_user_id]
+            if not mine:
+                continue
+            statuses = self.batches.statuses(batch_id, rows[0].seq, len(rows))
+            rewritten: list[tuple[int, ItemSpec | None]] = []
+            for row, status in zip(rows, statuses, strict=True):
+                spec = row.spec
+                if spec is None or spec.merchant_user_id != merchant_user_id:
+                    rewritten.append((row.line, spec))
+                    continue
+                item_id = spec.item_id
+                erased.add(item_id)
+                report.batch_rows += 1
+                # The id stays the same (explicit), the personal fields go.
+                rewritten.append((row.line, _erased_spec(spec, item_id)))
+                self.batches.forget_item(batch_id, row.seq, item_id)
+                if status is ItemStatus.PENDING:
+                    detail = {"row": row.row, "line": row.line, "item_id": item_id}
+                    self.batches.finish(
+                        batch_id,
+                        row.seq,
+                        item_id,
+                        ItemStatus.INVALID,
+                        token="",
+                        detail={**detail, "code": "Erased", "reason": "erased on request"},
+                    )
+            self.batches.replace_chunk(batch_id, chunk_no, encode_chunk(rewritten))
+        for item_id in sorted(erased):
+            report.add(self._item(batch_id, item_id))
+        if erased and meta.get("results_key"):
+            report.s3_objects += self._reexport(batch_id, meta["results_key"])
+        return report
+
+    def _item(self, batch_id: str, item_id: str) -> ErasureReport:
+        report = ErasureReport("item", batch_id)
+        key = self.keys.batch_item(batch_id, item_id)
+        if self.objects.head(key) is not None:
+            self.objects.delete(key)
+            report.s3_objects += 1
+        ref = item_ref(batch_id, item_id)
+        report.redis_keys += int(
+            cast("int", self.redis.delete(self.results.record_key(KIND_ITEM, ref)))
+        )
+        report.leases += self._delete_matching(f"{self.ns}lease:*:{ref}")
+        report.stream_events += self._xdel_where(
+            lambda f: (
+                f.get("id") == ref
+                or (f.get("batch_id") == batch_id and f.get("item_id") == item_id)
+            )
+        )
+        return report
+
+    def _reexport(self, batch_id: str, key: str) -> int:
+        """Write the batch's exported results again, without the erased rows' data."""
+        self.objects.put_stream(
+            key,
+            jsonl_blocks(iter_results(self.batches, self.results, batch_id, objects=self.objects)),
+            content_type="application/x-ndjson",
+        )
+        return 0  # rewritten, not removed
+
+    # ------------------------------------------------------------------ Redis helpers
+
+    def _delete_matching(self, pattern: str) -> int:
+        keys = list(self.redis.scan_iter(match=pattern, count=500))
+        return int(cast("int", self.redis.delete(*keys))) if keys else 0
+
+    def _remove_dead_letters(self, kind: str, match: Callable[[str], bool]) -> int:
+        index = f"{self.ns}dlq:kind:{kind}"
+        refs = [m.decode() for m in cast("list[bytes]", self.redis.zrange(index, 0, -1))]
+        return sum(1 for ref in refs if match(ref) and self.deadletters.remove(kind, ref))
+
+    def _xdel_where(self, match: Callable[[dict[str, str]], bool]) -> int:
+        """Delete every results-stream entry whose fields ``match`` (scans the stream)."""
+        stream = self.results.stream
+        start = "-"
+        removed = 0
+        while True:
+            page = cast(
+                "list[tuple[bytes, dict[bytes, bytes]]]",
+                self.redis.xrange(stream, min=start, max="+", count=_STREAM_PAGE),
+            )
+            if not page:
+                return removed
+            doomed = [
+                entry_id
+                for entry_id, fields in page
+                if match({k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()})
+            ]
+            if doomed:
+                removed += int(cast("int", self.redis.xdel(stream, *doomed)))
+            last = page[-1][0].decode()
+            start = f"({last}"
+            if len(page) < _STREAM_PAGE:
+                return removed
+
+    def _audit(self, report: ErasureReport, by: str) -> None:
+        fields: dict[Any, Any] = {
+            "at": f"{self._clock():.3f}",
+            "by": (by or "unknown")[:64],
+            **{k: str(v) for k, v in report.as_dict().items()},
+        }
+        self.redis.xadd(self.audit_stream, fields, maxlen=AUDIT_MAXLEN, approximate=True)
+
+
+def _erased_spec(spec: ItemSpec, item_id: str) -> ItemSpec:
+    """The row without its personal fields; the explicit id keeps the item's id unchanged."""
+    return replace(spec, source=ERASED_SOURCE, merchant_user_id=None, explicit_id=item_id)

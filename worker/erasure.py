@@ -20,8 +20,8 @@ what kind of subject, the subject as a digest (``subject_hash``: transaction and
 ids identify a person; batch ids are not personal and stay as they are) and how many objects,
 keys, events, dead letters, leases, rows and ledger entries went. No personal data.
 
-The ledger (``worker/ledger/``) is not on this branch: ``ledger_eraser(kind, id) -> int`` is
-the hook it plugs into (``Runtime.eraser`` passes ``None`` until it exists).
+The ledger's entries go through ``ledger_eraser(kind, id) -> int`` (``Runtime.eraser`` passes
+``Ledger.delete``).
 """
 
 from __future__ import annotations

@@ -217,13 +217,23 @@ class Runtime:
     @cached_property
     def flow_starter(self) -> FlowStarter:
         from worker.ledger import FlowStarter
+        from worker.onboarding import derive_callback_token
 
         tokens = [t.get_secret_value() for t in self.settings.callback_tokens]
+        secret = self.settings.callback_token_secret
+
+        def token_for(merchant_biz_id: str) -> str | None:
+            # A token good for this flow only, when a secret is set; else the static one.
+            if secret is not None and secret.get_secret_value():
+                return derive_callback_token(secret.get_secret_value(), merchant_biz_id)
+            return tokens[0] if tokens else None
+
         return FlowStarter(
             self.client,
             self.ledger,
             callback_url=self.settings.callback_url,
-            token_for=lambda _biz: tokens[0] if tokens else None,
+            token_for=token_for,
+            subjects=self.subjects,
         )
 
     @cached_property
@@ -313,7 +323,7 @@ class Runtime:
 
     @cached_property
     def eraser(self) -> Eraser:
-        """Erasure on request. The ledger's eraser plugs in here once ``worker/ledger`` exists."""
+        """Erasure on request, the ledger's entries included."""
         from worker.erasure import Eraser
 
         return Eraser(
@@ -324,7 +334,7 @@ class Runtime:
             deadletters=self.deadletters,
             batches=self.batch_store,
             subjects=self.subjects,
-            ledger_eraser=None,
+            ledger_eraser=lambda _kind, tid: int(self.ledger.delete(tid)),
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -8,12 +8,18 @@ comes, and archives it before the provider deletes it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from worker.ledger.store import Ledger
+
+
+class SubjectIndex(Protocol):
+    """The merchant-user index (``worker.stores.SubjectIndex``)."""
+
+    def add(self, merchant_user_ids: Iterable[str], kind: str, ref: str) -> int: ...
 
 
 class InitializeApi(Protocol):
@@ -76,11 +82,13 @@ class FlowStarter:
         *,
         callback_url: str | None,
         token_for: Callable[[str], str | None],
+        subjects: SubjectIndex | None = None,
     ) -> None:
         self.client = client
         self.ledger = ledger
         self.callback_url = callback_url
         self.token_for = token_for
+        self.subjects = subjects
 
     def start(
         self,
@@ -111,4 +119,7 @@ class FlowStarter:
         )
         tid = str(result.transaction_id or "")
         self.ledger.record_start(tid, product_code, biz)
+        if self.subjects is not None:
+            # ``idv-worker erase --merchant-user`` finds the flow's data through this index.
+            self.subjects.add([merchant_user_id], "tx", tid)
         return StartedFlow(tid, result.transaction_url, product_code, biz, callback)

@@ -167,7 +167,9 @@ def test_queue_depth_and_oldest_age_from_real_celery_messages(
     app.send_task("idv.batch.process_chunk", args=["b", 0])
     app.send_task("idv.batch.process_chunk", args=["b", 1], priority=5)  # a priority sub-queue
     redis_client.lpush(QUEUE_ARCHIVAL, json.dumps({"body": "", "headers": {}}))  # no stamp
-    app.pool.force_close_all()
+    # Not app.pool.force_close_all(): kombu's connection pools are shared by every app of the
+    # process with the same broker URL, and a closed one breaks the next app's send_task.
+    app.close()
 
     probe = QueueProbe(redis_client, ALL_QUEUES, clock=lambda: before + 100)
     stats = {s.queue: s for s in probe.read()}

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv constraints demo test test-compat lint bench bench-quick clean
+.PHONY: venv constraints demo test test-compat lint bench bench-quick chaos clean
 
 venv: $(STAMP)
 
@@ -51,7 +51,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-BENCHES := client limiter evidence batch
+BENCHES := client limiter evidence batch ledger
 
 # Each benchmark prints one JSON object on its last line; run them one at a time so they
 # do not compete for the two cores.
@@ -60,6 +60,12 @@ bench: venv
 
 bench-quick: venv
 	@for b in $(BENCHES); do echo "== bench/$$b.py --quick"; $(BIN)/python bench/$$b.py --quick || exit 1; done
+
+# The chaos run (about 10 minutes per Redis restart kind); exits non-zero if anything was lost
+# or billed twice. A reduced run is part of `make test`.
+chaos: venv
+	$(BIN)/python bench/chaos.py --redis graceful
+	$(BIN)/python bench/chaos.py --redis crash
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info .cache

@@ -251,7 +251,7 @@ class Chaos:
 
     def manifest(self, workdir: Path) -> Path:
         rows = generate_samples(workdir / "images", 60, seed=11)
-        images = [(r.image, r.doc_type) for r in rows if r.card_side is None and r.expect == "200"]
+        images = [(r.image, r.doc_type) for r in rows if r.card_side is None and r.expect == "ok"]
         path = workdir / "rows.jsonl"
         with path.open("w", encoding="utf-8") as out:
             for n in range(self.args.rows):

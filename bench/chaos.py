@@ -178,7 +178,9 @@ class Chaos:
                 self.start_node(name)
 
     def killer(self, rng: random.Random) -> None:
-        while not self.stop.wait(rng.uniform(10, 20)):
+        # Kills go on while the faults do (then the run must settle on its own).
+        until = time.monotonic() + 120 * self.args.pace
+        while not self.stop.wait(rng.uniform(10, 20)) and time.monotonic() < until:
             name = rng.choice(sorted(self.nodes))
             proc = self.nodes[name]
             if not proc.alive():

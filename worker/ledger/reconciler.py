@@ -231,5 +231,11 @@ class Reconciler:
         self.metrics.gauge("idv_archival_at_risk", plan.at_risk)
         self.metrics.gauge("idv_archival_forecast_fits", 1.0 if plan.fits else 0.0)
         self.metrics.gauge("idv_archival_forecast_expiring", plan.will_expire)
-        if not plan.fits and self._report is not None:
-            self._report("archival forecast does not fit before the deadlines", flow="archival")
+        if plan.fits:
+            return
+        # Once an hour while it does not fit, not at every sweep.
+        key = f"{self.ledger.lock_key('forecast-alert')}"
+        if self.ledger.redis.set(key, "1", nx=True, ex=3600):
+            log.error("archival forecast: %s", plan.summary())
+            if self._report is not None:
+                self._report("archival forecast does not fit before the deadlines", flow="archival")

@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.doctor",
     "worker.commands.erase",
     "worker.commands.retention",
+    "worker.commands.dev",
 )
 
 Handler = Callable[[argparse.Namespace], int]

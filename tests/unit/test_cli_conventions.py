@@ -62,7 +62,8 @@ def _metavars(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str]]:
 
 def test_the_walk_finds_every_group() -> None:
     groups = {path[0] for path, _ in COMMANDS}
-    assert {"api", "batch", "dlq", "quota", "ledger", "emulator", "s3"} <= groups
+    assert {"api", "batch", "dlq", "quota", "ledger", "dev", "emulator", "s3"} <= groups
+    assert ("dev", "up") in {path for path, _ in COMMANDS}
     assert {("quota", "status"), ("dlq", "show"), ("batch", "list")} <= {p for p, _ in READS}
 
 

@@ -76,11 +76,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ops.required = True
 
     check = ops.add_parser("check-result", help="CheckResult for one transaction")
-    check.add_argument("--transaction-id", required=True)
-    check.add_argument("--merchant-biz-id", required=True)
+    check.add_argument("--transaction-id", required=True, metavar="TID")
+    check.add_argument("--merchant-biz-id", required=True, metavar="ID")
     check.add_argument(
         "--product-code",
         default=None,
+        metavar="CODE",
         help="product whose quota the call uses (default: IDV_ONBOARDING_PRODUCT, else eKYC)",
     )
     check.add_argument("--return-image", action="store_true", help="IsReturnImage=Y")
@@ -90,27 +91,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ocr = ops.add_parser("doc-ocr", help="DocOcrV2 on one image (billed)")
     image = ocr.add_mutually_exclusive_group(required=True)
     image.add_argument("--image", type=Path, metavar="FILE", help="JPEG/PNG file, sent as Base64")
-    image.add_argument("--image-url", help="public http(s) URL of the image")
-    ocr.add_argument("--doc-type", required=True, help="8-digit DocType, e.g. 00000006")
-    ocr.add_argument("--merchant-biz-id", required=True)
-    ocr.add_argument("--merchant-user-id", required=True)
+    image.add_argument("--image-url", metavar="URL", help="public http(s) URL of the image")
+    ocr.add_argument(
+        "--doc-type", required=True, metavar="CODE", help="8-digit DocType, e.g. 00000006"
+    )
+    ocr.add_argument("--merchant-biz-id", required=True, metavar="ID")
+    ocr.add_argument("--merchant-user-id", required=True, metavar="ID")
     ocr.add_argument("--spoof", action="store_true", help="Spoof=T")
     ocr.add_argument("--face-quality", action="store_true", help="IdFaceQuality=T")
-    ocr.add_argument("--card-side", help="OCR_ID_FACE or OCR_ID_NATIONAL_EMBLEM (00000001 only)")
-    ocr.add_argument("--id-threshold", help="0 standard, 1 strict, 2 loose, 3 off")
-    ocr.add_argument("--product-code", default="ID_OCR_MIN")
+    ocr.add_argument(
+        "--card-side", metavar="SIDE", help="OCR_ID_FACE or OCR_ID_NATIONAL_EMBLEM (00000001 only)"
+    )
+    ocr.add_argument("--id-threshold", metavar="N", help="0 standard, 1 strict, 2 loose, 3 off")
+    ocr.add_argument("--product-code", default="ID_OCR_MIN", metavar="CODE")
     ocr.add_argument("--show-images", action="store_true", help="print Base64 images in full")
     ocr.set_defaults(handler=_doc_ocr)
 
     init = ops.add_parser("initialize", help="Initialize a verification flow")
-    init.add_argument("--product-code", required=True)
-    init.add_argument("--merchant-biz-id", required=True)
-    init.add_argument("--merchant-user-id", required=True)
-    init.add_argument("--callback-url")
-    init.add_argument("--callback-token")
-    init.add_argument("--return-url")
-    init.add_argument("--doc-type")
-    init.add_argument("--meta-info", help="MetaInfo JSON from the client SDK")
+    init.add_argument("--product-code", required=True, metavar="CODE")
+    init.add_argument("--merchant-biz-id", required=True, metavar="ID")
+    init.add_argument("--merchant-user-id", required=True, metavar="ID")
+    init.add_argument("--callback-url", metavar="URL")
+    init.add_argument("--callback-token", metavar="TOKEN")
+    init.add_argument("--return-url", metavar="URL")
+    init.add_argument("--doc-type", metavar="CODE")
+    init.add_argument("--meta-info", metavar="JSON", help="MetaInfo JSON from the client SDK")
     init.add_argument("--show-images", action="store_true", help=argparse.SUPPRESS)
     init.set_defaults(handler=_initialize)
 

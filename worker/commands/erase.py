@@ -31,7 +31,10 @@ def register(subparsers: Any) -> None:
     which.add_argument("--merchant-user", metavar="ID", help="every record of a merchant user id")
     which.add_argument("--batch", metavar="BATCH", help="a whole batch")
     parser.add_argument(
-        "--by", default=None, help="who asks (recorded in the audit entry; default: OS user)"
+        "--by",
+        default=None,
+        metavar="NAME",
+        help="who asks (recorded in the audit entry; default: OS user)",
     )
     parser.set_defaults(handler=run)
 

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv constraints demo test test-compat lint bench bench-quick chaos clean
+.PHONY: venv constraints demo up test test-compat lint bench bench-quick chaos clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,12 @@ constraints:
 
 demo: venv
 	$(BIN)/python -m worker.devtools.demo
+
+# The local stack in the foreground until Ctrl-C; it prints the IDV_ variables for another
+# shell. `make up UP_ARGS="--dir .cache/stack"` keeps Redis data across restarts.
+UP_ARGS ?=
+up: venv
+	$(BIN)/idv-worker dev up $(UP_ARGS)
 
 test: venv
 	$(BIN)/python -m pytest -q

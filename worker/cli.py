@@ -1,12 +1,25 @@
-"""The ``idv-worker`` command: builds the parser from ``worker.commands`` modules."""
+"""The ``idv-worker`` command: builds the parser from ``worker.commands`` modules.
+
+Conventions every command group follows (``tests/unit/test_cli_conventions.py`` checks them):
+connection settings come from the ``IDV_*`` environment only, never from flags; metavars are
+upper-case; read commands (status, list, show, ...) take ``--json``; a failure is one line on
+stderr, ``idv-worker <group> <command>: message`` (``worker.commands.output.fail``); exit codes
+0 ok, 1 failure, 2 invalid input or configuration.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
+import redis
+
+from worker import __version__
+from worker.commands.output import FAILURE, INVALID, fail
+from worker.errors import IdvError, InvalidInput
 from worker.settings import SettingsError
 
 # Each module registers one command group; order is the order shown in --help.
@@ -25,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.doctor",
     "worker.commands.erase",
     "worker.commands.retention",
+    "worker.commands.dev",
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -35,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="idv-worker",
         description="Drive Alibaba Cloud ID Verification (cloudauth-intl) at scale.",
     )
+    parser.add_argument("--version", action="version", version=f"idv-worker {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
@@ -50,11 +65,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    # Failures a command did not report itself end the same way everywhere.
     try:
         return handler(args)
-    except SettingsError as exc:
-        print(f"idv-worker: {exc}", file=sys.stderr)
-        return 2
+    except (SettingsError, InvalidInput) as exc:
+        return fail(args, str(exc), INVALID)
+    except redis.RedisError as exc:
+        return fail(args, f"Redis unavailable ({type(exc).__name__}); check IDV_REDIS_URL")
+    except IdvError as exc:
+        return fail(args, f"{exc.code}: {exc}", FAILURE)
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILURE
     except KeyboardInterrupt:
         return 130
 

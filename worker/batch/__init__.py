@@ -26,7 +26,8 @@ from worker.batch.control import (
     RetryResult,
 )
 from worker.batch.counters import (
-    RATE_TAU_S,
+    RATE_WINDOW_S,
+    call_rate,
     decode_progress,
 )
 from worker.batch.enqueue import (
@@ -133,7 +134,7 @@ __all__ = [
     "KEEP_CLAIM",
     "MAX_SOURCE_LENGTH",
     "PROBLEM_STATUSES",
-    "RATE_TAU_S",
+    "RATE_WINDOW_S",
     "SOURCE_ALIASES",
     "TERMINAL",
     "BatchAPI",
@@ -180,6 +181,7 @@ __all__ = [
     "batch_client",
     "batch_id_of_file",
     "batch_id_of_stream",
+    "call_rate",
     "check_encoding",
     "check_image",
     "check_item_id",

@@ -144,7 +144,8 @@ class Progress:
     updated_at: float = 0.0
     first_at: float | None = None
     last_at: float | None = None
-    rate: float = 0.0  # provider calls per second, exponentially weighted (about 30 s)
+    # provider calls per second: over the last minute while running, else over the whole run
+    rate: float = 0.0
     quota: float = 0.0
     pause_reason: str | None = None
     results_key: str | None = None

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
 from worker.batch import scripts  # the module, not the package namespace
-from worker.batch.counters import RATE_TAU_S, decode_progress
+from worker.batch.counters import RATE_WINDOW_S, decode_progress
 from worker.batch.layout import BatchKeys
 from worker.batch.model import BatchState, ItemStatus, Progress, StoredRow, decode_chunk
 from worker.errors import IdvError
@@ -30,7 +30,7 @@ from worker.keys import validate_id
 from worker.redisio import optional_text
 from worker.settings import Settings
 
-__all__ = ["KEEP_CLAIM", "RATE_TAU_S", "BatchKeys", "BatchNotFound", "BatchStore", "Begin"]
+__all__ = ["KEEP_CLAIM", "RATE_WINDOW_S", "BatchKeys", "BatchNotFound", "BatchStore", "Begin"]
 
 KEEP_CLAIM = "-"  # ``finish(token=KEEP_CLAIM)`` leaves an item's claim in place
 
@@ -54,8 +54,11 @@ class Begin:
 class BatchStore:
     """All Redis access of the batch flow (one instance per process, no global state)."""
 
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(
+        self, client: redis.Redis, settings: Settings, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.redis = client
+        self.clock = clock  # epoch seconds: when calls happen, and when progress is read
         self.settings = settings
         self.namespace = settings.namespace
         self.ttl_s = settings.batch_ttl_s
@@ -83,7 +86,7 @@ class BatchStore:
     def create(self, batch_id: str, fields: Mapping[str, str | int | float]) -> bool:
         """Create the batch's meta (state ``running``) unless it exists; True if created."""
         k = self.keys(batch_id)
-        now = time.time()
+        now = self.clock()
         values = {
             **{name: str(v) for name, v in fields.items()},
             "batch_id": batch_id,
@@ -151,7 +154,7 @@ class BatchStore:
     ) -> bool:
         """Store one chunk, mark its invalid rows and count it (idempotent per chunk)."""
         k = self.keys(batch_id)
-        args: list[Any] = [chunk_no, blob, rows, chunk_no + 1, f"{time.time():.6f}", self.ttl_s]
+        args: list[Any] = [chunk_no, blob, rows, chunk_no + 1, f"{self.clock():.6f}", self.ttl_s]
         for seq, detail in invalid:
             args += [seq, detail]
         keys = [k.meta, k.chunks, k.st, k.n, k.detail, k.cq]
@@ -234,7 +237,7 @@ class BatchStore:
         k = self.keys(batch_id)
         reply = self._claim(
             keys=[k.meta, k.st, k.inflight],
-            args=[seq, item_id, token, f"{time.time():.6f}", self.ttl_s],
+            args=[seq, item_id, token, f"{self.clock():.6f}", self.ttl_s],
         )
         return optional_text(reply) or ""
 
@@ -262,11 +265,11 @@ class BatchStore:
             item_id,
             token,
             code,
-            f"{time.time():.6f}",
+            f"{self.clock():.6f}",
             json.dumps(dict(detail), ensure_ascii=False) if detail else "",
             sub_code or "",
             1 if called else 0,
-            RATE_TAU_S,
+            RATE_WINDOW_S,
             self.ttl_s,
         ]
         return int(self._finish(keys=[k.st, k.n, k.inflight, k.detail], args=args)) == 1
@@ -301,7 +304,7 @@ class BatchStore:
         return int(
             self._chunk_acquire(
                 keys=[k.cl, k.cq, k.cdone],
-                args=[chunk_no, token, f"{time.time():.6f}", ttl_s, self.ttl_s],
+                args=[chunk_no, token, f"{self.clock():.6f}", ttl_s, self.ttl_s],
             )
         )
 
@@ -321,7 +324,7 @@ class BatchStore:
         """Chunks left behind (incomplete, not queued, not leased), now marked queued."""
         k = self.keys(batch_id)
         reply = self._requeue(
-            keys=[k.meta, k.cdone, k.cq, k.cl], args=[f"{time.time():.6f}", 1 if force else 0]
+            keys=[k.meta, k.cdone, k.cq, k.cl], args=[f"{self.clock():.6f}", 1 if force else 0]
         )
         return [int(c) for c in reply]
 
@@ -340,7 +343,7 @@ class BatchStore:
         """Apply a state change (pause/resume/cancel/complete/reopen): (applied, state)."""
         ok, state = self._transition(
             keys=[self.keys(batch_id).meta],
-            args=[op, f"{time.time():.6f}", reason[:500], by[:64]],
+            args=[op, f"{self.clock():.6f}", reason[:500], by[:64]],
         )
         return int(ok) == 1, optional_text(state) or ""
 
@@ -386,4 +389,4 @@ class BatchStore:
         meta_raw, n_raw, chunks_done = pipe.execute()
         if not meta_raw:
             raise BatchNotFound(batch_id)
-        return decode_progress(batch_id, meta_raw, n_raw, int(chunks_done), quota)
+        return decode_progress(batch_id, meta_raw, n_raw, int(chunks_done), quota, now=self.clock())

@@ -1,8 +1,8 @@
 """``idv-worker api ...``: one-off provider calls for operators (configured by ``IDV_*``).
 
 Prints the parsed result as JSON; Base64 images are elided unless ``--show-images``. Exit codes:
-0 success, 1 provider or transport error (``error: <Code>: <Message> (HTTP <status>, request
-<id>)`` on stderr), 2 invalid argument (the message names the field).
+0 success, 1 provider or transport error (``idv-worker api <operation>: <Code>: <Message> (HTTP
+<status>, request <id>)`` on stderr), 2 invalid argument (the message names the field).
 
 Rate limiting: these calls go through ``operator_gate``, which today is ``UnlimitedGate`` - an
 operator's single call does not take a slot from the workers' Redis limiter, so in the worst
@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError, RequestValidationError
 from worker.cloudauth.models import WireModel
+from worker.commands.output import FAILURE, INVALID, fail
 from worker.ratelimit import GateError, RateGate, UnlimitedGate
 from worker.settings import Settings, load_settings
 
@@ -72,15 +72,16 @@ def elide_images(value: Any, show_images: bool = False) -> Any:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``api check-result``, ``api doc-ocr`` and ``api initialize``."""
     api = subparsers.add_parser("api", help="call the provider API once and print the result")
-    ops = api.add_subparsers(dest="api_command", metavar="OPERATION")
+    ops = api.add_subparsers(dest="api_command", metavar="SUBCOMMAND")
     ops.required = True
 
     check = ops.add_parser("check-result", help="CheckResult for one transaction")
-    check.add_argument("--transaction-id", required=True)
-    check.add_argument("--merchant-biz-id", required=True)
+    check.add_argument("--transaction-id", required=True, metavar="TID")
+    check.add_argument("--merchant-biz-id", required=True, metavar="ID")
     check.add_argument(
         "--product-code",
         default=None,
+        metavar="CODE",
         help="product whose quota the call uses (default: IDV_ONBOARDING_PRODUCT, else eKYC)",
     )
     check.add_argument("--return-image", action="store_true", help="IsReturnImage=Y")
@@ -89,28 +90,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     ocr = ops.add_parser("doc-ocr", help="DocOcrV2 on one image (billed)")
     image = ocr.add_mutually_exclusive_group(required=True)
-    image.add_argument("--image", type=Path, help="JPEG/PNG file, sent as Base64")
-    image.add_argument("--image-url", help="public http(s) URL of the image")
-    ocr.add_argument("--doc-type", required=True, help="8-digit DocType, e.g. 00000006")
-    ocr.add_argument("--merchant-biz-id", required=True)
-    ocr.add_argument("--merchant-user-id", required=True)
+    image.add_argument("--image", type=Path, metavar="FILE", help="JPEG/PNG file, sent as Base64")
+    image.add_argument("--image-url", metavar="URL", help="public http(s) URL of the image")
+    ocr.add_argument(
+        "--doc-type", required=True, metavar="CODE", help="8-digit DocType, e.g. 00000006"
+    )
+    ocr.add_argument("--merchant-biz-id", required=True, metavar="ID")
+    ocr.add_argument("--merchant-user-id", required=True, metavar="ID")
     ocr.add_argument("--spoof", action="store_true", help="Spoof=T")
     ocr.add_argument("--face-quality", action="store_true", help="IdFaceQuality=T")
-    ocr.add_argument("--card-side", help="OCR_ID_FACE or OCR_ID_NATIONAL_EMBLEM (00000001 only)")
-    ocr.add_argument("--id-threshold", help="0 standard, 1 strict, 2 loose, 3 off")
-    ocr.add_argument("--product-code", default="ID_OCR_MIN")
+    ocr.add_argument(
+        "--card-side", metavar="SIDE", help="OCR_ID_FACE or OCR_ID_NATIONAL_EMBLEM (00000001 only)"
+    )
+    ocr.add_argument("--id-threshold", metavar="N", help="0 standard, 1 strict, 2 loose, 3 off")
+    ocr.add_argument("--product-code", default="ID_OCR_MIN", metavar="CODE")
     ocr.add_argument("--show-images", action="store_true", help="print Base64 images in full")
     ocr.set_defaults(handler=_doc_ocr)
 
     init = ops.add_parser("initialize", help="Initialize a verification flow")
-    init.add_argument("--product-code", required=True)
-    init.add_argument("--merchant-biz-id", required=True)
-    init.add_argument("--merchant-user-id", required=True)
-    init.add_argument("--callback-url")
-    init.add_argument("--callback-token")
-    init.add_argument("--return-url")
-    init.add_argument("--doc-type")
-    init.add_argument("--meta-info", help="MetaInfo JSON from the client SDK")
+    init.add_argument("--product-code", required=True, metavar="CODE")
+    init.add_argument("--merchant-biz-id", required=True, metavar="ID")
+    init.add_argument("--merchant-user-id", required=True, metavar="ID")
+    init.add_argument("--callback-url", metavar="URL")
+    init.add_argument("--callback-token", metavar="TOKEN")
+    init.add_argument("--return-url", metavar="URL")
+    init.add_argument("--doc-type", metavar="CODE")
+    init.add_argument("--meta-info", metavar="JSON", help="MetaInfo JSON from the client SDK")
     init.add_argument("--show-images", action="store_true", help=argparse.SUPPRESS)
     init.set_defaults(handler=_initialize)
 
@@ -123,14 +128,9 @@ def _run(args: argparse.Namespace, call: Any) -> int:
     except RequestValidationError as exc:
         flag = _FLAGS.get(exc.python_name, exc.python_name)
         label = f"{flag} ({exc.field})" if flag else exc.field
-        print(f"error: invalid {label}: {exc.reason}", file=sys.stderr)
-        return 2
-    except CloudAuthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except GateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return fail(args, f"invalid {label}: {exc.reason}", INVALID)
+    except (CloudAuthError, GateError) as exc:
+        return fail(args, str(exc), FAILURE)
     payload = elide_images(result.wire(), args.show_images)
     print(json.dumps(payload, ensure_ascii=False, indent=2))
     return 0
@@ -155,8 +155,7 @@ def _doc_ocr(args: argparse.Namespace) -> int:
         try:
             image_base64 = base64.b64encode(args.image.read_bytes()).decode("ascii")
         except OSError as exc:
-            print(f"error: invalid --image: cannot read file ({exc.strerror})", file=sys.stderr)
-            return 2
+            return fail(args, f"invalid --image: cannot read file ({exc.strerror})", INVALID)
 
     def call(client: CloudAuthClient, settings: Settings) -> WireModel:
         return client.doc_ocr_v2(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -32,6 +31,7 @@ from worker.batch import (
     render_block,
     render_table,
 )
+from worker.commands.output import INVALID, fail
 from worker.flows import batches
 from worker.keys import InvalidKeyError
 
@@ -66,44 +66,60 @@ def _add_submit(commands: Any) -> None:
         "card_side, spoof, face_quality, id_threshold, merchant_user_id, item_id. Submitting "
         "the same manifest again resumes its batch.",
     )
-    submit.add_argument("manifest", help="path of the manifest file")
-    submit.add_argument("--format", choices=("csv", "jsonl"), help="default: from the name")
-    submit.add_argument("--doc-type", help="DocType for rows without one")
-    submit.add_argument("--chunk-size", type=int, help="rows per chunk (new batches only)")
+    submit.add_argument("manifest", metavar="MANIFEST", help="path of the manifest file")
+    submit.add_argument(
+        "--format",
+        choices=("csv", "jsonl"),
+        metavar="FORMAT",
+        help="%(choices)s (default: from the name)",
+    )
+    submit.add_argument("--doc-type", metavar="CODE", help="DocType for rows without one")
+    submit.add_argument(
+        "--chunk-size", type=int, metavar="ROWS", help="rows per chunk (new batches only)"
+    )
     submit.add_argument("--json", action="store_true", help="print the result as JSON")
     submit.set_defaults(handler=_submit)
 
 
 def _add_status(commands: Any) -> None:
     status = commands.add_parser("status", help="progress of a batch (live unless --once)")
-    status.add_argument("batch_id")
+    status.add_argument("batch_id", metavar="BATCH")
     status.add_argument("--once", action="store_true", help="print a summary and exit")
     status.add_argument("--json", action="store_true", help="print JSON and exit")
-    status.add_argument("--interval", type=float, default=1.0, help="seconds between updates")
+    status.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between updates"
+    )
     status.set_defaults(handler=_status)
 
 
 def _add_list(commands: Any) -> None:
     listing = commands.add_parser("list", help="recent batches")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--limit", type=int, default=50, metavar="N", help="default 50")
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
     listing.set_defaults(handler=_list)
 
 
 def _add_errors(commands: Any) -> None:
     errors = commands.add_parser("errors", help="invalid, failed and uncertain rows with reasons")
-    errors.add_argument("batch_id")
+    errors.add_argument("batch_id", metavar="BATCH")
     errors.add_argument("--json", action="store_true", help="one JSON object per line")
     errors.set_defaults(handler=_errors)
 
 
 def _add_export(commands: Any) -> None:
     export = commands.add_parser("export", help="results, one line per manifest row")
-    export.add_argument("batch_id")
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
-    export.add_argument("-o", "--output", help="file to write (default: standard output)")
+    export.add_argument("batch_id", metavar="BATCH")
+    export.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", metavar="FORMAT",
+        help="%(choices)s (default %(default)s)",
+    )  # fmt: skip
+    export.add_argument(
+        "-o", "--output", metavar="FILE", help="file to write (default: standard output)"
+    )
     export.add_argument(
         "--only",
+        type=_statuses,
+        metavar="STATUSES",
         help="comma-separated statuses: " + ",".join(s.value for s in ItemStatus),
     )
     export.set_defaults(handler=_export)
@@ -111,14 +127,14 @@ def _add_export(commands: Any) -> None:
 
 def _add_pause(commands: Any) -> None:
     pause = commands.add_parser("pause", help="stop sending calls for a batch")
-    pause.add_argument("batch_id")
-    pause.add_argument("--reason", default="paused by operator")
+    pause.add_argument("batch_id", metavar="BATCH")
+    pause.add_argument("--reason", metavar="TEXT", default="paused by operator")
     pause.set_defaults(handler=_pause)
 
 
 def _add_resume(commands: Any) -> None:
     resume = commands.add_parser("resume", help="resume a paused batch")
-    resume.add_argument("batch_id")
+    resume.add_argument("batch_id", metavar="BATCH")
     resume.add_argument(
         "--force", action="store_true", help="also re-enqueue chunks thought to be queued"
     )
@@ -127,13 +143,13 @@ def _add_resume(commands: Any) -> None:
 
 def _add_cancel(commands: Any) -> None:
     cancel = commands.add_parser("cancel", help="stop a batch for good")
-    cancel.add_argument("batch_id")
+    cancel.add_argument("batch_id", metavar="BATCH")
     cancel.set_defaults(handler=_cancel)
 
 
 def _add_retry_failed(commands: Any) -> None:
     retry = commands.add_parser("retry-failed", help="send failed rows again")
-    retry.add_argument("batch_id")
+    retry.add_argument("batch_id", metavar="BATCH")
     retry.add_argument(
         "--include-uncertain",
         action="store_true",
@@ -151,29 +167,20 @@ def _api() -> Iterator[BatchAPI]:
         api.close()
 
 
-def _guard(run: Callable[[BatchAPI], int]) -> int:
+def _guard(args: argparse.Namespace, run: Callable[[BatchAPI], int]) -> int:
     try:
         with _api() as api:
             return run(api)
     except BatchNotFound as exc:
-        print(f"idv-worker batch: no batch {exc.batch_id}", file=sys.stderr)
-        return 1
+        return fail(args, f"no batch {exc.batch_id}")
     except InvalidKeyError as exc:
-        print(f"idv-worker batch: {exc}", file=sys.stderr)
-        return 2
+        return fail(args, str(exc), INVALID)
     except ManifestError as exc:
-        print(f"idv-worker batch: manifest: {exc}", file=sys.stderr)
-        return 2
+        return fail(args, f"manifest: {exc}", INVALID)
     except (BatchStateError, SubmitError) as exc:
-        print(f"idv-worker batch: {exc}", file=sys.stderr)
-        return 1
+        return fail(args, str(exc))
     except redis.RedisError as exc:
-        print(f"idv-worker batch: Redis: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        # The reader went away (``| head``): stop quietly, as Unix tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return fail(args, f"Redis: {type(exc).__name__}: {exc}")
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -214,7 +221,7 @@ def _submit(args: argparse.Namespace) -> int:
         print(result.batch_id)
         return 0
 
-    return _guard(run)
+    return _guard(args, run)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -236,7 +243,7 @@ def _status(args: argparse.Namespace) -> int:
             print()
         return 0
 
-    return _guard(run)
+    return _guard(args, run)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -248,7 +255,7 @@ def _list(args: argparse.Namespace) -> int:
             print(render_table(items))
         return 0
 
-    return _guard(run)
+    return _guard(args, run)
 
 
 def _errors(args: argparse.Namespace) -> int:
@@ -267,20 +274,19 @@ def _errors(args: argparse.Namespace) -> int:
             print(f"{count} rows", file=sys.stderr)
         return 0
 
-    return _guard(run)
+    return _guard(args, run)
 
 
-def _parse_only(text: str | None) -> list[ItemStatus] | None:
-    if not text:
-        return None
+def _statuses(text: str) -> list[ItemStatus]:
+    """``--only``: comma-separated item statuses (an unknown one is a usage error, exit 2)."""
     try:
         return [ItemStatus(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise SystemExit(f"idv-worker batch export: unknown status in --only {text!r}") from None
+        raise argparse.ArgumentTypeError(f"unknown status in {text!r}") from None
 
 
 def _export(args: argparse.Namespace) -> int:
-    only = _parse_only(args.only)
+    only = args.only or None
 
     def run(api: BatchAPI) -> int:
         out: TextIO
@@ -293,19 +299,21 @@ def _export(args: argparse.Namespace) -> int:
         print(f"{count} rows exported", file=sys.stderr)
         return 0
 
-    return _guard(run)
+    return _guard(args, run)
 
 
 def _pause(args: argparse.Namespace) -> int:
-    return _guard(lambda api: _show(api.pause(args.batch_id, args.reason).state.value, args))
+    return _guard(args, lambda api: _show(api.pause(args.batch_id, args.reason).state.value, args))
 
 
 def _resume(args: argparse.Namespace) -> int:
-    return _guard(lambda api: _show(api.resume(args.batch_id, force=args.force).state.value, args))
+    return _guard(
+        args, lambda api: _show(api.resume(args.batch_id, force=args.force).state.value, args)
+    )
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    return _guard(lambda api: _show(api.cancel(args.batch_id).state.value, args))
+    return _guard(args, lambda api: _show(api.cancel(args.batch_id).state.value, args))
 
 
 def _show(state: str, args: argparse.Namespace) -> int:
@@ -328,7 +336,7 @@ def _retry(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _guard(run)
+    return _guard(args, run)
 
 
 __all__ = ["register"]

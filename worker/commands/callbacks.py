@@ -28,14 +28,16 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl
 
+from worker.commands.output import INVALID, fail
+
 
 def register(subparsers: Any) -> None:
     """Add ``callbacks replay``."""
     parser = subparsers.add_parser("callbacks", help="inject provider callbacks")
-    sub = parser.add_subparsers(dest="callbacks_command", metavar="ACTION")
+    sub = parser.add_subparsers(dest="callbacks_command", metavar="SUBCOMMAND")
     sub.required = True
     replay = sub.add_parser("replay", help="replay callbacks from a JSONL file")
-    replay.add_argument("file", help="JSONL file ('-' for standard input)")
+    replay.add_argument("file", metavar="FILE", help="JSONL file ('-' for standard input)")
     replay.add_argument("--trust", action="store_true", help="skip the callbackToken check")
     replay.add_argument("--force", action="store_true", help="enqueue callbacks already seen")
     replay.set_defaults(handler=run_replay)
@@ -108,8 +110,7 @@ def run_replay(args: argparse.Namespace) -> int:
     else:
         path = Path(args.file)
         if not path.is_file():
-            print(f"idv-worker callbacks replay: no such file: {path}", file=sys.stderr)
-            return 2
+            return fail(args, f"no such file: {path}", INVALID)
         stream = path.open(encoding="utf-8")
     try:
         for number, line in _lines(stream):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
 
+from worker.commands.output import INVALID, fail
 from worker.keys import InvalidKeyError
 from worker.redisio import connect
 from worker.settings import load_settings
@@ -25,40 +25,35 @@ from worker.stores import (
 def register(subparsers: Any) -> None:
     """Add the ``dlq`` command group."""
     parser = subparsers.add_parser("dlq", help="inspect and handle dead letters")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--redis-url", help="override IDV_REDIS_URL")
     commands = parser.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND")
     commands.required = True
 
-    list_ = commands.add_parser(
-        "list", help="dead letters, most recent failure first", parents=[common]
+    list_ = commands.add_parser("list", help="dead letters, most recent failure first")
+    list_.add_argument("--kind", metavar="KIND", help="only this kind (tx, item, ...)")
+    list_.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="at most this many (default 50)"
     )
-    list_.add_argument("--kind", help="only this kind (tx, item, ...)")
-    list_.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    list_.add_argument("--offset", type=int, default=0, help="skip this many first")
+    list_.add_argument("--offset", type=int, default=0, metavar="N", help="skip this many first")
     list_.add_argument("--json", action="store_true", help="print one JSON document")
     list_.set_defaults(handler=_run(_list))
 
-    show = commands.add_parser(
-        "show", help="one dead letter with its payload, as JSON", parents=[common]
-    )
-    show.add_argument("kind")
-    show.add_argument("id")
+    show = commands.add_parser("show", help="one dead letter with its payload")
+    _entry_arguments(show)
+    show.add_argument("--json", action="store_true", help="print one JSON object")
     show.set_defaults(handler=_run(_show))
 
-    retry = commands.add_parser(
-        "retry", help="re-enqueue through the kind's retry handler", parents=[common]
-    )
-    retry.add_argument("kind")
-    retry.add_argument("id")
+    retry = commands.add_parser("retry", help="re-enqueue through the kind's retry handler")
+    _entry_arguments(retry)
     retry.set_defaults(handler=_run(_retry))
 
-    purge = commands.add_parser(
-        "purge", help="delete a dead letter without retrying it", parents=[common]
-    )
-    purge.add_argument("kind")
-    purge.add_argument("id")
+    purge = commands.add_parser("purge", help="delete a dead letter without retrying it")
+    _entry_arguments(purge)
     purge.set_defaults(handler=_run(_purge))
+
+
+def _entry_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", metavar="KIND", help="tx, item, webhook, ...")
+    parser.add_argument("id", metavar="ID")
 
 
 Action = Callable[[DeadLetterStore, argparse.Namespace], int]
@@ -68,8 +63,7 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
     """Wrap an action: build the store, report Redis and id errors as exit codes."""
 
     def handler(args: argparse.Namespace) -> int:
-        overrides = {"redis_url": args.redis_url} if args.redis_url else {}
-        settings = load_settings(**overrides)
+        settings = load_settings()
         client = connect(settings.redis_url, socket_timeout=10)
         try:
             store = DeadLetterStore(client, settings)
@@ -78,19 +72,13 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
                 load_retry_handlers(store, settings)
             return action(store, args)
         except InvalidKeyError as exc:
-            _err(args, str(exc))
-            return 2
+            return fail(args, str(exc), INVALID)
         except redis.RedisError as exc:
-            _err(args, f"cannot use Redis: {type(exc).__name__}")
-            return 1
+            return fail(args, f"cannot use Redis: {type(exc).__name__}")
         finally:
             client.close()
 
     return handler
-
-
-def _err(args: argparse.Namespace, message: str) -> None:
-    print(f"idv-worker dlq {args.dlq_command}: {message}", file=sys.stderr)
 
 
 def _when(epoch: float) -> str:
@@ -124,9 +112,16 @@ def _list(store: DeadLetterStore, args: argparse.Namespace) -> int:
 def _show(store: DeadLetterStore, args: argparse.Namespace) -> int:
     entry = store.get(args.kind, args.id)
     if entry is None:
-        _err(args, f"no dead letter {args.kind}:{args.id}")
-        return 1
-    print(json.dumps(entry.as_dict(), indent=2, ensure_ascii=False))
+        return fail(args, f"no dead letter {args.kind}:{args.id}")
+    doc = entry.as_dict()
+    if args.json:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        return 0
+    lines = [f"{entry.kind}:{entry.id}  {entry.count} failure(s), last {_when(entry.last_at)}"]
+    lines += [f"  {name}: {doc[name]}" for name in ("code", "reason", "detail") if doc.get(name)]
+    payload = json.dumps(doc.get("payload"), indent=2, ensure_ascii=False)
+    lines.append("  payload: " + payload.replace("\n", "\n  "))
+    print("\n".join(lines))
     return 0
 
 
@@ -134,23 +129,21 @@ def _retry(store: DeadLetterStore, args: argparse.Namespace) -> int:
     try:
         found = store.retry(args.kind, args.id)
     except NoRetryHandler:
-        _err(args, f"no retry handler is registered for kind {args.kind!r}; nothing was done")
-        return 1
+        return fail(
+            args, f"no retry handler is registered for kind {args.kind!r}; nothing was done"
+        )
     except (InvalidKeyError, redis.RedisError):
         raise
     except Exception as exc:  # the handler's own failure: report it, keep the entry
-        _err(args, f"retry failed, dead letter kept: {type(exc).__name__}: {exc}")
-        return 1
+        return fail(args, f"retry failed, dead letter kept: {type(exc).__name__}: {exc}")
     if not found:
-        _err(args, f"no dead letter {args.kind}:{args.id}")
-        return 1
+        return fail(args, f"no dead letter {args.kind}:{args.id}")
     print(f"re-enqueued {args.kind}:{args.id}")
     return 0
 
 
 def _purge(store: DeadLetterStore, args: argparse.Namespace) -> int:
     if not store.remove(args.kind, args.id):
-        _err(args, f"no dead letter {args.kind}:{args.id}")
-        return 1
+        return fail(args, f"no dead letter {args.kind}:{args.id}")
     print(f"purged {args.kind}:{args.id}")
     return 0

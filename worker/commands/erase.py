@@ -29,9 +29,12 @@ def register(subparsers: Any) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--transaction", metavar="TID", help="one onboarding transaction")
     which.add_argument("--merchant-user", metavar="ID", help="every record of a merchant user id")
-    which.add_argument("--batch", metavar="ID", help="a whole batch")
+    which.add_argument("--batch", metavar="BATCH", help="a whole batch")
     parser.add_argument(
-        "--by", default=None, help="who asks (recorded in the audit entry; default: OS user)"
+        "--by",
+        default=None,
+        metavar="NAME",
+        help="who asks (recorded in the audit entry; default: OS user)",
     )
     parser.set_defaults(handler=run)
 

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import redis
 
+from worker.commands.output import INVALID, fail
 from worker.errors import IdvError
 
 
@@ -65,15 +66,6 @@ def register(subparsers: Any) -> None:
     run.set_defaults(handler=_guard(_archive_run))
 
 
-def _err(args: argparse.Namespace, message: str) -> None:
-    command = " ".join(
-        str(getattr(args, name))
-        for name in ("command", "flows_command", "ledger_command", "archive_command")
-        if getattr(args, name, None)
-    )
-    print(f"idv-worker {command}: {message}", file=sys.stderr)
-
-
 def _guard(run: Any) -> Any:
     """Turn Redis and provider failures into one line and exit 1; bad input into exit 2."""
 
@@ -81,14 +73,11 @@ def _guard(run: Any) -> Any:
         try:
             return int(run(args))
         except ValueError as exc:
-            _err(args, str(exc))
-            return 2
+            return fail(args, str(exc), INVALID)
         except redis.RedisError as exc:
-            _err(args, f"Redis unavailable ({type(exc).__name__})")
-            return 1
+            return fail(args, f"Redis unavailable ({type(exc).__name__})")
         except IdvError as exc:
-            _err(args, f"{exc.code}: {exc}")
-            return 1
+            return fail(args, f"{exc.code}: {exc}")
 
     return handler
 
@@ -194,8 +183,7 @@ def _import(args: argparse.Namespace) -> int:
     if problems:
         for problem in problems[:50]:
             print(problem, file=sys.stderr)
-        _err(args, f"{len(problems)} invalid line(s); nothing was imported")
-        return 2
+        return fail(args, f"{len(problems)} invalid line(s); nothing was imported", INVALID)
     runtime = _runtime()
     added = 0
     try:
@@ -249,8 +237,7 @@ def _show(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     if entry is None:
-        _err(args, f"transaction {tid} is not in the ledger")
-        return 1
+        return fail(args, f"transaction {tid} is not in the ledger")
     data = entry.to_dict()
     lines = [f"{tid}: {entry.state.value} ({entry.product_code}, {entry.merchant_biz_id})"]
     for state, at in entry.history.items():

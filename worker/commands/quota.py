@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
 import redis
 
+from worker.commands.output import fail
 from worker.ratelimit import BucketStatus, limiter_redis, read_status
 from worker.settings import load_settings
 
@@ -25,9 +25,8 @@ def register(subparsers: Any) -> None:
         description="Read-only view of every rate-limit bucket in IDV_REDIS_URL.",
     )
     status.add_argument("--json", action="store_true", help="print one JSON document")
-    status.add_argument("--product", help="only buckets of this product code")
-    status.add_argument("--api", help="only buckets of this API")
-    status.add_argument("--redis-url", help="override IDV_REDIS_URL")
+    status.add_argument("--product", metavar="CODE", help="only buckets of this product code")
+    status.add_argument("--api", metavar="API", help="only buckets of this API")
     status.set_defaults(handler=_status)
 
 
@@ -40,18 +39,12 @@ def _where(client: redis.Redis) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    overrides = {"redis_url": args.redis_url} if args.redis_url else {}
-    settings = load_settings(**overrides)
+    settings = load_settings()
     client = limiter_redis(settings)
     try:
         rows = read_status(client, settings, product_code=args.product, api=args.api)
     except redis.RedisError as exc:
-        print(
-            f"idv-worker quota status: cannot read Redis at {_where(client)}: "
-            f"{type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
-        return 1
+        return fail(args, f"cannot read Redis at {_where(client)}: {type(exc).__name__}: {exc}")
     finally:
         client.close()
     if args.json:

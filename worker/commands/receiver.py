@@ -22,12 +22,14 @@ def register(subparsers: Any) -> None:
         help="run the provider callback receiver (HTTP)",
         description="Take provider callbacks, check and de-duplicate them, enqueue the work.",
     )
-    parser.add_argument("--host", default=None, help="bind address (default IDV_RECEIVER_HOST)")
+    parser.add_argument(
+        "--host", default=None, metavar="HOST", help="bind address (default IDV_RECEIVER_HOST)"
+    )
     parser.add_argument("--port", type=int, default=None, help="port (default IDV_RECEIVER_PORT)")
     parser.add_argument(
-        "--workers", type=int, default=1, help="processes (uvicorn workers), default 1"
+        "--workers", type=int, default=1, metavar="N", help="processes (uvicorn workers), default 1"
     )
-    parser.add_argument("--log-level", default=None, help="default IDV_LOG_LEVEL")
+    parser.add_argument("--log-level", default=None, metavar="LEVEL", help="default IDV_LOG_LEVEL")
     parser.set_defaults(handler=run)
 
 

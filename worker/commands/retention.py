@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from worker.commands.output import INVALID, fail
 from worker.settings import load_settings
 from worker.storage import lifecycle_configuration
 
@@ -21,7 +22,9 @@ def register(subparsers: Any) -> None:
         help="print the S3 lifecycle rules of IDV_EVIDENCE_RETENTION_DAYS (JSON)",
     )
     parser.add_argument("--print", action="store_true", dest="print_", help="print the JSON")
-    parser.add_argument("--days", type=int, default=None, help="override the retention")
+    parser.add_argument(
+        "--days", type=int, default=None, metavar="N", help="override the retention"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -29,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     days = args.days if args.days is not None else settings.evidence_retention_days
     if days < 1:
-        raise SystemExit("idv-worker retention: --days must be at least 1")
+        return fail(args, "--days must be at least 1", INVALID)
     print(json.dumps(lifecycle_configuration(settings.s3_prefix, days), indent=2))
     return 0

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from worker.devtools.devstack import (
+from worker.devtools.devstack import LANES, DevStack
+from worker.devtools.procs import (
     ALL_QUEUES,
     DEMO_ACCESS_KEY_ID,
     DEMO_ACCESS_KEY_SECRET,
     ROOT,
     S3_KEY_ID,
     S3_SECRET,
-    DevStack,
     Proc,
     RedisServer,
+    celery_beat_command,
     celery_worker_command,
     emulator_command,
     free_port,
@@ -28,12 +29,14 @@ __all__ = [
     "ALL_QUEUES",
     "DEMO_ACCESS_KEY_ID",
     "DEMO_ACCESS_KEY_SECRET",
+    "LANES",
     "ROOT",
     "S3_KEY_ID",
     "S3_SECRET",
     "DevStack",
     "Proc",
     "RedisServer",
+    "celery_beat_command",
     "celery_worker_command",
     "emulator_command",
     "free_port",

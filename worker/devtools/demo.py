@@ -21,7 +21,8 @@ import httpx
 
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError, ThrottledError
-from worker.devtools.devstack import DevStack, wait_until
+from worker.devtools.devstack import DevStack
+from worker.devtools.procs import wait_until
 from worker.ratelimit import CallContext, Lane, UnlimitedGate
 from worker.settings import Settings, load_settings
 

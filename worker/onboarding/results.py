@@ -43,7 +43,7 @@ class ObjectPointer(BaseModel):
 class ResultRecord(BaseModel):
     """The result of one onboarding transaction, as downstream systems read it.
 
-    Stored in Redis (``<ns>rec:tx:<tid>``), announced on the results stream (``build_event``),
+    Stored in Redis (``<ns>result:tx:<tid>``), announced on the results stream (``build_event``),
     posted to the result webhook. Outcome, ids and pointers to S3 objects only: never images,
     links or personal data (those are in the encrypted S3 result document, ``result``).
     Its JSON Schema is published in the README (``ResultRecord.model_json_schema()``).

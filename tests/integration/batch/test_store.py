@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import redis
@@ -192,14 +191,19 @@ def test_transitions(store: BatchStore) -> None:
     assert store.transition("missing", "pause") == (False, "missing")
 
 
-def test_rate_decays_between_calls(store: BatchStore) -> None:
-    batch = _new(store)
+def test_rate_is_the_last_minute_then_the_whole_run(redis_client: redis.Redis) -> None:
+    now = [1_700_000_000.5]
+    store = BatchStore(redis_client, Settings(batch_ttl_s=7200), clock=lambda: now[0])
+    batch = _new(store, "rate")
     for seq in range(6):
         store.finish(batch, seq, f"i{seq}", ItemStatus.DONE, token="", called=True)
-    fresh = store.progress(batch, quota=10).rate
-    assert fresh > 0
-    store.redis.hset(store.keys(batch).n, "rate_t", f"{time.time() - 60:.6f}")
-    assert store.progress(batch, quota=10).rate < fresh / 5
+        now[0] += 0.25
+    now[0] -= 0.25
+    assert store.progress(batch, quota=10).rate == pytest.approx(4.0)
+    now[0] += 61  # running, no call for over a minute
+    assert store.progress(batch, quota=10).rate == 0.0
+    store.transition(batch, "complete")
+    assert store.progress(batch, quota=10).rate == pytest.approx(4.0)
 
 
 def test_list_drops_expired_batches(store: BatchStore) -> None:

@@ -334,7 +334,7 @@ def test_cli_check_result(
     monkeypatch.setenv("IDV_ACCESS_KEY_ID", emulator.access_key_id)
     monkeypatch.setenv("IDV_ACCESS_KEY_SECRET", emulator.access_key_secret)
     parser = argparse.ArgumentParser()
-    api.register(parser.add_subparsers())
+    api.register(parser.add_subparsers(dest="command"))
     argv = ["api", "check-result", "--transaction-id", tx, "--merchant-biz-id", "cli1"]
     args = parser.parse_args([*argv, "--return-image"])
     assert args.handler(args) == 0
@@ -345,4 +345,5 @@ def test_cli_check_result(
         ["api", "check-result", "--transaction-id", "nope", "--merchant-biz-id", "x"]
     )
     assert args.handler(args) == 1
-    assert capsys.readouterr().err.startswith("error: TransactionIdInvalid: ")
+    err = capsys.readouterr().err
+    assert err.startswith("idv-worker api check-result: TransactionIdInvalid: ")

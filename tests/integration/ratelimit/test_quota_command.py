@@ -83,11 +83,11 @@ def test_status_table_and_filters(busy: redis.Redis, capsys: pytest.CaptureFixtu
     assert "ago)" in out[1]
 
 
-def test_status_of_a_bucket_never_used(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = run(
-        ["quota", "status", "--json", "--redis-url", redis_url, "--product", "eKYC_PRO",
-         "--api", "Initialize"]
-    )  # fmt: skip
+def test_status_of_a_bucket_never_used(
+    redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IDV_REDIS_URL", redis_url)
+    code = run(["quota", "status", "--json", "--product", "eKYC_PRO", "--api", "Initialize"])
     assert code == 0
     [row] = json.loads(capsys.readouterr().out)["buckets"]
     assert row["configured_rate"] == 5
@@ -95,10 +95,12 @@ def test_status_of_a_bucket_never_used(redis_url: str, capsys: pytest.CaptureFix
     assert row["effective_rate"] == pytest.approx(5 * KEEP)
 
 
-def test_unreachable_redis_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_redis_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = free_port()
-    url = f"redis://:sekret@127.0.0.1:{port}/0"
-    assert run(["quota", "status", "--redis-url", url]) == 1
+    monkeypatch.setenv("IDV_REDIS_URL", f"redis://:sekret@127.0.0.1:{port}/0")
+    assert run(["quota", "status"]) == 1
     err = capsys.readouterr().err
-    assert f"cannot read Redis at 127.0.0.1:{port}" in err
+    assert f"idv-worker quota status: cannot read Redis at 127.0.0.1:{port}" in err
     assert "sekret" not in err

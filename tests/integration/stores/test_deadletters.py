@@ -177,10 +177,13 @@ def test_load_retry_handlers_from_modules(store: DeadLetterStore, settings: Sett
 
 
 def run_dlq(redis_url: str, *argv: str) -> int:
+    """``idv-worker dlq ...`` with ``IDV_REDIS_URL=redis_url`` (connections come from the env)."""
     parser = argparse.ArgumentParser(prog="idv-worker")
     dlq_command.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["dlq", *argv, "--redis-url", redis_url])
-    return int(args.handler(args))
+    args = parser.parse_args(["dlq", *argv])
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("IDV_REDIS_URL", redis_url)
+        return int(args.handler(args))
 
 
 def test_cli_list_show_retry_purge(
@@ -205,10 +208,14 @@ def test_cli_list_show_retry_purge(
         ("tx", "t1", {"tid": "t1"})
     ]
 
-    assert run_dlq(redis_url, "show", "tx", "t1") == 0
+    assert run_dlq(redis_url, "show", "tx", "t1", "--json") == 0
     assert json.loads(capsys.readouterr().out)["reason"] == "CheckResult failed"
+    assert run_dlq(redis_url, "show", "tx", "t1") == 0
+    text = capsys.readouterr().out
+    assert text.startswith("tx:t1  1 failure(s)")
+    assert "reason: CheckResult failed" in text
     assert run_dlq(redis_url, "show", "tx", "nope") == 1
-    assert "no dead letter tx:nope" in capsys.readouterr().err
+    assert "idv-worker dlq show: no dead letter tx:nope" in capsys.readouterr().err
 
     assert run_dlq(redis_url, "retry", "tx", "t1") == 1
     assert "no retry handler is registered for kind 'tx'" in capsys.readouterr().err

@@ -118,7 +118,9 @@ def test_provider_error_exit_1(provider: Canned, capsys: pytest.CaptureFixture[s
     )
     assert run(*CHECK) == 1
     err = capsys.readouterr().err.strip()
-    assert err == "error: ProcessNotCompleted: not completed (HTTP 404, request R404)"
+    assert err == (
+        "idv-worker api check-result: ProcessNotCompleted: not completed (HTTP 404, request R404)"
+    )
 
 
 def test_validation_error_exit_2_names_the_flag(

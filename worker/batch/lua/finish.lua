@@ -1,7 +1,9 @@
 -- KEYS: st n inflight detail. ARGV: seq, item_id, token ('' = drop any claim, '-' = keep the
 -- claim: it is the evidence of an uncertain call), status char ('' = back
 -- to pending), now, detail json ('' = none), sub_code ('' = none), called (1 if a provider
--- call was made: feeds the rate), tau seconds, ttl.
+-- call was made: feeds the rate), rate window seconds, ttl.
+-- The rate is kept as a count of calls (`calls`), the first and last call times, and a ring of
+-- per-second counts over the window: field `w:<second mod window>` = "<second>:<count>".
 -- Needs prelude.lua.
 local seq = tonumber(ARGV[1])
 local changed = set_status(KEYS[1], KEYS[2], seq, ARGV[4])
@@ -17,14 +19,23 @@ if cur and (ARGV[3] == '' or string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|')
 end
 local now = tonumber(ARGV[5])
 if ARGV[8] == '1' then
-  local tau = tonumber(ARGV[9])
-  local rate = tonumber(redis.call('HGET', KEYS[2], 'rate') or '0')
-  local t = tonumber(redis.call('HGET', KEYS[2], 'rate_t') or ARGV[5])
-  local dt = now - t
-  if dt < 0 then dt = 0 end
-  rate = rate * math.exp(-dt / tau) + 1 / tau
-  redis.call('HSET', KEYS[2], 'rate', tostring(rate), 'rate_t', ARGV[5], 'last_at', ARGV[5])
-  redis.call('HSETNX', KEYS[2], 'first_at', ARGV[5])
+  local window = tonumber(ARGV[9])
+  local second = math.floor(now)
+  local slot = 'w:' .. (second % window)
+  local count = 1
+  local ring = redis.call('HGET', KEYS[2], slot)
+  if ring then
+    local s, c = string.match(ring, '^(%d+):(%d+)$')
+    s = tonumber(s)
+    if s == second then count = tonumber(c) + 1 elseif s and s > second then count = 0 end
+  end
+  -- count 0: a late write (a worker's clock behind by a whole window) leaves the ring alone
+  if count > 0 then redis.call('HSET', KEYS[2], slot, string.format('%d:%d', second, count)) end
+  redis.call('HINCRBY', KEYS[2], 'calls', 1)
+  local last = tonumber(redis.call('HGET', KEYS[2], 'last_at') or '0')
+  if now > last then redis.call('HSET', KEYS[2], 'last_at', ARGV[5]) end
+  local first = tonumber(redis.call('HGET', KEYS[2], 'first_at') or '0')
+  if first == 0 or now < first then redis.call('HSET', KEYS[2], 'first_at', ARGV[5]) end
 end
 keep(tonumber(ARGV[10]), KEYS[1], KEYS[2], KEYS[4])
 if changed then return 1 end

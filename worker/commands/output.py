@@ -1,0 +1,30 @@
+"""What every command prints on failure: one line on stderr, and the exit code.
+
+Exit codes: 0 success, 1 a failure of the provider or the system (Redis, S3), 2 invalid input
+or configuration. The line starts with the command as typed: ``idv-worker <group> <command>:``
+(the group's sub-command is the ``<group>_command`` attribute its parser sets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+OK = 0
+FAILURE = 1
+INVALID = 2
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``idv-worker batch export``, ``idv-worker doctor``, or ``idv-worker`` when unknown."""
+    group = getattr(args, "command", None)
+    if not group:
+        return "idv-worker"
+    sub = getattr(args, f"{group}_command", None)
+    return f"idv-worker {group}" + (f" {sub}" if sub else "")
+
+
+def fail(args: argparse.Namespace, message: str, code: int = FAILURE) -> int:
+    """Print ``<command>: <message>`` on stderr and return ``code``."""
+    print(f"{command_name(args)}: {message}", file=sys.stderr)
+    return code

@@ -9,6 +9,7 @@ it, in the archival lane; retried within its deadline, then dead-lettered (kind 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import shared_task
@@ -18,7 +19,7 @@ from tasks.base import IdvTask
 from worker.keys import InvalidKeyError
 from worker.observability import cron_monitor, log_context
 from worker.onboarding import OnboardingJob
-from worker.queues import TASK_ARCHIVE, TASK_ARCHIVE_SWEEP, TASK_RECONCILE
+from worker.queues import TASK_ARCHIVE, TASK_ARCHIVE_SWEEP, TASK_BATCH_SWEEP, TASK_RECONCILE
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -54,6 +55,15 @@ def reconcile(self: LedgerTask) -> dict[str, Any]:
         except Exception as exc:
             self.handle_error(exc, kind=KIND_SWEEP, item_id="reconcile")
     return {"claimed": report.claimed, "skipped": report.skipped, **report.dispatched}
+
+
+@shared_task(bind=True, base=LedgerTask, name=TASK_BATCH_SWEEP, ignore_result=True)
+def batch_sweep(self: LedgerTask) -> list[str]:
+    """Re-drive running batches whose messages were lost (see BatchControl.sweep_stalled)."""
+    try:
+        return self.runtime.batch_control.sweep_stalled(now=time.time())
+    except Exception as exc:
+        self.handle_error(exc, kind=KIND_SWEEP, item_id="batches")
 
 
 @shared_task(bind=True, base=LedgerTask, name=TASK_ARCHIVE_SWEEP, ignore_result=True)

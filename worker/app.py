@@ -18,6 +18,7 @@ from worker.queues import (
     QUEUE_REALTIME,
     ROUTES,
     TASK_ARCHIVE_SWEEP,
+    TASK_BATCH_SWEEP,
     TASK_MODULES,
     TASK_RECONCILE,
     TASK_SWEEP_UPLOADS,
@@ -66,6 +67,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": {
             "reconcile": {
                 "task": TASK_RECONCILE,
+                "schedule": settings.reconcile_every_s,
+                "options": {"expires": settings.reconcile_every_s},
+            },
+            "batch-sweep": {
+                "task": TASK_BATCH_SWEEP,
                 "schedule": settings.reconcile_every_s,
                 "options": {"expires": settings.reconcile_every_s},
             },

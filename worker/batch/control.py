@@ -155,6 +155,34 @@ class BatchControl:
         self.arm_watchdog(batch_id)
         return sent
 
+    def sweep_stalled(self, *, now: float, limit: int = 200) -> list[str]:
+        """Re-drive running batches that made no progress for two chunk leases (beat).
+
+        The watchdog chain and the chunk messages are Celery messages: a node killed while
+        holding them (delayed, unacknowledged) keeps them until the broker's visibility
+        timeout. A batch with no call for ``2 × IDV_BATCH_LEASE_S`` has every incomplete chunk
+        that no live lease holds sent again, and its watchdog re-armed; a duplicate message
+        finds its rows done (or claimed) and costs nothing. Returns the batches re-driven.
+        """
+        stalled_after = 2 * self.settings.batch_lease_s
+        kicked = []
+        for batch_id in self.store.list_ids(limit):
+            try:
+                progress = self.store.progress(batch_id)
+            except BatchNotFound:
+                continue
+            if progress.state is not BatchState.RUNNING or not progress.submitted:
+                continue
+            last = max(progress.last_at or 0.0, progress.updated_at, progress.created_at)
+            if now - last < stalled_after:
+                continue
+            sent = self.kick(batch_id, force=True)
+            self.arm_watchdog(batch_id, force=True)
+            log.warning("batch %s: no progress for %.0f s; %d chunk(s) sent again",
+                        batch_id, now - last, sent)  # fmt: skip
+            kicked.append(batch_id)
+        return kicked
+
     def arm_watchdog(self, batch_id: str, *, force: bool = False) -> bool:
         """Enqueue the watchdog unless one is armed (``force``: enqueue anyway)."""
         interval = self.settings.batch_watchdog_interval_s

@@ -409,3 +409,21 @@ def test_watchdog_retakes_the_chunk_of_a_dead_worker(rig: Rig, tmp_path: Path) -
     assert rig.api.status(batch).state is BatchState.COMPLETED
     assert rig.control.watchdog(batch) is None  # stops once the batch is done
     assert _served(rig) == 20
+
+
+def test_a_batch_whose_messages_were_lost_is_driven_again_by_the_sweep(
+    rig: Rig, tmp_path: Path
+) -> None:
+    rows = _samples(tmp_path, 20)
+    submitted = rig.api.submit(write_manifest(tmp_path / "m.jsonl", rows))
+    rig.service.process_chunk(submitted.batch_id, 0)
+    # The other chunk messages died with a node (held, unacknowledged): nothing will run them.
+    rig.enqueuer.chunk_messages.clear()
+    now = rig.api.status(submitted.batch_id).updated_at
+    assert rig.control.sweep_stalled(now=now + 1) == []  # not stalled yet
+    later = now + 2 * rig.settings.batch_lease_s + 1
+    assert rig.control.sweep_stalled(now=later) == [submitted.batch_id]
+    assert sorted(c for _, c in rig.enqueuer.chunk_messages) == [1]
+    rig.run_queue()
+    assert rig.api.status(submitted.batch_id).state is BatchState.COMPLETED
+    assert _served(rig) == 20  # nothing billed twice

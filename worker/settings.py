@@ -126,6 +126,22 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(5.0, gt=0, description="seconds to connect to the provider")
     read_timeout: float = Field(10.0, gt=0, description="seconds to wait for the provider's answer")
     max_connections: int = Field(32, ge=1, description="pooled HTTP connections per process")
+    max_retry_after_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="longest wait honoured from the provider's x-acs-retry-after (and any "
+        "error's retry_after) before a retry; the work's deadline caps it too",
+    )
+    max_response_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="largest provider reply read; a longer one is a MalformedResponse (the rest "
+        "is not read)",
+    )
+    max_response_depth: int = Field(
+        64, ge=8, le=512, description="deepest JSON nesting accepted in a provider reply"
+    )
 
     # --- quotas (QPS per product code, applied to each API of the product) ---
     quotas: Annotated[dict[str, float], NoDecode] = Field(

@@ -3,8 +3,9 @@
 Tasks stay thin: parse the message, ask the runtime for one service, call it, and hand any
 error to ``IdvTask.handle_error``, which applies the one rule of ``worker.errors``:
 
-* ``error.retryable`` → retry after ``error.retry_after`` (or a jittered exponential backoff),
-  as long as that stays within the work's deadline and the retry limit; else dead-letter;
+* ``error.retryable`` → retry after ``error.retry_after`` (capped by ``IDV_MAX_RETRY_AFTER_S``)
+  or a jittered exponential backoff, as long as that stays within the work's deadline and the
+  retry limit; else dead-letter;
 * not retryable → dead-letter now, with the error's code and message;
 * ``error.alert`` (account refused, configuration) → also a metric and a Sentry event;
 * a ``ConfigurationError`` that ``stops_lane`` (the S3 store cannot work as configured) → the
@@ -88,6 +89,11 @@ class IdvTask(Task[Any, Any]):
             n, base_s=self.backoff_base_s, cap_s=min(MAX_COUNTDOWN_S, self.backoff_cap_s)
         )
 
+    def countdown_for(self, exc: BaseException) -> float:
+        """The backoff, or the wait the error asks for capped by ``IDV_MAX_RETRY_AFTER_S``."""
+        wait = retry_after(exc, self.runtime.settings.max_retry_after_s)
+        return max(self.backoff(), wait or 0.0)
+
     def retry_later(
         self, exc: Exception, countdown: float, *, deadline: float | None = None
     ) -> NoReturn:
@@ -150,9 +156,8 @@ class IdvTask(Task[Any, Any]):
             self.pause_lane(code)
         if not is_retryable(exc):
             self.dead_letter(kind, item_id, str(exc), code=code, payload=payload)
-        countdown = max(self.backoff(), retry_after(exc) or 0.0)
         try:
-            self.retry_later(exc, countdown, deadline=deadline)
+            self.retry_later(exc, self.countdown_for(exc), deadline=deadline)
         except Retry:
             raise
         except Exception:

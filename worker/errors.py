@@ -99,9 +99,16 @@ def is_retryable(exc: BaseException) -> bool:
     return True
 
 
-def retry_after(exc: BaseException) -> float | None:
-    """Seconds to wait before the next attempt, when the error knows (else None)."""
-    return exc.retry_after if isinstance(exc, IdvError) else None
+def retry_after(exc: BaseException, cap_s: float | None = None) -> float | None:
+    """Seconds to wait before the next attempt, when the error knows (else None).
+
+    ``cap_s`` (``IDV_MAX_RETRY_AFTER_S``) bounds what a provider may ask for: an
+    ``x-acs-retry-after`` of a day must not put a worker to sleep for a day.
+    """
+    wait = exc.retry_after if isinstance(exc, IdvError) else None
+    if wait is None or cap_s is None:
+        return wait
+    return max(0.0, min(wait, cap_s))
 
 
 def error_code(exc: BaseException) -> str:

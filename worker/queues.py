@@ -12,6 +12,10 @@ never waits behind a backlog of hours:
 
 from __future__ import annotations
 
+# The longest countdown any message may carry; defined with the settings, where
+# IDV_BROKER_VISIBILITY_TIMEOUT_S is checked against it (no countdown outlives the timeout).
+from worker.settings import MAX_COUNTDOWN_S as MAX_COUNTDOWN_S
+
 QUEUE_REALTIME = "idv.realtime"
 QUEUE_ARCHIVAL = "idv.archival"
 QUEUE_BULK = "idv.bulk"
@@ -54,10 +58,6 @@ ROUTES = {
     "idv.ledger.*": QUEUE_REALTIME,
     "idv.batch.*": QUEUE_BULK,
 }
-
-# Kept below the broker's visibility timeout so no countdown ever outlives it: a message whose
-# ETA lies beyond the visibility timeout would be redelivered to a second worker.
-MAX_COUNTDOWN_S = 300.0
 
 
 def cap_countdown(countdown: float) -> float:

@@ -12,6 +12,12 @@ task): one probe object with ``IDV_S3_SSE``. A store that refuses the encryption
 report it while ``IDV_S3_VERIFY_SSE`` requires it, would fail every write: the worker logs one
 line naming the variable to change and exits (code ``EXIT_MISCONFIGURED``) instead of taking
 work it cannot finish. A store that cannot be reached is only logged (it may come up later).
+
+Before that, in ``IDV_MODE=production``, it checks that Redis (``IDV_REDIS_URL`` and the broker,
+when that is another Redis) keeps what is written (``redis_refusal``): no persistence, or an
+evicting ``maxmemory-policy``, would lose the ledger, batches and queued work on a restart or
+when memory fills; the worker (and the receiver) says why in one line and exits with
+``EXIT_MISCONFIGURED``. ``IDV_MODE=development`` only logs a warning.
 """
 
 from __future__ import annotations
@@ -445,6 +451,55 @@ def check_store_at_start(settings: Settings) -> SseProbe:
     return probe
 
 
+def redis_urls(settings: Settings) -> list[str]:
+    """The Redis servers this deployment writes to: IDV_REDIS_URL, and a Redis broker."""
+    urls = [settings.redis_url]
+    broker = settings.broker_url
+    if broker and broker.startswith(("redis://", "rediss://", "unix://")) and broker not in urls:
+        urls.append(broker)
+    return urls
+
+
+def _where(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.path if parts.scheme == "unix" else f"{parts.hostname}:{parts.port or 6379}"
+
+
+def redis_refusal(settings: Settings) -> str | None:
+    """The one line saying why this process must not start on its Redis, or None.
+
+    Only in production mode and only on what the server itself reports: a Redis that cannot be
+    reached now is the broker's retry loop's business, not a reason to refuse.
+    """
+    from redis import RedisError
+
+    from worker.stores.durability import inspect_durability
+
+    for url in redis_urls(settings):
+        client = connect(url, fail_fast=True, socket_timeout=3.0)
+        try:
+            problems = inspect_durability(client).problems()
+        except RedisError as exc:
+            _startup_log.warning(
+                "redis %s not checked at start: %s", _where(url), type(exc).__name__
+            )
+            continue
+        finally:
+            client.close()
+        if not problems:
+            continue
+        line = (
+            f"Redis {_where(url)} would lose data: {'; '.join(problems)}. Enable AOF "
+            "(appendonly yes) and maxmemory-policy noeviction, or set IDV_MODE=development"
+        )
+        if settings.mode == "production":
+            return line
+        _startup_log.warning("%s (IDV_MODE=development: starting anyway)", line)
+    return None
+
+
 def refuses_to_start(probe: SseProbe) -> bool:
     """Whether a worker must not start with this probe's finding (every write would fail)."""
     from worker.storage import SseOutcome
@@ -456,6 +511,12 @@ def refuses_to_start(probe: SseProbe) -> bool:
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     settings: Settings = app.conf.idv_settings if app is not None else load_settings()
+    refusal = redis_refusal(settings)
+    if refusal is not None:
+        _startup_log.error("refusing to start: %s", refusal)
+        report_to_sentry("Redis would lose data", code="redis.durability")
+        logging.shutdown()
+        raise SystemExit(EXIT_MISCONFIGURED)
     if refuses_to_start(check_store_at_start(settings)):
         logging.shutdown()
         raise SystemExit(EXIT_MISCONFIGURED)

@@ -1,13 +1,17 @@
 """Runtime configuration: one ``Settings`` object read from ``IDV_*`` variables, built once.
 
-Invalid values fail at start with a message that names the variable (``SettingsError``).
+Invalid values fail at start with a message that names the variable (``SettingsError``):
+each value on its own (types, ranges, enumerations; ``inf`` and ``nan`` refused everywhere),
+then the rules between variables (``Settings.cross_field_problems``), each naming the variable
+to change.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -17,6 +21,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -27,6 +32,12 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 S3_SSE_MODES = ("AES256", "aws:kms", "none")
 S3_VERIFY_SSE_MODES = ("strict", "reported", "off")
+MODES = ("production", "development")
+
+# The longest countdown (ETA) any Celery message may carry (re-exported by worker.queues).
+# IDV_BROKER_VISIBILITY_TIMEOUT_S must exceed it plus IDV_TASK_TIME_LIMIT_S: a message whose
+# ETA, or whose run, lies beyond the visibility timeout is redelivered to a second worker.
+MAX_COUNTDOWN_S = 300.0
 
 # Spec §7 (DOC-QPS). ID_OCR_MIN is not published: 10 like ID_OCR, and configurable.
 DEFAULT_QUOTAS: dict[str, float] = {
@@ -57,6 +68,18 @@ DEFAULT_QUOTAS: dict[str, float] = {
     "CREDENTIAL_RECOGNITION": 5,
     "ADD_VERIFY_PRO": 20,
 }
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+class CrossFieldError(ValueError):
+    """Raised by the model validator: the rules between variables that do not hold."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{var}: {msg}" for var, msg in problems))
 
 
 class SettingsError(ConfigurationError):
@@ -102,7 +125,17 @@ class Settings(BaseSettings):
     """All configuration. Every field maps to ``IDV_<FIELD NAME IN UPPER CASE>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False, frozen=True
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+        allow_inf_nan=False,
+    )
+
+    mode: str = Field(
+        "production",
+        description="production (refuse to start on a Redis that would lose data: no AOF/RDB "
+        "persistence, or an evicting maxmemory-policy) or development (warn only)",
     )
 
     # --- provider ---
@@ -126,6 +159,22 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(5.0, gt=0, description="seconds to connect to the provider")
     read_timeout: float = Field(10.0, gt=0, description="seconds to wait for the provider's answer")
     max_connections: int = Field(32, ge=1, description="pooled HTTP connections per process")
+    max_retry_after_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="longest wait honoured from the provider's x-acs-retry-after (and any "
+        "error's retry_after) before a retry; the work's deadline caps it too",
+    )
+    max_response_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="largest provider reply read; a longer one is a MalformedResponse (the rest "
+        "is not read)",
+    )
+    max_response_depth: int = Field(
+        64, ge=8, le=512, description="deepest JSON nesting accepted in a provider reply"
+    )
 
     # --- quotas (QPS per product code, applied to each API of the product) ---
     quotas: Annotated[dict[str, float], NoDecode] = Field(
@@ -142,6 +191,13 @@ class Settings(BaseSettings):
     quota_burst: int = Field(
         1, ge=1, description="calls that may start back to back (1 = evenly spaced)"
     )
+    limiter_max_wait_s: float = Field(
+        60.0,
+        gt=0,
+        le=600,
+        description="longest a call waits in-process for its limiter slot before giving up "
+        "(MaxWaitExceeded: the task retries later)",
+    )
 
     # --- redis ---
     redis_url: str = Field(
@@ -153,7 +209,10 @@ class Settings(BaseSettings):
     # --- celery ---
     broker_url: str | None = Field(None, description="Celery broker; defaults to IDV_REDIS_URL")
     broker_visibility_timeout_s: int = Field(
-        3600, ge=60, description="seconds before an unacknowledged message is redelivered"
+        3600,
+        ge=60,
+        description="seconds before an unacknowledged message is redelivered (must exceed "
+        "IDV_TASK_TIME_LIMIT_S plus the longest countdown, 300 s)",
     )
     task_time_limit_s: int = Field(1800, ge=60, description="hard time limit of one task run")
 
@@ -275,7 +334,7 @@ class Settings(BaseSettings):
         120,
         ge=1,
         description="chunk lease, renewed per item; a dead worker's chunk is retaken after it "
-        "(keep it above the limiter's longest wait plus the read timeout)",
+        "(must exceed IDV_LIMITER_MAX_WAIT_S plus IDV_READ_TIMEOUT)",
     )
     batch_chunk_budget_s: float = Field(
         240, gt=0, description="a chunk task hands the rest of its chunk on after this long"
@@ -429,8 +488,8 @@ class Settings(BaseSettings):
     @classmethod
     def _merge_default_quotas(cls, value: dict[str, float]) -> dict[str, float]:
         for product, qps in value.items():
-            if qps <= 0:
-                raise ValueError(f"quota for {product} must be > 0, got {qps}")
+            if not math.isfinite(qps) or qps <= 0:
+                raise ValueError(f"quota for {product} must be a finite number > 0, got {qps}")
         return {**DEFAULT_QUOTAS, **value}
 
     @field_validator("api_quotas", mode="after")
@@ -439,8 +498,8 @@ class Settings(BaseSettings):
         for key, qps in value.items():
             if ":" not in key:
                 raise ValueError(f"per-API quota key must be PRODUCT:Api, got {key!r}")
-            if qps <= 0:
-                raise ValueError(f"quota for {key} must be > 0, got {qps}")
+            if not math.isfinite(qps) or qps <= 0:
+                raise ValueError(f"quota for {key} must be a finite number > 0, got {qps}")
         return value
 
     @field_validator("callback_tokens", mode="before")
@@ -478,7 +537,28 @@ class Settings(BaseSettings):
     def _endpoint_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be a full base URL starting with http:// or https://")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises on a bad port)
+        except ValueError:
+            raise ValueError("not a valid URL") from None
+        if not parts.hostname:
+            raise ValueError("must name a host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(
+                "must be a base URL without path, query or fragment (the API is at '/')"
+            )
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials (use IDV_ACCESS_KEY_ID/SECRET)")
         return value.rstrip("/")
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        text = str(value).strip().lower()
+        if text not in MODES:
+            raise ValueError(f"must be one of {', '.join(MODES)}, got {value!r}")
+        return text
 
     @field_validator("signature_scheme")
     @classmethod
@@ -521,6 +601,81 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
+    @model_validator(mode="after")
+    def _cross_fields(self) -> Self:
+        problems = self.cross_field_problems()
+        if problems:
+            raise CrossFieldError(problems)
+        return self
+
+    def cross_field_problems(self) -> list[tuple[str, str]]:
+        """The rules between variables that this configuration breaks: (variable, why)."""
+        p = ENV_PREFIX
+        out: list[tuple[str, str]] = []
+        has_secret = self.webhook_secret is not None and bool(
+            self.webhook_secret.get_secret_value()
+        )
+        if self.webhook_url is not None and not has_secret:
+            out.append(
+                (p + "WEBHOOK_SECRET", "must be set when IDV_WEBHOOK_URL is (webhooks are signed)")
+            )
+        if has_secret and self.webhook_url is None:
+            out.append(
+                (p + "WEBHOOK_URL", "must be set when IDV_WEBHOOK_SECRET is (or unset the secret)")
+            )
+        longest = self.task_time_limit_s + MAX_COUNTDOWN_S
+        if self.broker_visibility_timeout_s <= longest:
+            out.append((
+                p + "BROKER_VISIBILITY_TIMEOUT_S",
+                f"must exceed IDV_TASK_TIME_LIMIT_S ({self.task_time_limit_s}) plus the "
+                f"longest countdown ({MAX_COUNTDOWN_S:.0f}) = {_num(longest)}, else a message "
+                "still waiting or running is delivered to a second worker",
+            ))  # fmt: skip
+        lease_floor = self.limiter_max_wait_s + self.read_timeout
+        if self.batch_lease_s <= lease_floor:
+            out.append((
+                p + "BATCH_LEASE_S",
+                f"must exceed IDV_LIMITER_MAX_WAIT_S ({_num(self.limiter_max_wait_s)}) plus "
+                f"IDV_READ_TIMEOUT ({_num(self.read_timeout)}) = {_num(lease_floor)}, else a live "
+                "worker's chunk is taken over while it waits for its slot or answer",
+            ))  # fmt: skip
+        if self.batch_chunk_budget_s >= self.task_time_limit_s:
+            out.append((
+                p + "BATCH_CHUNK_BUDGET_S",
+                f"must be below IDV_TASK_TIME_LIMIT_S ({self.task_time_limit_s}): a chunk task "
+                "hands its rest on before the hard limit kills it",
+            ))  # fmt: skip
+        if self.reconcile_after_s >= self.evidence_window_s:
+            out.append((
+                p + "RECONCILE_AFTER_S",
+                f"must be below IDV_EVIDENCE_WINDOW_S ({_num(self.evidence_window_s)}): a flow "
+                "without a callback must be polled while its evidence can still be had",
+            ))  # fmt: skip
+        if self.archive_margin_s >= self.provider_retention_s:
+            out.append((
+                p + "ARCHIVE_MARGIN_S",
+                f"must be below IDV_PROVIDER_RETENTION_S ({_num(self.provider_retention_s)}), else "
+                "archival's deadline lies before the flow",
+            ))  # fmt: skip
+        if self.flow_lifetime_s >= self.provider_retention_s:
+            out.append((
+                p + "FLOW_LIFETIME_S",
+                f"must be below IDV_PROVIDER_RETENTION_S ({_num(self.provider_retention_s)}): the "
+                "provider deletes a flow's result before it would be abandoned",
+            ))  # fmt: skip
+        if self.s3_stale_upload_age_s <= self.task_time_limit_s:
+            out.append((
+                p + "S3_STALE_UPLOAD_AGE_S",
+                f"must exceed IDV_TASK_TIME_LIMIT_S ({self.task_time_limit_s}), else the sweep "
+                "aborts uploads that a running task is still sending",
+            ))  # fmt: skip
+        if self.s3_kms_key_id and self.s3_sse != "aws:kms":
+            out.append((
+                p + "S3_KMS_KEY_ID",
+                f"is set but IDV_S3_SSE is {self.s3_sse}: set IDV_S3_SSE=aws:kms or unset it",
+            ))  # fmt: skip
+        return out
+
     def quota_for(self, product_code: str, api: str) -> float:
         """QPS allowed for one API of a product (per-API override, else product quota)."""
         override = self.api_quotas.get(f"{product_code}:{api}")
@@ -539,8 +694,12 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = []
+        problems: list[tuple[str, str]] = []
         for err in exc.errors():
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, CrossFieldError):
+                problems.extend(cause.problems)
+                continue
             field = str(err["loc"][0]) if err["loc"] else "?"
             problems.append((ENV_PREFIX + field.upper(), err["msg"]))
         raise SettingsError(problems) from None

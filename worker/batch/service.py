@@ -276,8 +276,9 @@ class BatchService:
                     raise _Stop from exc
 
     def _backoff(self, attempt: int, exc: BaseException) -> float:
+        """The pause before the next try: backoff, or what the error asks for up to the cap."""
         delay = jittered(attempt - 1, base_s=_BACKOFF_BASE_S, cap_s=_BACKOFF_CAP_S, rng=self._rng)
-        return max(delay, retry_after(exc) or 0.0)
+        return max(delay, retry_after(exc, self.settings.max_retry_after_s) or 0.0)
 
     def _attempt(self, chunk: _Chunk, item: WorkItem) -> None:
         image = self._load_image(chunk, item)

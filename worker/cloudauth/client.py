@@ -6,10 +6,14 @@ the official SDK signs them (ACS3-HMAC-SHA256, or legacy HMAC-SHA1 RPC when
 from the ``RateGate`` and then reports back to it.
 
 Retries - throttling and transient errors, and one re-signed retry - follow the policy of
-``worker.cloudauth.retries``, with a fresh date and nonce each time. A billed call (DocOcrV2)
-whose first attempt may have been processed - read timeout, broken or unparsable reply - is
-never repeated: the ``TransientError`` is raised with ``maybe_processed=True`` for the task to
-decide. Replies are decoded by ``worker.cloudauth.responses``.
+``worker.cloudauth.retries``, with a fresh date and nonce each time; a wait the provider asks
+for (``x-acs-retry-after``) is capped by ``IDV_MAX_RETRY_AFTER_S`` and the call's deadline.
+A billed call (DocOcrV2) whose first attempt may have been processed - read timeout, broken,
+oversized or malformed reply - is never repeated: the ``TransientError`` is raised with
+``maybe_processed=True`` and ``retryable=False`` for the task to decide; an idempotent call
+(CheckResult, Initialize) is retried. Replies are read in bounded memory, decoded and checked
+against the models by ``worker.cloudauth.responses`` inside the attempt, so a malformed success
+counts as a failed attempt.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
@@ -28,10 +33,15 @@ from worker.cloudauth.errors import (
     CloudAuthError,
     ThrottledError,
 )
-from worker.cloudauth.models import CheckResultResult, DocOcrResult, InitializeResult
+from worker.cloudauth.models import (
+    CheckResultResult,
+    DocOcrResult,
+    InitializeResult,
+    ResultModel,
+)
 from worker.cloudauth.params import check_result_call, doc_ocr_v2_call, initialize_call
 from worker.cloudauth.placement import ApiCall
-from worker.cloudauth.responses import parse_result, success_body, transport_error
+from worker.cloudauth.responses import parse_result, read_body, success_body, transport_error
 from worker.cloudauth.retries import Attempts, Backoff, Clock, Retries
 from worker.cloudauth.signing import (
     Credentials,
@@ -52,6 +62,9 @@ USER_AGENT = f"idv-worker/{__version__}"
 
 # Backoff and Clock (now in ``retries``) stay importable from here.
 __all__ = ["USER_AGENT", "Backoff", "Clock", "CloudAuthClient"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R", bound=ResultModel)
 
 
 class CloudAuthClient:
@@ -80,7 +93,14 @@ class CloudAuthClient:
         self._settings = settings
         self._gate: RateGate = gate if gate is not None else UnlimitedGate()
         self._clock = clock or Clock()
-        self._retries = Retries(max_attempts, backoff or Backoff(), self._clock)
+        self._retries = Retries(
+            max_attempts,
+            backoff or Backoff(),
+            self._clock,
+            max_retry_after=settings.max_retry_after_s,
+        )
+        self._max_bytes = settings.max_response_bytes
+        self._max_depth = settings.max_response_depth
         self._nonce = nonce_factory or new_nonce
         self._credentials = Credentials(
             settings.access_key_id,
@@ -137,7 +157,7 @@ class CloudAuthClient:
             product_code=product_code,
             is_return_image=is_return_image,
         )
-        return parse_result(CheckResultResult, call.action, self.send(call, ctx=ctx))
+        return self._send(call, ctx, self._parser(CheckResultResult, call))
 
     def doc_ocr_v2(
         self,
@@ -169,7 +189,7 @@ class CloudAuthClient:
             ocr=ocr,
             product_code=product_code,
         )
-        return parse_result(DocOcrResult, call.action, self.send(call, ctx=ctx))
+        return self._send(call, ctx, self._parser(DocOcrResult, call))
 
     def initialize(
         self,
@@ -197,7 +217,7 @@ class CloudAuthClient:
             return_url=return_url,
             extra=extra,
         )
-        return parse_result(InitializeResult, call.action, self.send(call, ctx=ctx))
+        return self._send(call, ctx, self._parser(InitializeResult, call))
 
     # --- the request path --------------------------------------------------------------
 
@@ -206,6 +226,16 @@ class CloudAuthClient:
 
         Low level: no argument validation happens here (the typed methods validate first).
         """
+        return self._send(call, ctx, lambda body: body)
+
+    def _parser(self, model: type[_R], call: ApiCall) -> Callable[[dict[str, Any]], _R]:
+        return partial(
+            parse_result, model, call.action, billed=not call.repeatable, max_depth=self._max_depth
+        )
+
+    def _send(
+        self, call: ApiCall, ctx: CallContext | None, parse: Callable[[dict[str, Any]], _T]
+    ) -> _T:
         ctx = ctx or CallContext()
         state = Attempts()
         # Encode and hash the body (an image may be 1 MB) once, before any slot is taken:
@@ -222,7 +252,7 @@ class CloudAuthClient:
                 raise
             state.count += 1
             try:
-                body = self._attempt(call, ctx, encoded)
+                parsed = parse(self._attempt(call, ctx, encoded))
             except CloudAuthError as exc:
                 throttled = isinstance(exc, ThrottledError)
                 self._gate.feedback(call.product_code, call.action, throttled=throttled)
@@ -239,7 +269,7 @@ class CloudAuthClient:
                 state.last = exc
                 continue
             self._gate.feedback(call.product_code, call.action, throttled=False)
-            return body
+            return parsed
 
     def _timeout(self, ctx: CallContext) -> httpx.Timeout:
         connect, read = self._connect_timeout, self._read_timeout
@@ -288,8 +318,15 @@ class CloudAuthClient:
             headers=signed.headers,
             timeout=self._timeout(ctx),
         )
+        billed = not call.repeatable
         try:
-            response = self._http.send(request)
+            response = self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise transport_error(call.action, exc) from None
-        return success_body(call.action, response)
+            raise transport_error(call.action, exc, billed=billed) from None
+        try:
+            content = read_body(call.action, response, max_bytes=self._max_bytes, billed=billed)
+        finally:
+            response.close()
+        return success_body(
+            call.action, response, content=content, max_depth=self._max_depth, billed=billed
+        )

@@ -8,7 +8,9 @@ The hierarchy::
      ├── ThrottledError                 Throttling*, or any reply with x-acs-retry-after
      ├── NotReadyError                  ProcessNotCompleted: the user's flow has not finished yet
      ├── TransientError                 5xx, InternalError, ServiceUnavailable, timeouts, connection
-     │                                  errors, non-JSON / truncated / unparsable bodies
+     │    │                             errors
+     │    └── MalformedResponse         non-JSON / truncated / oversized / too deep bodies, and
+     │                                  success replies that do not match the models (``field``)
      ├── PermanentError                 4xx parameter and photo errors: fix the input, do not retry
      │    └── TransactionInvalidError   TransactionIdInvalid
      └── AccountError                   Forbidden.RAMUserAccessDenied / AccountAccessDenied: stop
@@ -24,9 +26,11 @@ The client itself retries only ``ThrottledError`` and ``TransientError`` (and, o
 credential codes that a fresh date/nonce can cure); everything else is for the task to decide.
 
 ``TransientError.maybe_processed`` is true when the request reached the provider but no usable
-answer came back (read timeout, broken or unparsable body, non-JSON 5xx from a proxy). For a
-billed operation such as DocOcrV2 the provider may have processed - and billed - the call, so the
-client does not repeat it and the task must not either without a decision.
+answer came back (read timeout, broken or unparsable body, non-JSON 5xx from a proxy). Whether
+that makes the error non-retryable depends on the action: an idempotent call (CheckResult,
+Initialize) is retried until its deadline, while for a billed call (DocOcrV2, and any action
+not known to be repeatable) the provider may have processed - and billed - it, so neither the
+client nor the task repeats it (``retryable`` is False) without a decision.
 
 Use ``classify_response`` to build the right error from a provider reply.
 """
@@ -37,6 +41,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from worker.cloudauth.placement import is_repeatable
 from worker.errors import IdvError
 
 # Codes whose class is fixed regardless of the HTTP status they arrive with (spec §6.3).
@@ -222,20 +227,59 @@ class NotReadyError(CloudAuthError):
 class TransientError(CloudAuthError):
     """A failure that may pass: 5xx, timeouts, connection errors, malformed replies.
 
-    ``maybe_processed`` is true when the request may have been executed (and billed) although no
-    usable reply arrived; the client never repeats a billed call in that case.
+    ``maybe_processed`` is true when the request may have been executed although no usable reply
+    arrived. ``billed`` says whether repeating the action could bill it twice (default: every
+    action but the repeatable ones of ``placement.REPEATABLE_ACTIONS``). Only a billed call that
+    may have been processed is held back (``retryable`` False); any other transient failure is
+    retried until the work's deadline.
     """
 
     retryable = True
 
-    def __init__(self, message: str = "", *, maybe_processed: bool = False, **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        maybe_processed: bool = False,
+        billed: bool | None = None,
+        **kw: Any,
+    ) -> None:
         self.maybe_processed = maybe_processed
+        self.billed = not is_repeatable(str(kw.get("action") or "")) if billed is None else billed
         # The provider may have processed (and billed) the call: never repeat it blindly.
-        self.retryable = not maybe_processed
+        self.retryable = not (maybe_processed and self.billed)
         super().__init__(message, **kw)
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "maybe_processed": self.maybe_processed}
+        return {
+            **super()._state(),
+            "maybe_processed": self.maybe_processed,
+            "billed": self.billed,
+        }
+
+
+class MalformedResponse(TransientError):
+    """A reply that is not a usable answer: not JSON, truncated, too large, nested too deep, or a
+    success whose ``Result`` does not match the model (``field`` names the first bad field).
+
+    The provider answered, so the call may have been processed (``maybe_processed``): retried
+    for an idempotent action, held back for a billed one.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        field: str = "",
+        maybe_processed: bool = True,
+        **kw: Any,
+    ) -> None:
+        self.field = field
+        kw.setdefault("code", "MalformedResponse")
+        super().__init__(message, maybe_processed=maybe_processed, **kw)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "field": self.field}
 
 
 class PermanentError(CloudAuthError):
@@ -309,10 +353,12 @@ def classify_response(
     status: int,
     body: Mapping[str, Any] | None,
     headers: Mapping[str, str],
+    billed: bool | None = None,
 ) -> CloudAuthError:
     """Build the error for a provider reply that is not a success.
 
-    ``body`` is the decoded JSON object, or None when the body could not be decoded.
+    ``body`` is the decoded JSON object, or None when the body could not be decoded; ``billed``
+    is passed on to a ``TransientError`` (default: derived from ``action``).
     """
     retry_after = parse_retry_after(headers)
     header_request_id = headers.get("x-acs-request-id")
@@ -327,12 +373,7 @@ def classify_response(
                 "throttled (unparsable body)", code="Throttling", retry_after=retry_after, **common
             )
         if status >= 500 or status < 300:
-            return TransientError(
-                "reply body is not a JSON object",
-                code="MalformedResponse",
-                maybe_processed=True,
-                **common,
-            )
+            return MalformedResponse("reply body is not a JSON object", billed=billed, **common)
         return PermanentError(f"HTTP {status} without a JSON body", code=f"HTTP{status}", **common)
 
     code = str(body.get("Code") or body.get("code") or "")
@@ -351,5 +392,5 @@ def classify_response(
         return ThrottledError(message, retry_after=retry_after, **kw)
     if cls is TransientError:
         # An explicit error reply means the provider saw the call fail; nothing was processed.
-        return TransientError(message, maybe_processed=False, **kw)
+        return TransientError(message, maybe_processed=False, billed=billed, **kw)
     return cls(message, **kw)

@@ -105,7 +105,7 @@ def _to_str_list(value: Any) -> Any:
 def _loads(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a JSON string nested too deep is malformed too
         return None
 
 

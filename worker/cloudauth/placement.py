@@ -13,6 +13,17 @@ CHECK_RESULT = "CheckResult"
 DOC_OCR_V2 = "DocOcrV2"
 INITIALIZE = "Initialize"
 
+# Calls that may be sent again when the outcome of an attempt is unknown: CheckResult is a read,
+# Initialize at worst leaves an unused transaction behind. Every other action - DocOcrV2, and any
+# action not listed - is treated as billed: an attempt that may have been processed is held back.
+REPEATABLE_ACTIONS = frozenset({CHECK_RESULT, INITIALIZE})
+
+
+def is_repeatable(action: str) -> bool:
+    """Whether ``action`` may be repeated after an attempt whose outcome is unknown."""
+    return action in REPEATABLE_ACTIONS
+
+
 # Parameters the SDK puts in the form body; everything else goes in the query (spec §2.3).
 # None = the operation has no body map at all (no content-type header either).
 BODY_PARAMS: dict[str, frozenset[str] | None] = {
@@ -106,11 +117,20 @@ class ApiCall:
 
 
 def place(
-    action: str, params: Mapping[str, str | None], *, product_code: str, repeatable: bool = True
+    action: str,
+    params: Mapping[str, str | None],
+    *,
+    product_code: str,
+    repeatable: bool | None = None,
 ) -> ApiCall:
-    """Split wire parameters between query and body per spec §2.3 (no validation)."""
+    """Split wire parameters between query and body per spec §2.3 (no validation).
+
+    ``repeatable`` defaults to ``is_repeatable(action)``.
+    """
     if action not in BODY_PARAMS:
         raise ValueError(f"unknown action {action!r}")
+    if repeatable is None:
+        repeatable = is_repeatable(action)
     body_names = BODY_PARAMS[action]
     present = sorted((k, v) for k, v in params.items() if v is not None)
     if body_names is None:

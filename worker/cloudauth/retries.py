@@ -3,7 +3,9 @@
 Retries happen only for ``ThrottledError`` and ``TransientError`` (jittered exponential
 backoff, never past ``ctx.deadline``), plus one re-signed retry for ``SignatureNonceUsed`` /
 ``InvalidTimeStamp.Expired``. A call that is not ``repeatable`` (DocOcrV2, billed) whose attempt
-may have been processed is never repeated.
+may have been processed is never repeated. A wait the provider asks for (``x-acs-retry-after``)
+is capped by ``max_retry_after`` (``IDV_MAX_RETRY_AFTER_S``); a wait that would end past the
+deadline is not slept at all: the last error is raised.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Retries:
     backoff: Backoff
     clock: Clock
     rng: random.Random = field(default_factory=random.Random)
+    max_retry_after: float = 60.0
 
     def should_retry(self, call: ApiCall, exc: CloudAuthError, state: Attempts) -> bool:
         """Whether ``exc``, met on attempt ``state.count``, is worth another attempt."""
@@ -77,7 +80,7 @@ class Retries:
         if last is not None:
             delay = self.backoff.delay(state.count, self.rng)
             if isinstance(last, ThrottledError) and last.retry_after:
-                delay = max(delay, last.retry_after)
+                delay = max(delay, min(last.retry_after, self.max_retry_after))
             if ctx.deadline is not None and now + delay >= ctx.deadline:
                 raise last
             self.clock.sleep(delay)

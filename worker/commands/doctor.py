@@ -1,18 +1,27 @@
-"""``idv-worker doctor [--json]``: check that this deployment can work, one line per check.
+"""``idv-worker doctor [--json] [--check NAME]``: check that this deployment can work.
 
 ``CHECKS`` is the list run in order; each check is a small function taking the ``Runtime``
 and returning a ``CheckResult`` (name, ok, detail, and the one-line fix when not ok). Add a
 check by appending a function. Exit 0 when every check passes, 1 when one fails, 2 on bad
-usage or an invalid configuration.
+usage or an invalid configuration. ``--check`` runs only the checks whose name starts with it
+(``--check s3``, ``--check redis``).
+
+The checks: Redis reachable; Redis keeps what is written (AOF or RDB, ``noeviction``); the
+provider accepts our signature (a ``CheckResult`` for a transaction id that cannot exist must
+come back ``TransactionIdInvalid`` or ``InvalidParameter``: a read, never billed); every queue
+has a consumer (``celery inspect``, short timeout); beat is running (the reconciler's sweep
+took its lock within 3 x ``IDV_RECONCILE_EVERY_S``); the S3 bucket and its encryption.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from worker.runtime import Runtime
@@ -29,6 +38,136 @@ class CheckResult:
 
 
 Check = Callable[["Runtime"], CheckResult]
+
+
+# A transaction id no flow can have: the provider answers TransactionIdInvalid once the
+# signature is accepted (never a billed call: CheckResult is a read).
+DOCTOR_TRANSACTION_ID = "doctor0000000000000000000000000"
+DOCTOR_MERCHANT_BIZ_ID = "idvdoctor"
+SIGNATURE_ACCEPTED_CODES = frozenset({"TransactionIdInvalid", "InvalidParameter"})
+INSPECT_TIMEOUT_S = 2.0
+BEAT_PERIODS = 3
+
+
+def check_redis(runtime: Runtime) -> CheckResult:
+    """Redis answers PING."""
+    from redis import RedisError
+
+    from worker.redisio import connect
+
+    url = runtime.settings.redis_url
+    client = connect(url, fail_fast=True, socket_timeout=3.0)
+    try:
+        client.ping()
+        info = cast("dict[str, Any]", client.info("server"))
+        version = str(info.get("redis_version", "?"))
+    except RedisError as exc:
+        return CheckResult(
+            "redis", False, f"no answer: {type(exc).__name__}",
+            "check IDV_REDIS_URL and that Redis is running",
+        )  # fmt: skip
+    finally:
+        client.close()
+    return CheckResult("redis", True, f"Redis {version} answers")
+
+
+def check_redis_durability(runtime: Runtime) -> CheckResult:
+    """Every Redis of the deployment persists (AOF or RDB) and does not evict."""
+    from redis import RedisError
+
+    from worker.redisio import connect
+    from worker.runtime import redis_urls
+    from worker.stores.durability import inspect_durability
+
+    details, problems = [], []
+    for url in redis_urls(runtime.settings):
+        client = connect(url, fail_fast=True, socket_timeout=3.0)
+        try:
+            found = inspect_durability(client)
+        except RedisError as exc:
+            problems.append(f"not reachable ({type(exc).__name__})")
+            continue
+        finally:
+            client.close()
+        details.append(found.describe())
+        problems.extend(found.problems())
+    if problems:
+        return CheckResult(
+            "redis durability", False, "; ".join(problems),
+            "redis.conf: appendonly yes (or a save schedule) and maxmemory-policy noeviction",
+        )  # fmt: skip
+    return CheckResult("redis durability", True, "; ".join(details))
+
+
+def check_provider(runtime: Runtime) -> CheckResult:
+    """The provider answers a signed CheckResult for a dummy id with TransactionIdInvalid."""
+    from worker.cloudauth.errors import CloudAuthError, CredentialsError
+    from worker.errors import IdvError
+    from worker.ratelimit import CallContext
+
+    name, settings = "provider", runtime.settings
+    ctx = CallContext(deadline=time.time() + settings.connect_timeout + settings.read_timeout)
+    try:
+        runtime.client.check_result(
+            transaction_id=DOCTOR_TRANSACTION_ID,
+            merchant_biz_id=DOCTOR_MERCHANT_BIZ_ID,
+            product_code=settings.onboarding_product,
+            ctx=ctx,
+        )
+    except CredentialsError as exc:
+        return CheckResult(
+            name, False, f"signature refused: {exc.code}",
+            "check IDV_ACCESS_KEY_ID / IDV_ACCESS_KEY_SECRET (and the machine's clock)",
+        )  # fmt: skip
+    except CloudAuthError as exc:
+        if exc.code in SIGNATURE_ACCEPTED_CODES:
+            return CheckResult(name, True, f"{settings.endpoint} accepted the signature")
+        return CheckResult(
+            name, False, f"CheckResult answered {exc.code}",
+            "check IDV_ENDPOINT, the account's permissions and IDV_ONBOARDING_PRODUCT",
+        )  # fmt: skip
+    except IdvError as exc:
+        return CheckResult(name, False, f"not called: {exc.code}", "check the limiter's Redis")
+    return CheckResult(name, False, "a dummy transaction id was answered as a result")
+
+
+def check_consumers(runtime: Runtime) -> CheckResult:
+    """Every queue has at least one live consumer."""
+    from worker.queues import ALL_QUEUES
+
+    inspect = runtime.app.control.inspect(timeout=INSPECT_TIMEOUT_S)
+    replies = inspect.active_queues() or {}
+    consumed = {q.get("name") for queues in replies.values() for q in queues or []}
+    missing = [q for q in ALL_QUEUES if q not in consumed]
+    if not replies:
+        return CheckResult(
+            "consumers", False, "no worker answered",
+            "start workers: `celery -A worker.app worker -Q " + ",".join(ALL_QUEUES) + "`",
+        )  # fmt: skip
+    if missing:
+        return CheckResult(
+            "consumers", False,
+            f"{len(replies)} worker(s); no consumer for {', '.join(missing)}",
+            "start a worker with -Q " + ",".join(missing),
+        )  # fmt: skip
+    return CheckResult("consumers", True, f"{len(replies)} worker(s) consume every queue")
+
+
+def check_beat(runtime: Runtime) -> CheckResult:
+    """Beat is running: the reconciler took its sweep lock recently."""
+    every = runtime.settings.reconcile_every_s
+    last = runtime.ledger.last_sweep("reconcile")
+    window = BEAT_PERIODS * every
+    fix = "run exactly one `celery -A worker.app beat`"
+    if last is None:
+        return CheckResult("beat", False, "the reconciler has not run (in the last day)", fix)
+    age = time.time() - last
+    if age > window:
+        return CheckResult(
+            "beat", False, f"last reconcile sweep {age:.0f}s ago (expected within {window:.0f}s)",
+            fix,
+        )  # fmt: skip
+    return CheckResult("beat", True, f"last reconcile sweep {max(age, 0):.0f}s ago")
 
 
 def check_s3_bucket(runtime: Runtime) -> CheckResult:
@@ -63,8 +202,28 @@ def check_s3_encryption(runtime: Runtime) -> CheckResult:
     )
 
 
-# The checks, in the order they run; other areas append theirs (Redis, provider, queues).
-CHECKS: list[Check] = [check_s3_bucket, check_s3_encryption]
+# The checks, in the order they run.
+CHECKS: list[Check] = [
+    check_redis,
+    check_redis_durability,
+    check_provider,
+    check_consumers,
+    check_beat,
+    check_s3_bucket,
+    check_s3_encryption,
+]
+
+
+def check_name(check: Check) -> str:
+    """``check_redis_durability`` -> ``redis durability``."""
+    return check.__name__.removeprefix("check_").replace("_", " ")
+
+
+def select(prefixes: list[str] | None) -> list[Check]:
+    """The checks whose name starts with one of ``prefixes`` (all without prefixes)."""
+    if not prefixes:
+        return list(CHECKS)
+    return [c for c in CHECKS if any(check_name(c).startswith(p.strip()) for p in prefixes)]
 
 
 def run_checks(runtime: Runtime, checks: list[Check] | None = None) -> list[CheckResult]:
@@ -74,8 +233,9 @@ def run_checks(runtime: Runtime, checks: list[Check] | None = None) -> list[Chec
         try:
             results.append(check(runtime))
         except Exception as exc:  # a broken check must not hide the others
-            name = check.__name__.removeprefix("check_").replace("_", " ")
-            results.append(CheckResult(name, False, f"check raised {type(exc).__name__}"))
+            results.append(
+                CheckResult(check_name(check), False, f"check raised {type(exc).__name__}")
+            )
     return results
 
 
@@ -92,9 +252,13 @@ def _handle(args: argparse.Namespace) -> int:
     from worker.runtime import Runtime
     from worker.settings import load_settings
 
+    checks = select(args.check)
+    if not checks:
+        print(f"idv-worker doctor: no check named {', '.join(args.check)}", file=sys.stderr)
+        return 2
     runtime = Runtime(load_settings())
     try:
-        results = run_checks(runtime)
+        results = run_checks(runtime, checks)
     finally:
         runtime.close()
     if args.json:
@@ -108,9 +272,16 @@ def register(subparsers: Any) -> None:
     """Add ``doctor``."""
     parser = subparsers.add_parser(
         "doctor",
-        help="check the deployment (S3 bucket and encryption, ...); exit 1 if a check fails",
+        help="check the deployment (Redis, provider, consumers, beat, S3); exit 1 if one fails",
         description="Run every check and print one line each, with the fix for a failed one. "
         "Exit 0 when all pass, 1 when one fails, 2 on bad usage or configuration.",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--check",
+        action="append",
+        metavar="NAME",
+        help="run only the checks whose name starts with NAME (repeatable): redis, provider, "
+        "consumers, beat, s3",
+    )
     parser.set_defaults(handler=_handle)

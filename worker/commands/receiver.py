@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start uvicorn with the receiver factory; refuses to start without callback tokens."""
+    """Start uvicorn with the receiver factory; refuses to start without callback tokens, or
+    (``IDV_MODE=production``) on a Redis that would lose data."""
     import uvicorn
 
     from worker.observability import configure_logging, init_sentry
@@ -49,6 +50,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from worker.runtime import EXIT_MISCONFIGURED, redis_refusal
+
+    refusal = redis_refusal(settings)
+    if refusal is not None:
+        print(f"idv-worker receiver: refusing to start: {refusal}", file=sys.stderr)
+        return EXIT_MISCONFIGURED
     level = (args.log_level or settings.log_level).lower()
     configure_logging(level.upper(), settings.log_format)
     init_sentry(settings)

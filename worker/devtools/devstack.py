@@ -98,6 +98,8 @@ class DevStack:
             "IDV_S3_ENDPOINT_URL": self.s3_endpoint,
             "IDV_S3_ACCESS_KEY_ID": S3_KEY_ID,
             "IDV_S3_SECRET_ACCESS_KEY": S3_SECRET,
+            # A throwaway stack: a Redis that would lose data is warned about, not refused.
+            "IDV_MODE": "development",
         }
         env.update(overrides)
         return {k: v for k, v in env.items() if v}

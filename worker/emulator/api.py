@@ -64,6 +64,7 @@ class _Exchange:
     # Set once the signature is verified: from then on the call is the provider's to count.
     counted: dict[str, str] | None = None
     truncate: bool = False
+    malformed: str | None = None
 
     def count(self, outcome: str) -> None:
         # Before the answer leaves, so a caller that reads the counters next sees this call.
@@ -95,17 +96,34 @@ async def handle_api(state: EmulatorState, scope: Scope, receive: Receive, send:
         log.debug("api %s -> fault %s", exchange.action, fault.kind)
         return
     exchange.count("success")
-    payload = json.dumps(
-        {"RequestId": request_id, "Code": "Success", "Message": "success", "Result": result},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode()
+    payload = _success_payload(request_id, result, exchange.malformed)
     if exchange.truncate:
         assert exchange.product is not None
         state.quotas.record_error(exchange.product, exchange.action, "truncate")
         payload = payload[: max(1, len(payload) // 2)]
     await send_bytes(send, 200, payload, headers=[(b"x-acs-request-id", request_id.encode())])
     log.debug("api %s -> 200", exchange.action)
+
+
+def _success_payload(request_id: str, result: dict[str, Any], malformed: str | None) -> bytes:
+    """The success body, or the malformed one a fault asks for."""
+    body: dict[str, Any] = {"RequestId": request_id, "Code": "Success", "Message": "success"}
+    depth = 0
+    if malformed == "bad_passed":
+        result = {**result, "Passed": "Maybe"}
+    elif malformed == "wrong_type":
+        result = {**result, "SubCode": {"code": result.get("SubCode")}}
+    elif malformed == "oversized":
+        result = {**result, "Padding": "x" * (9 * 1024 * 1024)}
+    elif malformed == "deep":
+        depth = 100_000
+    if malformed != "no_result":
+        body["Result"] = result
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    if depth:
+        # Built as bytes: json.dumps itself cannot nest this deep.
+        payload = payload[:-1] + b',"Deep":' + b"[" * depth + b"]" * depth + b"}"
+    return payload
 
 
 async def _checked_run(
@@ -154,6 +172,7 @@ async def _checked_run(
         return None
     if faulty:
         exchange.truncate = await _inject(state)
+        exchange.malformed = faults.malformed_success
     return await spec.run(call)
 
 

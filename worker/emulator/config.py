@@ -63,6 +63,9 @@ class Faults:
     break_downloads: int = 0
     break_after_bytes: int | None = None
     forbidden_code: str | None = None
+    # A success reply that is not a usable answer: no_result, bad_passed, wrong_type, deep
+    # (nested 100k levels) or oversized (over 9 MiB).
+    malformed_success: str | None = None
     actions: list[str] | None = None
     arrival_jitter_ms: float = 0.0
     drop_callbacks: float = 0.0
@@ -95,6 +98,7 @@ _RATE_FAULTS = {
     "non_json_rate",
     "drop_callbacks",
 }
+MALFORMED_KINDS = ("no_result", "bad_passed", "wrong_type", "deep", "oversized")
 _COUNT_FAULTS = {"break_downloads", "drop_callbacks_seed"}
 
 
@@ -109,6 +113,12 @@ def _coerce_fault(name: str, raw: Any) -> Any:
         return [a.strip() for a in raw if a.strip()]
     if name == "forbidden_code":
         return None if raw in (None, "", "none") else str(raw)
+    if name == "malformed_success":
+        if raw in (None, "", "none"):
+            return None
+        if raw not in MALFORMED_KINDS:
+            raise ConfigError(f"malformed_success must be one of {', '.join(MALFORMED_KINDS)}")
+        return str(raw)
     if name == "break_after_bytes":
         return None if raw in (None, "") else _number(name, raw, int, 0)
     if name in _COUNT_FAULTS:

@@ -8,6 +8,8 @@ Keys (all hash-tagged ``{ledger}``, so each script's keys live on one Redis Clus
     <ns>{ledger}:deletes      zset: open transactions by the provider's deletion time
     <ns>{ledger}:counts       hash: transactions per state
     <ns>{ledger}:lock:<name>  the current sweep's fencing token (``<ns>{ledger}:fence:<name>``)
+    <ns>{ledger}:swept:<name> when a sweep last took its lock (epoch seconds; beat liveness for
+                              ``idv-worker doctor``), kept a day
 
 A sweep reads ``ZRANGEBYSCORE due -inf now``: it costs O(due), not O(all). Open entries live
 until the provider's deletion plus a grace period; a final one (archived, abandoned, expired)
@@ -36,6 +38,7 @@ from worker.redisio import lua_script, optional_text, text, text_map
 from worker.settings import Settings
 
 _SCRIPTS = ("upsert", "callback", "claim", "transition", "extend")
+SWEPT_TTL_S = 86400
 
 
 def _script(name: str) -> str:
@@ -184,7 +187,18 @@ class Ledger:
         """
         token = str(self.redis.incr(f"{self._prefix}:fence:{name}"))
         took = self.redis.set(self.lock_key(name), token, nx=True, px=int(ttl_s * 1000))
-        return token if took else None
+        if not took:
+            return None
+        self.redis.set(self.swept_key(name), repr(self.clock()), ex=SWEPT_TTL_S)
+        return token
+
+    def swept_key(self, name: str) -> str:
+        return f"{self._prefix}:swept:{name}"
+
+    def last_sweep(self, name: str) -> float | None:
+        """When the sweep ``name`` last took its lock (epoch seconds), or None."""
+        raw = self.redis.get(self.swept_key(name))
+        return None if raw is None else float(text(raw))
 
     def release_lock(self, name: str, token: str) -> None:
         """Give the lock up if ``token`` still holds it."""

@@ -176,7 +176,8 @@ class RedisRateLimiter:
     * ``clock``: None reads Redis ``TIME`` inside the scripts; a callable (epoch seconds)
       passes the time in instead, for stores that reject ``TIME`` and for tests.
     * ``sleep``: how a caller waits for its turn (tests pair it with ``clock``).
-    * ``max_wait``: bound on one ``acquire`` in seconds; beyond it ``MaxWaitExceeded``.
+    * ``max_wait``: bound on one ``acquire`` in seconds (default ``IDV_LIMITER_MAX_WAIT_S``);
+      beyond it ``MaxWaitExceeded``.
     * ``metrics``: a ``worker.observability.Metrics`` (see ``METRICS``); ``policy``: an
       ``AdaptivePolicy``; ``horizons``: default deadline per lane, seconds from now.
     """
@@ -188,11 +189,13 @@ class RedisRateLimiter:
         *,
         clock: Clock | None = None,
         sleep: Sleep = time.sleep,
-        max_wait: float = DEFAULT_MAX_WAIT,
+        max_wait: float | None = None,
         metrics: Metrics | None = None,
         policy: AdaptivePolicy | None = None,
         horizons: Mapping[Lane, float] | None = None,
     ) -> None:
+        if max_wait is None:
+            max_wait = settings.limiter_max_wait_s
         if max_wait <= 0:
             raise ValueError("max_wait must be > 0")
         self._redis = redis

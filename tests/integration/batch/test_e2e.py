@@ -38,8 +38,11 @@ def stack(e2e_servers: E2EServers) -> Iterator[E2EStack]:
         "batch-e2e",
         IDV_QUOTAS=f"ID_OCR_MIN={QUOTA}",
         IDV_BATCH_CHUNK_SIZE="50",
-        # A killed worker's chunks are retaken within seconds (production: minutes).
-        IDV_BATCH_LEASE_S="3",
+        # A killed worker's chunks are retaken within seconds (production: minutes); the lease
+        # outlasts the limiter's longest wait plus the read timeout.
+        IDV_BATCH_LEASE_S="6",
+        IDV_LIMITER_MAX_WAIT_S="1",
+        IDV_READ_TIMEOUT="4",
         IDV_BATCH_WATCHDOG_INTERVAL_S="1",
     ) as opened:
         yield opened

@@ -153,6 +153,34 @@ def test_throttling_is_retried_and_not_billed_twice(
     assert scripted.api.status(batch).counts[ItemStatus.DONE] == 2
 
 
+def test_a_day_long_retry_after_pauses_an_item_no_longer_than_the_cap(
+    redis_url: str, s3_endpoint: str, emulator: EmulatorHandle, script: Script, tmp_path: Path
+) -> None:
+    def throttled(request: httpx.Request) -> httpx.Response:
+        body = {"RequestId": "R429", "Code": "Throttling.Api", "Message": "slow down"}
+        return httpx.Response(403, json=body, headers={"x-acs-retry-after": "86400000"})
+
+    script.handlers = [throttled, throttled, throttled, ok()]
+    rigs = build_rig(
+        redis_url,
+        s3_endpoint,
+        emulator,
+        transport=httpx.MockTransport(script),
+        max_retry_after_s=0.05,
+    )
+    rig = next(rigs)
+    pauses: list[float] = []
+    try:
+        rig.service._sleep = pauses.append
+        batch = _submit(rig, tmp_path, 1)
+        rig.run_queue()
+        assert rig.api.status(batch).counts[ItemStatus.DONE] == 1
+    finally:
+        rigs.close()
+    assert pauses  # the item waited once between its attempts...
+    assert max(pauses) <= 10.0  # ...the backoff, not the day the provider asked for
+
+
 def test_a_lost_answer_makes_the_item_uncertain(
     scripted: Rig, script: Script, tmp_path: Path
 ) -> None:

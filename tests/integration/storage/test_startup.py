@@ -14,7 +14,6 @@ import redis
 
 from tests.fixtures.s3 import S3Backend, new_bucket_name
 from tests.fixtures.workers import ROOT, CeleryWorker
-from worker.devtools import wait_until
 from worker.runtime import EXIT_MISCONFIGURED, check_store_at_start, refuses_to_start
 from worker.settings import Settings
 
@@ -45,7 +44,7 @@ def test_doctor_reports_each_store_and_the_fix(
     s3_backend: S3Backend, s3_settings: Settings, redis_url: str
 ) -> None:
     strict = s3_settings.model_copy(update={"s3_verify_sse": "strict"})
-    done = cli(env_for(strict, redis_url), "doctor", "--json")
+    done = cli(env_for(strict, redis_url), "doctor", "--json", "--check", "s3")
     results = {r["name"]: r for r in json.loads(done.stdout)}
     assert results["s3 bucket"]["ok"] is True
     encryption = results["s3 encryption"]
@@ -57,14 +56,14 @@ def test_doctor_reports_each_store_and_the_fix(
         assert encryption["detail"].startswith("accepted-silently")
         assert "IDV_S3_VERIFY_SSE=reported" in encryption["fix"]
     # The store's own configuration passes.
-    assert cli(env_for(s3_settings, redis_url), "doctor").returncode == 0
+    assert cli(env_for(s3_settings, redis_url), "doctor", "--check", "s3").returncode == 0
 
 
 def test_ensure_bucket_is_idempotent_and_doctor_sees_a_missing_bucket(
     s3_backend: S3Backend, redis_url: str
 ) -> None:
     env = env_for(s3_backend.settings(new_bucket_name()), redis_url)
-    missing = cli(env, "doctor")
+    missing = cli(env, "doctor", "--check", "s3")
     assert missing.returncode == 1
     assert "idv-worker s3 ensure-bucket" in missing.stdout
     first = cli(env, "s3", "ensure-bucket")
@@ -96,13 +95,7 @@ def test_worker_refuses_to_start_on_a_store_that_does_not_report_sse(
     strict = s3_settings.model_copy(update={"s3_verify_sse": "strict"})
     log = tmp_path / "worker.log"
     worker = CeleryWorker(env_for(strict, redis_url), concurrency=1, logfile=log)
-    worker.start()
-    try:
-        assert worker.proc is not None
-        wait_until(lambda: worker.proc is not None and worker.proc.poll() is not None, timeout=60)
-        assert worker.proc.returncode == EXIT_MISCONFIGURED
-    finally:
-        worker.stop(timeout=5)
-    lines = [line for line in log.read_text().splitlines() if "IDV_S3_VERIFY_SSE" in line]
+    code, lines = worker.exit_code_and_lines(log, "IDV_S3_VERIFY_SSE")
+    assert code == EXIT_MISCONFIGURED
     assert len(lines) == 1, lines
     assert "accepted-silently" in lines[0]

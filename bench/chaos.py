@@ -137,6 +137,7 @@ class Chaos:
             IDV_ARCHIVE_EVERY_S="5",
             IDV_ONBOARDING_LEASE_S="10",
             IDV_BATCH_LEASE_S="30",
+            IDV_LIMITER_MAX_WAIT_S="20",
             IDV_BATCH_WATCHDOG_INTERVAL_S="5",
         )
         self.settings = load_settings(**{k[4:].lower(): v for k, v in self.env.items()})

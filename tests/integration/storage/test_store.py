@@ -499,7 +499,8 @@ def test_ensure_bucket_creates_once(
 def test_encryption_modes(
     s3_backend: S3Backend, s3_bucket: str, boto_session: boto3.session.Session, sse: str
 ) -> None:
-    settings = s3_backend.settings(s3_bucket, s3_sse=sse, s3_kms_key_id="alias/idv")
+    kms = {"s3_kms_key_id": "alias/idv"} if sse == "aws:kms" else {}
+    settings = s3_backend.settings(s3_bucket, s3_sse=sse, **kms)
     store = make_store(settings, boto_session)
     stored = store.put_bytes("k", b"v", content_type="text/plain")
     assert stored.encryption == s3_backend.reported_sse(settings)

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from worker.keys import InvalidKeyError
-from worker.redisio import connect
+from worker.redisio import connect, redis_target
 from worker.settings import load_settings
 from worker.stores import (
     DeadLetter,
@@ -70,7 +70,7 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         overrides = {"redis_url": args.redis_url} if args.redis_url else {}
         settings = load_settings(**overrides)
-        client = connect(settings.redis_url, socket_timeout=10)
+        client = connect(redis_target(settings), socket_timeout=10)
         try:
             store = DeadLetterStore(client, settings)
             if action is _retry:

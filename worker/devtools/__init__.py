@@ -23,6 +23,7 @@ from worker.devtools.devstack import (
     spawn_s3,
     wait_until,
 )
+from worker.devtools.sentinel import SentinelServer
 
 __all__ = [
     "ALL_QUEUES",
@@ -34,6 +35,7 @@ __all__ = [
     "DevStack",
     "Proc",
     "RedisServer",
+    "SentinelServer",
     "celery_worker_command",
     "emulator_command",
     "free_port",

@@ -15,6 +15,11 @@ error to ``IdvTask.handle_error``, which applies the one rule of ``worker.errors
 
 Errors that are not ``IdvError`` are retried a bounded number of times, then dead-lettered.
 No countdown is longer than ``MAX_COUNTDOWN_S`` (below the broker's visibility timeout).
+
+A Redis that cannot be reached (a Sentinel failover, a restart) is waited for in the task: a
+Redis connection error that escapes the task body runs the body again after a short pause, for
+up to ``REDIS_OUTAGE_S``. A retry message or a dead letter would need that same Redis, and the
+body is idempotent (claims and leases in Redis decide what was done).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, NoReturn
 
+import redis
 from celery import Task
 from celery.exceptions import Retry
 
@@ -33,6 +39,8 @@ from worker.queues import MAX_COUNTDOWN_S
 from worker.runtime import Runtime, get_runtime
 
 log = get_logger("tasks")
+
+REDIS_OUTAGE_S = 60.0  # how long a task waits for an unreachable Redis before failing
 
 
 class DeadLettered(Exception):
@@ -65,7 +73,7 @@ class IdvTask(Task[Any, Any]):
         outcome = "ok"
         with log_context(task=self.name, task_id=str(self.request.id or "-")):
             try:
-                return super().__call__(*args, **kwargs)
+                return self._call_through_outages(*args, **kwargs)
             except Retry:
                 outcome = "retry"
                 raise
@@ -79,6 +87,24 @@ class IdvTask(Task[Any, Any]):
                 metrics = self.runtime.metrics
                 metrics.incr("idv_tasks", flow=self.flow, outcome=outcome)
                 metrics.observe("idv_task_seconds", time.monotonic() - started, flow=self.flow)
+
+    def _call_through_outages(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + REDIS_OUTAGE_S
+        attempt = 0
+        while True:
+            try:
+                return super().__call__(*args, **kwargs)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                attempt += 1
+                pause = min(0.25 * 2**attempt, 5.0)
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning(
+                    "Redis unreachable (%s): the task runs again in %.1fs",
+                    type(exc).__name__,
+                    pause,
+                )
+                time.sleep(pause)
 
     # ------------------------------------------------------------ outcomes
 

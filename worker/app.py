@@ -23,13 +23,15 @@ from worker.queues import (
     TASK_RECONCILE,
     TASK_SWEEP_UPLOADS,
 )
+from worker.redisio import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, RedisTarget, broker_target
 from worker.settings import Settings, load_settings
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration, every reliability setting chosen on purpose."""
     visibility_timeout = settings.broker_visibility_timeout_s
-    broker_url = settings.broker_url or settings.redis_url
+    target = broker_target(settings)
+    broker_url = sentinel_broker_url(target) if target.sentinels else target.url
     config: dict[str, Any] = {
         "broker_url": broker_url,
         # Results live in our own Redis records; Celery's result backend is not used.
@@ -88,10 +90,37 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             },
         },
     }
-    if urlsplit(broker_url).scheme in ("redis", "rediss"):
+    if target.sentinels:
+        # kombu's Sentinel transport, with the same restart fix (worker.broker).
+        config["broker_transport"] = "worker.broker:SentinelTransport"
+        options = config["broker_transport_options"]
+        options["master_name"] = target.master
+        options["sentinel_kwargs"] = {
+            "socket_timeout": SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        }
+        if target.sentinel_password:
+            options["sentinel_kwargs"]["password"] = target.sentinel_password
+        if urlsplit(target.url).scheme == "rediss":
+            config["broker_use_ssl"] = {"ssl_cert_reqs": "required"}
+    elif urlsplit(broker_url).scheme in ("redis", "rediss"):
         # kombu's Redis transport, fixed so a worker survives a Redis restart (worker.broker).
         config["broker_transport"] = "worker.broker:Transport"
     return config
+
+
+def sentinel_broker_url(target: RedisTarget) -> str:
+    """kombu's form of a Redis behind sentinels: ``sentinel://[auth@]host:port/db;...``, the
+    primary's credentials and database (from ``target.url``) on every address."""
+    parts = urlsplit(target.url)
+    auth = parts.netloc.rpartition("@")[0]
+    auth = f"{auth}@" if auth else ""
+    db = parts.path.lstrip("/") or "0"
+    hosts = (f"[{host}]" if ":" in host else host for host, _ in target.sentinels)
+    return ";".join(
+        f"sentinel://{auth}{host}:{port}/{db}"
+        for host, (_, port) in zip(hosts, target.sentinels, strict=True)
+    )
 
 
 def create_app(settings: Settings | None = None) -> Celery:

@@ -53,7 +53,7 @@ import redis
 from worker.observability import MetricsExporter, MetricsUnavailable, RedisMetrics, get_logger
 from worker.onboarding import CallbackIntake, CallbackRejected
 from worker.queues import ALL_QUEUES
-from worker.redisio import connect
+from worker.redisio import connect, redis_target
 from worker.runtime import Runtime
 from worker.settings import Settings, load_settings
 
@@ -205,7 +205,7 @@ class CallbackReceiver:
                 return
             # Short timeouts: the provider is answered within seconds either way.
             client = self._given_redis or connect(
-                self.settings.redis_url,
+                redis_target(self.settings),
                 socket_timeout=2.0,
                 max_connections=max(8, self._threads * 2),
             )

@@ -33,7 +33,7 @@ from celery import signals
 from redis import Redis
 
 from worker.observability import RedisMetrics, get_logger, report_to_sentry
-from worker.redisio import connect
+from worker.redisio import broker_target, connect, redis_target
 from worker.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Runtime:
 
     @cached_property
     def redis(self) -> Redis:
-        return self._redis or connect(self.settings.redis_url)
+        return self._redis or connect(redis_target(self.settings))
 
     @cached_property
     def metrics(self) -> RedisMetrics:
@@ -100,7 +100,7 @@ class Runtime:
     @cached_property
     def limiter_redis(self) -> Redis:
         """The limiter's own client: short timeouts, one retry, so it fails closed at once."""
-        return connect(self.settings.redis_url, fail_fast=True, socket_timeout=2.0)
+        return connect(redis_target(self.settings), fail_fast=True, socket_timeout=2.0)
 
     @cached_property
     def limiter(self) -> RedisRateLimiter:
@@ -217,8 +217,8 @@ class Runtime:
     @cached_property
     def broker_redis(self) -> Redis:
         """The broker's Redis (``IDV_BROKER_URL``, else ``IDV_REDIS_URL``)."""
-        url = self.settings.broker_url
-        return self.redis if not url or url == self.settings.redis_url else connect(url)
+        target = broker_target(self.settings)
+        return self.redis if target == redis_target(self.settings) else connect(target)
 
     @cached_property
     def flow_starter(self) -> FlowStarter:
@@ -434,7 +434,7 @@ def check_store_at_start(settings: Settings) -> SseProbe:
         probe = probe_encryption(store)
     finally:
         store.close()
-    metrics_redis = connect(settings.redis_url, fail_fast=True, socket_timeout=2.0)
+    metrics_redis = connect(redis_target(settings), fail_fast=True, socket_timeout=2.0)
     try:
         RedisMetrics(metrics_redis, settings.namespace).incr(
             "idv_s3_sse_probe", outcome=probe.outcome.value

@@ -12,7 +12,7 @@ import redis
 
 from worker.commands.output import INVALID, fail
 from worker.keys import InvalidKeyError
-from worker.redisio import connect
+from worker.redisio import connect, redis_target
 from worker.settings import load_settings
 from worker.stores import (
     DeadLetter,
@@ -64,7 +64,7 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
 
     def handler(args: argparse.Namespace) -> int:
         settings = load_settings()
-        client = connect(settings.redis_url, socket_timeout=10)
+        client = connect(redis_target(settings), socket_timeout=10)
         try:
             store = DeadLetterStore(client, settings)
             if action is _retry:

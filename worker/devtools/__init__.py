@@ -24,6 +24,7 @@ from worker.devtools.procs import (
     spawn_s3,
     wait_until,
 )
+from worker.devtools.sentinel import SentinelServer
 
 __all__ = [
     "ALL_QUEUES",
@@ -36,6 +37,7 @@ __all__ = [
     "DevStack",
     "Proc",
     "RedisServer",
+    "SentinelServer",
     "celery_beat_command",
     "celery_worker_command",
     "emulator_command",

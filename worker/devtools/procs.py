@@ -237,15 +237,25 @@ class RedisServer:
     kills it (SIGKILL), ``shutdown`` asks it to save and exit (``SHUTDOWN``).
     """
 
-    def __init__(self, workdir: Path, log: Path | None = None, *, persistent: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        log: Path | None = None,
+        *,
+        persistent: bool = True,
+        replica_of: int | None = None,
+    ) -> None:
         self.port = free_port()
         self.workdir = workdir
         aof = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else [
             "--appendonly", "no"]  # fmt: skip
+        # A replica syncs at once (no 5 s wait for others to share a diskless transfer).
+        replica = ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
+        replica += ["--repl-diskless-sync-delay", "0"]
         self.proc = Proc(
             "redis",
             [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save",
-             "", *aof, "--dir", str(workdir), "--maxclients", "4000"],
+             "", *aof, *replica, "--dir", str(workdir), "--maxclients", "4000"],
             log=log,
         )  # fmt: skip
 
@@ -270,6 +280,17 @@ class RedisServer:
 
     def stop(self) -> None:
         self.proc.stop(timeout=5)
+
+    def in_sync(self) -> bool:
+        """A replica: whether its link to the primary is up (the initial sync is done)."""
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            info: dict[str, object] = client.info("replication")  # type: ignore[assignment]
+            return info.get("master_link_status") == "up"
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
     def crash(self) -> None:
         """SIGKILL: whatever AOF ``everysec`` had not written is lost."""

@@ -35,7 +35,7 @@ from prometheus_client.utils import floatToGoString
 from worker.observability.broker import QueueProbe, QueueStat
 from worker.observability.families import FAMILIES, Family, FamilyRegistry
 from worker.observability.store import RedisMetrics, check_labels, metric_name, parse_series
-from worker.redisio import connect
+from worker.redisio import RedisTarget, connect, redis_target
 from worker.settings import Settings
 
 GaugeSample = tuple[str, Mapping[str, str], float]
@@ -343,7 +343,7 @@ def as_json(collector: StoreCollector) -> dict[str, Any]:
 # ---------------------------------------------------------------- one process's exporter
 
 
-def metrics_redis(url: str, timeout: float) -> redis.Redis:
+def metrics_redis(url: str | RedisTarget, timeout: float) -> redis.Redis:
     """A client for scrapes: bounded timeouts and no retries (a hung Redis costs ~timeout)."""
     return connect(url, socket_timeout=timeout, retries=0, max_connections=4)
 
@@ -357,7 +357,7 @@ class MetricsExporter:
         """``client`` (kept open) replaces the store client built from ``IDV_REDIS_URL``."""
         timeout = settings.metrics_timeout_s
         self._owns_store = client is None
-        self._store_client = client or metrics_redis(settings.redis_url, timeout)
+        self._store_client = client or metrics_redis(redis_target(settings), timeout)
         broker_url = settings.broker_url or settings.redis_url
         self._broker_client: redis.Redis | None = None
         probe = None

@@ -64,7 +64,7 @@ from worker.ratelimit.store import (
     bucket_keys,
     script_source,
 )
-from worker.redisio import connect, number, text
+from worker.redisio import connect, number, redis_target, text
 from worker.settings import Settings
 
 log = get_logger("ratelimit")
@@ -375,4 +375,4 @@ class RedisRateLimiter:
 def limiter_redis(settings: Settings, *, timeout: float = 2.0) -> redis.Redis:
     """A Redis client suited to the limiter: short timeouts, one quick retry, so that an
     unreachable Redis fails closed within seconds instead of after long backoffs."""
-    return connect(settings.redis_url, fail_fast=True, socket_timeout=timeout)
+    return connect(redis_target(settings), fail_fast=True, socket_timeout=timeout)

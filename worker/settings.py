@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -264,7 +264,10 @@ class Settings(BaseSettings):
     )
 
     # --- batch OCR (DocOcrV2 over a manifest; worker.batch) ---
-    batch_product_code: str = Field("ID_OCR_MIN", description="product code of batch calls")
+    # DocOcrV2 takes one product plan (seed 002); anything else would be refused at each call.
+    batch_product_code: Literal["ID_OCR_MIN"] = Field(
+        "ID_OCR_MIN", description="product code of batch calls (DocOcrV2 takes only ID_OCR_MIN)"
+    )
     batch_default_doc_type: str | None = Field(
         None, description="DocType for manifest rows that give none"
     )

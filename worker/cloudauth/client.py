@@ -153,6 +153,7 @@ class CloudAuthClient:
         id_threshold: str | None = None,
         ocr: bool = True,
         product_code: str = "ID_OCR_MIN",
+        scene_code: str | None = None,
         ctx: CallContext | None = None,
     ) -> DocOcrResult:
         """OCR and anti-spoofing of one document image (billed per call)."""
@@ -168,6 +169,7 @@ class CloudAuthClient:
             id_threshold=id_threshold,
             ocr=ocr,
             product_code=product_code,
+            scene_code=scene_code,
         )
         return parse_result(DocOcrResult, call.action, self.send(call, ctx=ctx))
 
@@ -182,6 +184,7 @@ class CloudAuthClient:
         callback_url: str | None = None,
         callback_token: str | None = None,
         return_url: str | None = None,
+        scene_code: str | None = None,
         extra: Mapping[str, str] | None = None,
         ctx: CallContext | None = None,
     ) -> InitializeResult:
@@ -195,6 +198,7 @@ class CloudAuthClient:
             callback_url=callback_url,
             callback_token=callback_token,
             return_url=return_url,
+            scene_code=scene_code,
             extra=extra,
         )
         return parse_result(InitializeResult, call.action, self.send(call, ctx=ctx))

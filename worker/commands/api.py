@@ -43,6 +43,7 @@ _FLAGS = {
     "callback_url": "--callback-url",
     "callback_token": "--callback-token",
     "return_url": "--return-url",
+    "scene_code": "--scene-code",
 }
 
 
@@ -98,7 +99,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ocr.add_argument("--face-quality", action="store_true", help="IdFaceQuality=T")
     ocr.add_argument("--card-side", help="OCR_ID_FACE or OCR_ID_NATIONAL_EMBLEM (00000001 only)")
     ocr.add_argument("--id-threshold", help="0 standard, 1 strict, 2 loose, 3 off")
-    ocr.add_argument("--product-code", default="ID_OCR_MIN")
+    ocr.add_argument("--product-code", default="ID_OCR_MIN", help="only ID_OCR_MIN is accepted")
+    ocr.add_argument("--scene-code", help="SceneCode: <= 10 letters, digits or _ (console label)")
     ocr.add_argument("--show-images", action="store_true", help="print Base64 images in full")
     ocr.set_defaults(handler=_doc_ocr)
 
@@ -111,6 +113,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init.add_argument("--return-url")
     init.add_argument("--doc-type")
     init.add_argument("--meta-info", help="MetaInfo JSON from the client SDK")
+    init.add_argument("--scene-code", help="SceneCode: <= 10 letters, digits or _ (console label)")
     init.add_argument("--show-images", action="store_true", help=argparse.SUPPRESS)
     init.set_defaults(handler=_initialize)
 
@@ -170,6 +173,7 @@ def _doc_ocr(args: argparse.Namespace) -> int:
             face_quality=args.face_quality,
             id_threshold=args.id_threshold,
             product_code=args.product_code,
+            scene_code=args.scene_code,
         )
 
     return _run(args, call)
@@ -186,6 +190,7 @@ def _initialize(args: argparse.Namespace) -> int:
             callback_url=args.callback_url,
             callback_token=args.callback_token,
             return_url=args.return_url,
+            scene_code=args.scene_code,
         )
 
     return _run(args, call)

@@ -76,7 +76,9 @@ class LimitsGate:
             stats = self._limiter.get_window_stats(self._item, key)
             time.sleep(max(0.0005, stats.reset_time - time.time()))
 
-    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
+    def feedback(
+        self, product_code: str, api: str, *, throttled: bool, sent_at: float | None = None
+    ) -> None:
         return None
 
 
@@ -156,8 +158,10 @@ class TimedGate:
         self.limiter.acquire(product_code, api, ctx)
         self.waits.append((time.time(), time.perf_counter() - began))
 
-    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
-        self.limiter.feedback(product_code, api, throttled=throttled)
+    def feedback(
+        self, product_code: str, api: str, *, throttled: bool, sent_at: float | None = None
+    ) -> None:
+        self.limiter.feedback(product_code, api, throttled=throttled, sent_at=sent_at)
 
 
 def realtime(spec: Spec, rate: float, seed: int, start: Any, stop: Any, out: Any) -> None:

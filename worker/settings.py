@@ -137,7 +137,20 @@ class Settings(BaseSettings):
         default_factory=dict, description="per-API overrides, e.g. ID_OCR_MIN:DocOcrV2=8"
     )
     quota_safety_margin: float = Field(
-        0.015, ge=0, lt=0.5, description="fraction of each quota left unused as a jitter budget"
+        0.015,
+        ge=0,
+        lt=0.5,
+        description="fraction of each quota left unused as a jitter budget: where a bucket "
+        "starts before it learns its own (worker.ratelimit.policies)",
+    )
+    quota_margin_learning: bool = Field(
+        True, description="learn each bucket's margin from throttles and send gaps"
+    )
+    quota_margin_floor: float = Field(
+        0.002, ge=0, lt=0.5, description="the least margin a bucket learns"
+    )
+    quota_margin_ceiling: float = Field(
+        0.10, ge=0, lt=0.5, description="the most margin a bucket learns"
     )
     quota_burst: int = Field(
         1, ge=1, description="calls that may start back to back (1 = evenly spaced)"
@@ -444,6 +457,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"per-API quota key must be PRODUCT:Api, got {key!r}")
             if qps <= 0:
                 raise ValueError(f"quota for {key} must be > 0, got {qps}")
+        return value
+
+    @field_validator("quota_margin_ceiling", mode="after")
+    @classmethod
+    def _margin_bounds(cls, value: float, info: ValidationInfo) -> float:
+        floor = info.data.get("quota_margin_floor")
+        if floor is not None and value < floor:
+            raise ValueError(f"must be >= IDV_QUOTA_MARGIN_FLOOR ({floor})")
         return value
 
     @field_validator("callback_tokens", mode="before")

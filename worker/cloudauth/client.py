@@ -15,6 +15,7 @@ decide. Replies are decoded by ``worker.cloudauth.responses``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -225,11 +226,17 @@ class CloudAuthClient:
                     raise state.last from exc
                 raise
             state.count += 1
+            sent: list[float] = []
             try:
-                body = self._attempt(call, ctx, encoded)
+                body = self._attempt(call, ctx, encoded, sent)
             except CloudAuthError as exc:
                 throttled = isinstance(exc, ThrottledError)
-                self._gate.feedback(call.product_code, call.action, throttled=throttled)
+                self._gate.feedback(
+                    call.product_code,
+                    call.action,
+                    throttled=throttled,
+                    sent_at=sent[0] if sent else None,
+                )
                 log.debug(
                     "cloudauth %s attempt %d failed: %s %s (request %s)",
                     call.action,
@@ -242,7 +249,9 @@ class CloudAuthClient:
                     raise
                 state.last = exc
                 continue
-            self._gate.feedback(call.product_code, call.action, throttled=False)
+            self._gate.feedback(
+                call.product_code, call.action, throttled=False, sent_at=sent[0] if sent else None
+            )
             return body
 
     def _timeout(self, ctx: CallContext) -> httpx.Timeout:
@@ -281,8 +290,9 @@ class CloudAuthClient:
         )
 
     def _attempt(
-        self, call: ApiCall, ctx: CallContext, encoded: EncodedBody | None
+        self, call: ApiCall, ctx: CallContext, encoded: EncodedBody | None, sent: list[float]
     ) -> dict[str, Any]:
+        """One signed request; ``sent`` receives ``time.monotonic()`` when it left."""
         signed = self.sign(call, encoded)
         url = self._base_url + ("?" + signed.query_string if signed.query_string else "")
         request = self._http.build_request(
@@ -292,8 +302,21 @@ class CloudAuthClient:
             headers=signed.headers,
             timeout=self._timeout(ctx),
         )
+        request.extensions["trace"] = _sent_tracer(sent)
         try:
             response = self._http.send(request)
         except httpx.HTTPError as exc:
             raise transport_error(call.action, exc) from None
         return success_body(call.action, response)
+
+
+def _sent_tracer(sent: list[float]) -> Any:
+    """An httpcore trace hook noting when the request's headers start to go out: after any
+    connection set-up, so the limiter sees the real gap between its grant and the send.
+    Transports without tracing (``MockTransport``) leave ``sent`` empty."""
+
+    def trace(event: str, info: Any) -> None:
+        if not sent and event.endswith("send_request_headers.started"):
+            sent.append(time.monotonic())
+
+    return trace

@@ -59,7 +59,7 @@ from limiter_workers import AK, API, PRODUCT, SECRET, LimitsGate, Spec, realtime
 
 from worker.devtools import Proc, RedisServer, free_port, spawn_emulator, wait_until
 from worker.emulator.samples import generate_samples
-from worker.ratelimit import CallContext, Lane, RedisRateLimiter
+from worker.ratelimit import CallContext, Lane, RedisRateLimiter, read_status
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,13 +160,21 @@ ALGORITHMS = ("sliding", "fixed", "token-bucket")
 JITTERS_MS = (0, 20)
 
 
+def learned(redis_url: str, spec: Spec) -> dict[str, Any]:
+    """What the case's bucket learned: margin, grant-to-send gap spread, widenings."""
+    settings = Settings(quotas={PRODUCT: spec.quota}, namespace=spec.namespace)
+    [status] = read_status(redis.Redis.from_url(redis_url), settings, product_code=PRODUCT, api=API)
+    gap_dev = None if status.gap_dev is None else round(status.gap_dev * 1000, 3)
+    return {"margin": round(status.margin, 5), "gap_dev_ms": gap_dev, "widened": status.widened}
+
+
 def run_matrix(
     emu: Emulator, redis_url: str, b64: str, doc_type: str, quotas: list[float], margin: float,
-    warmup: float, duration: float,
+    warmup: float, duration: float, algorithms: tuple[str, ...] = ALGORITHMS,
 ) -> dict[str, Any]:  # fmt: skip
     """Ours against each quota algorithm, with and without arrival jitter."""
     out: dict[str, Any] = {}
-    for algorithm in ALGORITHMS:
+    for algorithm in algorithms:
         for jitter in JITTERS_MS:
             emu.configure(algorithm, jitter)
             cases: dict[str, Any] = {}
@@ -175,11 +183,12 @@ def run_matrix(
                 spec = Spec("ours", emu.url, redis_url, q, ns, b64, doc_type, margin, attempts=3)
                 case = run_processes(spec, emu, warmup, duration)
                 case["throttled_share"] = round(case["throttled"] / max(1, case["calls"]), 5)
+                case["learned"] = learned(redis_url, spec)
                 cases[f"q{q:g}"] = case
                 print(
                     f"ours {algorithm} jitter={jitter}ms Q={q:g}: rate_ratio={case['rate_ratio']}"
                     f" throttled={case['throttled']} ({case['throttled_share']:.3%} of"
-                    f" {case['calls']} calls) lost={case['lost']}",
+                    f" {case['calls']} calls) lost={case['lost']} learned={case['learned']}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -308,6 +317,9 @@ def main() -> None:
         "--margin", type=float, default=0.015, help="IDV_QUOTA_SAFETY_MARGIN of our limiter"
     )
     parser.add_argument("--only-ours", action="store_true", help="the quota-algorithm matrix only")
+    parser.add_argument(
+        "--algorithms", default=",".join(ALGORITHMS), help="emulator quota algorithms to run"
+    )
     args = parser.parse_args()
     duration = args.duration or (2.0 if args.quick else 60.0)
     warmup = 1.0 if args.quick else 3.0
@@ -324,7 +336,7 @@ def main() -> None:
             url = server.url
             out["ours"] = run_matrix(
                 emu, url, b64, row.doc_type, [50.0] if args.quick else quotas, margin, warmup,
-                duration,
+                duration, tuple(args.algorithms.split(",")),
             )  # fmt: skip
             if not args.only_ours:
                 cases = {}

@@ -14,6 +14,14 @@ ground truth. A private redis-server backs the limiters and Celery's broker.
    call to another API, so no connection set-up lands between a grant and its request.
    Celery with the Redis broker releases rate-limited tasks about once per second after an
    initial burst (celery/celery#5927); the figures show what it does here, untuned.
+1b. Quota algorithms (ours): the emulator's ``sliding``, ``fixed`` and ``token-bucket`` quotas,
+   each with ``arrival_jitter_ms`` 0 and 20 (a network between grant and count), Q in
+   {10, 50} (--quick: 50 only), calls retried when throttled (3 attempts), each case on a
+   fresh bucket that learns its margin from ``IDV_QUOTA_SAFETY_MARGIN``:
+   ``ours.<algorithm>.j<ms>.rate_ratio`` / ``.throttled`` / ``.throttled_share`` (throttled /
+   calls) / ``.lost`` (calls that failed every attempt). ``ours.rate_ratio`` / ``.throttled``
+   are over the jitter-0 cases (goals >= 0.99, <= 0.1% of calls, none lost),
+   ``ours.rate_ratio_j20`` / ``.throttled_j20`` over the 20 ms ones (goal >= 0.97).
 2. Deadlines (ours): 8 bulk processes saturate Q=10 while realtime calls arrive at random at
    10% of Q. ``deadline.realtime_wait_p50_slots`` / ``_p99_slots``: realtime acquire time as
    the caller sees it, in slot intervals (1 / (Q (1 - margin))), goal p99 <= 1;
@@ -22,8 +30,9 @@ ground truth. A private redis-server backs the limiters and Celery's broker.
 3. Overhead: ``acquire_p50_ms`` / ``acquire_p99_ms`` of one acquire that does not wait
    (a quota no caller reaches), beside a Redis PING and a ``limits`` hit on the same server.
 
-Usage: ``python bench/limiter.py [--quick] [--duration S]`` (default 60 s per case; --quick
-runs short cases and stays under a minute). The last line printed is one JSON object.
+Usage: ``python bench/limiter.py [--quick] [--duration S] [--only-ours]`` (default 60 s per
+case; --quick runs short cases and stays under ~90 s; --only-ours runs the quota-algorithm
+matrix alone). The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -50,7 +59,7 @@ from limiter_workers import AK, API, PRODUCT, SECRET, LimitsGate, Spec, realtime
 
 from worker.devtools import Proc, RedisServer, free_port, spawn_emulator, wait_until
 from worker.emulator.samples import generate_samples
-from worker.ratelimit import CallContext, Lane, RedisRateLimiter
+from worker.ratelimit import CallContext, Lane, RedisRateLimiter, read_status
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +87,11 @@ class Emulator:
     def reset(self, quota: float) -> None:
         self.control("PUT", "quotas", {PRODUCT: quota})
         self.control("POST", "reset", {})
+
+    def configure(self, algorithm: str, jitter_ms: float) -> None:
+        """The quota algorithm and the arrival jitter of the next cases (DocOcrV2 only)."""
+        self.control("PUT", "quota-algorithm", {"algorithm": algorithm})
+        self.control("PUT", "faults", {"arrival_jitter_ms": jitter_ms, "actions": [API]})
 
     def counts(self) -> dict[str, int]:
         actions = self.control("GET", "stats")["actions"]
@@ -137,8 +151,63 @@ def run_processes(spec: Spec, emu: Emulator, warmup: float, duration: float) -> 
     bulk = [(saturate, (spec, "bulk"))] * PROCESSES
     result, reports = run_case(spec, emu, bulk, warmup, duration)
     result["calls"] = sum(r[1] for r in reports)
+    result["lost"] = sum(r[2] for r in reports)
     result.pop("window")
     return result
+
+
+ALGORITHMS = ("sliding", "fixed", "token-bucket")
+JITTERS_MS = (0, 20)
+
+
+def learned(redis_url: str, spec: Spec) -> dict[str, Any]:
+    """What the case's bucket learned: margin, grant-to-send gap spread, widenings."""
+    settings = Settings(quotas={PRODUCT: spec.quota}, namespace=spec.namespace)
+    [status] = read_status(redis.Redis.from_url(redis_url), settings, product_code=PRODUCT, api=API)
+    gap_dev = None if status.gap_dev is None else round(status.gap_dev * 1000, 3)
+    return {"margin": round(status.margin, 5), "gap_dev_ms": gap_dev, "widened": status.widened}
+
+
+def run_matrix(
+    emu: Emulator, redis_url: str, b64: str, doc_type: str, quotas: list[float], margin: float,
+    warmup: float, duration: float, algorithms: tuple[str, ...] = ALGORITHMS,
+) -> dict[str, Any]:  # fmt: skip
+    """Ours against each quota algorithm, with and without arrival jitter."""
+    out: dict[str, Any] = {}
+    for algorithm in algorithms:
+        for jitter in JITTERS_MS:
+            emu.configure(algorithm, jitter)
+            cases: dict[str, Any] = {}
+            for q in quotas:
+                ns = f"m-{algorithm}-{jitter}-{q:g}:"  # a fresh bucket per case
+                spec = Spec("ours", emu.url, redis_url, q, ns, b64, doc_type, margin, attempts=3)
+                case = run_processes(spec, emu, warmup, duration)
+                case["throttled_share"] = round(case["throttled"] / max(1, case["calls"]), 5)
+                case["learned"] = learned(redis_url, spec)
+                cases[f"q{q:g}"] = case
+                print(
+                    f"ours {algorithm} jitter={jitter}ms Q={q:g}: rate_ratio={case['rate_ratio']}"
+                    f" throttled={case['throttled']} ({case['throttled_share']:.3%} of"
+                    f" {case['calls']} calls) lost={case['lost']} learned={case['learned']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            summary = summarise(cases)
+            summary["lost"] = sum(c["lost"] for c in cases.values())
+            summary["calls"] = sum(c["calls"] for c in cases.values())
+            summary["throttled_share"] = round(summary["throttled"] / max(1, summary["calls"]), 5)
+            out[f"{algorithm}.j{jitter}"] = summary
+    emu.configure("sliding", 0)
+    for jitter in JITTERS_MS:
+        rows = [v for k, v in out.items() if k.endswith(f".j{jitter}")]
+        suffix = "" if jitter == 0 else f"_j{jitter}"
+        out[f"rate_ratio{suffix}"] = min(r["rate_ratio"] for r in rows)
+        out[f"throttled{suffix}"] = sum(r["throttled"] for r in rows)
+        out[f"throttled_share{suffix}"] = round(
+            sum(r["throttled"] for r in rows) / max(1, sum(r["calls"] for r in rows)), 5
+        )
+        out[f"lost{suffix}"] = sum(r["lost"] for r in rows)
+    return out
 
 
 def run_celery(
@@ -247,6 +316,10 @@ def main() -> None:
     parser.add_argument(
         "--margin", type=float, default=0.015, help="IDV_QUOTA_SAFETY_MARGIN of our limiter"
     )
+    parser.add_argument("--only-ours", action="store_true", help="the quota-algorithm matrix only")
+    parser.add_argument(
+        "--algorithms", default=",".join(ALGORITHMS), help="emulator quota algorithms to run"
+    )
     args = parser.parse_args()
     duration = args.duration or (2.0 if args.quick else 60.0)
     warmup = 1.0 if args.quick else 3.0
@@ -261,24 +334,32 @@ def main() -> None:
             image = Path(row.image)
             b64 = base64.b64encode(image.read_bytes()).decode()
             url = server.url
-            for name, kind in (("ours", "ours"), ("limits_moving_window", "limits")):
+            out["ours"] = run_matrix(
+                emu, url, b64, row.doc_type, [50.0] if args.quick else quotas, margin, warmup,
+                duration, tuple(args.algorithms.split(",")),
+            )  # fmt: skip
+            if not args.only_ours:
                 cases = {}
                 for q in quotas:
-                    spec = Spec(kind, emu.url, url, q, f"{kind}{q:g}:", b64, row.doc_type, margin)
+                    spec = Spec(
+                        "limits", emu.url, url, q, f"limits{q:g}:", b64, row.doc_type, margin
+                    )
                     cases[f"q{q:g}"] = run_processes(spec, emu, warmup, duration)
-                    print(name, f"Q={q:g}", cases[f"q{q:g}"], file=sys.stderr, flush=True)
-                out[name] = summarise(cases)
-            cases = {}
-            broker = f"redis://127.0.0.1:{server.port}/1"
-            for q in quotas:
-                cases[f"q{q:g}"] = run_celery(emu, broker, image, row.doc_type, q, warmup, duration)
-                print("celery", f"Q={q:g}", cases[f"q{q:g}"], file=sys.stderr, flush=True)
-            out["celery_rate_limit"] = summarise(cases)
-            spec = Spec("ours", emu.url, url, 10.0, "deadline:", b64, row.doc_type, margin)
-            out["deadline"] = run_deadline(spec, emu, warmup, max(duration, 4.0))
-            print("deadline", out["deadline"], file=sys.stderr, flush=True)
-            out["overhead"] = run_overhead(url, 1000 if args.quick else 5000)
-            out["acquire_p99_ms"] = out["overhead"]["acquire_p99_ms"]
+                    print("limits", f"Q={q:g}", cases[f"q{q:g}"], file=sys.stderr, flush=True)
+                out["limits_moving_window"] = summarise(cases)
+                cases = {}
+                broker = f"redis://127.0.0.1:{server.port}/1"
+                for q in quotas:
+                    cases[f"q{q:g}"] = run_celery(
+                        emu, broker, image, row.doc_type, q, warmup, duration
+                    )
+                    print("celery", f"Q={q:g}", cases[f"q{q:g}"], file=sys.stderr, flush=True)
+                out["celery_rate_limit"] = summarise(cases)
+                spec = Spec("ours", emu.url, url, 10.0, "deadline:", b64, row.doc_type, margin)
+                out["deadline"] = run_deadline(spec, emu, warmup, max(duration, 4.0))
+                print("deadline", out["deadline"], file=sys.stderr, flush=True)
+                out["overhead"] = run_overhead(url, 1000 if args.quick else 5000)
+                out["acquire_p99_ms"] = out["overhead"]["acquire_p99_ms"]
         finally:
             emu.stop()
             server.stop()

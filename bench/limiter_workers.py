@@ -1,8 +1,10 @@
 """Worker processes of ``bench/limiter.py``: each makes real DocOcrV2 calls to the emulator.
 
 Every process builds its own clients after the fork (nothing is shared across processes) and
-calls the emulator through ``CloudAuthClient`` with one attempt per call, so each request the
-emulator sees is one slot taken; the emulator's stats are the ground truth.
+calls the emulator through ``CloudAuthClient`` with one attempt per call (``Spec.attempts``;
+the quota-algorithm matrix lets the client retry throttled calls, so a call is lost only if
+every attempt fails), so each request the emulator sees is one slot taken; the emulator's
+stats are the ground truth.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Spec:
     image_b64: str
     doc_type: str
     margin: float = 0.015
+    attempts: int = 1
 
 
 def settings_for(spec: Spec) -> Settings:
@@ -76,7 +79,9 @@ class LimitsGate:
             stats = self._limiter.get_window_stats(self._item, key)
             time.sleep(max(0.0005, stats.reset_time - time.time()))
 
-    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
+    def feedback(
+        self, product_code: str, api: str, *, throttled: bool, sent_at: float | None = None
+    ) -> None:
         return None
 
 
@@ -113,7 +118,7 @@ def warm_up(client: CloudAuthClient) -> None:
 def saturate(spec: Spec, lane: str, start: Any, stop: Any, out: Any) -> None:
     """Call as fast as the gate allows until ``stop``; report (calls, refused)."""
     settings = settings_for(spec)
-    client = CloudAuthClient(settings, gate=make_gate(spec, settings), max_attempts=1)
+    client = CloudAuthClient(settings, gate=make_gate(spec, settings), max_attempts=spec.attempts)
     ctx = CallContext(Lane(lane))
     calls = refused = 0
     warm_up(client)
@@ -156,8 +161,10 @@ class TimedGate:
         self.limiter.acquire(product_code, api, ctx)
         self.waits.append((time.time(), time.perf_counter() - began))
 
-    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
-        self.limiter.feedback(product_code, api, throttled=throttled)
+    def feedback(
+        self, product_code: str, api: str, *, throttled: bool, sent_at: float | None = None
+    ) -> None:
+        self.limiter.feedback(product_code, api, throttled=throttled, sent_at=sent_at)
 
 
 def realtime(spec: Spec, rate: float, seed: int, start: Any, stop: Any, out: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -204,7 +204,20 @@ class Settings(BaseSettings):
         default_factory=dict, description="per-API overrides, e.g. ID_OCR_MIN:DocOcrV2=8"
     )
     quota_safety_margin: float = Field(
-        0.015, ge=0, lt=0.5, description="fraction of each quota left unused as a jitter budget"
+        0.015,
+        ge=0,
+        lt=0.5,
+        description="fraction of each quota left unused as a jitter budget: where a bucket "
+        "starts before it learns its own (worker.ratelimit.policies)",
+    )
+    quota_margin_learning: bool = Field(
+        True, description="learn each bucket's margin from throttles and send gaps"
+    )
+    quota_margin_floor: float = Field(
+        0.002, ge=0, lt=0.5, description="the least margin a bucket learns"
+    )
+    quota_margin_ceiling: float = Field(
+        0.10, ge=0, lt=0.5, description="the most margin a bucket learns"
     )
     quota_burst: int = Field(
         1, ge=1, description="calls that may start back to back (1 = evenly spaced)"
@@ -355,7 +368,10 @@ class Settings(BaseSettings):
     )
 
     # --- batch OCR (DocOcrV2 over a manifest; worker.batch) ---
-    batch_product_code: str = Field("ID_OCR_MIN", description="product code of batch calls")
+    # DocOcrV2 takes one product plan (seed 002); anything else would be refused at each call.
+    batch_product_code: Literal["ID_OCR_MIN"] = Field(
+        "ID_OCR_MIN", description="product code of batch calls (DocOcrV2 takes only ID_OCR_MIN)"
+    )
     batch_default_doc_type: str | None = Field(
         None, description="DocType for manifest rows that give none"
     )
@@ -532,6 +548,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"per-API quota key must be PRODUCT:Api, got {key!r}")
             if not math.isfinite(qps) or qps <= 0:
                 raise ValueError(f"quota for {key} must be a finite number > 0, got {qps}")
+        return value
+
+    @field_validator("quota_margin_ceiling", mode="after")
+    @classmethod
+    def _margin_bounds(cls, value: float, info: ValidationInfo) -> float:
+        floor = info.data.get("quota_margin_floor")
+        if floor is not None and value < floor:
+            raise ValueError(f"must be >= IDV_QUOTA_MARGIN_FLOOR ({floor})")
         return value
 
     @field_validator("callback_tokens", mode="before")

@@ -9,6 +9,8 @@ The OCR fields of a done row live only in its encrypted S3 document (the Redis r
 at it, ``worker.batch.outcomes``): the export reads the documents of one chunk at a time, a
 few in parallel, so memory stays bounded by a chunk whatever the batch's size. A row whose
 document is gone (erased, or the record expired) is exported with its reason and no fields.
+Each result row carries the sub-code catalogue's view of its code (``worker.cloudauth.subcodes``):
+``sub_code_known``, ``sub_code_category``, ``sub_code_billed``, ``next_step``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from worker.batch.model import ItemStatus
 from worker.batch.store import BatchStore
 from worker.cloudauth.models import OcrIdBackInfo, OcrIdInfo
+from worker.cloudauth.subcodes import sub_code_fields
 from worker.keys import KIND_ITEM, item_ref
 from worker.storage import ObjectNotFound, ObjectStore
 from worker.stores import ResultStore
@@ -40,6 +43,10 @@ BASE_COLUMNS = (
     "card_side",
     "passed",
     "sub_code",
+    "sub_code_known",
+    "sub_code_category",
+    "sub_code_billed",
+    "next_step",
     "transaction_id",
     "request_id",
     "code",
@@ -149,6 +156,9 @@ def _iter_rows(
                 else:
                     for key in ("passed", "sub_code", "transaction_id", "request_id"):
                         out[key] = record.get(key)
+                    # Records written before the catalogue: derive its fields from the code.
+                    for key, value in sub_code_fields(record.get("sub_code")).items():
+                        out[key] = record.get(key, value)
                     if "result" not in record:  # written before results moved to S3
                         out["ext_id_info"] = record.get("ext_id_info")
                     elif spec.item_id in documents:
@@ -220,6 +230,8 @@ def flatten(row: dict[str, Any]) -> dict[str, str]:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)

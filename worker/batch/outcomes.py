@@ -23,6 +23,7 @@ from worker.batch.model import ItemStatus, StoredRow
 from worker.batch.store import KEEP_CLAIM, BatchStore
 from worker.cloudauth.errors import AccountError
 from worker.cloudauth.models import DocOcrResult
+from worker.cloudauth.subcodes import sub_code_fields
 from worker.keys import KIND_ITEM, ObjectKeys, item_ref
 from worker.observability import Metrics, report_to_sentry
 from worker.storage import ObjectStore
@@ -123,6 +124,7 @@ class Outcomes:
             "transaction_id": result.transaction_id,
             "passed": result.passed,
             "sub_code": result.sub_code,
+            **sub_code_fields(result.sub_code),
             "result": {"key": stored.key, "sha256": stored.sha256, "size": stored.size},
             "completed_at": completed_at,
         }
@@ -134,6 +136,7 @@ class Outcomes:
             "row": item.row.row,
             "passed": result.passed,
             "sub_code": result.sub_code,
+            **sub_code_fields(result.sub_code),
             "transaction_id": result.transaction_id,
         }
         self.results.put_and_publish(KIND_ITEM, item.ref, record, event, create_only=True)

@@ -19,6 +19,7 @@ counts as a failed attempt.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -173,6 +174,7 @@ class CloudAuthClient:
         id_threshold: str | None = None,
         ocr: bool = True,
         product_code: str = "ID_OCR_MIN",
+        scene_code: str | None = None,
         ctx: CallContext | None = None,
     ) -> DocOcrResult:
         """OCR and anti-spoofing of one document image (billed per call)."""
@@ -188,6 +190,7 @@ class CloudAuthClient:
             id_threshold=id_threshold,
             ocr=ocr,
             product_code=product_code,
+            scene_code=scene_code,
         )
         return self._send(call, ctx, self._parser(DocOcrResult, call))
 
@@ -202,6 +205,7 @@ class CloudAuthClient:
         callback_url: str | None = None,
         callback_token: str | None = None,
         return_url: str | None = None,
+        scene_code: str | None = None,
         extra: Mapping[str, str] | None = None,
         ctx: CallContext | None = None,
     ) -> InitializeResult:
@@ -215,6 +219,7 @@ class CloudAuthClient:
             callback_url=callback_url,
             callback_token=callback_token,
             return_url=return_url,
+            scene_code=scene_code,
             extra=extra,
         )
         return self._send(call, ctx, self._parser(InitializeResult, call))
@@ -251,11 +256,17 @@ class CloudAuthClient:
                     raise state.last from exc
                 raise
             state.count += 1
+            sent: list[float] = []
             try:
-                parsed = parse(self._attempt(call, ctx, encoded))
+                parsed = parse(self._attempt(call, ctx, encoded, sent))
             except CloudAuthError as exc:
                 throttled = isinstance(exc, ThrottledError)
-                self._gate.feedback(call.product_code, call.action, throttled=throttled)
+                self._gate.feedback(
+                    call.product_code,
+                    call.action,
+                    throttled=throttled,
+                    sent_at=sent[0] if sent else None,
+                )
                 log.debug(
                     "cloudauth %s attempt %d failed: %s %s (request %s)",
                     call.action,
@@ -268,7 +279,9 @@ class CloudAuthClient:
                     raise
                 state.last = exc
                 continue
-            self._gate.feedback(call.product_code, call.action, throttled=False)
+            self._gate.feedback(
+                call.product_code, call.action, throttled=False, sent_at=sent[0] if sent else None
+            )
             return parsed
 
     def _timeout(self, ctx: CallContext) -> httpx.Timeout:
@@ -307,8 +320,9 @@ class CloudAuthClient:
         )
 
     def _attempt(
-        self, call: ApiCall, ctx: CallContext, encoded: EncodedBody | None
+        self, call: ApiCall, ctx: CallContext, encoded: EncodedBody | None, sent: list[float]
     ) -> dict[str, Any]:
+        """One signed request; ``sent`` receives ``time.monotonic()`` when it left."""
         signed = self.sign(call, encoded)
         url = self._base_url + ("?" + signed.query_string if signed.query_string else "")
         request = self._http.build_request(
@@ -319,6 +333,7 @@ class CloudAuthClient:
             timeout=self._timeout(ctx),
         )
         billed = not call.repeatable
+        request.extensions["trace"] = _sent_tracer(sent)
         try:
             response = self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -330,3 +345,15 @@ class CloudAuthClient:
         return success_body(
             call.action, response, content=content, max_depth=self._max_depth, billed=billed
         )
+
+
+def _sent_tracer(sent: list[float]) -> Any:
+    """An httpcore trace hook noting when the request's headers start to go out: after any
+    connection set-up, so the limiter sees the real gap between its grant and the send.
+    Transports without tracing (``MockTransport``) leave ``sent`` empty."""
+
+    def trace(event: str, info: Any) -> None:
+        if not sent and event.endswith("send_request_headers.started"):
+            sent.append(time.monotonic())
+
+    return trace

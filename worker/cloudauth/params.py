@@ -26,9 +26,11 @@ from worker.cloudauth.images import ImageInfoError, image_info
 from worker.cloudauth.placement import (
     BODY_PARAMS,
     CHECK_RESULT,
+    DOC_OCR_PRODUCT,
     DOC_OCR_V2,
     INITIALIZE,
     INITIALIZE_FIELDS,
+    SCENE_CODE_ACTIONS,
     ApiCall,
     place,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "BODY_PARAMS",
     "CARD_SIDES",
     "CHECK_RESULT",
+    "DOC_OCR_PRODUCT",
     "DOC_OCR_V2",
     "ID_THRESHOLDS",
     "INITIALIZE",
@@ -48,12 +51,14 @@ __all__ = [
     "MAX_MERCHANT_USER_ID",
     "MAX_URL",
     "MIN_IMAGE_SIDE",
+    "SCENE_CODE_ACTIONS",
     "ApiCall",
     "check_image_base64",
     "check_merchant_biz_id",
     "check_merchant_user_id",
     "check_product_code",
     "check_result_call",
+    "check_scene_code",
     "check_transaction_id",
     "check_url",
     "doc_ocr_v2_call",
@@ -71,6 +76,7 @@ ID_THRESHOLDS = frozenset({"0", "1", "2", "3"})
 
 _MERCHANT_BIZ_ID_RE = re.compile(r"[A-Za-z0-9]{1,32}")
 _PRODUCT_CODE_RE = re.compile(r"[A-Za-z0-9_]{1,32}")
+_SCENE_CODE_RE = re.compile(r"[A-Za-z0-9_]{1,10}")  # seed 002: <= 10 letters, digits, _
 _VISIBLE_ASCII_RE = re.compile(r"[\x21-\x7e]+")
 _INITIALIZE_DOC_TYPE_RE = re.compile(r"[A-Za-z0-9]{1,16}")
 
@@ -105,6 +111,35 @@ def check_product_code(value: str, action: str) -> str:
     if not isinstance(value, str) or not _PRODUCT_CODE_RE.fullmatch(value):
         raise _fail(
             action, "ProductCode", "product_code", "must be 1-32 letters, digits or underscores"
+        )
+    return value
+
+
+def check_scene_code(value: str, action: str) -> str:
+    """A ``SceneCode`` for an operation that takes one: 1-10 letters, digits or underscores."""
+    if action not in SCENE_CODE_ACTIONS:
+        raise _fail(
+            action,
+            "SceneCode",
+            "scene_code",
+            f"is not a {action} parameter (only {', '.join(sorted(SCENE_CODE_ACTIONS))})",
+        )
+    if not isinstance(value, str) or not _SCENE_CODE_RE.fullmatch(value):
+        raise _fail(
+            action, "SceneCode", "scene_code", "must be 1-10 letters, digits or underscores"
+        )
+    return value
+
+
+def _check_doc_ocr_product(value: str) -> str:
+    """DocOcrV2 is billed under one product plan; refuse any other before the call."""
+    check_product_code(value, DOC_OCR_V2)
+    if value != DOC_OCR_PRODUCT:
+        raise _fail(
+            DOC_OCR_V2,
+            "ProductCode",
+            "product_code",
+            f"must be {DOC_OCR_PRODUCT} for DocOcrV2 (the provider's DocOcrV2 page)",
         )
     return value
 
@@ -191,13 +226,19 @@ def doc_ocr_v2_call(
     face_quality: bool = False,
     id_threshold: str | None = None,
     ocr: bool = True,
-    product_code: str = "ID_OCR_MIN",
+    product_code: str = DOC_OCR_PRODUCT,
+    scene_code: str | None = None,
 ) -> ApiCall:
-    """DocOcrV2: image as Base64 in the body or as a URL in the query (exactly one of them)."""
+    """DocOcrV2: image as Base64 in the body or as a URL in the query (exactly one of them).
+
+    ``product_code`` must be ``ID_OCR_MIN``; ``scene_code`` labels the call in the console.
+    """
     action = DOC_OCR_V2
+    _check_doc_ocr_product(product_code)
     check_merchant_biz_id(merchant_biz_id, action)
     check_merchant_user_id(merchant_user_id, action)
-    check_product_code(product_code, action)
+    if scene_code is not None:
+        check_scene_code(scene_code, action)
     doc = lookup_doc_type(doc_type) if isinstance(doc_type, str) else None
     if doc is None:
         raise _fail(
@@ -220,6 +261,7 @@ def doc_ocr_v2_call(
         "MerchantUserId": merchant_user_id,
         "Ocr": _flag(ocr),
         "ProductCode": product_code,
+        "SceneCode": scene_code,
         "Spoof": "T" if spoof else None,
     }
     # Billed per call: never repeat an attempt whose outcome is unknown.
@@ -271,6 +313,7 @@ def initialize_call(
     callback_url: str | None = None,
     callback_token: str | None = None,
     return_url: str | None = None,
+    scene_code: str | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> ApiCall:
     """Initialize: all in the query but ``FacePictureBase64`` (body; empty body still sent).
@@ -289,7 +332,10 @@ def initialize_call(
         "CallbackUrl": callback_url,
         "CallbackToken": callback_token,
         "ReturnUrl": return_url,
+        "SceneCode": scene_code,
     }
+    if scene_code is not None:
+        check_scene_code(scene_code, action)
     _check_initialize_options(
         meta_info=meta_info,
         doc_type=doc_type,

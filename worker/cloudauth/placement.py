@@ -24,6 +24,15 @@ def is_repeatable(action: str) -> bool:
     return action in REPEATABLE_ACTIONS
 
 
+# The one product plan DocOcrV2 takes (seed 002: "Set to ID_OCR_MIN for the ID document OCR API").
+DOC_OCR_PRODUCT = "ID_OCR_MIN"
+
+# Operations that take ``SceneCode``, a console label for querying records: Initialize (SDK
+# ``InitializeRequest``, spec §5.2) and DocOcrV2 (seed 002's request parameters; the 3.23.1 SDK
+# model lacks it, and like every parameter outside ``BODY_PARAMS`` it goes in the query).
+# CheckResult takes none: it reads a transaction whose scene was set at Initialize.
+SCENE_CODE_ACTIONS = frozenset({DOC_OCR_V2, INITIALIZE})
+
 # Parameters the SDK puts in the form body; everything else goes in the query (spec §2.3).
 # None = the operation has no body map at all (no content-type header either).
 BODY_PARAMS: dict[str, frozenset[str] | None] = {

@@ -43,6 +43,7 @@ _FLAGS = {
     "callback_url": "--callback-url",
     "callback_token": "--callback-token",
     "return_url": "--return-url",
+    "scene_code": "--scene-code",
 }
 
 
@@ -103,7 +104,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--card-side", metavar="SIDE", help="OCR_ID_FACE or OCR_ID_NATIONAL_EMBLEM (00000001 only)"
     )
     ocr.add_argument("--id-threshold", metavar="N", help="0 standard, 1 strict, 2 loose, 3 off")
-    ocr.add_argument("--product-code", default="ID_OCR_MIN", metavar="CODE")
+    ocr.add_argument(
+        "--product-code",
+        default="ID_OCR_MIN",
+        metavar="CODE",
+        help="only ID_OCR_MIN is accepted",
+    )
+    ocr.add_argument(
+        "--scene-code", metavar="CODE", help="SceneCode: <= 10 letters, digits or _ (console label)"
+    )
     ocr.add_argument("--show-images", action="store_true", help="print Base64 images in full")
     ocr.set_defaults(handler=_doc_ocr)
 
@@ -116,6 +125,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init.add_argument("--return-url", metavar="URL")
     init.add_argument("--doc-type", metavar="CODE")
     init.add_argument("--meta-info", metavar="JSON", help="MetaInfo JSON from the client SDK")
+    init.add_argument(
+        "--scene-code", metavar="CODE", help="SceneCode: <= 10 letters, digits or _ (console label)"
+    )
     init.add_argument("--show-images", action="store_true", help=argparse.SUPPRESS)
     init.set_defaults(handler=_initialize)
 
@@ -169,6 +181,7 @@ def _doc_ocr(args: argparse.Namespace) -> int:
             face_quality=args.face_quality,
             id_threshold=args.id_threshold,
             product_code=args.product_code,
+            scene_code=args.scene_code,
         )
 
     return _run(args, call)
@@ -185,6 +198,7 @@ def _initialize(args: argparse.Namespace) -> int:
             callback_url=args.callback_url,
             callback_token=args.callback_token,
             return_url=args.return_url,
+            scene_code=args.scene_code,
         )
 
     return _run(args, call)

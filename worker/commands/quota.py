@@ -73,7 +73,17 @@ def _quota(row: BucketStatus) -> str:
 def _table(rows: list[BucketStatus]) -> str:
     if not rows:
         return "no rate-limit buckets in use"
-    header = ("BUCKET", "QUOTA", "EFFECTIVE", "FACTOR", "REALTIME", "ARCHIVAL", "BULK", "THROTTLED")
+    header = (
+        "BUCKET",
+        "QUOTA",
+        "EFFECTIVE",
+        "MARGIN",
+        "FACTOR",
+        "REALTIME",
+        "ARCHIVAL",
+        "BULK",
+        "THROTTLED",
+    )
     lines = [header]
     for row in rows:
         lines.append(
@@ -81,6 +91,7 @@ def _table(rows: list[BucketStatus]) -> str:
                 row.bucket,
                 _quota(row),
                 "?" if row.effective_rate is None else f"{row.effective_rate:.2f}",
+                f"{row.margin:.2%}",
                 f"{row.factor:.2f}",
                 str(row.waiting.get("realtime", 0)),
                 str(row.waiting.get("archival", 0)),

@@ -188,7 +188,7 @@ class Demo:
         verified = 0
         for tid, rec in records.items():
             video = (rec.get("evidence") or {}).get("video") or {}
-            head = store.head(video["key"]) if video.get("key") else None
+            head = store.head_verified(video["key"]) if video.get("key") else None
             if head is not None and head.sha256 == flows[tid]["video_sha256"]:
                 verified += 1
         replays = self._replay_callback(callback, next(iter(flows)))

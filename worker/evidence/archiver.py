@@ -122,12 +122,13 @@ class EvidenceArchiver:
     ) -> VideoArchive:
         """Stream the video to ``evidence/.../<tid>/video.webm`` and return the verified object.
 
-        An object already stored there with its SHA-256 is reused without downloading.
+        An object already stored there is reused without downloading (its SHA-256 from its
+        metadata, or read back from the store for a streamed one: ``head_verified``).
         ``deadline`` (epoch seconds; None = no limit) bounds asking for fresh links.
         Raises ``EvidenceLost``, ``BadEvidence`` or a ``StorageError`` (S3 trouble: retry later).
         """
         key = self._keys.evidence(transaction_id, completed_at, Evidence.VIDEO)
-        existing = self._objects.head(key)
+        existing = self._objects.head_verified(key)
         if existing is not None and existing.sha256:
             self._metrics.incr("idv_evidence", kind="video", outcome="reused")
             return VideoArchive(existing, reused=True, links_used=0, resumes=0)

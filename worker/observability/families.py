@@ -117,8 +117,8 @@ BUILTIN: tuple[Family, ...] = (
        "reason", lane=LANES, reason=("deadline", "max_wait")),
     _c("idv_limiter_throttled", "Throttling.* answers from the provider (someone else uses the "
        "quota, or the quota is lower than configured).", "bucket"),
-    Family("idv_limiter_rate_factor", "gauge", "Adaptive rate factor after the last throttle "
-           "(1 = full quota).", ("bucket",), zero=False),
+    Family("idv_limiter_rate_factor", "gauge", "Share of the quota in use: (1 - learned "
+           "margin) x adaptive factor (1 = full quota).", ("bucket",), zero=False),
     _c("idv_limiter_unavailable", "Limiter Redis unreachable: calls not made (failed closed).",
        "bucket"),
     # ledger, reconciler and archival (worker/ledger/)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from worker.cloudauth.subcodes import NextStep, SubCodeCategory, sub_code_fields
 from worker.keys import Evidence
 from worker.onboarding.job import OnboardingJob
 
@@ -56,6 +57,18 @@ class ResultRecord(BaseModel):
     status: Status
     passed: Literal["Y", "N"] | None
     sub_code: str | None
+    sub_code_known: bool | None = Field(
+        None, description="false when the provider's sub-code tables do not list sub_code"
+    )
+    sub_code_category: SubCodeCategory | None = Field(
+        None, description="what kind of outcome sub_code reports (worker.cloudauth.subcodes)"
+    )
+    sub_code_billed: bool | None = Field(
+        None, description="whether the provider bills a result with this sub code (null: unknown)"
+    )
+    next_step: NextStep | None = Field(
+        None, description="the recommended next step for this sub code"
+    )
     product_code: str
     request_id: str | None
     completed_at: str = Field(description="ISO 8601, UTC: when the user finished the flow")
@@ -156,6 +169,7 @@ def build_record(
             "status": status,
             "passed": result.passed,
             "sub_code": result.sub_code,
+            **sub_code_fields(result.sub_code),
             "product_code": job.product_code,
             "request_id": result.request_id,
             "completed_at": _iso(job.completed_at),
@@ -180,6 +194,10 @@ def build_event(record: ResultRecord | Mapping[str, Any]) -> dict[str, object]:
         "status": record["status"],
         "passed": record.get("passed"),
         "sub_code": record.get("sub_code"),
+        "sub_code_known": record.get("sub_code_known"),
+        "sub_code_category": record.get("sub_code_category"),
+        "sub_code_billed": record.get("sub_code_billed"),
+        "next_step": record.get("next_step"),
         "product_code": record.get("product_code"),
         "completed_at": record.get("completed_at"),
         "result_key": result.get("key"),

@@ -369,10 +369,10 @@ class OnboardingService:
 
     def _video_stored(self, job: OnboardingJob) -> bool:
         # A video object already stored (by an earlier, interrupted run) is reused even if
-        # this reply has no link.
+        # this reply has no link. Stored objects are complete (a failed write deletes the key);
+        # a streamed one carries its SHA-256 only in the records, read back when it is reused.
         key = self._keys.evidence(job.transaction_id, job.completed_datetime, Evidence.VIDEO)
-        stored = self._objects.head(key)
-        return stored is not None and bool(stored.sha256)
+        return self._objects.head(key) is not None
 
     def _store_result_document(
         self, job: OnboardingJob, result: CheckResultResult, archived: Archived, checked_at: float

@@ -31,7 +31,6 @@ from worker.ratelimit.limiter import (
     THROTTLED,
     UNAVAILABLE,
     WAIT,
-    AdaptivePolicy,
     Clock,
     RedisRateLimiter,
     Reservation,
@@ -39,6 +38,7 @@ from worker.ratelimit.limiter import (
     Ticket,
     limiter_redis,
 )
+from worker.ratelimit.policies import AdaptivePolicy, MarginPolicy
 from worker.ratelimit.store import (
     STATE_TTL_MS,
     BucketKeys,
@@ -69,6 +69,7 @@ __all__ = [
     "GateError",
     "GateUnavailable",
     "Lane",
+    "MarginPolicy",
     "MaxWaitExceeded",
     "RateGate",
     "RedisRateLimiter",

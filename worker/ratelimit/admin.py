@@ -8,7 +8,8 @@ from typing import Any
 import redis
 
 from worker.ratelimit.gate import Lane
-from worker.ratelimit.limiter import AdaptivePolicy, Clock
+from worker.ratelimit.limiter import LATENESS_SHARE, Clock
+from worker.ratelimit.policies import AdaptivePolicy, MarginPolicy
 from worker.ratelimit.store import (
     BucketKeys,
     bucket_keys,
@@ -30,7 +31,7 @@ class BucketStatus:
     now: float
     configured_rate: float | None  # this process's settings; None if the product is unknown
     stored_rate: float | None  # the quota the workers last used; None before any call
-    margin: float | None
+    margin: float  # the learned safety margin now (worker.ratelimit.policies.MarginPolicy)
     burst: int | None
     factor: float  # adaptive factor (throttles, slow start) in (0, 1]
     effective_rate: float | None  # rate * (1 - margin) * factor
@@ -38,10 +39,20 @@ class BucketStatus:
     last_throttled: float | None = None
     throttled_total: int = 0
     next_slot_in: float | None = None  # seconds until the next free slot (<= 0: free now)
+    margin_floor: float = 0.0
+    margin_ceiling: float = 0.0
+    gap_mean: float | None = None  # grant-to-send gap the clients report (seconds, EWMA)
+    gap_dev: float | None = None  # its mean deviation
+    widened: int = 0  # times a throttle widened the margin
+
+    @property
+    def rate_factor(self) -> float:
+        """Share of the quota in use: (1 - margin) x factor (the ``idv_limiter_rate_factor``)."""
+        return (1 - self.margin) * self.factor
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping."""
-        return asdict(self)
+        """A JSON-ready mapping (``rate_factor`` included)."""
+        return {**asdict(self), "rate_factor": self.rate_factor}
 
 
 def _optional(value: Any) -> float | None:
@@ -56,28 +67,36 @@ def read_bucket(
     *,
     clock: Clock | None = None,
     policy: AdaptivePolicy | None = None,
+    margin: MarginPolicy | None = None,
 ) -> BucketStatus:
     """Read one bucket without changing it (``clock`` as in ``RedisRateLimiter``)."""
     policy = policy or AdaptivePolicy()
+    margin = margin or MarginPolicy.from_settings(settings)
     script = client.register_script(script_source("status"))
     now_arg = "" if clock is None else f"{clock():.6f}"
     reply = script(
         keys=keys.all(),
-        args=[now_arg, repr(policy.hold_s), repr(policy.recovery_per_s), repr(policy.restart)],
+        args=[
+            now_arg,
+            repr(policy.hold_s),
+            repr(policy.recovery_per_s),
+            repr(policy.restart),
+            margin.arg(),
+            repr(float(settings.quota_safety_margin)),
+            repr(LATENESS_SHARE),
+        ],
     )
     now, factor = number(reply[0]), number(reply[1])
     tat = _optional(reply[2])
-    stored_rate, margin = _optional(reply[5]), _optional(reply[6])
+    stored_rate, learned = _optional(reply[5]), number(reply[6])
     burst = _optional(reply[7])
     try:
         configured: float | None = settings.quota_for(keys.product_code, keys.api)
     except KeyError:
         configured = None
     rate = stored_rate if stored_rate is not None else configured
-    if margin is None:
-        margin = settings.quota_safety_margin
     waiting = {lane.value: 0 for lane in Lane}
-    pairs = reply[8:]
+    pairs = reply[11:]
     for i in range(0, len(pairs) - 1, 2):
         waiting[text(pairs[i])] = int(text(pairs[i + 1]))
     return BucketStatus(
@@ -87,14 +106,19 @@ def read_bucket(
         now=now,
         configured_rate=configured,
         stored_rate=stored_rate,
-        margin=margin,
+        margin=learned,
         burst=int(burst) if burst is not None else None,
         factor=factor,
-        effective_rate=None if rate is None else rate * (1 - margin) * factor,
+        effective_rate=None if rate is None else rate * (1 - learned) * factor,
         waiting=waiting,
         last_throttled=_optional(reply[3]),
         throttled_total=int(text(reply[4]) or 0),
         next_slot_in=None if tat is None else tat - now,
+        margin_floor=margin.floor,
+        margin_ceiling=margin.ceiling,
+        gap_mean=_optional(reply[8]),
+        gap_dev=_optional(reply[9]),
+        widened=int(text(reply[10]) or 0),
     )
 
 
@@ -116,6 +140,7 @@ def read_status(
     api: str | None = None,
     clock: Clock | None = None,
     policy: AdaptivePolicy | None = None,
+    margin: MarginPolicy | None = None,
 ) -> list[BucketStatus]:
     """Status of every bucket in the namespace, optionally filtered by product and API.
 
@@ -129,4 +154,7 @@ def read_status(
             for keys in find_buckets(client, settings.namespace)
             if product_code in (None, keys.product_code) and api in (None, keys.api)
         ]
-    return [read_bucket(client, settings, keys, clock=clock, policy=policy) for keys in buckets]
+    return [
+        read_bucket(client, settings, keys, clock=clock, policy=policy, margin=margin)
+        for keys in buckets
+    ]

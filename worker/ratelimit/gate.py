@@ -1,7 +1,9 @@
 """The contract between the client and the limiter: every provider call passes a ``RateGate``.
 
 The client calls ``acquire`` before *every* HTTP attempt (retries included) and reports
-each outcome with ``feedback`` so an adaptive limiter can slow down on ``Throttling.*``.
+each outcome with ``feedback`` so an adaptive limiter can slow down on ``Throttling.*``,
+with the time the request left (``sent_at``) so it can learn the gap between its grants
+and the requests they admit.
 The real implementation is ``RedisRateLimiter``; ``UnlimitedGate`` is for tools and tests
 that talk to an emulator without quotas.
 """
@@ -85,8 +87,14 @@ class RateGate(Protocol):
         Raises ``DeadlineUnreachable`` (slot after the deadline) or ``GateUnavailable``.
         """
 
-    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
-        """Report an attempt's outcome (``throttled`` = provider answered ``Throttling.*``)."""
+    def feedback(
+        self, product_code: str, api: str, *, throttled: bool, sent_at: float | None = None
+    ) -> None:
+        """Report an attempt's outcome (``throttled`` = provider answered ``Throttling.*``).
+
+        ``sent_at``: ``time.monotonic()`` when the request's first bytes left (None when
+        unknown), for the attempt the last ``acquire`` of this thread admitted.
+        """
 
 
 class UnlimitedGate:
@@ -95,5 +103,7 @@ class UnlimitedGate:
     def acquire(self, product_code: str, api: str, ctx: CallContext) -> None:
         return None
 
-    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
+    def feedback(
+        self, product_code: str, api: str, *, throttled: bool, sent_at: float | None = None
+    ) -> None:
         return None

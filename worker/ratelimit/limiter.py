@@ -9,11 +9,14 @@ The provider throttles each API of a product at a fixed QPS per account, counted
   of them may be taken at once. Time is Redis ``TIME`` read inside the script (or passed in
   with ``clock=``), never the callers' clocks; callers only ever sleep *durations*.
 * **Jitter room.** Q+1 consecutive grants span at least ``1 / (1 - margin)`` seconds less
-  a lateness tolerance (a quarter of that room, ~3.8 ms at the default 1.5% margin) that
-  keeps the schedule rigid when a caller wakes slightly late; the other ~11 ms absorb
-  the jitter between a grant and the provider counting the request. After a second
-  without grants a bucket restarts slowly (``AdaptivePolicy.restart``) since the first
-  requests after a pause often open connections.
+  a lateness tolerance (a quarter of that room) that keeps the schedule rigid when a caller
+  wakes slightly late; the other three quarters absorb the jitter between a grant and the
+  provider counting the request. The margin is learned per bucket
+  (``worker.ratelimit.margin``): widened by throttles, narrowed back by quiet periods, never
+  below what the spread of the grant-to-send gaps the client reports needs, within
+  ``IDV_QUOTA_MARGIN_FLOOR`` .. ``_CEILING``. After a second without grants a bucket
+  restarts slowly (``AdaptivePolicy.restart``) since the first requests after a pause
+  often open connections.
 * **Reservation, not polling.** A caller that cannot go now is told when its turn comes,
   sleeps exactly that long in its own process and asks again; nothing blocks in Redis.
 * **Earliest deadline first.** Waiting callers are ranked by (deadline, arrival); a caller
@@ -21,10 +24,11 @@ The provider throttles each API of a product at a fixed QPS per account, counted
   takes every slot nobody more urgent needs, and a realtime caller is delayed by bulk work
   already waiting by at most one slot interval. A slot that would start after the caller's
   deadline (or after its bounded wait) is refused at once and nothing is reserved.
-* **Adaptive.** ``feedback(throttled=True)`` (the account may be used outside this system)
-  multiplies the bucket's rate down, at most once per hold period; it recovers linearly
-  afterwards. The factor lives in Redis, so every process slows down together; metrics
-  (``METRICS``) and ``idv-worker quota status`` show it.
+* **Adaptive.** ``feedback(throttled=True)`` widens the margin; once the margin is at its
+  ceiling (the account is used outside this system) it multiplies the bucket's rate down,
+  at most once per hold period, and the rate recovers linearly afterwards. Margin and
+  factor live in Redis, so every process adapts together; the ``idv_limiter_rate_factor``
+  gauge ((1 - margin) x factor) and ``idv-worker quota status`` show them.
 * **Fails closed.** If Redis cannot be reached no call is made: ``GateUnavailable``.
 
 Default deadlines per lane when the caller gives none (``DEFAULT_HORIZONS``): realtime
@@ -58,6 +62,7 @@ from worker.ratelimit.gate import (
     Lane,
     MaxWaitExceeded,
 )
+from worker.ratelimit.policies import AdaptivePolicy, MarginPolicy
 from worker.ratelimit.store import (
     STATE_TTL_MS,
     BucketKeys,
@@ -92,42 +97,9 @@ _GRANTED, _WAIT, _PAST_DEADLINE, _PAST_MAX_WAIT = 1, 0, -1, -2
 WAIT = "idv_limiter_wait_seconds"  # histogram: time from first ask to grant
 REFUSED = "idv_limiter_refused"  # counter: deadline / max_wait
 THROTTLED = "idv_limiter_throttled"  # counter: Throttling.* feedback
-FACTOR = "idv_limiter_rate_factor"  # gauge: adaptive factor after the last throttle
+FACTOR = "idv_limiter_rate_factor"  # gauge: share of the quota in use, (1 - margin) x factor
 UNAVAILABLE = "idv_limiter_unavailable"  # counter: Redis errors (failed closed)
 METRICS = (WAIT, REFUSED, THROTTLED, FACTOR, UNAVAILABLE)
-
-
-@dataclass(frozen=True, slots=True)
-class AdaptivePolicy:
-    """How a bucket reacts to ``Throttling.*``: multiply its rate by ``decrease`` (at most
-    once per ``hold_s``, never below ``floor``), then add ``recovery_per_s`` of the full
-    rate per second once ``hold_s`` passed without a throttle.
-
-    A lone throttle is as likely to be jitter at the edge of the provider's window as use of
-    the quota outside this system, so the step is mild (a one-off costs ~0.2 s of slots) and
-    compounds while throttles go on (0.9 per second: half the rate within ~7 s).
-
-    After a second without grants a bucket restarts at ``restart`` of its rate and ramps up
-    at ``recovery_per_s``: the first requests after a pause (or of fresh processes) often
-    open connections, and that set-up time lands between grant and arrival, where it would
-    otherwise eat the margin. It costs ~0.1 s of slots per restart; 1.0 turns it off.
-    """
-
-    decrease: float = 0.9
-    floor: float = 0.05
-    hold_s: float = 1.0
-    recovery_per_s: float = 0.05
-    restart: float = 0.9
-
-    def __post_init__(self) -> None:
-        if not 0 < self.decrease < 1:
-            raise ValueError("decrease must be in (0, 1)")
-        if not 0 < self.floor <= 1:
-            raise ValueError("floor must be in (0, 1]")
-        if not 0 < self.restart <= 1:
-            raise ValueError("restart must be in (0, 1]")
-        if self.hold_s < 0 or self.recovery_per_s <= 0:
-            raise ValueError("hold_s must be >= 0 and recovery_per_s > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +128,8 @@ class Reservation:
     interval: float  # seconds between slots at the current effective rate
     factor: float  # adaptive factor in (0, 1]
     ticket: Ticket
+    margin: float = 0.0  # the bucket's learned safety margin
+    lateness: float = 0.0  # granted: how long after its slot this caller came (Redis time)
 
 
 def _reason(exc: BaseException) -> str:
@@ -179,7 +153,8 @@ class RedisRateLimiter:
     * ``max_wait``: bound on one ``acquire`` in seconds (default ``IDV_LIMITER_MAX_WAIT_S``);
       beyond it ``MaxWaitExceeded``.
     * ``metrics``: a ``worker.observability.Metrics`` (see ``METRICS``); ``policy``: an
-      ``AdaptivePolicy``; ``horizons``: default deadline per lane, seconds from now.
+      ``AdaptivePolicy``; ``horizons``: default deadline per lane, seconds from now;
+      ``margin``: a ``MarginPolicy`` (default: from the settings).
     """
 
     def __init__(
@@ -193,6 +168,7 @@ class RedisRateLimiter:
         metrics: Metrics | None = None,
         policy: AdaptivePolicy | None = None,
         horizons: Mapping[Lane, float] | None = None,
+        margin: MarginPolicy | None = None,
     ) -> None:
         if max_wait is None:
             max_wait = settings.limiter_max_wait_s
@@ -206,6 +182,9 @@ class RedisRateLimiter:
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
         self.policy = policy if policy is not None else AdaptivePolicy()
         self.horizons = {**DEFAULT_HORIZONS, **(horizons or {})}
+        self.margin = margin if margin is not None else MarginPolicy.from_settings(settings)
+        self._margin_arg = self.margin.arg()
+        self._gauged: dict[str, float] = {}
         self._acquire = redis.register_script(script_source("acquire"))
         self._feedback = redis.register_script(script_source("feedback"))
         self._keys: dict[tuple[str, str], BucketKeys] = {}
@@ -256,6 +235,7 @@ class RedisRateLimiter:
             repr(self.policy.recovery_per_s),
             STATE_TTL_MS,
             repr(self.policy.restart),
+            self._margin_arg,
         ]
         reply = self._call(self._acquire, keys, args)
         status = int(text(reply[0]))
@@ -278,6 +258,8 @@ class RedisRateLimiter:
             interval=number(reply[7]),
             factor=number(reply[8]),
             ticket=ticket,
+            margin=number(reply[9]),
+            lateness=number(reply[10]),
         )
 
     def wait_for_slot(self, product_code: str, api: str, ctx: CallContext) -> Reservation:
@@ -288,11 +270,16 @@ class RedisRateLimiter:
         done = False
         try:
             while True:
+                asked = time.monotonic()
                 res = self.reserve(product_code, api, ctx, ticket)
                 ticket = res.ticket
                 first = res.now if first is None else first
                 if res.granted:
                     done = True
+                    # The slot's start on this process's monotonic clock: the grant came
+                    # about half-way through the round trip, ``lateness`` after the slot.
+                    slot = (asked + time.monotonic()) / 2 - res.lateness
+                    self._slots()[(product_code, api)] = slot
                     self._defer_wait(res.bucket, Lane(ctx.lane), res.now - first)
                     return res
                 self._sleep(res.wait_s)
@@ -307,15 +294,19 @@ class RedisRateLimiter:
         """Block until this caller's slot starts (``RateGate.acquire``)."""
         self.wait_for_slot(product_code, api, ctx)
 
-    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
-        """Report an attempt's outcome; a throttle slows the bucket for every process.
+    def feedback(
+        self, product_code: str, api: str, *, throttled: bool, sent_at: float | None = None
+    ) -> None:
+        """Report an attempt's outcome; the bucket's margin (and rate) adapt for every process.
 
-        Clean answers cost nothing (recovery is computed from the time since the last
-        throttle). Never raises: the call was already made, and a Redis failure here
-        will surface as ``GateUnavailable`` on the next ``acquire``.
+        ``sent_at`` (``time.monotonic()`` when the request left) gives the gap from the slot
+        this thread was last granted in the bucket. Never raises: the call was already made,
+        and a Redis failure here will surface as ``GateUnavailable`` on the next ``acquire``.
         """
         self.flush_metrics()
-        if not throttled:
+        slot = self._slots().pop((product_code, api), None)
+        gap = None if sent_at is None or slot is None else max(0.0, sent_at - slot)
+        if not throttled and gap is None:
             return
         keys = self.keys(product_code, api)
         policy = self.policy
@@ -326,16 +317,36 @@ class RedisRateLimiter:
             repr(policy.hold_s),
             repr(policy.recovery_per_s),
             STATE_TTL_MS,
+            "1" if throttled else "0",
+            "" if gap is None else f"{gap:.6f}",
+            self._margin_arg,
+            repr(float(self._settings.quota_safety_margin)),
+            repr(LATENESS_SHARE),
         ]
         try:
             reply = self._call(self._feedback, keys, args)
         except GateUnavailable as exc:
-            log.warning("throttle feedback for %s not recorded: %s", keys.bucket, exc.reason)
+            log.warning("feedback for %s not recorded: %s", keys.bucket, exc.reason)
             return
-        factor = number(reply[1])
-        log.info("%s throttled by the provider: rate factor now %.3f", keys.bucket, factor)
-        self.metrics.incr(THROTTLED, bucket=keys.bucket)
-        self.metrics.gauge(FACTOR, factor, bucket=keys.bucket)
+        now, factor, margin = number(reply[0]), number(reply[1]), number(reply[2])
+        if throttled:
+            log.info(
+                "%s throttled by the provider: margin now %.4f, rate factor %.3f",
+                keys.bucket,
+                margin,
+                factor,
+            )
+            self.metrics.incr(THROTTLED, bucket=keys.bucket)
+        # The gauge at most once a second per bucket and process (feedback comes per call).
+        if throttled or now - self._gauged.get(keys.bucket, 0.0) >= 1.0:
+            self._gauged[keys.bucket] = now
+            self.metrics.gauge(FACTOR, (1 - margin) * factor, bucket=keys.bucket)
+
+    def _slots(self) -> dict[tuple[str, str], float]:
+        slots: dict[tuple[str, str], float] | None = getattr(self._local, "slots", None)
+        if slots is None:
+            slots = self._local.slots = {}
+        return slots
 
     def _defer_wait(self, bucket: str, lane: Lane, waited: float) -> None:
         # Metrics may cost a Redis round trip: never between a grant and the request it

@@ -31,7 +31,6 @@ from worker.storage.multipart import (
 from worker.storage.store import (
     DEFAULT_MAX_GET_SIZE,
     DEFAULT_PART_SIZE,
-    MAX_COPY_SIZE,
     SHA256_METADATA,
     ObjectStore,
     OpenUpload,
@@ -43,7 +42,6 @@ from worker.storage.store import (
 __all__ = [
     "DEFAULT_MAX_GET_SIZE",
     "DEFAULT_PART_SIZE",
-    "MAX_COPY_SIZE",
     "MAX_PARTS",
     "MAX_PART_SIZE",
     "MIB",

@@ -3,9 +3,12 @@
 ``MultipartUpload`` numbers parts in the order the producer hands them over and keeps at most
 ``concurrency`` of them in flight: ``send`` blocks while that many are on the wire, so memory
 stays at ``concurrency + 1`` part buffers (those in flight plus the one being filled) whatever
-the speed of the source. The buffers of finished parts are recycled. A part may also be a
-server-side copy of a byte range (``UploadPartCopy``), used to rewrite objects too large for
-one CopyObject.
+the speed of the source. The buffers of finished parts are recycled.
+
+With ``checksum`` each part carries its SHA-256 (``ChecksumSHA256``, checked by the store on
+arrival, in place of ``Content-MD5``) and the completed object gets S3's composite checksum,
+``base64(sha256(part digests))-N``: ``composite_checksum`` computes the same value here, so it
+can be compared with what ``HeadObject`` reports without reading the object back.
 
 Failure handling: a part that fails with a retryable error (after botocore's own attempts) is
 sent again from the buffer it still holds, up to ``part_attempts`` times with a short pause, the
@@ -92,6 +95,7 @@ class MultipartUpload:
     def __init__(
         self, client: S3Client, bucket: str, key: str, upload_id: str, *, part_size: int,
         concurrency: int, tracker: UploadTracker | None = None, part_attempts: int = 1,
+        checksum: bool = False,
     ) -> None:  # fmt: skip
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -111,22 +115,26 @@ class MultipartUpload:
         self._numbered = 0
         self._failed = threading.Event()
         self._completed = False
+        self.checksum = checksum
+        self._digests: dict[int, bytes] = {}  # part number -> SHA-256 (with ``checksum``)
 
     @classmethod
     def start(
         cls, client: S3Client, bucket: str, key: str, *, part_size: int, concurrency: int,
         create_args: Mapping[str, Any], tracker: UploadTracker | None = None,
-        part_attempts: int = 1,
+        part_attempts: int = 1, checksum: bool = False,
     ) -> MultipartUpload:  # fmt: skip
-        """CreateMultipartUpload with ``create_args`` (content type, metadata, encryption)."""
+        """CreateMultipartUpload with ``create_args`` (content type, metadata, encryption);
+        ``checksum``: parts carry their SHA-256 (``ChecksumAlgorithm=SHA256``)."""
+        extra: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"} if checksum else {}
         with s3_call("CreateMultipartUpload", key):
-            resp = client.create_multipart_upload(Bucket=bucket, Key=key, **create_args)
+            resp = client.create_multipart_upload(Bucket=bucket, Key=key, **create_args, **extra)
         upload_id = resp["UploadId"]
         if tracker is not None:
             tracker.started(key, upload_id)
         return cls(
             client, bucket, key, upload_id, part_size=part_size, concurrency=concurrency,
-            tracker=tracker, part_attempts=part_attempts,
+            tracker=tracker, part_attempts=part_attempts, checksum=checksum,
         )  # fmt: skip
 
     # --- producer side ---
@@ -141,13 +149,6 @@ class MultipartUpload:
         ``body`` belongs to the upload from now on (``buffer`` hands it out again once sent).
         """
         self._submit(_Pending(0, body, self._upload_part, (body,)))
-
-    def send_copy(self, source_etag: str, first: int, last: int) -> None:
-        """Queue bytes ``first..last`` (inclusive) of the object at ``key`` as the next part.
-
-        The copy is done by the store; it fails if the object's ETag is no longer ``source_etag``.
-        """
-        self._submit(_Pending(0, None, self._copy_part, (source_etag, first, last)))
 
     def check(self) -> None:
         """Raise the error of a failed part, if any (cheap: call it per chunk to stop early)."""
@@ -175,6 +176,14 @@ class MultipartUpload:
         self._completed = True
         self._ended()
         return resp.get("ETag", "")
+
+    def composite_checksum(self) -> str | None:
+        """S3's composite SHA-256 of the parts sent (``base64-N``); None without ``checksum``."""
+        if not self.checksum:
+            return None
+        ordered = b"".join(self._digests[n] for n in sorted(self._digests))
+        digest = base64.b64encode(hashlib.sha256(ordered).digest()).decode()
+        return f"{digest}-{len(self._digests)}"
 
     def abort(self) -> None:
         """Cancel queued parts, wait for those being sent, then abort the upload (best effort).
@@ -256,6 +265,13 @@ class MultipartUpload:
                 self._spare.append(body)
 
     def _upload_part(self, number: int, body: bytearray) -> CompletedPartTypeDef:
+        check: dict[str, str]
+        if self.checksum:
+            digest = hashlib.sha256(body).digest()
+            self._digests[number] = digest
+            check = {"ChecksumSHA256": base64.b64encode(digest).decode()}
+        else:
+            check = {"ContentMD5": content_md5(body)}
         with s3_call("UploadPart", self.key):
             resp = self.client.upload_part(
                 Bucket=self.bucket,
@@ -264,21 +280,9 @@ class MultipartUpload:
                 PartNumber=number,
                 # botocore takes a bytearray as a blob; passing it avoids copying the part.
                 Body=body,  # type: ignore[arg-type]
-                ContentMD5=content_md5(body),
+                **check,  # type: ignore[arg-type]
             )
-        return {"PartNumber": number, "ETag": resp["ETag"]}
-
-    def _copy_part(
-        self, number: int, source_etag: str, first: int, last: int
-    ) -> CompletedPartTypeDef:
-        with s3_call("UploadPartCopy", self.key):
-            resp = self.client.upload_part_copy(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                CopySource={"Bucket": self.bucket, "Key": self.key},
-                CopySourceIfMatch=source_etag,
-                CopySourceRange=f"bytes={first}-{last}",
-            )
-        return {"PartNumber": number, "ETag": resp["CopyPartResult"].get("ETag", "")}
+        part: CompletedPartTypeDef = {"PartNumber": number, "ETag": resp["ETag"]}
+        if self.checksum:
+            part["ChecksumSHA256"] = check["ChecksumSHA256"]
+        return part

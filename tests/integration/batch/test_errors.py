@@ -242,7 +242,9 @@ class RecordingGate:
     def acquire(self, product_code: str, api: str, ctx: CallContext) -> None:
         self.asked.append((product_code, api, ctx))
 
-    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
+    def feedback(
+        self, product_code: str, api: str, *, throttled: bool, sent_at: float | None = None
+    ) -> None:
         self.feedback_calls.append(throttled)
 
 

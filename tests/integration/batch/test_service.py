@@ -99,6 +99,27 @@ def test_batch_runs_to_completion_with_results_everywhere(rig: Rig, tmp_path: Pa
     by_sub = {line.get("sub_code") for line in lines if line["status"] == "done"}
     assert by_sub == {"200", "211", "212", "213"}
     assert all("idImage" not in json.dumps(line) for line in lines)
+    # Each done row carries the sub-code catalogue's view of its code, as do records and events.
+    categories = {
+        line["sub_code"]: (line["sub_code_category"], line["next_step"], line["sub_code_billed"])
+        for line in lines
+        if line["status"] == "done"
+    }
+    assert categories == {
+        "200": ("passed", "accept", True),
+        "211": ("image_quality", "recapture_document", True),
+        "212": ("document_fraud", "manual_review", True),
+        "213": ("document_type", "check_doc_type_and_recapture", True),
+    }
+    assert record["sub_code_category"] == "passed"
+    assert record["sub_code_known"] is True
+    done_events = [e[1] for e in events if e[1].get(b"status") == b"done"]
+    assert {e[b"sub_code_category"] for e in done_events} == {
+        b"passed",
+        b"image_quality",
+        b"document_fraud",
+        b"document_type",
+    }
 
 
 def _item_ids(rig: Rig, batch_id: str) -> list[str]:

@@ -23,6 +23,7 @@ from worker.cloudauth.errors import (
     CredentialsError,
     NotReadyError,
     PermanentError,
+    RequestValidationError,
     ThrottledError,
     TransactionInvalidError,
     TransientError,
@@ -107,6 +108,7 @@ def test_doc_ocr_base64(emulator: EmulatorHandle, client: CloudAuthClient) -> No
         image_base64=image,
         spoof=True,
         face_quality=True,
+        scene_code="bulk_2026",  # signed in the query like every non-body parameter
     )
     assert result.passed_bool is True
     assert result.transaction_id
@@ -306,6 +308,25 @@ def test_provider_side_validation_surfaces_as_permanent(client: CloudAuthClient)
         image.server_close()
     assert info.value.status is not None
     assert 400 <= info.value.status < 500
+
+
+def test_doc_ocr_with_another_product_is_refused_before_any_call(
+    emulator: EmulatorHandle, client: CloudAuthClient
+) -> None:
+    def seen() -> tuple[object, object]:
+        stats = emulator.stats()
+        return stats["actions"].get("DocOcrV2"), stats["rejected"]
+
+    before = seen()
+    with pytest.raises(RequestValidationError, match="ID_OCR_MIN"):
+        client.doc_ocr_v2(
+            merchant_biz_id="b1",
+            merchant_user_id="u1",
+            doc_type="00000006",
+            image_base64=base64.b64encode(jpeg()).decode(),
+            product_code="ID_OCR",
+        )
+    assert seen() == before
 
 
 def test_deadline_caps_a_slow_attempt(emulator: EmulatorHandle) -> None:

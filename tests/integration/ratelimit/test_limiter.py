@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import random
+import time
 from pathlib import Path
 
 import fakeredis
@@ -16,6 +17,7 @@ from tests.integration.ratelimit.procs import hammer
 from tests.unit.ratelimit.sim import API, PRODUCT, Caller, FakeClock, Sim, max_in_window
 from worker.observability import NullMetrics
 from worker.ratelimit import (
+    LATENESS_SHARE,
     AdaptivePolicy,
     CallContext,
     GateUnavailable,
@@ -53,9 +55,13 @@ def test_scripts_run_on_redis_with_its_own_clock(redis_client: redis.Redis) -> N
     assert status.bucket == f"{PRODUCT}:{API}"
     assert status.configured_rate == QUOTA
     assert status.stored_rate == QUOTA
-    slowed = AdaptivePolicy().decrease
-    assert status.factor == pytest.approx(slowed, abs=1e-3)
-    assert status.effective_rate == pytest.approx(QUOTA * KEEP * slowed, rel=1e-3)
+    # The throttle widened the learned margin (the initial one, doubled); the rate factor
+    # is only the slow start of a fresh bucket.
+    assert status.margin == pytest.approx(2 * (1 - KEEP), abs=1e-4)
+    assert AdaptivePolicy().restart <= status.factor < AdaptivePolicy().restart + 0.05
+    assert status.effective_rate == pytest.approx(
+        QUOTA * (1 - status.margin) * status.factor, rel=1e-6
+    )
     assert status.waiting == {"realtime": 0, "archival": 1, "bulk": 0}
     assert status.last_throttled == pytest.approx(status.now, abs=5.0)
 
@@ -145,3 +151,45 @@ def test_fails_closed_and_recovers_by_itself(tmp_path: Path) -> None:
         client.close()
     finally:
         server.stop()
+
+
+def test_learned_margin_on_real_redis_matches_fakeredis(redis_client: redis.Redis) -> None:
+    """Throttles, gaps and quiet time in passed-in time: both stores learn the same margin."""
+    learned = []
+    for client in (redis_client, fakeredis.FakeRedis(server=fakeredis.FakeServer())):
+        clock = FakeClock()
+        settings = load_settings(quotas={PRODUCT: QUOTA})
+        limiter = RedisRateLimiter(client, settings, clock=clock, sleep=clock.sleep)
+        sim = Sim(limiter, clock)
+        rng = random.Random(11)
+
+        def on_grant(
+            caller: Caller, now: float, sim: Sim = sim, limiter: RedisRateLimiter = limiter
+        ) -> None:
+            if len(sim.grants) in (7, 8, 40):
+                limiter.feedback(PRODUCT, API, throttled=True)
+
+        sim.on_grant = on_grant
+        sim.bulk_workers(4, clock.t, lambda rng=rng: rng.uniform(0, 0.003))
+        sim.run(clock.t + 30.0)
+        [status] = read_status(client, settings, clock=clock)
+        learned.append((round(status.margin, 6), status.widened, status.throttled_total))
+        assert status.margin_floor <= status.margin <= status.margin_ceiling
+        # Widened twice (7 and 8 are one episode), then narrowing after the quiet time.
+        assert status.widened == 2
+        assert status.throttled_total == 3
+        client.flushall()
+    assert learned[0] == learned[1]
+
+
+def test_gap_feedback_on_real_redis(redis_client: redis.Redis) -> None:
+    settings = load_settings(quotas={PRODUCT: QUOTA})
+    limiter = RedisRateLimiter(redis_client, settings)
+    for delay in (0.0, 0.004, 0.0, 0.004) * 4:
+        limiter.acquire(PRODUCT, API, CallContext(Lane.BULK))
+        limiter.feedback(PRODUCT, API, throttled=False, sent_at=time.monotonic() + delay)
+    [status] = read_status(redis_client, settings)
+    assert status.gap_mean is not None
+    assert status.gap_dev is not None
+    assert 0.0005 < status.gap_dev < 0.01
+    assert status.margin >= limiter.margin.gap_k * status.gap_dev / (1 - LATENESS_SHARE) - 1e-6

@@ -16,7 +16,10 @@ from worker.settings import Settings, load_settings
 # The share of a quota the default safety margin keeps.
 KEEP = 1 - Settings.model_fields["quota_safety_margin"].default
 
-SLOWED = AdaptivePolicy().decrease  # factor after one throttle
+# A fresh bucket restarts slowly (the ramp starts at AdaptivePolicy.restart).
+RAMP = AdaptivePolicy().restart
+# One throttle doubles the initial margin (MarginPolicy.widen); the rate factor stays.
+WIDENED = 2 * Settings.model_fields["quota_safety_margin"].default
 
 
 def run(argv: list[str]) -> int:
@@ -58,8 +61,12 @@ def test_status_json_reports_each_bucket_without_changing_it(
     assert set(by_name) == {"ID_OCR_MIN:DocOcrV2", "eKYC:CheckResult"}
     ocr = by_name["ID_OCR_MIN:DocOcrV2"]
     assert ocr["configured_rate"] == 8
-    assert ocr["factor"] == pytest.approx(SLOWED, abs=1e-3)
-    assert ocr["effective_rate"] == pytest.approx(8 * KEEP * SLOWED, rel=1e-3)
+    assert RAMP <= ocr["factor"] < RAMP + 0.05  # ramping up since the first call
+    assert ocr["margin"] == pytest.approx(WIDENED, abs=1e-4)
+    assert ocr["rate_factor"] == pytest.approx((1 - WIDENED) * ocr["factor"], rel=1e-6)
+    assert ocr["effective_rate"] == pytest.approx(8 * ocr["rate_factor"], rel=1e-6)
+    assert (ocr["margin_floor"], ocr["margin_ceiling"]) == (0.002, 0.10)
+    assert ocr["widened"] == 1
     assert ocr["waiting"] == {"realtime": 1, "archival": 0, "bulk": 1}
     assert ocr["last_throttled"] is not None
     assert ocr["throttled_total"] == 1
@@ -74,12 +81,16 @@ def test_status_table_and_filters(busy: redis.Redis, capsys: pytest.CaptureFixtu
     assert run(["quota", "status", "--product", "ID_OCR_MIN"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == [
-        "BUCKET", "QUOTA", "EFFECTIVE", "FACTOR", "REALTIME", "ARCHIVAL", "BULK", "THROTTLED",
+        "BUCKET", "QUOTA", "EFFECTIVE", "MARGIN", "FACTOR", "REALTIME", "ARCHIVAL", "BULK",
+        "THROTTLED",
     ]  # fmt: skip
     assert len(out) == 2
     row = out[1].split()
-    effective, factor = f"{8 * KEEP * SLOWED:.2f}", f"{SLOWED:.2f}"
-    assert row[:7] == ["ID_OCR_MIN:DocOcrV2", "8", effective, factor, "1", "0", "1"]
+    factor = float(row[4])
+    assert RAMP <= factor < RAMP + 0.05
+    assert float(row[2]) == pytest.approx(8 * (1 - WIDENED) * factor, abs=0.02)
+    assert row[:4] == ["ID_OCR_MIN:DocOcrV2", "8", row[2], "3.00%"]
+    assert row[5:8] == ["1", "0", "1"]
     assert "ago)" in out[1]
 
 

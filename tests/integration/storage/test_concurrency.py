@@ -1,4 +1,4 @@
-"""Concurrent multipart uploads and the multipart in-place copy, on every store available.
+"""Concurrent multipart uploads and their checksums, on every store available.
 
 Faults and delays are injected at the client's edge (botocore events), never inside the store.
 """
@@ -26,9 +26,6 @@ from tests.integration.storage.test_store import (
 )
 from worker.settings import Settings
 from worker.storage import (
-    MIB,
-    MIN_PART_SIZE,
-    NotSupported,
     S3ObjectStore,
     StorageError,
     make_s3_client,
@@ -190,81 +187,76 @@ def test_failing_part_aborts_after_the_parts_in_flight(
     assert open_uploads(store) == left_open(s3_backend, "s/refused")
 
 
-def large_copy_store(s3_settings: Settings, session: boto3.session.Session) -> S3ObjectStore:
-    """A store that treats objects over 5 MiB as too large for one CopyObject."""
-    client = make_s3_client(s3_settings, max_attempts=1, session=session)
-    return S3ObjectStore(
-        s3_settings, client=client, max_copy_size=MIN_PART_SIZE, tracker=RecordingTracker()
-    )
-
-
-def test_objects_over_the_copy_limit_get_their_sha256_by_multipart_copy(
-    s3_settings: Settings, s3_backend: S3Backend, boto_session: boto3.session.Session
+def test_streamed_objects_are_checked_by_the_store_without_a_copy(
+    object_store: S3ObjectStore,
 ) -> None:
-    store = large_copy_store(s3_settings, boto_session)
+    """More parts than fit in memory: no self-copy; the whole SHA-256 comes back to the caller,
+    each part carries its own SHA-256 and the composite checksum is compared after completion
+    where the store keeps one; ``head_verified`` reads the hash back for a later reuse."""
     total = 3 * PART + 123
     size, digest = sha256_of(payload(total))
-    ops = record_operations(store)
-    try:
-        if not s3_backend.copies_parts:
-            # No UploadPartCopy (s3rver): a clear error, not retried, and nothing stored.
-            with pytest.raises(NotSupported) as info:
-                store.put_stream("s/large", payload(total), content_type="video/webm",
-                                 part_size=PART, concurrency=2)  # fmt: skip
-            assert (info.value.operation, info.value.retryable) == ("UploadPartCopy", False)
-            assert store.head("s/large") is None
-            # The copy's upload stays tracked where the store cannot abort it either.
-            assert open_uploads(store) == left_open(s3_backend, "s/large")
-            return
-        # Two parts in flight: more than three parts cannot be held back, so the upload streams.
-        stored = store.put_stream("s/large", payload(total), content_type="video/webm",
-                                  metadata={"transaction": "tx9"}, part_size=PART,
-                                  concurrency=2)  # fmt: skip
-        assert "CopyObject" not in ops
-        assert ops.count("UploadPartCopy") == 4  # 5 MiB ranges, the last one short
-        assert ops.count("CompleteMultipartUpload") == 2  # the upload, then the copy
-        assert (stored.size, stored.sha256) == (size, digest)
-        assert stored.metadata == {"transaction": "tx9", "sha256": digest}
-        assert stored.content_type == "video/webm"
-        assert stored.encryption == s3_backend.reported_sse(s3_settings)
-        assert stored_sha256(store, "s/large") == digest
-        assert open_uploads(store) == []
-    finally:
-        store.close()
+    ops = record_operations(object_store)
+    stored = object_store.put_stream("s/large", payload(total), content_type="video/webm",
+                                     metadata={"transaction": "tx9"}, part_size=PART,
+                                     concurrency=2)  # fmt: skip
+    assert "CopyObject" not in ops
+    assert "UploadPartCopy" not in ops
+    assert ops.count("CompleteMultipartUpload") == 1
+    assert (stored.size, stored.sha256) == (size, digest)
+    assert stored.metadata == {"transaction": "tx9"}  # the hash is not written onto it
+    assert stored_sha256(object_store, "s/large") == digest
+    head = object_store.head("s/large")
+    assert head is not None
+    assert head.sha256 is None
+    if head.checksum_sha256 is not None:  # a store that keeps checksums (AWS, MinIO, moto)
+        assert stored.checksum_sha256 == head.checksum_sha256  # compared after completion
+    verified = object_store.head_verified("s/large")
+    assert verified is not None
+    assert verified.sha256 == digest
+    assert open_uploads(object_store) == []
 
 
-def test_failing_multipart_copy_leaves_nothing(
-    s3_settings: Settings, s3_backend: S3Backend, boto_session: boto3.session.Session
+def test_a_composite_checksum_that_differs_leaves_nothing(
+    object_store: S3ObjectStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not s3_backend.copies_parts:
-        pytest.skip(f"{s3_backend.name} does not implement UploadPartCopy")
-    store = large_copy_store(s3_settings, boto_session)
+    from worker.storage import MultipartUpload
 
-    def refuse_second(request: Any, **_: Any) -> AWSResponse | None:
-        if part_number(request) == 2:
-            return error_response(request, 412, "PreconditionFailed")
+    probe = object_store.put_stream("s/probe", payload(3 * PART + 1), content_type="video/webm",
+                                    part_size=PART, concurrency=2)  # fmt: skip
+    if probe.checksum_sha256 is None:
+        pytest.skip("this store keeps no checksums: size and the parts' own checks only")
+    monkeypatch.setattr(MultipartUpload, "composite_checksum", lambda self: "AAAA-4")
+    with pytest.raises(StorageError) as info:
+        object_store.put_stream("s/bad-sum", payload(3 * PART + 5), content_type="video/webm",
+                                part_size=PART, concurrency=2)  # fmt: skip
+    assert (info.value.operation, info.value.code) == ("verify", "checksum_sha256 mismatch")
+    assert object_store.head("s/bad-sum") is None
+
+
+def test_a_store_refusing_part_checksums_gets_uploads_without_them(
+    object_store: S3ObjectStore,
+) -> None:
+    def refuse(request: Any, **_: Any) -> AWSResponse | None:
+        if "x-amz-checksum-algorithm" in {k.lower() for k in request.headers}:
+            return error_response(request, 400, "InvalidArgument")
         return None
 
-    store.client.meta.events.register("before-send.s3.UploadPartCopy", refuse_second)
-    ops = record_operations(store)
-    try:
-        with pytest.raises(StorageError) as info:
-            store.put_stream("s/copy-broke", payload(2 * PART + MIB), content_type="video/webm",
-                             part_size=PART, concurrency=1)  # fmt: skip
-        assert (info.value.operation, info.value.code) == ("UploadPartCopy", "PreconditionFailed")
-        assert ops.count("CompleteMultipartUpload") == 1  # the copy was never completed
-        assert "AbortMultipartUpload" in ops
-        assert store.head("s/copy-broke") is None
-        assert open_uploads(store) == []
-    finally:
-        store.close()
+    object_store.client.meta.events.register("before-send.s3.CreateMultipartUpload", refuse)
+    total = 3 * PART + 7
+    size, digest = sha256_of(payload(total))
+    stored = object_store.put_stream("s/plain", payload(total), content_type="video/webm",
+                                     part_size=PART, concurrency=2)  # fmt: skip
+    assert object_store.checksums is False
+    assert (stored.size, stored.sha256) == (size, digest)
+    assert stored_sha256(object_store, "s/plain") == digest
 
 
-@pytest.mark.parametrize(("extra", "copies"), [(0, 0), (1, 1)], ids=["fits", "one-byte-more"])
+@pytest.mark.parametrize("extra", [0, 1], ids=["fits", "one-byte-more"])
 def test_payload_fitting_in_memory_gets_its_sha256_up_front(
-    object_store: S3ObjectStore, extra: int, copies: int
+    object_store: S3ObjectStore, extra: int
 ) -> None:
-    """Up to (concurrency + 1) parts the hash is known before the upload starts: no copy."""
+    """Up to (concurrency + 1) parts the hash is known before the upload starts and goes in
+    the metadata; one byte more and the upload streams (the hash stays with the caller)."""
     total = 3 * PART + extra
     size, digest = sha256_of(payload(total))
     ops = record_operations(object_store)
@@ -276,10 +268,13 @@ def test_payload_fitting_in_memory_gets_its_sha256_up_front(
     stored = object_store.put_stream(
         "s/held", source(), content_type="video/webm", part_size=PART, concurrency=2
     )
-    assert ops.count("CopyObject") == copies
+    assert "CopyObject" not in ops
     assert ops.count("UploadPart") == 3 + extra
     read_at = ops.index("(source read)")
-    if copies:  # streamed: the upload started while the source was being read
+    head = object_store.head("s/held")
+    assert head is not None
+    assert head.sha256 == (None if extra else digest)
+    if extra:  # streamed: the upload started while the source was being read
         assert ops.index("CreateMultipartUpload") < read_at
     else:
         assert ops[read_at + 1] == "CreateMultipartUpload"

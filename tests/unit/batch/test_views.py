@@ -100,6 +100,16 @@ def test_flatten_spreads_ocr_fields() -> None:
     assert out.getvalue().splitlines()[0].startswith("row,line,item_id,status")
 
 
+def test_flatten_writes_the_sub_code_catalogue_columns() -> None:
+    row = {"row": 1, "status": "done", "sub_code": "201", "sub_code_known": False,
+           "sub_code_category": "unknown", "next_step": "manual_review"}  # fmt: skip
+    cells = flatten(row)
+    assert cells["sub_code_known"] == "false"
+    assert cells["sub_code_category"] == "unknown"
+    assert cells["next_step"] == "manual_review"
+    assert "sub_code_billed" not in cells  # unknown billing stays an empty cell
+
+
 def test_public_source_drops_presigned_queries() -> None:
     assert public_source("https://h/a.jpg?X-Amz-Signature=s#f") == "https://h/a.jpg"
     assert public_source("s3://b/k.jpg") == "s3://b/k.jpg"

@@ -87,7 +87,9 @@ class RecordingGate:
         if self.fail_on is not None and len(self.acquires) == self.fail_on:
             raise DeadlineUnreachable(f"{product_code}:{api}", ctx.deadline or 0, T0 + 99)
 
-    def feedback(self, product_code: str, api: str, *, throttled: bool) -> None:
+    def feedback(
+        self, product_code: str, api: str, *, throttled: bool, sent_at: float | None = None
+    ) -> None:
         self.events.append(("feedback", product_code, api, throttled))
 
     @property

@@ -16,7 +16,9 @@ from worker.cloudauth.errors import RequestValidationError
 from worker.cloudauth.images import ImageInfo, ImageInfoError, image_info
 from worker.cloudauth.params import (
     MAX_IMAGE_BYTES,
+    SCENE_CODE_ACTIONS,
     check_result_call,
+    check_scene_code,
     doc_ocr_v2_call,
     initialize_call,
     place,
@@ -158,6 +160,40 @@ def test_doc_ocr_rejections() -> None:
     )
     assert "not both" in both.reason
     rejects(ocr, "IdOcrPictureBase64/IdOcrPictureUrl", "image_base64/image_url", image_base64=None)
+
+
+@pytest.mark.parametrize("product", ["ID_OCR", "ID_OCR_MAX", "eKYC", "id_ocr_min"])
+def test_doc_ocr_takes_only_id_ocr_min(product: str) -> None:
+    """Seed 002: ProductCode is ID_OCR_MIN; anything else is refused before a billed call."""
+    err = rejects(ocr, "ProductCode", "product_code", product_code=product)
+    assert "ID_OCR_MIN" in err.reason
+    assert err.action == "DocOcrV2"
+
+
+@pytest.mark.parametrize("scene", ["1234567890", "a", "scene_1", "A_b_C"])
+def test_doc_ocr_scene_code_goes_in_the_query(scene: str) -> None:
+    call = ocr(scene_code=scene)
+    assert ("SceneCode", scene) in call.query
+    assert all(k != "SceneCode" for k, _ in call.body or ())
+    assert all(k != "SceneCode" for k, _ in ocr().query)  # optional: absent unless given
+
+
+@pytest.mark.parametrize("scene", ["", "12345678901", "scene-1", "scène", "a b", "a\n"])
+def test_scene_code_shape_is_checked(scene: str) -> None:
+    err = rejects(ocr, "SceneCode", "scene_code", scene_code=scene)
+    assert scene not in str(err) or scene == ""
+    kw: dict[str, Any] = {"product_code": "eKYC", "merchant_biz_id": "b", "merchant_user_id": "u"}
+    rejects(initialize_call, "SceneCode", "scene_code", scene_code=scene, **kw)
+
+
+def test_scene_code_belongs_to_initialize_and_doc_ocr_only() -> None:
+    assert {"Initialize", "DocOcrV2"} == SCENE_CODE_ACTIONS
+    kw: dict[str, Any] = {"product_code": "eKYC", "merchant_biz_id": "b", "merchant_user_id": "u"}
+    assert ("SceneCode", "kyc_1") in initialize_call(scene_code="kyc_1", **kw).query
+    # A named argument of Initialize: not also through ``extra``.
+    rejects(initialize_call, "SceneCode", "extra", extra={"SceneCode": "x"}, **kw)
+    with pytest.raises(RequestValidationError, match="not a CheckResult parameter"):
+        check_scene_code("kyc_1", "CheckResult")
 
 
 def test_card_side_on_mainland_id() -> None:

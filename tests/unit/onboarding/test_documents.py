@@ -130,6 +130,45 @@ def test_lost_evidence_shows_in_record_and_event() -> None:
     assert "video_key" not in fields
 
 
+def _reply_with(sub_code: str) -> CheckResultResult:
+    body = {"RequestId": "R", "Code": "Success", "Result": {"Passed": "N", "SubCode": sub_code}}
+    return CheckResultResult.from_body(body)
+
+
+@pytest.mark.parametrize(
+    ("sub_code", "known", "category", "billed", "step"),
+    [
+        ("200", True, "passed", True, "accept"),
+        ("204", True, "face_mismatch", True, "retry_face_capture"),
+        ("205", True, "liveness_attack", True, "manual_review"),
+        ("206", True, "policy", True, "secure_device_and_retry"),
+        ("233", True, "duplicate_face", True, "review_duplicate"),
+        ("211", True, "image_quality", True, "recapture_document"),
+        ("212", True, "document_fraud", True, "manual_review"),
+        ("213", True, "document_type", True, "check_doc_type_and_recapture"),
+        ("201", False, "unknown", None, "manual_review"),
+    ],
+)
+def test_record_event_and_webhook_carry_the_sub_code_catalogue(
+    sub_code: str, known: bool, category: str, billed: bool | None, step: str
+) -> None:
+    record = build_record(JOB, _reply_with(sub_code), archived(), stored("r"), checked_at=1.0)
+    data = record.to_dict()
+    assert data["sub_code"] == sub_code
+    assert data["sub_code_known"] is known
+    assert data["sub_code_category"] == category
+    assert data["sub_code_billed"] is billed
+    assert data["next_step"] == step
+    fields = encode_event({**build_event(record), "kind": "tx", "id": TID})
+    assert fields["sub_code_category"] == category
+    assert fields["next_step"] == step
+    assert fields["sub_code_known"] == ("true" if known else "false")
+    assert ("sub_code_billed" in fields) is (billed is not None)
+    from worker.webhook import build_event as webhook_event
+
+    assert webhook_event(data, now=1.0)["data"]["sub_code_category"] == category
+
+
 def test_decode_image_is_strict_and_sniffs_the_type() -> None:
     png = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
     import base64

@@ -10,7 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.ratelimit.sim import API, PRODUCT, FakeClock
-from worker.ratelimit import AdaptivePolicy, CallContext, Lane, RedisRateLimiter, read_status
+from worker.ratelimit import (
+    AdaptivePolicy,
+    CallContext,
+    Lane,
+    MarginPolicy,
+    RedisRateLimiter,
+    read_status,
+)
 from worker.settings import load_settings
 
 POLICY = AdaptivePolicy(decrease=0.5, floor=0.1, hold_s=1.0, recovery_per_s=0.1, restart=1.0)
@@ -63,8 +70,15 @@ def make() -> tuple[RedisRateLimiter, FakeClock, fakeredis.FakeRedis, Recorder]:
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     conf = load_settings(quotas={PRODUCT: QUOTA}, quota_safety_margin=MARGIN)
     metrics = Recorder()
+    # A fixed margin is at its ceiling: every throttle goes to the rate factor.
     limiter = RedisRateLimiter(
-        client, conf, clock=clock, sleep=clock.sleep, metrics=metrics, policy=POLICY
+        client,
+        conf,
+        clock=clock,
+        sleep=clock.sleep,
+        metrics=metrics,
+        policy=POLICY,
+        margin=MarginPolicy.fixed(MARGIN),
     )
     return limiter, clock, client, metrics
 
@@ -85,7 +99,7 @@ def test_factor_follows_the_policy(events: list[tuple[float, bool]]) -> None:
             model.throttle(seen)
             name, value, labels = metrics.events[-1]
             assert (name, labels) == ("idv_limiter_rate_factor", {"bucket": f"{PRODUCT}:{API}"})
-            assert value == pytest.approx(model.at(seen), abs=1e-5)
+            assert value == pytest.approx((1 - MARGIN) * model.at(seen), abs=1e-5)
         else:
             limiter.feedback(PRODUCT, API, throttled=False)  # costs nothing, changes nothing
         res = limiter.reserve(PRODUCT, API, CallContext(Lane.BULK))
@@ -110,7 +124,9 @@ def test_slow_down_spaces_grants_and_recovery_restores_the_rate() -> None:
     gaps = [b.now - a.now for a, b in itertools.pairwise(grants)]
     assert gaps == pytest.approx([normal / 0.5] * 3, rel=1e-4)
 
-    [status] = read_status(client, limiter._settings, clock=clock, policy=POLICY)
+    [status] = read_status(
+        client, limiter._settings, clock=clock, policy=POLICY, margin=limiter.margin
+    )
     assert status.factor == pytest.approx(0.5, abs=1e-5)
     assert status.effective_rate == pytest.approx(QUOTA * (1 - MARGIN) * 0.5, rel=1e-5)
     assert status.throttled_total == 5

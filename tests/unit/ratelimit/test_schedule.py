@@ -28,6 +28,7 @@ from worker.ratelimit import (
     CallContext,
     DeadlineUnreachable,
     Lane,
+    MarginPolicy,
     MaxWaitExceeded,
     RedisRateLimiter,
 )
@@ -49,6 +50,7 @@ def make_limiter(
         quotas={PRODUCT: quota}, quota_safety_margin=margin, quota_burst=burst
     )
     kwargs.setdefault("policy", STEADY)
+    kwargs.setdefault("margin", MarginPolicy.fixed(margin))  # the schedule, not the learning
     limiter = RedisRateLimiter(client, conf, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
     return limiter, clock, client
 

@@ -4,15 +4,17 @@
 -- ARGV: 1 now ('' = TIME)   2 rate   3 margin   4 burst   5 deadline ('' = now + horizon)
 --       6 horizon   7 wait limit ('' = now + max wait)   8 max wait   9 lane   10 waiter id
 --       11 seq ('' = new)   12 lateness share   13 minimum grace   14 hold   15 recovery
---       16 ttl (ms)   17 restart factor
--- Reply: {status, now, time, deadline, wait limit, seq, member, interval, factor}
+--       16 ttl (ms)   17 restart factor   18 margin policy (see margin_policy)
+--   ARGV 3 is the initial margin: the one a bucket starts with before it learns its own.
+-- Reply: {status, now, time, deadline, wait limit, seq, member, interval, factor, margin,
+--   lateness}: lateness = how long after its slot a granted caller came (0 otherwise)
 --   status 1 granted (time = now), 0 wait until time, -1 deadline unreachable,
 --   -2 maximum wait exceeded (time = earliest start in both cases, nothing reserved)
 
 local state, waiters, expiry = KEYS[1], KEYS[2], KEYS[3]
 local now = clock_now(ARGV[1])
 local rate = tonumber(ARGV[2])
-local margin = tonumber(ARGV[3])
+local initial = tonumber(ARGV[3])
 local burst = tonumber(ARGV[4])
 local deadline
 if ARGV[5] == '' then
@@ -31,8 +33,10 @@ local share, grace_min = tonumber(ARGV[12]), tonumber(ARGV[13])
 local hold, recovery = tonumber(ARGV[14]), tonumber(ARGV[15])
 local ttl = ARGV[16]
 local restart = tonumber(ARGV[17])
+local mp = margin_policy(ARGV[18])
 
-local st = redis.call('HMGET', state, 'tat', 'factor', 'last_throttled', 'restart_at')
+local st = redis.call('HMGET', state, 'tat', 'factor', 'last_throttled', 'restart_at',
+  'm_lm', 'm_at', 'm_hit', 'm_hit_at', 'gap_dev')
 local tat = tonumber(st[1]) or 0
 local restart_at = tonumber(st[4])
 -- A second without grants: the provider's window holds nothing of ours, so start again
@@ -43,6 +47,12 @@ if restarted then
 end
 local f = math.min(factor_now(tonumber(st[2]), tonumber(st[3]), now, hold, recovery),
   ramp_now(restart_at, now, restart, recovery))
+local margin = margin_now(tonumber(st[5]), tonumber(st[6]), tonumber(st[7]), tonumber(st[8]),
+  tonumber(st[9]), now, initial, share, mp)
+-- The initial margin narrows from the bucket's first call.
+if st[6] == false then
+  redis.call('HSET', state, 'm_lm', fmt(initial), 'm_at', fmt(now))
+end
 local interval = slot_interval(rate, margin, f)
 local tolerance = lateness_tolerance(rate, interval, share)
 
@@ -85,9 +95,9 @@ local turn = base - (burst - 1) * interval + rank * interval
 local earliest = math.max(turn, now)
 local limit = math.min(deadline, wait_limit)
 
-local function reply(status, t)
+local function reply(status, t, late)
   return {status, fmt(now), fmt(t), deadline_s, fmt(wait_limit), tostring(seq), member,
-    fmt(interval), fmt(f)}
+    fmt(interval), fmt(f), fmt(margin), fmt(late or 0)}
 end
 
 if earliest > limit then
@@ -107,19 +117,19 @@ if turn <= now then
     redis.call('ZREM', expiry, member)
   end
   redis.call('HSET', state, 'tat', fmt(base + interval), 'rate', ARGV[2],
-    'margin', ARGV[3], 'burst', ARGV[4], 'last_grant', fmt(now))
+    'margin', fmt(margin), 'burst', ARGV[4], 'last_grant', fmt(now))
   if restarted then
     redis.call('HSET', state, 'restart_at', fmt(now))
   end
   redis.call('PEXPIRE', state, ttl)
-  return reply(1, now)
+  return reply(1, now, now - base)
 end
 
 if not registered then
   redis.call('ZADD', waiters, deadline_s, member)
 end
 redis.call('ZADD', expiry, fmt(turn + math.max(grace_min, 2 * interval)), member)
-redis.call('HSET', state, 'rate', ARGV[2], 'margin', ARGV[3], 'burst', ARGV[4])
+redis.call('HSET', state, 'rate', ARGV[2], 'margin', fmt(margin), 'burst', ARGV[4])
 if restarted then
   redis.call('HSET', state, 'restart_at', fmt(now))
 end

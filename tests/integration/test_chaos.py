@@ -11,18 +11,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from worker.devtools import ROOT
 
 pytestmark = pytest.mark.slow
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def test_reduced_chaos_run_loses_nothing() -> None:
     run = subprocess.run(
         [sys.executable, "bench/chaos.py", "--quick", "--rows", "200", "--flows", "15"],
-        cwd=ROOT,
+        cwd=PROJECT,
         capture_output=True,
         text=True,
         timeout=600,

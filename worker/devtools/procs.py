@@ -23,7 +23,7 @@ from typing import IO, Self
 import httpx
 import redis
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 DEMO_ACCESS_KEY_ID = "idv-demo-key"
 DEMO_ACCESS_KEY_SECRET = "idv-demo-secret"  # noqa: S105 - the emulator's well-known demo key

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+import redis
 
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError, ThrottledError
@@ -299,6 +300,45 @@ class Demo:
             "seconds_at_10_qps": round(time.monotonic() - started, 1),
         }
 
+    def metrics_and_ledger(self) -> dict[str, Any]:
+        """A Prometheus scrape of the run, parsed by prometheus_client's OpenMetrics parser,
+        and the ledger's view of the onboarding flows."""
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+        from worker.ledger import Ledger
+
+        answer = httpx.get(
+            f"{self.stack.receiver_url}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        parsed = text_string_to_metric_families(answer.text)  # type: ignore[no-untyped-call]
+        families = {f.name: f for f in parsed}
+
+        def total(name: str, **labels: str) -> float:
+            family = families.get(name)
+            return sum(
+                float(sample.value)
+                for sample in (family.samples if family else [])
+                if sample.name.endswith("_total")
+                and all(sample.labels.get(k) == v for k, v in labels.items())
+            )
+
+        assert self.settings is not None
+        client = redis.Redis.from_url(self.settings.redis_url)
+        try:
+            counts = Ledger(client, self.settings).counts()
+        finally:
+            client.close()
+        return {
+            "openmetrics_families_parsed": len(families),
+            "callbacks_accepted": total("idv_callbacks", outcome="accepted"),
+            "onboarding_complete": total("idv_onboarding", outcome="complete"),
+            "batch_items_done": total("idv_batch_items", outcome="done"),
+            "ledger": {state.value: n for state, n in counts.items() if n},
+        }
+
 
 def _calls(stats: dict[str, Any], action: str) -> int:
     return sum(int(v.get("served", 0)) for v in stats.get("actions", {}).get(action, {}).values())
@@ -319,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             demo.stage("4. a burst against a 10 QPS quota", demo.throttled_burst)
             demo.stage("5. onboarding: callback -> CheckResult -> evidence in S3", demo.onboarding)
             demo.stage("6. bulk re-verification of a manifest (DocOcrV2)", demo.batch)
+            demo.stage(
+                "7. a Prometheus scrape (OpenMetrics) and the ledger", demo.metrics_and_ledger
+            )
         except Exception as exc:
             demo.say(f"\ndemo failed: {type(exc).__name__}: {exc}")
             demo.say(f"logs of every process are in {stack.workdir}")

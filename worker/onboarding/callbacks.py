@@ -269,6 +269,20 @@ class CallbackIntake:
             raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
         if not fresh:
             return Submission("duplicate", event.transaction_id, None, job.deadline)
+
+        def unmark() -> None:
+            # So the provider's next attempt (it resends on non-200) is taken.
+            try:
+                self._redis.delete(marker)
+            except redis.RedisError:
+                log.error("could not clear the callback marker after a failed enqueue")
+
+        return self._publish(job, task_id, on_failure=unmark)
+
+    def _publish(
+        self, job: OnboardingJob, task_id: str, *, on_failure: Callable[[], None]
+    ) -> Submission:
+        """Send the onboarding message; 503 (after ``on_failure``) if the broker refuses."""
         try:
             self._celery.send_task(
                 TASK_PROCESS,
@@ -280,14 +294,10 @@ class CallbackIntake:
                 retry_policy=_PUBLISH_RETRY,
             )
         except Exception as exc:
-            # Un-mark, so the provider's next attempt (it resends on non-200) is taken.
-            try:
-                self._redis.delete(marker)
-            except redis.RedisError:
-                log.error("could not clear the callback marker after a failed enqueue")
+            on_failure()
             raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
-        log.info("callback accepted transaction=%s", event.transaction_id)
-        return Submission("accepted", event.transaction_id, task_id, job.deadline)
+        log.info("callback accepted transaction=%s", job.transaction_id)
+        return Submission("accepted", job.transaction_id, task_id, job.deadline)
 
     def _enqueue_known(
         self, event: CallbackEvent, completed_at: float, *, force: bool
@@ -315,25 +325,16 @@ class CallbackIntake:
         )
         if verdict.status == "duplicate" and not force:
             return Submission("duplicate", tid, None, job.deadline)
-        task_id = str(uuid.uuid4())
-        try:
-            self._celery.send_task(
-                TASK_PROCESS,
-                kwargs={"job": job.to_message()},
-                task_id=task_id,
-                expires=datetime.fromtimestamp(job.deadline, UTC),
-                retry=True,
-                retry_policy=_PUBLISH_RETRY,
-            )
-        except Exception as exc:
+        ledger = self._ledger
+
+        def overdue() -> None:
             # Due now: the provider's resend is taken, and the reconciler re-drives it anyway.
             try:
-                self._ledger.redrive_now(tid)
+                ledger.redrive_now(tid)
             except redis.RedisError:
                 log.error("could not mark transaction %s overdue after a failed enqueue", tid)
-            raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
-        log.info("callback accepted transaction=%s", tid)
-        return Submission("accepted", tid, task_id, job.deadline)
+
+        return self._publish(job, str(uuid.uuid4()), on_failure=overdue)
 
 
 class CallbackLedger(Protocol):

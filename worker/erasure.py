@@ -171,7 +171,7 @@ class Eraser:
         record = self.results.get_record(KIND_TX, tid)
         report.s3_objects += self._delete_transaction_objects(tid, record)
         record_key = self.results.record_key(KIND_TX, tid)
-        report.redis_keys += int(cast("int", self.redis.delete(record_key, f"{self.ns}cb:{tid}")))
+        report.redis_keys += int(cast("int", self.redis.delete(record_key)))
         report.leases += self._delete_matching(f"{self.ns}lease:*:{tid}")
         for kind in TX_DEAD_LETTER_KINDS:
             if self.deadletters.remove(kind, tid):

@@ -221,10 +221,6 @@ class RedisKeys:
         """Sorted set of the multipart uploads started and not ended (score = start time)."""
         return f"{self.namespace}s3:uploads"
 
-    def callback_dedup(self, transaction_id: str) -> str:
-        """Marker that a callback for this transaction was already taken: ``idv:cb:<tid>``."""
-        return f"{self.namespace}cb:{validate_id(transaction_id, 'transaction_id')}"
-
 
 @dataclass(frozen=True, slots=True)
 class ObjectKeys:

@@ -306,7 +306,6 @@ class Settings(BaseSettings):
     )
     callback_path: str = Field("/callback", description="path of the receiver's callback endpoint")
     callback_max_bytes: int = Field(8192, ge=256, description="largest accepted query + body")
-    callback_dedup_ttl_s: int = Field(172800, ge=60, description="how long a callback is a repeat")
     receiver_host: str = Field("127.0.0.1", description="receiver bind address")
     receiver_port: int = Field(8080, ge=0, le=65535, description="receiver port")
 

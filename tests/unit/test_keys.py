@@ -35,7 +35,6 @@ def test_redis_keys() -> None:
     assert keys.deadletter_index == "idv:dlq:index"
     assert keys.deadletter_kind_index("tx") == "idv:dlq:kind:tx"
     assert keys.lease("ocr", "b:i") == "idv:lease:ocr:b:i"
-    assert keys.callback_dedup("t1") == "idv:cb:t1"
     assert RedisKeys("tenant-a:").result_tx("t1") == "tenant-a:result:tx:t1"
 
 

@@ -6,6 +6,7 @@ broker, so every answer and every enqueued message is real but nothing listens o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from celery import Celery
 from pydantic import SecretStr
 
 from worker.app import create_app
+from worker.ledger import Ledger, State
 from worker.onboarding import (
     CallbackIntake,
     CallbackRejected,
@@ -193,8 +195,11 @@ def test_intake_enqueues_once_with_expiry_at_the_window_end(
     job = OnboardingJob.from_message(kwargs["job"])
     assert job.transaction_id == TID
     assert job.completed_at == 1_700_000_000.0
-    ttl = fake_redis.ttl(f"idv:cb:{TID}")
-    assert 0 < ttl <= settings.callback_dedup_ttl_s
+    # The ledger holds the decision: completed, its work due after IDV_RECONCILE_AFTER_S.
+    entry = Ledger(fake_redis, settings).get(TID)
+    assert entry is not None
+    assert entry.state is State.COMPLETED
+    assert entry.due_at == 1_700_000_000.0 + settings.reconcile_after_s
 
 
 def test_intake_force_requeues_a_repeat(
@@ -218,7 +223,10 @@ def test_intake_unmarks_the_callback_when_enqueueing_fails(
         intake.submit(params())
     assert info.value.status == 503
     # The provider resends on non-200: the resend must not be taken for a duplicate.
-    assert not fake_redis.exists(f"idv:cb:{TID}")
+    entry = Ledger(fake_redis, make_settings()).get(TID)
+    assert entry is not None
+    assert entry.due_at is not None
+    assert entry.due_at <= time.time()
 
 
 def test_intake_wrong_token_is_refused_before_validation(
@@ -231,7 +239,7 @@ def test_intake_wrong_token_is_refused_before_validation(
     with pytest.raises(CallbackRejected) as info:
         intake.submit(params(callbackToken="<drop>"))
     assert info.value.status == 403
-    assert not fake_redis.exists(f"idv:cb:{TID}")
+    assert Ledger(fake_redis, make_settings()).get(TID) is None
     assert drain(celery_app) == []
 
 
@@ -344,7 +352,7 @@ async def test_an_address_with_too_many_rejections_gets_429_without_work(
         assert limited.status_code == 429
         assert limited.headers["retry-after"]
         assert drain(celery_app) == []
-        assert not fake_redis.exists(f"idv:cb:{TID}")
+        assert Ledger(fake_redis, settings).get(TID) is None
     finally:
         app.shutdown()
 

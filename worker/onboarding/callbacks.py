@@ -13,9 +13,12 @@ token matched: the truth comes from ``CheckResult``, which the worker calls, nev
    flow's own derived token (``worker.onboarding.tokens``: HMAC of its ``merchantBizId``
    under ``IDV_CALLBACK_TOKEN_SECRET``);
 2. validates the parameters (clear messages; the offending value is never echoed);
-3. de-duplicates with ``SET NX`` + TTL on ``<ns>cb:<tid>``;
+3. asks the transaction ledger (``worker.ledger``) what the callback is: new work (accepted),
+   a repeat (work in flight or done), or unknown (refused with ``IDV_CALLBACK_REQUIRE_KNOWN``);
+   a resent callback whose work is overdue is accepted again;
 4. enqueues ``idv.onboarding.process`` with ``expires`` = the end of the evidence window;
-5. un-marks the callback if enqueueing failed, so the provider's resend is not taken as a repeat.
+5. marks the work due now if enqueueing failed, so the provider's resend is taken (and the
+   reconciler re-drives it anyway).
 
 Optional parameters a merchant may put into its own ``CallbackUrl``: ``productCode`` (which
 product's CheckResult quota to use; default ``IDV_ONBOARDING_PRODUCT``) and ``merchantBizId``.
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import redis
 
-from worker.keys import InvalidKeyError, RedisKeys, parse_transaction_id
+from worker.keys import InvalidKeyError, parse_transaction_id
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.onboarding.job import OnboardingJob, default_merchant_biz_id
 from worker.onboarding.tokens import matches_derived
@@ -189,12 +192,14 @@ class CallbackIntake:
         ledger: CallbackLedger | None = None,
     ) -> None:
         self.settings = settings
-        self._ledger = ledger
-        self._redis = redis_client
+        if ledger is None:
+            from worker.ledger import Ledger
+
+            ledger = Ledger(redis_client, settings, clock=clock)
+        self._ledger: CallbackLedger = ledger
         self._celery = celery
         self._metrics = metrics or NullMetrics()
         self._clock = clock
-        self._keys = RedisKeys.from_settings(settings)
         self._tokens = TokenChecker([t.get_secret_value() for t in settings.callback_tokens])
         secret = settings.callback_token_secret
         self._secret = secret.get_secret_value() if secret is not None else None
@@ -246,64 +251,8 @@ class CallbackIntake:
     def _enqueue(
         self, event: CallbackEvent, received_at: float | None, *, force: bool
     ) -> Submission:
-        now = self._clock()
-        completed_at = now if received_at is None else received_at
-        if self._ledger is not None:
-            return self._enqueue_known(event, completed_at, force=force)
-        job = OnboardingJob(
-            transaction_id=event.transaction_id,
-            product_code=event.product_code,
-            merchant_biz_id=event.merchant_biz_id,
-            completed_at=completed_at,
-            window_s=self.settings.evidence_window_s,
-            claimed_passed=event.passed,
-            claimed_sub_code=event.sub_code,
-        )
-        marker = self._keys.callback_dedup(event.transaction_id)
-        task_id = str(uuid.uuid4())
-        try:
-            fresh = self._redis.set(
-                marker, task_id, nx=not force, ex=self.settings.callback_dedup_ttl_s
-            )
-        except redis.RedisError as exc:
-            raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
-        if not fresh:
-            return Submission("duplicate", event.transaction_id, None, job.deadline)
-
-        def unmark() -> None:
-            # So the provider's next attempt (it resends on non-200) is taken.
-            try:
-                self._redis.delete(marker)
-            except redis.RedisError:
-                log.error("could not clear the callback marker after a failed enqueue")
-
-        return self._publish(job, task_id, on_failure=unmark)
-
-    def _publish(
-        self, job: OnboardingJob, task_id: str, *, on_failure: Callable[[], None]
-    ) -> Submission:
-        """Send the onboarding message; 503 (after ``on_failure``) if the broker refuses."""
-        try:
-            self._celery.send_task(
-                TASK_PROCESS,
-                kwargs={"job": job.to_message()},
-                task_id=task_id,
-                expires=datetime.fromtimestamp(job.deadline, UTC),
-                # Answer the provider quickly either way: it resends on a non-200 answer.
-                retry=True,
-                retry_policy=_PUBLISH_RETRY,
-            )
-        except Exception as exc:
-            on_failure()
-            raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
-        log.info("callback accepted transaction=%s", job.transaction_id)
-        return Submission("accepted", job.transaction_id, task_id, job.deadline)
-
-    def _enqueue_known(
-        self, event: CallbackEvent, completed_at: float, *, force: bool
-    ) -> Submission:
         """The ledger decides: a repeat is a callback whose work is in flight or done."""
-        assert self._ledger is not None
+        completed_at = self._clock() if received_at is None else received_at
         tid = event.transaction_id
         try:
             verdict = self._ledger.on_callback(
@@ -335,6 +284,26 @@ class CallbackIntake:
                 log.error("could not mark transaction %s overdue after a failed enqueue", tid)
 
         return self._publish(job, str(uuid.uuid4()), on_failure=overdue)
+
+    def _publish(
+        self, job: OnboardingJob, task_id: str, *, on_failure: Callable[[], None]
+    ) -> Submission:
+        """Send the onboarding message; 503 (after ``on_failure``) if the broker refuses."""
+        try:
+            self._celery.send_task(
+                TASK_PROCESS,
+                kwargs={"job": job.to_message()},
+                task_id=task_id,
+                expires=datetime.fromtimestamp(job.deadline, UTC),
+                # Answer the provider quickly either way: it resends on a non-200 answer.
+                retry=True,
+                retry_policy=_PUBLISH_RETRY,
+            )
+        except Exception as exc:
+            on_failure()
+            raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
+        log.info("callback accepted transaction=%s", job.transaction_id)
+        return Submission("accepted", job.transaction_id, task_id, job.deadline)
 
 
 class CallbackLedger(Protocol):

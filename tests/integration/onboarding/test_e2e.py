@@ -308,7 +308,7 @@ def test_wrong_token_is_refused_and_counted(stack: Stack, emulator: EmulatorHand
         timeout=10,
     )
     assert stack.record(tid) is None
-    assert stack.redis.get(f"idv:cb:{tid}") is None
+    assert stack.redis.exists(f"idv:{{ledger}}:tx:{tid}") == 0
     assert check_result_calls(emulator) == calls
 
 

@@ -24,7 +24,7 @@ import redis
 
 from tests.hosts import netns
 from tests.hosts.stack import BATCH_PRODUCT, FLOW_PRODUCT, TOKEN, HostStack
-from worker.batch import TERMINAL, merchant_biz_id
+from worker.batch import TERMINAL, ItemStatus, merchant_biz_id
 from worker.devtools import wait_until
 from worker.flows import batches
 from worker.ledger import FINAL_STATES, Ledger, State
@@ -66,6 +66,7 @@ class Outcome:
     settled: bool = False
     rows: int = 0
     rows_lost: int = 0
+    rows_not_done: int = 0  # every row is a readable document: anything but done is a finding
     flows: int = 0
     flows_open: int = 0
     flows_not_archived: int = 0
@@ -89,6 +90,7 @@ class Outcome:
         checks = {
             "not settled": not self.settled,
             f"{self.rows_lost} rows lost": self.rows_lost,
+            f"{self.rows_not_done} rows not done {self.statuses}": self.rows_not_done,
             f"{self.flows_open} flows open": self.flows_open,
             f"{self.flows_not_archived} flows not archived": self.flows_not_archived,
             f"{self.duplicated} billed calls duplicated": self.duplicated,
@@ -225,6 +227,7 @@ class Run:
             settled=settled,
             rows=progress.total,
             rows_lost=progress.total - sum(progress.counts.get(s, 0) for s in TERMINAL),
+            rows_not_done=progress.total - progress.counts.get(ItemStatus.DONE, 0),
             flows=len(self.tids),
             flows_open=len(self._open_flows()),
             flows_not_archived=sum(n for s, n in states.items() if s != State.ARCHIVED.name.lower()),
@@ -243,13 +246,13 @@ class Run:
 
 def table(outcomes: list[Outcome]) -> str:
     """The per-scenario table ``make test-hosts`` prints."""
-    head = ("scenario", "settled", "rows lost", "flows lost", "dup billed", "evid lost",
+    head = ("scenario", "settled", "rows lost", "not done", "flows lost", "dup billed", "evid lost",
             "max/1s (quota)", "rate/quota", "wall s", "result")  # fmt: skip
     lines = [head]
     for o in outcomes:
         fails = o.failures()
         lines.append((
-            o.scenario, "yes" if o.settled else "NO", f"{o.rows_lost}/{o.rows}",
+            o.scenario, "yes" if o.settled else "NO", f"{o.rows_lost}/{o.rows}", str(o.rows_not_done),
             f"{o.flows_not_archived}/{o.flows}", str(o.duplicated), str(o.evidence_lost),
             f"{o.max_window} ({o.quota:g})", f"{o.rate_over_quota:.2f}", f"{o.wall_s:.0f}",
             "ok" if not fails else "FAIL: " + "; ".join(fails),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -36,9 +35,10 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostStack]:
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str]]:
-    """Pictures the emulator reads as valid documents, with their DocType."""
-    rows = generate_samples(tmp_path_factory.mktemp("images"), 60, seed=11)
+def images(hosts: HostStack) -> list[tuple[str, str]]:
+    """Pictures the emulator reads as valid documents, with their DocType (under the folder
+    of the manifests, where batch sources must be)."""
+    rows = generate_samples(hosts.workdir / "images", 60, seed=11)
     return [(r.image, r.doc_type) for r in rows if r.card_side is None and r.expect == "ok"]
 
 
@@ -48,9 +48,8 @@ def test_partition_loses_nothing(
     hosts: HostStack,
     images: list[tuple[str, str]],
     scenario: Scenario,
-    tmp_path: Path,
     outcomes: list[Outcome],
 ) -> None:
-    outcome = Run(hosts, scenario, images, tmp_path, rows=ROWS, flows=FLOWS).run()
+    outcome = Run(hosts, scenario, images, hosts.workdir, rows=ROWS, flows=FLOWS).run()
     outcomes.append(outcome)
     assert outcome.failures() == []

@@ -36,7 +36,9 @@ def outcomes(pytestconfig: pytest.Config) -> list:  # type: ignore[type-arg]
     return pytestconfig.stash[OUTCOMES_KEY]
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     found = config.stash.get(OUTCOMES_KEY, [])
     if not found:
         return

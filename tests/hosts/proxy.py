@@ -84,7 +84,9 @@ async def _pump(link: Link, reader: asyncio.StreamReader, writer: asyncio.Stream
         sender.cancel()
 
 
-async def _serve(link: Link, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+async def _serve(
+    link: Link, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
+) -> None:
     try:
         up_r, up_w = await asyncio.wait_for(asyncio.open_connection(*link.target), timeout=5)
     except (OSError, TimeoutError):
@@ -98,7 +100,9 @@ async def _serve(link: Link, client_r: asyncio.StreamReader, client_w: asyncio.S
                 w.close()
 
 
-async def _control(links: dict[str, Link], r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+async def _control(
+    links: dict[str, Link], r: asyncio.StreamReader, w: asyncio.StreamWriter
+) -> None:
     try:
         while line := (await r.readline()).decode().strip():
             verb, name, *pairs = line.split()
@@ -148,9 +152,7 @@ async def main(argv: list[str] | None = None) -> None:
         await asyncio.start_server(lambda r, w, link=link: _serve(link, r, w), *link.listen)
         for link in links.values()
     ]
-    servers.append(
-        await asyncio.start_server(lambda r, w: _control(links, r, w), *args.control)
-    )
+    servers.append(await asyncio.start_server(lambda r, w: _control(links, r, w), *args.control))
     print("proxy ready", flush=True)
     await asyncio.gather(*(server.serve_forever() for server in servers))
 

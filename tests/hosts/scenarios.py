@@ -49,13 +49,13 @@ def _route(host: str, service: str, fault_s: float, what: str, name: str) -> Sce
 SCENARIOS = (
     _route("w1", "redis", 30, "worker host w1 cut from Redis (blackhole route)", "worker-redis"),
     Scenario("redis-all", "Redis host cut from everyone (link down)", 15,
-             lambda _s: netns.cut_host("redis"), lambda _s: netns.heal_host("redis")),  # fmt: skip
+             lambda _s: netns.cut_host("redis"), lambda _s: netns.heal_host("redis")),
     _route("w1", "emulator", 30, "worker host w1 cut from the provider (blackhole route)",
-           "worker-provider"),  # fmt: skip
+           "worker-provider"),
     Scenario("s3-slow", "S3 link 50 ms each way instead of 10 ± 5 ms", 30,
              lambda s: s.link("s3", delay_ms=50, jitter_ms=0),
-             lambda s: s.link("s3", delay_ms=10, jitter_ms=5)),  # fmt: skip
-)
+             lambda s: s.link("s3", delay_ms=10, jitter_ms=5)),
+)  # fmt: skip
 
 
 @dataclass
@@ -230,7 +230,9 @@ class Run:
             rows_not_done=progress.total - progress.counts.get(ItemStatus.DONE, 0),
             flows=len(self.tids),
             flows_open=len(self._open_flows()),
-            flows_not_archived=sum(n for s, n in states.items() if s != State.ARCHIVED.name.lower()),
+            flows_not_archived=sum(
+                n for s, n in states.items() if s != State.ARCHIVED.name.lower()
+            ),
             duplicated=sum(max(0, b - 1) for b in billed),
             evidence_lost=evidence_lost,
             max_in_window=windows,
@@ -252,8 +254,9 @@ def table(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         fails = o.failures()
         lines.append((
-            o.scenario, "yes" if o.settled else "NO", f"{o.rows_lost}/{o.rows}", str(o.rows_not_done),
-            f"{o.flows_not_archived}/{o.flows}", str(o.duplicated), str(o.evidence_lost),
+            o.scenario, "yes" if o.settled else "NO", f"{o.rows_lost}/{o.rows}",
+            str(o.rows_not_done), f"{o.flows_not_archived}/{o.flows}", str(o.duplicated),
+            str(o.evidence_lost),
             f"{o.max_window} ({o.quota:g})", f"{o.rate_over_quota:.2f}", f"{o.wall_s:.0f}",
             "ok" if not fails else "FAIL: " + "; ".join(fails),
         ))  # fmt: skip

@@ -37,7 +37,7 @@ PORTS = {"redis": 6390, "s3": 5000, "emulator": 8765, "receiver": 8000}
 CONTROL_PORT = 7000
 WORKER_HOSTS = ("w1", "w2", "w3")
 BUCKET = "idv-hosts"
-TOKEN = "hosts-token"  # noqa: S105 - the callback token of the test flows
+TOKEN = "hosts-token"
 BATCH_PRODUCT = "ID_OCR_MIN"
 FLOW_PRODUCT = "eKYC"
 # The emulator enforces far more than the limiter is told, so that its ``max_in_window`` is
@@ -94,7 +94,9 @@ class HostStack:
         self.receiver_url = f"http://{address('receiver', proxied=True)}"
         self.control = httpx.Client(base_url=f"{self.emulator_url}/_emulator", timeout=30)
 
-    def _spawn(self, name: str, host: str, cmd: list[str], env: dict[str, str] | None = None) -> Proc:
+    def _spawn(
+        self, name: str, host: str, cmd: list[str], env: dict[str, str] | None = None
+    ) -> Proc:
         proc = Proc(name, [*netns.exec_prefix(host), *cmd], env, self.workdir / f"{name}.log")
         self.procs[name] = proc
         return proc.start()
@@ -102,8 +104,9 @@ class HostStack:
     def start(self) -> HostStack:
         netns.build()
         links = [f"{s}={address(s, proxied=True)},{address(s, proxied=False)}" for s in PORTS]
+        control = f"{ROUTER_IP}:{CONTROL_PORT}"
         self._spawn("proxy", "router", [sys.executable, "-m", "tests.hosts.proxy", "--control",
-                    f"{ROUTER_IP}:{CONTROL_PORT}", *(a for link in links for a in ("--link", link))])  # fmt: skip
+                    control, *(a for link in links for a in ("--link", link))])  # fmt: skip
         self.procs["proxy"].wait_for(lambda: port_open(CONTROL_PORT, ROUTER_IP))
         (self.workdir / "redis").mkdir(exist_ok=True)
         self._spawn("redis", "redis", [redis_server_binary(), "--port", str(PORTS["redis"]),
@@ -116,7 +119,9 @@ class HostStack:
                     str(PORTS["s3"])], s3_keys)  # fmt: skip
         self.procs["s3"].wait_for(lambda: port_open(PORTS["s3"], HOSTS["s3"]))
         key = f"{DEMO_ACCESS_KEY_ID}:{DEMO_ACCESS_KEY_SECRET}"
-        quotas = [a for p in (BATCH_PRODUCT, FLOW_PRODUCT) for a in ("--quota", f"{p}={EMULATOR_QUOTA}")]
+        quotas = [
+            a for p in (BATCH_PRODUCT, FLOW_PRODUCT) for a in ("--quota", f"{p}={EMULATOR_QUOTA}")
+        ]
         self._spawn("emulator", "emulator", emulator_command(PORTS["emulator"], key, "--host",
                     "0.0.0.0", *quotas, "--callback-retries", "20", "--callback-retry-interval",
                     "2"))  # fmt: skip

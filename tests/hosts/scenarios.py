@@ -71,6 +71,7 @@ class Outcome:
     flows_open: int = 0
     flows_not_archived: int = 0
     duplicated: int = 0
+    unbilled: int = 0  # rows the provider never answered for (a done row must have been billed)
     evidence_lost: int = 0
     max_in_window: dict[str, int] = field(default_factory=dict)
     throttled: int = 0
@@ -94,6 +95,7 @@ class Outcome:
             f"{self.flows_open} flows open": self.flows_open,
             f"{self.flows_not_archived} flows not archived": self.flows_not_archived,
             f"{self.duplicated} billed calls duplicated": self.duplicated,
+            f"{self.unbilled} rows never billed": self.unbilled,
             f"{self.evidence_lost} evidence lost": self.evidence_lost,
             f"{self.max_window} calls in one second (quota {self.quota:g})": (
                 self.max_window > self.quota
@@ -133,12 +135,17 @@ class Run:
         self.tids: list[str] = []
         self.stop = threading.Event()
 
+    def item_id(self, n: int) -> str:
+        return f"{self.scenario.name}-r{n}"
+
     def manifest(self) -> Path:
         path = self.workdir / f"{self.scenario.name}.jsonl"
         with path.open("w", encoding="utf-8") as out:
             for n in range(self.rows):
                 image, doc_type = self.images[n % len(self.images)]
-                row = {"image": image, "doc_type": doc_type, "item_id": f"r{n}"}
+                # The batch id is the manifest's digest: item ids name the scenario, so each
+                # scenario's batch is a new one and not the earlier, finished, batch again.
+                row = {"image": image, "doc_type": doc_type, "item_id": self.item_id(n)}
                 out.write(json.dumps(row) + "\n")
         return path
 
@@ -204,7 +211,7 @@ class Run:
         stats = self.stack.emulator("GET", "stats")["actions"]
         calls = self.stack.emulator("GET", "calls").get("DocOcrV2", {})
         billed = [
-            int(calls.get(merchant_biz_id(batch_id, f"r{n}"), {}).get("success", 0))
+            int(calls.get(merchant_biz_id(batch_id, self.item_id(n)), {}).get("success", 0))
             for n in range(self.rows)
         ]
         states = Counter(
@@ -234,6 +241,7 @@ class Run:
                 n for s, n in states.items() if s != State.ARCHIVED.name.lower()
             ),
             duplicated=sum(max(0, b - 1) for b in billed),
+            unbilled=sum(1 for b in billed if b == 0),
             evidence_lost=evidence_lost,
             max_in_window=windows,
             throttled=throttled,

@@ -12,6 +12,7 @@ import os
 import pytest
 
 from tests.hosts.scenarios import table
+from tests.hosts.stack import LOSS
 
 OUTCOMES_KEY = pytest.StashKey[list]()  # type: ignore[type-arg]
 
@@ -43,6 +44,10 @@ def pytest_terminal_summary(
     if not found:
         return
     terminalreporter.section("hosts tier: partitions")
+    terminalreporter.write_line(
+        f"links 10 ± 5 ms each way, loss {LOSS:g} (a lost chunk is held one 200 ms RTO); "
+        "max/1s: most DocOcrV2 or CheckResult calls the emulator served in one sliding second"
+    )
     terminalreporter.write_line(table(found))
     for outcome in found:
         detail = {"statuses": outcome.statuses, "flow_states": outcome.flow_states,

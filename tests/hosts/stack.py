@@ -9,6 +9,7 @@ process (the operator) talks to each one directly. ``close`` stops every process
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ FLOW_PRODUCT = "eKYC"
 # The emulator enforces far more than the limiter is told, so that its ``max_in_window`` is
 # what the limiter let through, not what the emulator clipped it to.
 EMULATOR_QUOTA = 1000
+# Every link: 10 ± 5 ms each way; this share of chunks "lost" (held one 200 ms RTO longer).
+LOSS = float(os.environ.get("IDV_HOSTS_LOSS", "0.005"))
 
 
 def address(service: str, *, proxied: bool) -> str:
@@ -106,7 +109,8 @@ class HostStack:
         links = [f"{s}={address(s, proxied=True)},{address(s, proxied=False)}" for s in PORTS]
         control = f"{ROUTER_IP}:{CONTROL_PORT}"
         self._spawn("proxy", "router", [sys.executable, "-m", "tests.hosts.proxy", "--control",
-                    control, *(a for link in links for a in ("--link", link))])  # fmt: skip
+                    control, "--loss", str(LOSS),
+                    *(a for link in links for a in ("--link", link))])  # fmt: skip
         self.procs["proxy"].wait_for(lambda: port_open(CONTROL_PORT, ROUTER_IP))
         (self.workdir / "redis").mkdir(exist_ok=True)
         self._spawn("redis", "redis", [redis_server_binary(), "--port", str(PORTS["redis"]),

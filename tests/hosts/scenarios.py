@@ -262,8 +262,9 @@ class Run:
 
 def table(outcomes: list[Outcome]) -> str:
     """The per-scenario table ``make test-hosts`` prints."""
-    head = ("scenario", "settled", "rows lost", "not done", "uncertain", "flows lost", "dup billed", "evid lost",
-            "max/1s (quota)", "rate/quota", "wall s", "result")  # fmt: skip
+    head = ("scenario", "settled", "rows lost", "not done", "uncertain", "flows lost",
+            "dup billed", "evid lost", "max/1s (quota)", "rate/quota", "wall s",
+            "result")  # fmt: skip
     lines = [head]
     for o in outcomes:
         fails = o.failures()

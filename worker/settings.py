@@ -495,7 +495,7 @@ class Settings(BaseSettings):
         400,
         ge=1,
         description="days evidence and result documents are kept; the S3 lifecycle rule of "
-        "'idv-worker s3 lifecycle --print'",
+        "'idv-worker retention --print'",
     )
 
     @field_validator("batch_allowed_url_prefixes", "batch_allowed_buckets", mode="before")

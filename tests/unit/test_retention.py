@@ -1,4 +1,4 @@
-"""The lifecycle rules of ``idv-worker retention --print`` are the documented ones (docs/security.md)."""
+"""The lifecycle rules of ``idv-worker retention --print`` are those of docs/security.md."""
 
 from __future__ import annotations
 

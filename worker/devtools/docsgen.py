@@ -201,7 +201,9 @@ def cli_page() -> str:
         "|---|---|",
     ]
     groups = list(_subcommands(parser))
-    out += [f"| [`{name}`](#idv-worker-{name}) | {_cell(help_text)} |" for name, help_text, _ in groups]
+    out += [
+        f"| [`{name}`](#idv-worker-{name}) | {_cell(help_text)} |" for name, help_text, _ in groups
+    ]
     out.append("")
     for _name, help_text, sub in groups:
         out += _command_section(sub, help_text, 2)
@@ -315,7 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Write docs/reference/*.md from the code (--check: only compare).",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if a page is stale")
-    parser.add_argument("--out", type=Path, default=REFERENCE, metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--out", type=Path, default=REFERENCE, metavar="DIR", help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_pages(args.out)

@@ -4,7 +4,7 @@
 nothing and exits 1 listing the pages that differ from what the code says (a unit test runs it).
 Each page has one source of truth:
 
-- ``settings.md``: every ``IDV_*`` variable, from the settings model (``_settings_fields``);
+- ``settings.md``: every ``IDV_*`` variable, from the settings parts (``worker.settings.PARTS``);
 - ``cli.md``: every command, from the argparse parser of ``worker.cli``;
 - ``metrics.md``: every metric family, from the registry of ``worker.observability``;
 - ``result-record.md``: the JSON Schema of ``worker.onboarding.ResultRecord``.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -36,35 +35,43 @@ class SettingRow(NamedTuple):
     section: str
 
 
+class SettingSection(NamedTuple):
+    part: str
+    title: str
+    summary: str
+    model: str
+
+
 # --- settings ---------------------------------------------------------------------------------
 
-_SECTION = re.compile(r"^    # --- (.+?) ---\s*$")
-_FIELD = re.compile(r"^    (\w+): ")
+
+def _settings_sections() -> Iterator[SettingSection]:
+    """Each part of the settings, in declaration order: its name, a title and its docstring."""
+    from worker.settings import PARTS
+
+    for name, cls in PARTS.items():
+        title = name.replace("_", " ")
+        summary = " ".join((inspect.getdoc(cls) or "").split("\n\n", 1)[0].split())
+        yield SettingSection(
+            part=name, title=title[:1].upper() + title[1:], summary=summary, model=cls.__name__
+        )
 
 
 def _settings_fields() -> Iterator[SettingRow]:
-    """Every variable of the settings model, in declaration order, with its section.
+    """Every variable of every settings part, in declaration order; its section is its part.
 
-    The one place that knows how the settings model is shaped: the sections are its
-    ``# --- name ---`` comments. When the model is split into parts, iterate the parts here
-    (section = the part) and nothing else changes.
+    The one place that knows how the settings are shaped (``worker.settings.PARTS``).
     """
-    from worker.settings import ENV_PREFIX, Settings
+    from worker.settings import PARTS, env_name
 
-    section_of: dict[str, str] = {}
-    section = "general"
-    for line in inspect.getsource(Settings).splitlines():
-        if match := _SECTION.match(line):
-            section = match[1]
-        elif (match := _FIELD.match(line)) and match[1] in Settings.model_fields:
-            section_of[match[1]] = section
-    for name, field in Settings.model_fields.items():
-        yield SettingRow(
-            env=ENV_PREFIX + name.upper(),
-            default=field.get_default(call_default_factory=True),
-            description=field.description or "",
-            section=section_of.get(name, "general"),
-        )
+    for part, cls in PARTS.items():
+        for name, field in cls.model_fields.items():
+            yield SettingRow(
+                env=env_name(name),
+                default=field.get_default(call_default_factory=True),
+                description=field.description or "",
+                section=part,
+            )
 
 
 def _default_text(value: Any) -> str:
@@ -97,7 +104,7 @@ def settings_page() -> str:
     out = [
         "# Settings reference",
         "",
-        GENERATED.format(source="the settings model (worker.settings)"),
+        GENERATED.format(source="the settings parts (worker.settings.PARTS)"),
         "",
         f"Every process reads these {len(rows)} variables once, at start; an invalid value, or a",
         "rule between variables that does not hold, stops it with one line per variable (exit 2).",
@@ -106,8 +113,13 @@ def settings_page() -> str:
         "[Configuration](../operating/configuration.md).",
         "",
     ]
-    for section, members in sections.items():
-        out += [f"## {section[:1].upper()}{section[1:]}", ""]
+    for part in _settings_sections():
+        members = sections.get(part.part, [])
+        if not members:
+            continue
+        out += [f"## {part.title}", ""]
+        if part.summary:
+            out += [f"{part.summary} In code: `settings.{part.part}` (`{part.model}`).", ""]
         out += ["| variable | default | what it does |", "|---|---|---|"]
         for row in members:
             default = _default_text(row.default)

@@ -212,7 +212,7 @@ class Runtime:
     def ledger(self) -> Ledger:
         from worker.ledger import Ledger
 
-        return Ledger(self.redis, self.settings)
+        return Ledger(self.redis, self.settings, metrics=self.metrics, report=_report)
 
     @cached_property
     def broker_redis(self) -> Redis:

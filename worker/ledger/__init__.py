@@ -27,7 +27,6 @@ from worker.ledger.model import (
 from worker.ledger.reconciler import (
     Dispatcher,
     Reconciler,
-    Reporter,
     SweepReport,
 )
 from worker.ledger.start import (
@@ -38,6 +37,7 @@ from worker.ledger.start import (
 )
 from worker.ledger.store import (
     Ledger,
+    Reporter,
 )
 
 __all__ = [

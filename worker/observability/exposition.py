@@ -386,4 +386,9 @@ class MetricsExporter:
 
 def known_buckets(settings: Settings) -> tuple[str, ...]:
     """The limiter buckets the flows use (shown at 0 before their first call)."""
-    return (f"{settings.onboarding_product}:CheckResult", f"{settings.batch_product_code}:DocOcrV2")
+    product = settings.onboarding_product
+    return (
+        f"{product}:Initialize",
+        f"{product}:CheckResult",
+        f"{settings.batch_product_code}:DocOcrV2",
+    )

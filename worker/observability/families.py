@@ -24,7 +24,33 @@ Kind = Literal["counter", "gauge", "histogram"]
 
 FLOWS = ("onboarding", "batch", "webhook", "ledger", "archival")
 LANES = ("realtime", "archival", "bulk")
-ACCOUNT_CODES = ("Forbidden.RAMUserAccessDenied", "Forbidden.AccountAccessDenied")
+OTHER = "other"
+# Codes of the errors that stop work and alert (``IdvError.alert``) that a metric label keeps:
+# the provider's account and credential codes (worker/cloudauth/errors.py); any other code is
+# counted as ``other`` (see ``account_code``).
+ACCOUNT_CODES = (
+    "Forbidden.RAMUserAccessDenied",
+    "Forbidden.AccountAccessDenied",
+    "InvalidAccessKeyId.NotFound",
+    "InvalidAccessKeyId.Inactive",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidTimeStamp.Expired",
+    "InvalidTimeStamp.Format",
+    "SignatureNonceUsed",
+    "InvalidSecurityToken.Expired",
+    "InvalidSecurityToken.Malformed",
+    "InvalidSecurityToken.MismatchWithAccessKey",
+    OTHER,
+)
+
+
+def account_code(code: str) -> str:
+    """``code`` as the value of a ``code``/``reason`` label: a known account code, else
+    ``other``. Every series then exists at 0 before its first event, so an alert's
+    ``increase()`` sees that event; the exact code is in the log line, the dead letter and
+    the Sentry event."""
+    return code if code in ACCOUNT_CODES else OTHER
 
 
 @dataclass(frozen=True)
@@ -71,8 +97,9 @@ BUILTIN: tuple[Family, ...] = (
     _c("idv_dead_letters", "Work moved to the dead-letter store, by kind.", "kind",
        kind=("onboarding", "evidence", "webhook", "batch-chunk", "batch-watchdog",
              "batch-finalize", "archival", "ledger-sweep")),
-    _c("idv_account_errors", "Provider refused the account (Forbidden.*, credentials): "
-       "the lane stops; page someone.", "flow", "code", flow=FLOWS, code=ACCOUNT_CODES),
+    _c("idv_account_errors", "Provider refused the account (Forbidden.*, credentials; other: "
+       "a configuration error): the lane stops; page someone.", "flow", "code", flow=FLOWS,
+       code=ACCOUNT_CODES),
     # onboarding (worker/onboarding.py, tasks/onboarding.py)
     _c("idv_onboarding", "Onboarding transactions finished, by outcome.", "outcome",
        outcome=("complete", "evidence_lost", "already_done", "expired")),
@@ -105,14 +132,15 @@ BUILTIN: tuple[Family, ...] = (
     # batch (worker/batch/)
     _c("idv_batch_items", "Batch items finished, by outcome.", "outcome",
        outcome=("done", "failed", "invalid", "uncertain", "duplicate")),
-    _c("idv_batch_paused", "Batches paused by the provider refusing the account.", "reason"),
+    _c("idv_batch_paused", "Batches paused by the provider refusing the account, by code.",
+       "reason", reason=ACCOUNT_CODES),
     _c("idv_batches", "Batches finished, by outcome.", "outcome", outcome=("completed",)),
     # webhooks (tasks/webhook.py)
     _c("idv_webhooks", "Result webhooks, by outcome.", "outcome",
        outcome=("delivered", "failed")),
     # limiter (worker/ratelimit.py)
-    _h("idv_limiter_wait_seconds", "Time from asking the limiter for a slot to its start.",
-       "bucket", "lane", lane=LANES),
+    _h("idv_limiter_wait_seconds", "Time from asking the limiter for a slot to its start (its "
+       "count: slots granted, one per provider call).", "bucket", "lane", lane=LANES),
     _c("idv_limiter_refused", "Limiter slots refused (deadline, max_wait).", "bucket", "lane",
        "reason", lane=LANES, reason=("deadline", "max_wait")),
     _c("idv_limiter_throttled", "Throttling.* answers from the provider (someone else uses the "

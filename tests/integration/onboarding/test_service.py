@@ -24,6 +24,8 @@ from tests.fixtures.emulator import EmulatorHandle
 from tests.fixtures.servers import wait_until
 from worker.cloudauth.errors import NotReadyError, TransactionInvalidError
 from worker.keys import Evidence, ObjectKeys
+from worker.ledger import State
+from worker.observability import RedisMetrics
 from worker.onboarding import KIND_EVIDENCE, OnboardingJob, Outcome
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -256,6 +258,28 @@ def test_permanent_error_after_retention(emulator: EmulatorHandle, runtime: Runt
     with pytest.raises(TransactionInvalidError):
         runtime.onboarding.process(job_for(tid))
     assert runtime.results.get_record("tx", tid) is None
+
+
+def test_an_archival_run_that_finds_the_result_deleted_counts_it_lost(
+    emulator: EmulatorHandle, runtime: Runtime, redis_client: redis.Redis
+) -> None:
+    tid = emulator.create_transaction("eKYC")
+    emulator.complete(tid, callback=False)
+    completed = time.time() - 7200
+    runtime.ledger.record_completed(tid, "eKYC", "bizid0001", completed_at=completed)
+    emulator.advance(31 * 86400)
+    job = job_for(tid, completed_at=completed).model_copy(
+        update={"mode": "archive", "archive_by": time.time() + 3600}
+    )
+    assert runtime.onboarding.process(job).status == "gone"
+    entry = runtime.ledger.get(tid)
+    assert entry is not None
+    assert entry.state is State.EXPIRED
+    counters, _ = RedisMetrics(redis_client).read()
+    assert counters["idv_archival_expired_total"] == 1
+    # a second run of the same job changes nothing and counts nothing
+    runtime.onboarding.process(job)
+    assert RedisMetrics(redis_client).read()[0]["idv_archival_expired_total"] == 1
 
 
 def test_id_only_product_has_images_and_no_video(

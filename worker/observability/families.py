@@ -26,23 +26,9 @@ FLOWS = ("onboarding", "batch", "webhook", "ledger", "archival")
 LANES = ("realtime", "archival", "bulk")
 OTHER = "other"
 # Codes of the errors that stop work and alert (``IdvError.alert``) that a metric label keeps:
-# the provider's account and credential codes (worker/cloudauth/errors.py); any other code is
-# counted as ``other`` (see ``account_code``).
-ACCOUNT_CODES = (
-    "Forbidden.RAMUserAccessDenied",
-    "Forbidden.AccountAccessDenied",
-    "InvalidAccessKeyId.NotFound",
-    "InvalidAccessKeyId.Inactive",
-    "SignatureDoesNotMatch",
-    "IncompleteSignature",
-    "InvalidTimeStamp.Expired",
-    "InvalidTimeStamp.Format",
-    "SignatureNonceUsed",
-    "InvalidSecurityToken.Expired",
-    "InvalidSecurityToken.Malformed",
-    "InvalidSecurityToken.MismatchWithAccessKey",
-    OTHER,
-)
+# the provider's account codes; any other code (credentials, configuration) is counted as
+# ``other`` (see ``account_code``).
+ACCOUNT_CODES = ("Forbidden.RAMUserAccessDenied", "Forbidden.AccountAccessDenied", OTHER)
 
 
 def account_code(code: str) -> str:
@@ -97,9 +83,9 @@ BUILTIN: tuple[Family, ...] = (
     _c("idv_dead_letters", "Work moved to the dead-letter store, by kind.", "kind",
        kind=("onboarding", "evidence", "webhook", "batch-chunk", "batch-watchdog",
              "batch-finalize", "archival", "ledger-sweep")),
-    _c("idv_account_errors", "Provider refused the account (Forbidden.*, credentials; other: "
-       "a configuration error): the lane stops; page someone.", "flow", "code", flow=FLOWS,
-       code=ACCOUNT_CODES),
+    _c("idv_account_errors", "Work stopped by an alerting error: the provider refused the "
+       "account (Forbidden.*; other: credentials, configuration); page someone.", "flow",
+       "code", flow=FLOWS, code=ACCOUNT_CODES),
     # onboarding (worker/onboarding.py, tasks/onboarding.py)
     _c("idv_onboarding", "Onboarding transactions finished, by outcome.", "outcome",
        outcome=("complete", "evidence_lost", "already_done", "expired")),

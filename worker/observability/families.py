@@ -24,6 +24,8 @@ Kind = Literal["counter", "gauge", "histogram"]
 
 FLOWS = ("onboarding", "batch", "webhook", "ledger", "archival")
 LANES = ("realtime", "archival", "bulk")
+CALLBACK_OUTCOMES = ("accepted", "duplicate", "forbidden", "unknown", "invalid", "too_large",
+                     "unavailable", "error", "timeout", "rate_limited")  # fmt: skip
 OTHER = "other"
 # Codes of the errors that stop work and alert (``IdvError.alert``) that a metric label keeps:
 # the provider's account codes; any other code (credentials, configuration) is counted as
@@ -93,9 +95,9 @@ BUILTIN: tuple[Family, ...] = (
        kind=("passed",)),
     # callbacks (worker/callbacks.py, worker/receiver.py)
     _c("idv_callbacks", "Provider callbacks received, by outcome.", "outcome",
-       outcome=("accepted", "duplicate", "forbidden", "unknown", "invalid", "too_large",
-                "unavailable", "error", "timeout", "rate_limited")),
-    _h("idv_callback_ack_seconds", "Time to answer a provider callback.", "outcome"),
+       outcome=CALLBACK_OUTCOMES),
+    _h("idv_callback_ack_seconds", "Time to answer a provider callback.", "outcome",
+       outcome=CALLBACK_OUTCOMES),
     # evidence (worker/evidence.py, worker/evidence_download.py)
     _c("idv_evidence", "Evidence files archived to S3, by kind and outcome.", "kind", "outcome",
        kind=("video", "image"), outcome=("stored", "reused")),

@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import parse_transaction_id
+from worker.keys import RedisKeys, parse_transaction_id
 from worker.ledger.model import (
     FINAL_STATES,
     CallbackVerdict,
@@ -41,17 +41,13 @@ from worker.ledger.model import (
 )
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.redisio import lua_script, optional_text, text, text_map
-from worker.settings import Settings
+from worker.settings import LedgerSettings
 
 log = get_logger("ledger")
 Reporter = Callable[..., None]
 
 _SCRIPTS = ("upsert", "callback", "claim", "transition", "extend")
 SWEPT_TTL_S = 86400
-
-
-def _script(name: str) -> str:
-    return lua_script("worker.ledger", "prelude") + "\n" + lua_script("worker.ledger", name)
 
 
 def _float(value: str | None) -> float | None:
@@ -64,21 +60,30 @@ class Ledger:
     def __init__(
         self,
         client: redis.Redis,
-        settings: Settings,
+        keys: RedisKeys,
+        settings: LedgerSettings,
         *,
+        evidence_window_s: float,
+        require_known: bool = False,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         report: Reporter | None = None,
     ) -> None:
-        """``metrics`` and ``report`` (a Sentry reporter) hear of every move to ``expired``."""
+        """``evidence_window_s``: how long after completion a flow's work is realtime
+        (``IDV_EVIDENCE_WINDOW_S``); ``require_known``: ``IDV_CALLBACK_REQUIRE_KNOWN``;
+        ``metrics`` and ``report`` (a Sentry reporter) hear of every move to ``expired``."""
         self.redis = client
         self.settings = settings
+        self.evidence_window_s = evidence_window_s
+        self.require_known = require_known
         self.clock = clock
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
         self._report = report
-        ns = settings.namespace
+        ns = keys.namespace
         self._prefix = f"{ns}{{ledger}}"
-        self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
+        self._scripts = {
+            name: client.register_script(lua_script("worker.ledger", name)) for name in _SCRIPTS
+        }
         self._release = client.register_script(lua_script("worker.stores", "lease_release"))
 
     # ------------------------------------------------------------------ keys
@@ -158,7 +163,7 @@ class Ledger:
         tid = parse_transaction_id(tid, "transaction_id")
         now = self.clock()
         deletes = completed_at + self.settings.provider_retention_s
-        queue: Queue = "rt" if now < completed_at + self.settings.evidence_window_s else "ar"
+        queue: Queue = "rt" if now < completed_at + self.evidence_window_s else "ar"
         reply = self._run(
             "upsert",
             tid,
@@ -177,7 +182,7 @@ class Ledger:
             "callback",
             tid,
             [tid, now, product_code, merchant_biz_id, now + self.settings.reconcile_after_s,
-             deletes, int(self.settings.callback_require_known),
+             deletes, int(self.require_known),
              self._open_ttl_ms(deletes, now)],
         )  # fmt: skip
         status = text(reply[0])

@@ -16,11 +16,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.unit.deploy import promql
 from tests.unit.deploy.files import alerts, dashboard
 from tests.unit.deploy.test_dashboard import _expand
-from worker.observability import FAMILIES, MetricsExporter
-from worker.observability.exposition import known_buckets
+from worker.observability import FAMILIES
 from worker.queues import ALL_QUEUES
-from worker.runtime import Runtime
 from worker.settings import Settings
+from worker.wiring import Cli, blocks, build_exporter, services
+from worker.wiring.receiver import known_buckets
 
 Labels = frozenset[tuple[str, str]]
 
@@ -46,7 +46,7 @@ COUNTED = sorted({name for _, expr in EXPRESSIONS for name in promql.counted(exp
 
 def _scrape(settings: Settings) -> dict[str, set[Labels]]:
     """Sample name -> label sets, as a Prometheus server would read the page."""
-    exporter = MetricsExporter(settings, ALL_QUEUES)
+    exporter = build_exporter(settings)
     try:
         page = exporter.render()[0].decode()
     finally:
@@ -60,14 +60,13 @@ def _scrape(settings: Settings) -> dict[str, set[Labels]]:
 
 @pytest.fixture
 def settings(s3_settings: Settings, redis_url: str) -> Settings:
-    return s3_settings.model_copy(update={"redis_url": redis_url})
+    return s3_settings.replace(redis_url=redis_url)
 
 
 @pytest.fixture
-def runtime(settings: Settings) -> Iterator[Runtime]:
-    rt = Runtime(settings)
-    yield rt
-    rt.close()
+def cli(settings: Settings) -> Iterator[Cli]:
+    with Cli(settings) as built:
+        yield built
 
 
 def test_the_expressions_read_counters_with_increase_and_rate() -> None:
@@ -77,13 +76,14 @@ def test_the_expressions_read_counters_with_increase_and_rate() -> None:
 
 
 def test_every_metric_used_exists_in_a_live_scrape_once_its_writers_ran(
-    runtime: Runtime, settings: Settings
+    cli: Cli, settings: Settings
 ) -> None:
     # The gauges that have no true value before their writer's first run (0 would be a false
     # reading): the reconcile sweep, the stale-upload sweep, the limiter's feedback.
-    runtime.reconciler.reconcile()
-    runtime.upload_sweeper.sweep()
-    runtime.limiter.feedback(settings.onboarding_product, "CheckResult", throttled=True)
+    cli.reconciler().reconcile()
+    services.build_upload_sweeper(cli.core, cli.objects).sweep()
+    limiter = blocks.build_limiter(cli.core, cli.stack)
+    limiter.feedback(settings.onboarding.onboarding_product, "CheckResult", throttled=True)
     scraped = _scrape(settings)
     missing = {
         f"{where}: {name}"

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv constraints demo up test test-compat test-hosts lint docs bench bench-quick chaos clean
+.PHONY: venv constraints demo up test test-compat test-alerts test-hosts lint docs bench bench-quick chaos clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,18 @@ $(S3RVER):
 
 test-compat: venv $(S3RVER)
 	$(BIN)/python -m pytest -q -rs $(COMPAT_TESTS)
+
+# The alerting rules under promtool: `check rules`, then the unit test of every alert
+# (deploy/prometheus/alerts_test.yml). promtool comes with Debian's prometheus package, installed
+# here where apt-get exists and promtool is missing.
+PROMTOOL ?= promtool
+ALERT_RULES := deploy/prometheus/alerts.yml
+ALERT_TESTS := deploy/prometheus/alerts_test.yml
+
+test-alerts:
+	@command -v $(PROMTOOL) >/dev/null 2>&1 || { 	  command -v apt-get >/dev/null 2>&1 || { echo "make test-alerts needs promtool (Debian: apt-get install prometheus)"; exit 1; }; 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	$(PROMTOOL) check rules $(ALERT_RULES)
+	$(PROMTOOL) test rules $(ALERT_TESTS)
 
 # Several hosts on one machine (network namespaces; needs root, ~8 minutes): partitions while
 # batch rows and onboarding flows run. Exits non-zero if anything was lost, billed twice or

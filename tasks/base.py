@@ -35,7 +35,7 @@ from celery.exceptions import Retry
 
 from worker.backoff import REDIS_OUTAGE, TASK, RetryPolicy, jittered
 from worker.errors import ConfigurationError, IdvError, error_code, is_retryable, retry_after
-from worker.observability import get_logger, log_context, report_to_sentry
+from worker.observability import account_code, get_logger, log_context, report_to_sentry
 from worker.queues import MAX_COUNTDOWN_S
 from worker.wiring import WorkerNode, current_node
 
@@ -177,7 +177,7 @@ class IdvTask(Task[Any, Any]):
         """Turn an error from a service into a retry or a dead letter (see module docstring)."""
         code = error_code(exc)
         if isinstance(exc, IdvError) and exc.alert:
-            self.node.metrics.incr("idv_account_errors", flow=self.flow, code=code)
+            self.node.metrics.incr("idv_account_errors", flow=self.flow, code=account_code(code))
             report_to_sentry(
                 "work stopped by an alerting error", flow=self.flow, code=code, kind=kind
             )

@@ -25,7 +25,7 @@ from worker.cloudauth.errors import AccountError
 from worker.cloudauth.models import DocOcrResult
 from worker.cloudauth.subcodes import sub_code_fields
 from worker.keys import KIND_ITEM, ObjectKeys, item_ref
-from worker.observability import Metrics, report_to_sentry
+from worker.observability import Metrics, account_code, report_to_sentry
 from worker.storage import ObjectStore
 from worker.stores import ResultStore
 
@@ -256,8 +256,8 @@ class Outcomes:
         )
         if not applied:
             return
-        self.metrics.incr("idv_batch_paused", reason=code)
-        self.metrics.incr("idv_account_errors", flow="batch", code=code)
+        self.metrics.incr("idv_batch_paused", reason=account_code(code))
+        self.metrics.incr("idv_account_errors", flow="batch", code=account_code(code))
         report_to_sentry(
             "batch paused: the provider refused the account", flow="batch", code=code, kind="batch"
         )

@@ -23,7 +23,6 @@ from worker.ledger.model import (
 )
 from worker.ledger.reconciler import (
     Reconciler,
-    Reporter,
     SweepReport,
 )
 from worker.ledger.start import (
@@ -34,6 +33,7 @@ from worker.ledger.start import (
 )
 from worker.ledger.store import (
     Ledger,
+    Reporter,
 )
 
 __all__ = [

@@ -16,7 +16,7 @@ attempt (``Ledger.claim``), so two sweeps or a duplicate message never do the wo
 ``archive_sweep`` (archival index): the onboarding run in *archive* mode, in the archival
 lane with the deadline "provider deletion − ``IDV_ARCHIVE_MARGIN_S``", at most
 ``IDV_ARCHIVE_BATCH`` jobs in the archival queue at once. Anything the provider has already
-deleted is ``expired``: a metric, a Sentry event and one log line each.
+deleted is ``expired``: a metric, a Sentry event and one log line each (``Ledger.transition``).
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ from dataclasses import dataclass, field
 from worker.jobs import OnboardingJob, WorkSender
 from worker.ledger.forecast import Forecast, forecast
 from worker.ledger.model import Claim, Queue, State
-from worker.ledger.store import Ledger
+from worker.ledger.store import Ledger, Reporter
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.settings import LedgerSettings
 
 log = get_logger("ledger")
-
-Reporter = Callable[..., None]
 
 
 @dataclass(slots=True)
@@ -205,11 +203,7 @@ class Reconciler:
         if self.ledger.transition(
             tid, State.EXPIRED, reason="the provider deleted the result before it was archived"
         ):
-            report.expired += 1
-            self.metrics.incr("idv_archival_expired")
-            log.error("transaction %s expired before it was archived: its result is lost", tid)
-            if self._report is not None:
-                self._report("transaction expired before archival", flow="archival")
+            report.expired += 1  # counted, logged and reported by the ledger
 
     def _publish_gauges(self, now: float) -> None:
         plan = self.forecast()

@@ -15,6 +15,11 @@ A sweep reads ``ZRANGEBYSCORE due -inf now``: it costs O(due), not O(all). Open 
 until the provider's deletion plus a grace period; a final one (archived, abandoned, expired)
 ``IDV_LEDGER_GRACE_S`` after it ended. Every change is one Lua script (``lua/``), so a counter
 never drifts from the states and a transaction is claimed by one attempt at a time.
+
+A move to ``expired`` (the provider deleted a result before it was archived: lost), whoever
+makes it (the reconciler's deletion sweep, an onboarding or archival run that finds the
+transaction gone), is reported here, once: ``idv_archival_expired_total``, one error line and
+a Sentry event.
 """
 
 from __future__ import annotations
@@ -34,8 +39,12 @@ from worker.ledger.model import (
     Queue,
     State,
 )
+from worker.observability import Metrics, NullMetrics, get_logger
 from worker.redisio import lua_script, optional_text, text, text_map
 from worker.settings import LedgerSettings
+
+log = get_logger("ledger")
+Reporter = Callable[..., None]
 
 _SCRIPTS = ("upsert", "callback", "claim", "transition", "extend")
 SWEPT_TTL_S = 86400
@@ -57,14 +66,19 @@ class Ledger:
         evidence_window_s: float,
         require_known: bool = False,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+        report: Reporter | None = None,
     ) -> None:
         """``evidence_window_s``: how long after completion a flow's work is realtime
-        (``IDV_EVIDENCE_WINDOW_S``); ``require_known``: ``IDV_CALLBACK_REQUIRE_KNOWN``."""
+        (``IDV_EVIDENCE_WINDOW_S``); ``require_known``: ``IDV_CALLBACK_REQUIRE_KNOWN``;
+        ``metrics`` and ``report`` (a Sentry reporter) hear of every move to ``expired``."""
         self.redis = client
         self.settings = settings
         self.evidence_window_s = evidence_window_s
         self.require_known = require_known
         self.clock = clock
+        self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
+        self._report = report
         ns = keys.namespace
         self._prefix = f"{ns}{{ledger}}"
         self._scripts = {
@@ -265,7 +279,17 @@ class Ledger:
              (reason or "")[:300], self.settings.ledger_grace_s * 1000,
              ",".join(s.value for s in allowed_from), *pairs],
         )  # fmt: skip
-        return int(reply[0]) == 1
+        applied = int(reply[0]) == 1
+        if applied and to is State.EXPIRED:
+            self._expired(tid)
+        return applied
+
+    def _expired(self, tid: str) -> None:
+        # A final state is entered once, so this runs once per transaction.
+        self.metrics.incr("idv_archival_expired")
+        log.error("transaction %s expired before it was archived: its result is lost", tid)
+        if self._report is not None:
+            self._report("transaction expired before archival", flow="archival")
 
     def extend(self, tid: str, until: float) -> bool:
         """Keep the current attempt alive until ``until`` (its due time moves)."""

@@ -22,7 +22,7 @@ from worker.observability.exposition import (
     register_gauge_source,
     unregister_gauge_source,
 )
-from worker.observability.families import FAMILIES, Family
+from worker.observability.families import FAMILIES, Family, account_code
 from worker.observability.logs import (
     configure_logging,
     connect_celery_logging,
@@ -62,6 +62,7 @@ __all__ = [
     "RedactingFilter",
     "RedisMetrics",
     "StoreCollector",
+    "account_code",
     "configure_logging",
     "cron_monitor",
     "get_logger",

@@ -24,7 +24,21 @@ Kind = Literal["counter", "gauge", "histogram"]
 
 FLOWS = ("onboarding", "batch", "webhook", "ledger", "archival")
 LANES = ("realtime", "archival", "bulk")
-ACCOUNT_CODES = ("Forbidden.RAMUserAccessDenied", "Forbidden.AccountAccessDenied")
+CALLBACK_OUTCOMES = ("accepted", "duplicate", "forbidden", "unknown", "invalid", "too_large",
+                     "unavailable", "error", "timeout", "rate_limited")  # fmt: skip
+OTHER = "other"
+# Codes of the errors that stop work and alert (``IdvError.alert``) that a metric label keeps:
+# the provider's account codes; any other code (credentials, configuration) is counted as
+# ``other`` (see ``account_code``).
+ACCOUNT_CODES = ("Forbidden.RAMUserAccessDenied", "Forbidden.AccountAccessDenied", OTHER)
+
+
+def account_code(code: str) -> str:
+    """``code`` as the value of a ``code``/``reason`` label: a known account code, else
+    ``other``. Every series then exists at 0 before its first event, so an alert's
+    ``increase()`` sees that event; the exact code is in the log line, the dead letter and
+    the Sentry event."""
+    return code if code in ACCOUNT_CODES else OTHER
 
 
 @dataclass(frozen=True)
@@ -71,8 +85,9 @@ BUILTIN: tuple[Family, ...] = (
     _c("idv_dead_letters", "Work moved to the dead-letter store, by kind.", "kind",
        kind=("onboarding", "evidence", "webhook", "batch-chunk", "batch-watchdog",
              "batch-finalize", "archival", "ledger-sweep")),
-    _c("idv_account_errors", "Provider refused the account (Forbidden.*, credentials): "
-       "the lane stops; page someone.", "flow", "code", flow=FLOWS, code=ACCOUNT_CODES),
+    _c("idv_account_errors", "Work stopped by an alerting error: the provider refused the "
+       "account (Forbidden.*; other: credentials, configuration); page someone.", "flow",
+       "code", flow=FLOWS, code=ACCOUNT_CODES),
     # onboarding (worker/onboarding.py, tasks/onboarding.py)
     _c("idv_onboarding", "Onboarding transactions finished, by outcome.", "outcome",
        outcome=("complete", "evidence_lost", "already_done", "expired")),
@@ -80,9 +95,9 @@ BUILTIN: tuple[Family, ...] = (
        kind=("passed",)),
     # callbacks (worker/callbacks.py, worker/receiver.py)
     _c("idv_callbacks", "Provider callbacks received, by outcome.", "outcome",
-       outcome=("accepted", "duplicate", "forbidden", "unknown", "invalid", "too_large",
-                "unavailable", "error", "timeout", "rate_limited")),
-    _h("idv_callback_ack_seconds", "Time to answer a provider callback.", "outcome"),
+       outcome=CALLBACK_OUTCOMES),
+    _h("idv_callback_ack_seconds", "Time to answer a provider callback.", "outcome",
+       outcome=CALLBACK_OUTCOMES),
     # evidence (worker/evidence.py, worker/evidence_download.py)
     _c("idv_evidence", "Evidence files archived to S3, by kind and outcome.", "kind", "outcome",
        kind=("video", "image"), outcome=("stored", "reused")),
@@ -105,14 +120,15 @@ BUILTIN: tuple[Family, ...] = (
     # batch (worker/batch/)
     _c("idv_batch_items", "Batch items finished, by outcome.", "outcome",
        outcome=("done", "failed", "invalid", "uncertain", "duplicate")),
-    _c("idv_batch_paused", "Batches paused by the provider refusing the account.", "reason"),
+    _c("idv_batch_paused", "Batches paused by the provider refusing the account, by code.",
+       "reason", reason=ACCOUNT_CODES),
     _c("idv_batches", "Batches finished, by outcome.", "outcome", outcome=("completed",)),
     # webhooks (tasks/webhook.py)
     _c("idv_webhooks", "Result webhooks, by outcome.", "outcome",
        outcome=("delivered", "failed")),
     # limiter (worker/ratelimit.py)
-    _h("idv_limiter_wait_seconds", "Time from asking the limiter for a slot to its start.",
-       "bucket", "lane", lane=LANES),
+    _h("idv_limiter_wait_seconds", "Time from asking the limiter for a slot to its start (its "
+       "count: slots granted, one per provider call).", "bucket", "lane", lane=LANES),
     _c("idv_limiter_refused", "Limiter slots refused (deadline, max_wait).", "bucket", "lane",
        "reason", lane=LANES, reason=("deadline", "max_wait")),
     _c("idv_limiter_throttled", "Throttling.* answers from the provider (someone else uses the "

@@ -99,7 +99,7 @@ def build_sender(core: Core, app: Celery, stack: ExitStack) -> CelerySender:
 
 
 def build_ledger(core: Core) -> Ledger:
-    """The transaction ledger."""
+    """The transaction ledger; every move to ``expired`` is counted and reported."""
     s = core.settings
     return Ledger(
         core.redis,
@@ -107,6 +107,8 @@ def build_ledger(core: Core) -> Ledger:
         s.ledger,
         evidence_window_s=s.onboarding.evidence_window_s,
         require_known=s.callbacks.callback_require_known,
+        metrics=core.metrics,
+        report=report,
     )
 
 

@@ -55,8 +55,10 @@ def build_exporter(settings: Settings, *, client: Redis | None = None) -> Metric
 
 def known_buckets(settings: Settings) -> tuple[str, ...]:
     """The limiter buckets the flows use (shown at 0 before their first call)."""
+    product = settings.onboarding.onboarding_product
     return (
-        f"{settings.onboarding.onboarding_product}:CheckResult",
+        f"{product}:Initialize",
+        f"{product}:CheckResult",
         f"{settings.batch.batch_product_code}:DocOcrV2",
     )
 

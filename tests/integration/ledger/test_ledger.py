@@ -12,7 +12,8 @@ import redis
 from worker.cloudauth import DEFAULT_QUOTAS
 from worker.jobs import OnboardingJob
 from worker.keys import RedisKeys
-from worker.ledger import Claim, Ledger, Reconciler, State
+from worker.ledger import Claim, Ledger, Reconciler, Reporter, State
+from worker.observability import Metrics, RedisMetrics
 from worker.ratelimit import QuotaTable
 from worker.settings import Settings, load_settings
 
@@ -46,7 +47,14 @@ class RecordingDispatcher:
         return self.backlog
 
 
-def make_ledger(client: redis.Redis, settings: Settings, clock: Clock) -> Ledger:
+def make_ledger(
+    client: redis.Redis,
+    settings: Settings,
+    clock: Clock,
+    *,
+    metrics: Metrics | None = None,
+    report: Reporter | None = None,
+) -> Ledger:
     """The ledger as the worker wires it from ``settings``, on ``clock``."""
     return Ledger(
         client,
@@ -55,6 +63,8 @@ def make_ledger(client: redis.Redis, settings: Settings, clock: Clock) -> Ledger
         evidence_window_s=settings.onboarding.evidence_window_s,
         require_known=settings.callbacks.callback_require_known,
         clock=clock,
+        metrics=metrics,
+        report=report,
     )
 
 
@@ -214,9 +224,47 @@ def test_the_archival_sweep_respects_the_queue_backlog(
     assert len({j.transaction_id for j in dispatcher.archived}) == 10
 
 
+EXPIRED_SERIES = "idv_archival_expired_total"
+
+
+@dataclass
+class Reported:
+    events: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def __call__(self, message: str, **tags: str) -> None:
+        self.events.append((message, tags))
+
+
+@pytest.fixture
+def reported() -> Reported:
+    return Reported()
+
+
+@pytest.fixture
+def counted_ledger(
+    redis_client: redis.Redis, settings: Settings, clock: Clock, reported: Reported
+) -> Ledger:
+    """A ledger that counts into the shared metrics store and reports to ``reported``."""
+    metrics = RedisMetrics(redis_client, settings.redis.namespace)
+    return make_ledger(redis_client, settings, clock, metrics=metrics, report=reported)
+
+
+def _expired_count(redis_client: redis.Redis, settings: Settings) -> float:
+    metrics = RedisMetrics(redis_client, settings.redis.namespace)
+    return metrics.snapshot().get(EXPIRED_SERIES, 0.0)
+
+
 def test_what_the_provider_deleted_before_archival_expires_loudly(
-    ledger: Ledger, reconciler: Reconciler, clock: Clock
+    counted_ledger: Ledger,
+    dispatcher: RecordingDispatcher,
+    settings: Settings,
+    clock: Clock,
+    reported: Reported,
+    redis_client: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    ledger = counted_ledger
+    reconciler = make_reconciler(ledger, dispatcher, settings, clock)
     ledger.record_completed("old", "eKYC", "b", completed_at=clock.now - 30 * 86400 + 10)
     clock.now += 11
     report = reconciler.reconcile()
@@ -225,6 +273,36 @@ def test_what_the_provider_deleted_before_archival_expires_loudly(
     assert entry is not None
     assert entry.state is State.EXPIRED
     assert entry.reason
+    assert _expired_count(redis_client, settings) == 1
+    assert reported.events == [("transaction expired before archival", {"flow": "archival"})]
+    assert "old expired before it was archived" in caplog.text
+    assert reconciler.reconcile().expired == 0  # a final state: nothing counted twice
+    assert _expired_count(redis_client, settings) == 1
+
+
+def test_every_move_to_expired_is_counted_once_whoever_makes_it(
+    counted_ledger: Ledger,
+    settings: Settings,
+    clock: Clock,
+    reported: Reported,
+    redis_client: redis.Redis,
+) -> None:
+    ledger = counted_ledger
+    for tid in ("lost", "never", "kept"):
+        ledger.record_completed(tid, "eKYC", "b", completed_at=clock.now - 7200)
+    # an archival run that finds the transaction gone (the onboarding path)
+    ledger.gone("lost", archival=True, reason="CheckResult: TransactionIdInvalid")
+    ledger.gone("lost", archival=True, reason="CheckResult: TransactionIdInvalid")
+    # a realtime run that finds it gone: abandoned, not lost
+    ledger.gone("never", archival=False, reason="CheckResult: TransactionIdInvalid")
+    # a plain transition (what `ledger` commands and sweeps use)
+    assert ledger.transition("kept", State.EXPIRED, reason="deleted")
+    assert not ledger.transition("kept", State.EXPIRED, reason="deleted again")
+    states = {tid: ledger.get(tid).state for tid in ("lost", "never", "kept")}  # type: ignore[union-attr]
+    assert states == {"lost": State.EXPIRED, "never": State.ABANDONED, "kept": State.EXPIRED}
+    assert _expired_count(redis_client, settings) == 2
+    assert len(reported.events) == 2
+    assert ledger.counts()[State.EXPIRED] == 2
 
 
 def test_two_sweeps_at_once_claim_each_transaction_once(

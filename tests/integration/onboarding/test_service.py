@@ -29,6 +29,7 @@ from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import NotReadyError, TransactionInvalidError
 from worker.jobs import KIND_EVIDENCE, OnboardingJob
 from worker.keys import Evidence, ObjectKeys
+from worker.ledger import Ledger, State
 from worker.observability import RedisMetrics
 from worker.onboarding import OnboardingService, Outcome
 from worker.ratelimit import RedisRateLimiter, limiter_redis
@@ -68,6 +69,7 @@ class Runtime:
     results: ResultStore
     deadletters: DeadLetterStore
     leases: LeaseManager
+    ledger: Ledger
     onboarding: OnboardingService
     stack: ExitStack = field(repr=False)
 
@@ -103,6 +105,7 @@ def build_runtime(settings: Settings, *, limiter_max_wait: float | None = None) 
     http = blocks.build_evidence_http(core, stack)
     results = blocks.build_results(core)
     deadletters = blocks.build_deadletters(core)
+    ledger = blocks.build_ledger(core)
     onboarding = services.build_onboarding(
         core,
         client=client,
@@ -110,11 +113,21 @@ def build_runtime(settings: Settings, *, limiter_max_wait: float | None = None) 
         http=http,
         results=results,
         deadletters=deadletters,
-        ledger=blocks.build_ledger(core),
+        ledger=ledger,
     )
     leases = LeaseManager(core.redis, core.keys)
     return Runtime(
-        settings, core, client, objects, http, results, deadletters, leases, onboarding, stack
+        settings,
+        core,
+        client,
+        objects,
+        http,
+        results,
+        deadletters,
+        leases,
+        ledger,
+        onboarding,
+        stack,
     )
 
 
@@ -326,6 +339,29 @@ def test_permanent_error_after_retention(emulator: EmulatorHandle, runtime: Runt
     with pytest.raises(TransactionInvalidError):
         runtime.onboarding.process(job_for(tid))
     assert runtime.results.get_record("tx", tid) is None
+
+
+def test_an_archival_run_that_finds_the_result_deleted_counts_it_lost(
+    emulator: EmulatorHandle, runtime: Runtime
+) -> None:
+    """Through the worker's own wiring (``build_ledger``): production counts the loss."""
+    tid = emulator.create_transaction("eKYC")
+    emulator.complete(tid, callback=False)
+    completed = time.time() - 7200
+    runtime.ledger.record_completed(tid, "eKYC", "bizid0001", completed_at=completed)
+    emulator.advance(31 * 86400)
+    job = job_for(tid, completed_at=completed).model_copy(
+        update={"mode": "archive", "archive_by": time.time() + 3600}
+    )
+    assert runtime.onboarding.process(job).status == "gone"
+    entry = runtime.ledger.get(tid)
+    assert entry is not None
+    assert entry.state is State.EXPIRED
+    counters, _ = runtime.metrics.read()
+    assert counters["idv_archival_expired_total"] == 1
+    # a second run of the same job changes nothing and counts nothing
+    runtime.onboarding.process(job)
+    assert runtime.metrics.read()[0]["idv_archival_expired_total"] == 1
 
 
 def test_id_only_product_has_images_and_no_video(

@@ -17,7 +17,7 @@ BUILTINS = {"$__rate_interval": "5m", "$__range": "6h", "$__interval": "1m"}
 VARIABLE = re.compile(r"\$(\w+)")
 # What an operator opens this dashboard for, and a metric that must show it.
 TOPICS = {
-    "throughput per API against quota": "idv_limiter_granted_total",
+    "throughput per API against quota": "idv_limiter_wait_seconds_count",
     "limiter waits per lane": "idv_limiter_wait_seconds_bucket",
     "queue lengths": "idv_queue_length",
     "evidence latency": "idv_task_seconds_bucket",

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.devtools import DevStack, Proc, wait_until
 from worker.ledger import FINAL_STATES, Claim, Ledger, Reconciler, State
+from worker.notices import Notice
 from worker.onboarding import OnboardingJob
 from worker.settings import Settings, load_settings
 
@@ -63,6 +64,9 @@ class NullDispatcher:
 
     def archival_backlog(self) -> int:
         return 0
+
+    def notify(self, notice: Notice) -> None:
+        return None
 
 
 class Bench:

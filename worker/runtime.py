@@ -191,6 +191,7 @@ class Runtime:
 
     @cached_property
     def onboarding(self) -> OnboardingService:
+        from worker.notices import CeleryNotifier
         from worker.onboarding import OnboardingService
 
         return OnboardingService(
@@ -206,6 +207,7 @@ class Runtime:
             lease_s=self.settings.onboarding_lease_s,
             progress=self.ledger,
             hold_s=max(self.settings.reconcile_after_s, 2 * self.settings.onboarding_lease_s),
+            notifier=CeleryNotifier(self.app),
         )
 
     @cached_property

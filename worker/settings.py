@@ -8,6 +8,8 @@ to change.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -125,6 +127,36 @@ _SENTINEL_URL = (
     "sentinel:// URLs are not read here: set IDV_REDIS_SENTINELS=host:port,... and "
     "IDV_REDIS_SENTINEL_MASTER, with IDV_REDIS_URL=redis://[:password@]any/<db>"
 )
+
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (the prefix, not a secret)
+WEBHOOK_KEY_MIN_BYTES = 24
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret ``whsec_<base64>`` (``ValueError`` otherwise).
+
+    A secret without the prefix is refused rather than guessed at: the verifier libraries
+    base64-decode whatever follows ``whsec_``, so a plain passphrase would sign with other
+    bytes than the receiver checks with.
+    """
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ValueError(
+            f"must be {WEBHOOK_SECRET_PREFIX}<base64 key> (Standard Webhooks); make one with: "
+            'python -c "import base64,secrets;'
+            "print('whsec_'+base64.b64encode(secrets.token_bytes(32)).decode())\""
+        )
+    encoded = secret[len(WEBHOOK_SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        raise ValueError(f"the part after {WEBHOOK_SECRET_PREFIX} is not base64") from None
+    if len(key) < WEBHOOK_KEY_MIN_BYTES:
+        raise ValueError(
+            f"the key after {WEBHOOK_SECRET_PREFIX} is {len(key)} bytes; "
+            f"use at least {WEBHOOK_KEY_MIN_BYTES} (Standard Webhooks: 24 to 64)"
+        )
+    return key
 
 
 def _sentinel_address(entry: str) -> tuple[str, int]:
@@ -398,10 +430,10 @@ class Settings(BaseSettings):
 
     # --- result webhook (optional) ---
     webhook_url: str | None = Field(
-        None, description="your endpoint for signed result webhooks (optional)"
+        None, description="your endpoint for signed events (Standard Webhooks; optional)"
     )
     webhook_secret: SecretStr | None = Field(
-        None, description="HMAC-SHA256 key of the webhook signature"
+        None, description="signing secret of the webhook events, whsec_<base64 key>"
     )
     webhook_timeout_s: float = Field(10.0, gt=0, description="seconds per webhook attempt")
     webhook_max_attempts: int = Field(
@@ -585,6 +617,14 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return value
+        webhook_key(value.get_secret_value())
         return value
 
     @field_validator("endpoint")

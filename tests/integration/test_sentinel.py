@@ -140,7 +140,7 @@ def test_work_finishes_on_the_promoted_replica_after_the_primary_dies(
     ha: HA, tmp_path: Path
 ) -> None:
     witness = Witness()
-    env = {**ha.env(), "IDV_WEBHOOK_URL": witness.url, "IDV_WEBHOOK_SECRET": "s"}
+    env = {**ha.env(), "IDV_WEBHOOK_URL": witness.url, "IDV_WEBHOOK_SECRET": "whsec_" + "A" * 32}
     worker = CeleryWorker(
         {**env, "IDV_CALLBACK_TOKENS": "t", "IDV_S3_ENDPOINT_URL": "http://127.0.0.1:9"},
         queues=[QUEUE_WEBHOOKS],

@@ -31,6 +31,7 @@ from worker.batch.export import iter_results, write_csv, write_jsonl
 from worker.batch.model import BatchState, ItemStatus, Progress
 from worker.batch.store import BatchStore
 from worker.batch.submit import SubmitResult, Submitter
+from worker.notices import Notice
 from worker.settings import Settings
 from worker.storage import ObjectStore
 from worker.stores import ResultStore
@@ -212,4 +213,7 @@ class _NoEnqueue:
         raise RuntimeError("read-only")
 
     def finalize(self, batch_id: str) -> None:
+        raise RuntimeError("read-only")
+
+    def notify(self, notice: Notice) -> None:
         raise RuntimeError("read-only")

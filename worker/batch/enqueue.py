@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
 
+from worker.notices import Notice, send_notice
 from worker.queues import TASK_CHUNK, TASK_FINALIZE, TASK_WATCHDOG, cap_countdown
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ class Enqueuer(Protocol):
 
     def finalize(self, batch_id: str) -> None:
         """Enqueue the batch's finalisation (export of results)."""
+
+    def notify(self, notice: Notice) -> None:
+        """An event for the webhook (``batch.*``; sent only when one is configured)."""
 
 
 class CeleryEnqueuer:
@@ -50,3 +54,6 @@ class CeleryEnqueuer:
 
     def finalize(self, batch_id: str) -> None:
         self.app.send_task(TASK_FINALIZE, args=[batch_id])
+
+    def notify(self, notice: Notice) -> None:
+        send_notice(self.app, notice)

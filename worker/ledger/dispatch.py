@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from worker.notices import Notice, send_notice
 from worker.observability import QueueProbe
 from worker.onboarding import OnboardingJob
 from worker.queues import QUEUE_ARCHIVAL, TASK_ARCHIVE, TASK_PROCESS
@@ -15,7 +16,8 @@ if TYPE_CHECKING:
 
 
 class CeleryDispatcher:
-    """Sends onboarding runs to ``idv.realtime`` and archival runs to ``idv.archival``.
+    """Sends onboarding runs to ``idv.realtime``, archival runs to ``idv.archival`` and events
+    to ``idv.webhooks``.
 
     ``broker`` is a client of the broker's Redis, to read the archival backlog.
     """
@@ -32,3 +34,6 @@ class CeleryDispatcher:
 
     def archival_backlog(self) -> int:
         return sum(stat.length for stat in self._probe.read())
+
+    def notify(self, notice: Notice) -> None:
+        send_notice(self.app, notice)

@@ -17,6 +17,9 @@ attempt (``Ledger.claim``), so two sweeps or a duplicate message never do the wo
 lane with the deadline "provider deletion − ``IDV_ARCHIVE_MARGIN_S``", at most
 ``IDV_ARCHIVE_BATCH`` jobs in the archival queue at once. Anything the provider has already
 deleted is ``expired``: a metric, a Sentry event and one log line each.
+
+Each transaction the sweeps move to ``abandoned`` or ``expired`` is announced
+(``onboarding.abandoned`` / ``onboarding.expired``, ``worker.notices``) through the dispatcher.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Protocol
 from worker.ledger.forecast import Forecast, forecast
 from worker.ledger.model import Claim, Queue, State
 from worker.ledger.store import Ledger
+from worker.notices import Notice, transaction_ended
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.onboarding import OnboardingJob
 from worker.settings import Settings
@@ -49,6 +53,9 @@ class Dispatcher(Protocol):
 
     def archival_backlog(self) -> int:
         """Messages waiting in the archival queue."""
+
+    def notify(self, notice: Notice) -> None:
+        """An event for the webhook (sent only when one is configured)."""
 
 
 @dataclass(slots=True)
@@ -159,9 +166,11 @@ class Reconciler:
         tid = claim.transaction_id
         if claim.state is State.INITIALIZED:
             if now >= claim.created_at + s.flow_lifetime_s:
-                self.ledger.transition(
-                    tid, State.ABANDONED, reason="no completion within the flow's lifetime"
-                )
+                reason = "no completion within the flow's lifetime"
+                if self.ledger.transition(tid, State.ABANDONED, reason=reason):
+                    self.dispatcher.notify(
+                        transaction_ended(tid, "abandoned", at=now, reason=reason)
+                    )
                 self.metrics.incr("idv_reconcile_redriven", reason="abandoned")
                 report.abandoned += 1
                 return
@@ -214,9 +223,11 @@ class Reconciler:
             self._expire(tid, report)
 
     def _expire(self, tid: str, report: SweepReport) -> None:
-        if self.ledger.transition(
-            tid, State.EXPIRED, reason="the provider deleted the result before it was archived"
-        ):
+        reason = "the provider deleted the result before it was archived"
+        if self.ledger.transition(tid, State.EXPIRED, reason=reason):
+            self.dispatcher.notify(
+                transaction_ended(tid, "expired", at=self._clock(), reason=reason)
+            )
             report.expired += 1
             self.metrics.incr("idv_archival_expired")
             log.error("transaction %s expired before it was archived: its result is lost", tid)

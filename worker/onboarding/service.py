@@ -12,6 +12,9 @@ any number of times (duplicate callbacks, redelivered messages, a worker killed 
 6. the full result JSON to S3, with images and links replaced by pointers to the S3 objects;
 7. the result record (pointers only, no personal data) and an event on the results stream.
 
+A transaction the provider does not have moves the ledger to ``expired`` (archival) or
+``abandoned``, announced through ``notifier`` (``onboarding.expired`` / ``.abandoned``).
+
 If no link can be had in time the evidence is *lost*: the record says so
 (``status="evidence_lost"``), a dead letter of kind ``evidence`` is written, a metric counted
 and Sentry told. Provider errors (``NotReadyError`` ...) propagate for the task to retry or
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from worker.cloudauth.errors import NotReadyError, TransactionInvalidError
 from worker.errors import IdvError, error_code
 from worker.keys import KIND_TX, Evidence, ObjectKeys
+from worker.notices import Notifier, transaction_ended
 from worker.onboarding.job import (
     KIND_EVIDENCE,
     KIND_ONBOARDING,
@@ -138,7 +142,8 @@ class Progress(Protocol):
 
     def poll_later(self, tid: str) -> None: ...
 
-    def gone(self, tid: str, *, archival: bool, reason: str) -> None: ...
+    def gone(self, tid: str, *, archival: bool, reason: str) -> str | None:
+        """Move ``tid`` to ``expired``/``abandoned``; the state moved to (None: it did not)."""
 
 
 Reporter = Callable[..., None]
@@ -179,6 +184,7 @@ class OnboardingService:
         progress: Progress | None = None,
         hold_s: float = 120.0,
         clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
     ) -> None:
         self._client = client
         self._archiver = archiver
@@ -193,6 +199,7 @@ class OnboardingService:
         self._progress = progress
         self._hold_s = hold_s
         self._clock = clock
+        self._notifier = notifier
 
     def process(self, job: OnboardingJob, *, late: bool = False) -> Outcome:
         """Fetch, archive and write back one transaction (see the module docstring).
@@ -282,7 +289,10 @@ class OnboardingService:
                 return None
             self._progress.poll_later(tid)
             return Outcome("not_ready", {"transaction_id": tid})
-        self._progress.gone(tid, archival=job.archival, reason=f"CheckResult: {error_code(exc)}")
+        reason = f"CheckResult: {error_code(exc)}"
+        ended = self._progress.gone(tid, archival=job.archival, reason=reason)
+        if ended is not None and self._notifier is not None:
+            self._notifier.notify(transaction_ended(tid, ended, at=self._clock(), reason=reason))
         return Outcome("gone", {"transaction_id": tid}) if job.mode != "callback" else None
 
     # --------------------------------------------------------------- steps

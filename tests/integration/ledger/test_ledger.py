@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from worker.ledger import Claim, Ledger, Reconciler, State
+from worker.notices import Notice
 from worker.onboarding import OnboardingJob
 from worker.settings import Settings, load_settings
 
@@ -28,6 +29,7 @@ class RecordingDispatcher:
 
     onboarded: list[OnboardingJob] = field(default_factory=list)
     archived: list[OnboardingJob] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     backlog: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -41,6 +43,10 @@ class RecordingDispatcher:
 
     def archival_backlog(self) -> int:
         return self.backlog
+
+    def notify(self, notice: Notice) -> None:
+        with self.lock:
+            self.notices.append(notice)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ import pytest
 
 from tests.fixtures.e2e import E2EServers, E2EStack
 from tests.fixtures.servers import wait_until
-from tests.fixtures.webhooks import Delivery, WebhookReceiver
+from tests.fixtures.webhooks import Delivery, WebhookReceiver, result_record
 from tests.fixtures.workers import CeleryWorker
 from worker.app import create_app
 from worker.emulator.samples import generate_samples
@@ -29,7 +28,6 @@ from worker.events import EVENT_MODELS, event_id
 from worker.keys import KIND_TX
 from worker.ledger import Ledger, State
 from worker.notices import EVENT_TYPES
-from worker.onboarding import ResultRecord
 from worker.queues import (
     QUEUE_ARCHIVAL,
     QUEUE_BULK,
@@ -106,23 +104,6 @@ def stack(e2e_servers: E2EServers) -> Iterator[Stack]:
         receiver.stop()
 
 
-def _record(tid: str) -> dict[str, object]:
-    now = datetime.now(UTC).isoformat(timespec="milliseconds")
-    return ResultRecord(
-        transaction_id=tid,
-        status="complete",
-        passed="Y",
-        sub_code="200",
-        product_code="eKYC",
-        request_id=None,
-        completed_at=now,
-        checked_at=now,
-        result=None,
-        evidence={"video": None, "face": None, "id_front": None, "id_back": None},
-        video_status="absent",
-    ).to_dict()
-
-
 def _assert_conforms(delivery: Delivery) -> None:
     """The body is the envelope of its type's model, and nothing else."""
     event = delivery.event
@@ -137,7 +118,7 @@ def _assert_conforms(delivery: Delivery) -> None:
 
 def test_a_delivered_event_verifies_and_its_retry_keeps_its_webhook_id(stack: Stack) -> None:
     tid = "tx-hook-retry"
-    ResultStore(stack.redis, stack.settings).put_record(KIND_TX, tid, _record(tid))
+    ResultStore(stack.redis, stack.settings).put_record(KIND_TX, tid, result_record(tid))
     stack.receiver.fail_first = 1  # the first attempt gets a 503: the task retries
     stack.send(TASK_DELIVER, tid)
     delivery = stack.wait_for("onboarding.result", "transaction_id", tid)
@@ -176,7 +157,7 @@ def test_a_timestamp_outside_the_tolerance_is_refused(stack: Stack) -> None:
 
 def test_a_tampered_body_or_another_secret_is_refused(stack: Stack) -> None:
     tid = "tx-hook-tamper"
-    ResultStore(stack.redis, stack.settings).put_record(KIND_TX, tid, _record(tid))
+    ResultStore(stack.redis, stack.settings).put_record(KIND_TX, tid, result_record(tid))
     stack.send(TASK_DELIVER, tid)
     original = stack.wait_for("onboarding.result", "transaction_id", tid)
     headers = {

@@ -2,7 +2,7 @@
 
 * ``idv.webhook.deliver(transaction_id)``: the ``onboarding.result`` event of the transaction's
   result record;
-* ``idv.webhook.event(notice)``: an event a service announced (``worker.notices.Notice``).
+* ``idv.webhook.event(notice)``: an event a service announced (``worker.jobs.Notice``).
 
 The event's body and ``webhook-id`` are derived from the message, so every retry posts the same
 event (``worker.events``). Network errors, 408/425/429 and 5xx are retried with backoff up to
@@ -18,16 +18,16 @@ from celery import shared_task
 from pydantic import ValidationError
 
 from tasks.base import IdvTask
+from worker.backoff import WEBHOOK_TASK, RetryPolicy
 from worker.events import build, event_id, result_notice
+from worker.jobs import Notice
 from worker.keys import KIND_TX, InvalidKeyError, validate_id
-from worker.notices import Notice
 from worker.observability import log_context
 from worker.queues import TASK_DELIVER, TASK_EVENT
 from worker.webhook import KIND_WEBHOOK, WebhookConfigError, WebhookError
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
-    from worker.stores import DeadLetter, DeadLetterStore
+    pass
 
 
 class WebhookTask(IdvTask):
@@ -35,14 +35,13 @@ class WebhookTask(IdvTask):
 
     abstract = True
     flow: ClassVar[str] = "webhook"
-    max_retries = 100  # the real bound is IDV_WEBHOOK_MAX_ATTEMPTS, checked in the task
-    backoff_base_s: ClassVar[float] = 5.0
+    retry_policy: ClassVar[RetryPolicy] = WEBHOOK_TASK  # the bound: IDV_WEBHOOK_MAX_ATTEMPTS
 
     def post(self, notice: Notice, item_id: str, payload: dict[str, Any] | None = None) -> None:
         """Post the event of ``notice``; retry or dead-letter (under ``item_id``) on failure."""
-        runtime = self.runtime
+        node = self.node
         try:
-            sender = runtime.webhook_sender
+            sender = node.webhook_sender
         except WebhookConfigError as exc:
             self.dead_letter(KIND_WEBHOOK, item_id, str(exc), code="Config", payload=payload)
         if sender is None:
@@ -56,13 +55,13 @@ class WebhookTask(IdvTask):
             try:
                 sender.post(msg_id, body)
             except WebhookError as exc:
-                runtime.metrics.incr("idv_webhooks", outcome="failed")
+                node.metrics.incr("idv_webhooks", outcome="failed")
                 attempts = self.request.retries + 1
-                if exc.retryable and attempts < runtime.settings.webhook_max_attempts:
+                if exc.retryable and attempts < node.settings.webhooks.webhook_max_attempts:
                     self.retry_later(exc, self.backoff())
                 reason = f"{exc.reason} after {attempts} attempt(s)"
                 self.dead_letter(KIND_WEBHOOK, item_id, reason, code=exc.reason, payload=payload)
-        runtime.metrics.incr("idv_webhooks", outcome="delivered")
+        node.metrics.incr("idv_webhooks", outcome="delivered")
 
 
 @shared_task(bind=True, base=WebhookTask, name=TASK_DELIVER)
@@ -73,9 +72,9 @@ def deliver(self: WebhookTask, transaction_id: str) -> None:
     except InvalidKeyError:
         self.dead_letter(KIND_WEBHOOK, f"malformed-{self.request.id}", "malformed transaction id")
     with log_context(transaction=tid, flow="webhook"):
-        if self.runtime.settings.webhook_url is None:
+        if not self.node.settings.webhooks.enabled:
             return
-        record = self.runtime.results.get_record(KIND_TX, tid)
+        record = self.node.results.get_record(KIND_TX, tid)
         if record is None:
             self.dead_letter(KIND_WEBHOOK, tid, "result record not found (expired?)", code="Gone")
         self.post(result_notice(record), tid)
@@ -83,7 +82,7 @@ def deliver(self: WebhookTask, transaction_id: str) -> None:
 
 @shared_task(bind=True, base=WebhookTask, name=TASK_EVENT)
 def event(self: WebhookTask, notice: dict[str, Any]) -> None:
-    """Post the event a service announced (``worker.notices.Notice.to_message``)."""
+    """Post the event a service announced (``worker.jobs.Notice.to_message``)."""
     try:
         parsed = Notice.from_message(notice)
     except (KeyError, TypeError, ValueError):
@@ -92,20 +91,3 @@ def event(self: WebhookTask, notice: dict[str, Any]) -> None:
         )
     msg_id = event_id(parsed.type, parsed.subject, parsed.version)
     self.post(parsed, msg_id, {"notice": parsed.to_message()})
-
-
-def register_retries(store: DeadLetterStore, settings: Settings) -> None:
-    """``idv-worker dlq retry`` for kind ``webhook``: send the event again."""
-    from worker.app import create_app
-
-    app = create_app(settings)
-
-    def retry(entry: DeadLetter) -> None:
-        notice = entry.payload.get("notice")
-        if isinstance(notice, dict):
-            app.send_task(TASK_EVENT, kwargs={"notice": Notice.from_message(notice).to_message()})
-            return
-        tid = validate_id(entry.id, "transaction_id")
-        app.send_task(TASK_DELIVER, args=[tid])
-
-    store.register_retry(KIND_WEBHOOK, retry)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from worker.notices import Notice
+from worker.jobs import Notice
 from worker.onboarding import ResultRecord
 
 

@@ -12,9 +12,10 @@ never waits behind a backlog of hours:
 
 from __future__ import annotations
 
-# The longest countdown any message may carry; defined with the settings, where
-# IDV_BROKER_VISIBILITY_TIMEOUT_S is checked against it (no countdown outlives the timeout).
-from worker.settings import MAX_COUNTDOWN_S as MAX_COUNTDOWN_S
+# The longest countdown (ETA) any Celery message may carry. IDV_BROKER_VISIBILITY_TIMEOUT_S must
+# exceed it plus IDV_TASK_TIME_LIMIT_S (worker.settings.BrokerSettings checks it): a message whose
+# ETA, or whose run, lies beyond the visibility timeout is redelivered to a second worker.
+MAX_COUNTDOWN_S = 300.0
 
 QUEUE_REALTIME = "idv.realtime"
 QUEUE_ARCHIVAL = "idv.archival"
@@ -28,7 +29,7 @@ TASK_PROCESS = "idv.onboarding.process"
 TASK_DELIVER = "idv.webhook.deliver"
 """Post one result record to the user's webhook (event ``onboarding.result``)."""
 TASK_EVENT = "idv.webhook.event"
-"""Post one event a service announced (``worker.notices.Notice``) to the user's webhook."""
+"""Post one event a service announced (``worker.jobs.Notice``) to the user's webhook."""
 TASK_ARCHIVE = "idv.archival.archive"
 """Fetch and store the full result of one transaction before the provider deletes it."""
 TASK_RECONCILE = "idv.ledger.reconcile"

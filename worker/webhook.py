@@ -26,10 +26,9 @@ import httpx
 
 from worker import __version__
 from worker.errors import ConfigurationError, IdvError
-from worker.settings import Settings, webhook_key
+from worker.jobs import KIND_WEBHOOK as KIND_WEBHOOK
+from worker.settings import WebhookSettings, webhook_key
 
-KIND_WEBHOOK = "webhook"
-"""Dead-letter kind of a webhook that could not be delivered."""
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
@@ -83,7 +82,7 @@ class WebhookSender:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, transport: httpx.BaseTransport | None = None
+        cls, settings: WebhookSettings, *, transport: httpx.BaseTransport | None = None
     ) -> WebhookSender | None:
         """A sender for ``IDV_WEBHOOK_URL``, or None when no webhook is configured."""
         url, secret = settings.webhook_url, settings.webhook_secret

@@ -5,14 +5,22 @@ from __future__ import annotations
 import base64
 import json
 import os
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
+import fakeredis
 import pytest
+from celery import Celery
 
+from worker.app import create_app
 from worker.events import EVENT_MODELS, build, event_id, reference_page
-from worker.notices import EVENT_TYPES, Notice, transaction_ended
+from worker.jobs import EVENT_TYPES, Notice, transaction_ended
+from worker.queues import QUEUE_WEBHOOKS, TASK_EVENT
 from worker.settings import SettingsError, load_settings, webhook_key
+from worker.wiring.blocks import build_core, build_sender
 
+WHSEC = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "webhook-events.md"
 
 
@@ -107,4 +115,40 @@ def test_a_plain_secret_is_refused_at_load_naming_the_variable(
     assert "whsec_" in str(info.value)
     assert "plain-QzSecret" not in str(info.value)
     monkeypatch.setenv("IDV_WEBHOOK_SECRET", "whsec_" + base64.b64encode(KEY).decode())
-    assert load_settings().webhook_secret is not None
+    assert load_settings().webhooks.webhook_secret is not None
+
+
+def _webhook_queue(app: Celery) -> list[Any]:
+    """The message bodies waiting on ``idv.webhooks`` of the in-memory broker (taken off)."""
+    out = []
+    with app.connection_for_read() as conn:
+        queue = conn.SimpleQueue(QUEUE_WEBHOOKS)
+        while True:
+            try:
+                message = queue.get(timeout=0.05)
+            except queue.Empty:
+                break
+            out.append((message.headers["task"], message.payload))
+            message.ack()
+        queue.close()
+    return out
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_the_built_sender_announces_only_to_a_configured_webhook(configured: bool) -> None:
+    hook = {"webhook_url": "https://h.example/hook", "webhook_secret": WHSEC} if configured else {}
+    settings = load_settings(broker_url="memory://", **hook)
+    app = create_app(settings)
+    notice = transaction_ended("tx-1", "abandoned", at=1.0, reason="never completed")
+    with ExitStack() as stack:
+        core = build_core(settings, stack, redis=fakeredis.FakeRedis())
+        sender = build_sender(core, app, stack)
+        _webhook_queue(app)
+        sender.notify(notice)
+        sent = _webhook_queue(app)
+    if not configured:
+        assert sent == []
+        return
+    [(task, (args, kwargs, _))] = sent
+    assert (task, args) == (TASK_EVENT, [])
+    assert Notice.from_message(kwargs["notice"]) == notice

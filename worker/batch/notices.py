@@ -6,7 +6,7 @@ from typing import Literal
 
 from worker.batch.model import ItemStatus
 from worker.batch.store import BatchStore
-from worker.notices import EventType, Notice
+from worker.jobs import EventType, Notice
 
 Change = Literal["completed", "paused", "cancelled"]
 _TYPES: dict[Change, EventType] = {

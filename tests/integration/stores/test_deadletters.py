@@ -10,14 +10,36 @@ import redis
 
 from tests.fixtures.servers import free_port
 from worker.commands import dlq as dlq_command
-from worker.keys import InvalidKeyError, item_ref
+from worker.jobs import (
+    KIND_ARCHIVAL,
+    KIND_CHUNK,
+    KIND_EVIDENCE,
+    KIND_FINALIZE,
+    KIND_ONBOARDING,
+    KIND_WATCHDOG,
+    KIND_WEBHOOK,
+    Notice,
+    OnboardingJob,
+    register_retries,
+    transaction_ended,
+)
+from worker.keys import InvalidKeyError, RedisKeys, item_ref
 from worker.settings import Settings, load_settings
 from worker.stores import (
     MAX_REASON_LENGTH,
     DeadLetter,
     DeadLetterStore,
     NoRetryHandler,
-    load_retry_handlers,
+)
+
+RETRIED_KINDS = (
+    KIND_ONBOARDING,
+    KIND_EVIDENCE,
+    KIND_ARCHIVAL,
+    KIND_WEBHOOK,
+    KIND_CHUNK,
+    KIND_WATCHDOG,
+    KIND_FINALIZE,
 )
 
 
@@ -41,12 +63,47 @@ def clock() -> Clock:
 
 @pytest.fixture
 def store(redis_client: redis.Redis, settings: Settings, clock: Clock) -> DeadLetterStore:
-    return DeadLetterStore(redis_client, settings, clock=clock)
+    return DeadLetterStore(redis_client, RedisKeys(settings.redis.namespace), clock=clock)
 
 
-def register_retries(store: DeadLetterStore, settings: Settings) -> None:
-    """Retry hook in the shape flows provide (loaded by ``load_retry_handlers``)."""
-    store.register_retry("hooked", lambda entry: None)
+class RecordingSender:
+    """A ``WorkSender`` that records what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def onboard(
+        self,
+        job: OnboardingJob,
+        *,
+        late: bool = False,
+        task_id: str | None = None,
+        urgent: bool = False,
+    ) -> None:
+        self.sent.append(("onboard", job.transaction_id))
+
+    def archive(self, job: OnboardingJob) -> None:
+        self.sent.append(("archive", job.transaction_id))
+
+    def deliver(self, transaction_id: str) -> None:
+        self.sent.append(("deliver", transaction_id))
+
+    def chunks(self, batch_id: str, chunk_nos: object, *, countdown: float = 0.0) -> int:
+        numbers = list(chunk_nos)  # type: ignore[call-overload]
+        self.sent.append(("chunks", (batch_id, numbers)))
+        return len(numbers)
+
+    def watchdog(self, batch_id: str, countdown: float) -> None:
+        self.sent.append(("watchdog", batch_id))
+
+    def finalize(self, batch_id: str) -> None:
+        self.sent.append(("finalize", batch_id))
+
+    def archival_backlog(self) -> int:
+        return 0
+
+    def notify(self, notice: Notice) -> None:
+        self.sent.append(("notify", notice))
 
 
 def test_add_is_idempotent_and_counts(store: DeadLetterStore, clock: Clock) -> None:
@@ -170,10 +227,35 @@ def test_entry_that_fails_again_during_retry_is_kept(store: DeadLetterStore) -> 
     assert (entry.count, entry.reason) == (2, "failed again")
 
 
-def test_load_retry_handlers_from_modules(store: DeadLetterStore, settings: Settings) -> None:
-    assert not store.has_retry("hooked")
-    load_retry_handlers(store, settings, modules=[__name__])
-    assert store.has_retry("hooked")
+def test_register_retries_through_the_sender(store: DeadLetterStore) -> None:
+    assert not any(store.has_retry(kind) for kind in RETRIED_KINDS)
+    sender = RecordingSender()
+    register_retries(store, sender)
+    assert all(store.has_retry(kind) for kind in RETRIED_KINDS)
+    store.add(KIND_CHUNK, item_ref("b1", "c3"), "failed", payload={"batch": "b1", "chunk": 3})
+    assert store.retry(KIND_CHUNK, item_ref("b1", "c3")) is True
+    assert sender.sent == [("chunks", ("b1", [3]))]
+
+
+def test_a_webhook_dead_letter_is_sent_again_as_what_it_was(store: DeadLetterStore) -> None:
+    sender = RecordingSender()
+    register_retries(store, sender)
+    # A result record's event (idv.webhook.deliver): the entry's id is the transaction.
+    store.add(KIND_WEBHOOK, "tx-result", "HTTP 500 after 12 attempt(s)")
+    # An announced event (idv.webhook.event): the notice travels in the payload.
+    notice = transaction_ended("tx-gone", "expired", at=1.0, reason="deleted")
+    ref = "evt_0123456789abcdef0123456789abcdef"
+    store.add(KIND_WEBHOOK, ref, "HTTP 500 after 12 attempt(s)",
+              payload={"notice": notice.to_message()})  # fmt: skip
+    assert store.retry(KIND_WEBHOOK, "tx-result") is True
+    assert store.retry(KIND_WEBHOOK, ref) is True
+    assert sender.sent == [("deliver", "tx-result"), ("notify", notice)]
+    # A payload that is not a notice is refused, and the entry kept.
+    store.add(KIND_WEBHOOK, "evt_bad", "Bad", payload={"notice": {"type": "batch.exploded"}})
+    with pytest.raises(ValueError, match="unknown event type"):
+        store.retry(KIND_WEBHOOK, "evt_bad")
+    assert store.get(KIND_WEBHOOK, "evt_bad") is not None
+    assert len(sender.sent) == 2
 
 
 def run_dlq(redis_url: str, *argv: str) -> int:

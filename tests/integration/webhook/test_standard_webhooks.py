@@ -25,9 +25,9 @@ from tests.fixtures.workers import CeleryWorker
 from worker.app import create_app
 from worker.emulator.samples import generate_samples
 from worker.events import EVENT_MODELS, event_id
+from worker.jobs import EVENT_TYPES
 from worker.keys import KIND_TX
-from worker.ledger import Ledger, State
-from worker.notices import EVENT_TYPES
+from worker.ledger import State
 from worker.queues import (
     QUEUE_ARCHIVAL,
     QUEUE_BULK,
@@ -37,8 +37,8 @@ from worker.queues import (
     TASK_RECONCILE,
 )
 from worker.settings import Settings, load_settings
-from worker.stores import ResultStore
 from worker.webhook import WebhookError, WebhookSender
+from worker.wiring import Cli
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +54,11 @@ class Stack(E2EStack):
     def config(self) -> Settings:
         """The settings the worker runs with (its ``IDV_*`` environment)."""
         return load_settings(**{k.removeprefix("IDV_").lower(): v for k, v in self.env.items()})
+
+    def put_record(self, tid: str) -> None:
+        """A well-formed result record of ``tid`` where the worker reads it."""
+        with Cli(self.config, redis=self.redis) as cli:
+            cli.results.put_record(KIND_TX, tid, result_record(tid))
 
     def send(self, name: str, *args: str) -> None:
         app = create_app(self.config)
@@ -118,7 +123,7 @@ def _assert_conforms(delivery: Delivery) -> None:
 
 def test_a_delivered_event_verifies_and_its_retry_keeps_its_webhook_id(stack: Stack) -> None:
     tid = "tx-hook-retry"
-    ResultStore(stack.redis, stack.settings).put_record(KIND_TX, tid, result_record(tid))
+    stack.put_record(tid)
     stack.receiver.fail_first = 1  # the first attempt gets a 503: the task retries
     stack.send(TASK_DELIVER, tid)
     delivery = stack.wait_for("onboarding.result", "transaction_id", tid)
@@ -133,7 +138,7 @@ def test_a_delivered_event_verifies_and_its_retry_keeps_its_webhook_id(stack: St
 
 
 def test_a_timestamp_outside_the_tolerance_is_refused(stack: Stack) -> None:
-    url = stack.config.webhook_url
+    url = stack.config.webhooks.webhook_url
     assert url is not None
     refused_before = len(stack.receiver.refused)
     for skew, accepted in ((-TOLERANCE_S - 5, False), (TOLERANCE_S + 5, False),
@@ -157,7 +162,7 @@ def test_a_timestamp_outside_the_tolerance_is_refused(stack: Stack) -> None:
 
 def test_a_tampered_body_or_another_secret_is_refused(stack: Stack) -> None:
     tid = "tx-hook-tamper"
-    ResultStore(stack.redis, stack.settings).put_record(KIND_TX, tid, result_record(tid))
+    stack.put_record(tid)
     stack.send(TASK_DELIVER, tid)
     original = stack.wait_for("onboarding.result", "transaction_id", tid)
     headers = {
@@ -166,7 +171,7 @@ def test_a_tampered_body_or_another_secret_is_refused(stack: Stack) -> None:
         "webhook-signature": original.signature,
         "content-type": "application/json",
     }
-    url = stack.config.webhook_url
+    url = stack.config.webhooks.webhook_url
     assert url is not None
     tampered = original.body.replace(b'"passed":"Y"', b'"passed":"N"')
     assert tampered != original.body
@@ -186,44 +191,48 @@ def test_a_tampered_body_or_another_secret_is_refused(stack: Stack) -> None:
 
 
 def test_the_ledger_announces_abandoned_and_expired_transactions(stack: Stack) -> None:
-    settings = stack.config
-    ledger = Ledger(stack.redis, settings)
-    now = time.time()
-    # Never completed within the flow's lifetime: the reconciler abandons it.
-    ledger.record_start(
-        "tx-hook-lifetime", "eKYC", "m1", created_at=now - settings.flow_lifetime_s - 60
-    )
-    # Completed, never archived, deleted by the provider since: the reconciler expires it.
-    ledger.record_completed(
-        "tx-hook-deleted", "eKYC", "m2", completed_at=now - settings.provider_retention_s - 60
-    )
-    # Due for a poll, unknown to the provider: the onboarding run abandons it.
-    ledger.record_start(
-        "tx-hook-unknown", "eKYC", "m3", created_at=now - settings.reconcile_after_s - 1
-    )
-    stack.send(TASK_RECONCILE)
+    settings = stack.config.ledger
+    with Cli(stack.config, redis=stack.redis) as cli:
+        ledger = cli.ledger
+        now = time.time()
+        # Never completed within the flow's lifetime: the reconciler abandons it.
+        ledger.record_start(
+            "tx-hook-lifetime", "eKYC", "m1", created_at=now - settings.flow_lifetime_s - 60
+        )
+        # Completed, never archived, deleted by the provider since: the reconciler expires it.
+        ledger.record_completed(
+            "tx-hook-deleted", "eKYC", "m2", completed_at=now - settings.provider_retention_s - 60
+        )
+        # Due for a poll, unknown to the provider: the onboarding run abandons it.
+        ledger.record_start(
+            "tx-hook-unknown", "eKYC", "m3", created_at=now - settings.reconcile_after_s - 1
+        )
+        stack.send(TASK_RECONCILE)
 
-    abandoned = stack.wait_for("onboarding.abandoned", "transaction_id", "tx-hook-lifetime")
-    expired = stack.wait_for("onboarding.expired", "transaction_id", "tx-hook-deleted")
-    unknown = stack.wait_for("onboarding.abandoned", "transaction_id", "tx-hook-unknown")
-    for delivery in (abandoned, expired, unknown):
-        _assert_conforms(delivery)
-    assert abandoned.event["data"]["reason"] == "no completion within the flow's lifetime"
-    assert unknown.event["data"]["reason"] == "CheckResult: TransactionIdInvalid"
-    assert expired.msg_id == event_id("onboarding.expired", "tx-hook-deleted", "1")
-    states = {
-        tid: ledger.get(tid) for tid in ("tx-hook-lifetime", "tx-hook-deleted", "tx-hook-unknown")
-    }
-    assert {tid: e.state if e else None for tid, e in states.items()} == {
-        "tx-hook-lifetime": State.ABANDONED,
-        "tx-hook-deleted": State.EXPIRED,
-        "tx-hook-unknown": State.ABANDONED,
-    }
-    # A second sweep finds them final: nothing is announced twice.
-    swept = ledger.last_sweep("reconcile")
-    stack.send(TASK_RECONCILE)
-    wait_until(lambda: ledger.last_sweep("reconcile") != swept, timeout=30)
-    assert len(stack.delivered("onboarding.abandoned", "transaction_id", "tx-hook-lifetime")) == 1
+        abandoned = stack.wait_for("onboarding.abandoned", "transaction_id", "tx-hook-lifetime")
+        expired = stack.wait_for("onboarding.expired", "transaction_id", "tx-hook-deleted")
+        unknown = stack.wait_for("onboarding.abandoned", "transaction_id", "tx-hook-unknown")
+        for delivery in (abandoned, expired, unknown):
+            _assert_conforms(delivery)
+        assert abandoned.event["data"]["reason"] == "no completion within the flow's lifetime"
+        assert unknown.event["data"]["reason"] == "CheckResult: TransactionIdInvalid"
+        assert expired.msg_id == event_id("onboarding.expired", "tx-hook-deleted", "1")
+        states = {
+            tid: ledger.get(tid)
+            for tid in ("tx-hook-lifetime", "tx-hook-deleted", "tx-hook-unknown")
+        }
+        assert {tid: e.state if e else None for tid, e in states.items()} == {
+            "tx-hook-lifetime": State.ABANDONED,
+            "tx-hook-deleted": State.EXPIRED,
+            "tx-hook-unknown": State.ABANDONED,
+        }
+        # A second sweep finds them final: nothing is announced twice.
+        swept = ledger.last_sweep("reconcile")
+        stack.send(TASK_RECONCILE)
+        wait_until(lambda: ledger.last_sweep("reconcile") != swept, timeout=30)
+        assert (
+            len(stack.delivered("onboarding.abandoned", "transaction_id", "tx-hook-lifetime")) == 1
+        )
 
 
 def _submit(stack: Stack, tmp_path: Path, name: str, rows: int) -> str:

@@ -1,23 +1,17 @@
 """Outbound events as the services announce them: what happened, to what, at which version.
 
-A service hands a ``Notice`` to the sending interface it already has (``Enqueuer.notify``,
-``Dispatcher.notify``, the onboarding service's ``notifier``); the Celery implementations pass
-it on by task name to ``idv.webhook.event`` (``send_notice``), and only when a webhook is
-configured. The webhook task turns it into a Standard Webhooks event (``worker.events``) whose
-``webhook-id`` is derived from type, subject and version: a retry, or the same change announced
-twice (by the reconciler and by a worker), carries the same id, and receivers de-duplicate on it.
+A service hands a ``Notice`` to its ``WorkSender`` (``notify``); ``CelerySender`` passes it on
+by task name to ``idv.webhook.event``, and only when a webhook is configured. The webhook task
+turns it into a Standard Webhooks event (``worker.events``) whose ``webhook-id`` is derived
+from type, subject and version: a retry, or the same change announced twice (by the reconciler
+and by a worker), carries the same id, and receivers de-duplicate on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
-
-from worker.queues import TASK_EVENT
-
-if TYPE_CHECKING:
-    from celery import Celery
+from typing import Any, Literal, get_args
 
 EventType = Literal[
     "onboarding.result",
@@ -80,28 +74,3 @@ def transaction_ended(tid: str, state: str, *, at: float, reason: str | None) ->
         at=at,
         data={"transaction_id": tid, "state": state, "reason": reason},
     )
-
-
-class Notifier(Protocol):
-    """Where a service sends its notices (``CeleryNotifier``)."""
-
-    def notify(self, notice: Notice) -> None:
-        """Send ``notice`` to the webhook, if one is configured."""
-
-
-def send_notice(app: Celery, notice: Notice) -> None:
-    """Send ``notice`` to ``idv.webhook.event``, unless the app's settings have no webhook."""
-    settings = app.conf.get("idv_settings")
-    if settings is not None and settings.webhook_url is None:
-        return
-    app.send_task(TASK_EVENT, kwargs={"notice": notice.to_message()})
-
-
-class CeleryNotifier:
-    """``Notifier`` on a Celery app (by task name; ``idv.webhook.*`` goes to ``idv.webhooks``)."""
-
-    def __init__(self, app: Celery) -> None:
-        self.app = app
-
-    def notify(self, notice: Notice) -> None:
-        send_notice(self.app, notice)

@@ -37,7 +37,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.devtools import DevStack, Proc, wait_until
-from worker.jobs import OnboardingJob
+from worker.jobs import Notice, OnboardingJob
 from worker.ledger import FINAL_STATES, Claim, Reconciler, State
 from worker.settings import Settings, load_settings
 from worker.wiring import Cli
@@ -64,6 +64,9 @@ class NullDispatcher:
 
     def archival_backlog(self) -> int:
         return 0
+
+    def notify(self, notice: Notice) -> None:
+        return None
 
 
 class Bench:

@@ -5,7 +5,7 @@ entry layer imports ``worker.app`` or ``tasks``. One queue per lane, so minutes-
 never waits behind a backlog of hours:
 
 * ``idv.realtime`` — onboarding: fetch results, archive evidence (deadline: 30 min after completion)
-* ``idv.webhooks`` — result webhooks to the user's endpoint (no provider calls)
+* ``idv.webhooks`` — events to the user's webhook endpoint (no provider calls)
 * ``idv.archival`` — reconciler and archival sweeps (deadline: day 30)
 * ``idv.bulk``     — batch OCR items (deadline: hours)
 """
@@ -27,7 +27,9 @@ ALL_QUEUES = (QUEUE_REALTIME, QUEUE_WEBHOOKS, QUEUE_ARCHIVAL, QUEUE_BULK)
 TASK_PROCESS = "idv.onboarding.process"
 """Fetch the result of one transaction, archive its evidence, write it back."""
 TASK_DELIVER = "idv.webhook.deliver"
-"""Post one result record to the user's webhook."""
+"""Post one result record to the user's webhook (event ``onboarding.result``)."""
+TASK_EVENT = "idv.webhook.event"
+"""Post one event a service announced (``worker.jobs.Notice``) to the user's webhook."""
 TASK_ARCHIVE = "idv.archival.archive"
 """Fetch and store the full result of one transaction before the provider deletes it."""
 TASK_RECONCILE = "idv.ledger.reconcile"

@@ -1,40 +1,37 @@
-"""Result webhook: POST each finished result record to the user's own endpoint, HMAC-signed.
+"""Webhook: POST each event to the user's own endpoint, signed as Standard Webhooks.
 
-Configured by ``IDV_WEBHOOK_URL`` and ``IDV_WEBHOOK_SECRET`` (both, or neither). The body is the
-JSON event below; the signature header lets the receiver check origin and freshness::
+Configured by ``IDV_WEBHOOK_URL`` and ``IDV_WEBHOOK_SECRET`` (both, or neither); the secret is
+``whsec_<base64 key>``, anything else is refused at load (``worker.settings.webhook_key``).
+Each POST carries the event's JSON body (``worker.events``: ``{"type", "timestamp", "data"}``)
+and the headers of https://www.standardwebhooks.com/::
 
-    X-Idv-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
-    X-Idv-Event-Id:  <transaction id>:<record checked_at>   (stable across retries: de-duplicate)
+    webhook-id:        evt_<...>     (the same in every attempt of one event: de-duplicate)
+    webhook-timestamp: <unix seconds of this attempt>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
 
-    {"type": "onboarding.result", "id": "...", "created_at": "...", "data": <result record>}
-
-The record holds outcomes and S3 pointers only (no images, no personal data). Delivery is retried
-with backoff on the ``idv.webhooks`` queue for network errors, 408, 425, 429 and 5xx; any other
+so any Standard Webhooks library verifies it with the same secret. Delivery is retried with
+backoff on the ``idv.webhooks`` queue for network errors, 408, 425, 429 and 5xx; any other
 status is final (dead letter of kind ``webhook``). Redirects are not followed.
-``verify_signature`` is the check a receiver runs (also usable in tests).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
-import json
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 
 from worker import __version__
 from worker.errors import ConfigurationError, IdvError
 from worker.jobs import KIND_WEBHOOK as KIND_WEBHOOK
-from worker.settings import WebhookSettings
+from worker.settings import WebhookSettings, webhook_key
 
-SIGNATURE_HEADER = "X-Idv-Signature"
-EVENT_ID_HEADER = "X-Idv-Event-Id"
-EVENT_TYPE = "onboarding.result"
-DEFAULT_TOLERANCE_S = 300
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 
@@ -54,58 +51,15 @@ class WebhookConfigError(ConfigurationError):
     """The webhook is half configured (URL without secret or the reverse)."""
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The ``X-Idv-Signature`` value for ``body`` sent at ``timestamp``."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
-
-
-def verify_signature(
-    secret: str,
-    header: str,
-    body: bytes,
-    *,
-    tolerance_s: float = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
-) -> bool:
-    """Whether ``header`` is a valid, fresh signature of ``body`` (constant-time compare)."""
-    parts: dict[str, list[str]] = {}
-    for item in header.split(","):
-        key, sep, value = item.strip().partition("=")
-        if sep:
-            parts.setdefault(key, []).append(value)
-    stamps = parts.get("t", [])
-    if len(stamps) != 1 or not stamps[0].isdigit():
-        return False
-    timestamp = int(stamps[0])
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_s:
-        return False
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    ok = False
-    for candidate in parts.get("v1", []):
-        ok |= hmac.compare_digest(candidate.encode(), expected.encode())
-    return ok
-
-
-def build_event(record: Mapping[str, Any], *, now: float | None = None) -> dict[str, Any]:
-    """The webhook body for one result record."""
-    created = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    return {
-        "type": EVENT_TYPE,
-        "id": event_id(record),
-        "created_at": created.isoformat(timespec="milliseconds"),
-        "data": dict(record),
-    }
-
-
-def event_id(record: Mapping[str, Any]) -> str:
-    """Stable id of the event for one record (the receiver de-duplicates on it)."""
-    return f"{record['transaction_id']}:{record.get('checked_at', '')}"
+def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value of ``body`` sent as ``msg_id`` at ``timestamp``."""
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
 
 
 class WebhookSender:
-    """Posts events to one endpoint; ``transport`` replaces the network in tests."""
+    """Posts events to one endpoint; ``transport`` replaces the network, ``clock`` the time
+    that is signed (both for tests)."""
 
     def __init__(
         self,
@@ -117,7 +71,7 @@ class WebhookSender:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
-        self._secret = secret
+        self._key = webhook_key(secret)
         self._clock = clock
         self._http = httpx.Client(
             transport=transport,
@@ -146,15 +100,14 @@ class WebhookSender:
     def close(self) -> None:
         self._http.close()
 
-    def deliver(self, record: Mapping[str, Any]) -> int:
-        """POST the event for ``record``; returns the 2xx status or raises ``WebhookError``."""
-        now = self._clock()
-        event = build_event(record, now=now)
-        body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
+    def post(self, msg_id: str, body: bytes) -> int:
+        """POST one event, signed now; returns the 2xx status or raises ``WebhookError``."""
+        timestamp = int(self._clock())
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(self._secret, body, int(now)),
-            EVENT_ID_HEADER: event["id"],
+            ID_HEADER: msg_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign(self._key, msg_id, timestamp, body),
         }
         try:
             response = self._http.post(self.url, content=body, headers=headers)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.fixtures.webhooks import SECRET, result_record
 from tests.fixtures.workers import CeleryWorker
 from worker.devtools import RedisServer, SentinelServer, wait_until
 from worker.keys import KIND_TX
@@ -123,8 +124,7 @@ class Producer:
                     self.runtime.ledger.record_start(tid, "eKYC", f"m-{n}")
                     self.ledger.add(tid)
                 if tid not in self.records:
-                    record = {"transaction_id": tid, "status": "ok", "checked_at": n}
-                    self.runtime.results.put_record(KIND_TX, tid, record)
+                    self.runtime.results.put_record(KIND_TX, tid, result_record(tid))
                     self.records.add(tid)
                 self.runtime.app.send_task(TASK_DELIVER, args=[tid], task_id=f"ha-{n:04d}")
                 self.sent[tid] = time.monotonic()
@@ -140,7 +140,7 @@ def test_work_finishes_on_the_promoted_replica_after_the_primary_dies(
     ha: HA, tmp_path: Path
 ) -> None:
     witness = Witness()
-    env = {**ha.env(), "IDV_WEBHOOK_URL": witness.url, "IDV_WEBHOOK_SECRET": "s"}
+    env = {**ha.env(), "IDV_WEBHOOK_URL": witness.url, "IDV_WEBHOOK_SECRET": SECRET}
     worker = CeleryWorker(
         {**env, "IDV_CALLBACK_TOKENS": "t", "IDV_S3_ENDPOINT_URL": "http://127.0.0.1:9"},
         queues=[QUEUE_WEBHOOKS],

@@ -28,7 +28,7 @@ def test_the_current_values_show_no_secret() -> None:
         redis_url="redis://:MARKER1@h:6379/0",
         broker_url="redis://u:MARKER2@h/1",
         webhook_url="https://h/x?sig=MARKER3",
-        webhook_secret="MARKER4",
+        webhook_secret="whsec_MARKER4" + "A" * 25,
         access_key_secret="MARKER5",
         callback_tokens="MARKER6,MARKER7",
         callback_token_secret="MARKER8",

@@ -12,6 +12,8 @@ import pytest
 from worker.queues import MAX_COUNTDOWN_S
 from worker.settings import MODES, SettingsError, load_settings
 
+WHSEC = "whsec_" + "A" * 32  # a well-formed webhook secret (a 24-byte key)
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +111,7 @@ def test_webhook_url_and_secret_come_together(monkeypatch: pytest.MonkeyPatch) -
         "IDV_WEBHOOK_SECRET"
     ]
     monkeypatch.delenv("IDV_WEBHOOK_URL")
-    assert refused({"IDV_WEBHOOK_SECRET": "k"}, monkeypatch) == ["IDV_WEBHOOK_URL"]
+    assert refused({"IDV_WEBHOOK_SECRET": WHSEC}, monkeypatch) == ["IDV_WEBHOOK_URL"]
     monkeypatch.setenv("IDV_WEBHOOK_URL", "https://h.example/hook")
     assert load_settings().webhooks.webhook_url == "https://h.example/hook"
     # Empty values (docker compose's ${VAR:-}) are unset.
@@ -162,7 +164,7 @@ def test_other_cross_field_rules(
 
 
 def test_every_broken_rule_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"IDV_WEBHOOK_SECRET": "k", "IDV_S3_KMS_KEY_ID": "alias/x", "IDV_BATCH_LEASE_S": "5"}
+    env = {"IDV_WEBHOOK_SECRET": WHSEC, "IDV_S3_KMS_KEY_ID": "alias/x", "IDV_BATCH_LEASE_S": "5"}
     # Each part's own rules (in part order: storage, webhooks), then the rules between parts.
     assert refused(env, monkeypatch) == [
         "IDV_S3_KMS_KEY_ID",

@@ -29,7 +29,7 @@ from worker.batch.export import iter_results, write_csv, write_jsonl
 from worker.batch.model import BatchState, ItemStatus, Progress
 from worker.batch.store import BatchStore
 from worker.batch.submit import SubmitResult, Submitter
-from worker.jobs import OnboardingJob, WorkSender
+from worker.jobs import Notice, OnboardingJob, WorkSender
 from worker.keys import ObjectKeys
 from worker.ratelimit import QuotaTable
 from worker.settings import BatchSettings
@@ -250,3 +250,6 @@ class _NoEnqueue:
 
     def archival_backlog(self) -> int:
         return 0
+
+    def notify(self, notice: Notice) -> None:
+        raise RuntimeError("read-only")

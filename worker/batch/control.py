@@ -10,6 +10,9 @@
   Workers re-arm it on startup and as chunks complete, so it survives the loss of its message.
 * **Finalisation** writes the results as JSONL to S3 (``batches/<id>/results.jsonl``), marks
   the batch ``completed`` and announces it on the results stream.
+
+A batch that becomes ``completed``, ``paused`` or ``cancelled`` is announced to the webhook
+(``batch.*`` events, ``worker.batch.notices``) through the sender, once per change.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 from worker.batch.export import iter_results, jsonl_blocks
 from worker.batch.model import BatchState, ItemStatus, Progress
+from worker.batch.notices import Change, batch_notice
 from worker.batch.store import BatchNotFound, BatchStore
 from worker.errors import IdvError
 from worker.jobs import WorkSender
@@ -96,9 +100,14 @@ class BatchControl:
 
     def pause(self, batch_id: str, reason: str = "paused by operator") -> Progress:
         """Stop calls of a running batch (rows in flight finish, nothing new is sent)."""
-        applied, state = self.store.transition(batch_id, "pause", reason=reason, by="operator")
+        at = self.store.clock()
+        applied, state = self.store.transition(
+            batch_id, "pause", reason=reason, by="operator", at=at
+        )
         if not applied and state != BatchState.PAUSED.value:
             raise BatchStateError(batch_id, "pause", state)
+        if applied:
+            self._announce(batch_id, "paused", at, paused_by="operator")
         return self.progress(batch_id)
 
     def resume(self, batch_id: str, *, force: bool = False) -> Progress:
@@ -111,10 +120,13 @@ class BatchControl:
 
     def cancel(self, batch_id: str) -> Progress:
         """Stop a batch for good; rows not yet sent never will be."""
-        applied, state = self.store.transition(batch_id, "cancel")
+        at = self.store.clock()
+        applied, state = self.store.transition(batch_id, "cancel", at=at)
         if not applied and state != BatchState.CANCELLED.value:
             raise BatchStateError(batch_id, "cancel", state)
         self.store.drop_marker(batch_id, "wd")
+        if applied:
+            self._announce(batch_id, "cancelled", at)
         return self.progress(batch_id)
 
     def retry_failed(self, batch_id: str, *, include_uncertain: bool = False) -> RetryResult:
@@ -249,8 +261,10 @@ class BatchControl:
                 exported_at=f"{time.time():.6f}",
                 results_sha256=(stored.sha256 or ""),
             )
-            applied, _ = self.store.transition(batch_id, "complete")
+            at = self.store.clock()
+            applied, _ = self.store.transition(batch_id, "complete", at=at)
             if applied:
+                self._announce(batch_id, "completed", at)
                 done = self.store.progress(batch_id)
                 self.results.publish(
                     {
@@ -272,6 +286,11 @@ class BatchControl:
             return key
         finally:
             self.store.drop_marker(batch_id, "fin")
+
+    def _announce(
+        self, batch_id: str, change: Change, at: float, *, paused_by: str | None = None
+    ) -> None:
+        self.enqueuer.notify(batch_notice(self.store, batch_id, change, at=at, paused_by=paused_by))
 
     def _send(self, batch_id: str, chunks: list[int]) -> int:
         if not chunks:

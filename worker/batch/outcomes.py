@@ -248,20 +248,28 @@ class Outcomes:
         for status, n in pending.items():
             self.metrics.incr("idv_batch_items", n, outcome=status.value)
 
-    def pause_for_account(self, batch_id: str, exc: AccountError) -> None:
-        """Pause the batch (once) and alert: every further call would fail the same way."""
+    def pause_for_account(self, batch_id: str, exc: AccountError) -> float | None:
+        """Pause the batch (once) and alert: every further call would fail the same way.
+
+        Returns when the pause was applied (None: it was paused already)."""
         code = _safe(exc.code)
+        at = self.store.clock()
         applied, _state = self.store.transition(
-            batch_id, "pause", reason=f"provider refused the account: {exc.code}", by="provider"
+            batch_id,
+            "pause",
+            reason=f"provider refused the account: {exc.code}",
+            by="provider",
+            at=at,
         )
         if not applied:
-            return
+            return None
         self.metrics.incr("idv_batch_paused", reason=account_code(code))
         self.metrics.incr("idv_account_errors", flow="batch", code=account_code(code))
         report_to_sentry(
             "batch paused: the provider refused the account", flow="batch", code=code, kind="batch"
         )
         log.error("batch %s paused: provider answered %s", batch_id, exc.code)
+        return at
 
 
 def _safe(code: str) -> str:

@@ -35,6 +35,7 @@ from worker.backoff import BATCH_ITEM
 from worker.batch.calls import ClaimRefused, claiming
 from worker.batch.ids import default_merchant_user_id, merchant_biz_id
 from worker.batch.model import ItemStatus, StoredRow
+from worker.batch.notices import batch_notice
 from worker.batch.outcomes import Outcomes, WorkItem
 from worker.batch.rows import RowError, parse_source
 from worker.batch.sources import ImageReader, ImageRejected, SourceUnavailable, check_image
@@ -297,7 +298,11 @@ class BatchService:
             return
         except AccountError as exc:
             self.outcomes.drop_claim(item)
-            self.outcomes.pause_for_account(item.batch_id, exc)
+            at = self.outcomes.pause_for_account(item.batch_id, exc)
+            if at is not None:
+                self.enqueuer.notify(
+                    batch_notice(self.store, item.batch_id, "paused", at=at, paused_by="provider")
+                )
             raise _Stop from None
         except PermanentError as exc:
             self.outcomes.fail(

@@ -345,12 +345,14 @@ class BatchStore:
     # ------------------------------------------------------------------ state
 
     def transition(
-        self, batch_id: str, op: str, *, reason: str = "", by: str = ""
+        self, batch_id: str, op: str, *, reason: str = "", by: str = "", at: float | None = None
     ) -> tuple[bool, str]:
-        """Apply a state change (pause/resume/cancel/complete/reopen): (applied, state)."""
+        """Apply a state change (pause/resume/cancel/complete/reopen) at ``at`` (default: now):
+        (applied, state)."""
+        when = self.clock() if at is None else at
         ok, state = self._transition(
             keys=[self.keys(batch_id).meta],
-            args=[op, f"{self.clock():.6f}", reason[:500], by[:64]],
+            args=[op, f"{when:.6f}", reason[:500], by[:64]],
         )
         return int(ok) == 1, optional_text(state) or ""
 

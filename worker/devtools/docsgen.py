@@ -297,11 +297,19 @@ def result_record_page() -> str:
     )
 
 
+def webhook_events_page() -> str:
+    """The Standard Webhooks format and the JSON Schema of every event type."""
+    from worker.events import reference_page  # the events pull in the onboarding models
+
+    return reference_page()
+
+
 PAGES: dict[str, Callable[[], str]] = {
     "settings.md": settings_page,
     "cli.md": cli_page,
     "metrics.md": metrics_page,
     "result-record.md": result_record_page,
+    "webhook-events.md": webhook_events_page,
 }
 
 

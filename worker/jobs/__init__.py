@@ -15,12 +15,14 @@ from worker.jobs.kinds import (
     KIND_WATCHDOG,
     KIND_WEBHOOK,
 )
+from worker.jobs.notices import EVENT_TYPES, EventType, Notice, transaction_ended
 from worker.jobs.onboarding import Mode, OnboardingJob, default_merchant_biz_id
 from worker.jobs.retries import register_retries
 from worker.jobs.sender import WorkSender
 
 __all__ = [
     "DEAD_LETTER_KINDS",
+    "EVENT_TYPES",
     "KIND_ARCHIVAL",
     "KIND_CHUNK",
     "KIND_EVIDENCE",
@@ -31,9 +33,12 @@ __all__ = [
     "KIND_WEBHOOK",
     "URGENT_PUBLISH_RETRY",
     "CelerySender",
+    "EventType",
     "Mode",
+    "Notice",
     "OnboardingJob",
     "WorkSender",
     "default_merchant_biz_id",
     "register_retries",
+    "transaction_ended",
 ]

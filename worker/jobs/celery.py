@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from worker.jobs.notices import Notice
 from worker.jobs.onboarding import OnboardingJob
 from worker.observability import QueueProbe
 from worker.queues import (
@@ -15,6 +16,7 @@ from worker.queues import (
     TASK_ARCHIVE,
     TASK_CHUNK,
     TASK_DELIVER,
+    TASK_EVENT,
     TASK_FINALIZE,
     TASK_PROCESS,
     TASK_WATCHDOG,
@@ -35,10 +37,14 @@ URGENT_PUBLISH_RETRY: dict[str, Any] = {
 
 class CelerySender:
     """Sends by task name on ``app``; ``broker`` (a client of the broker's Redis) reads the
-    archival backlog (None: the backlog reads 0)."""
+    archival backlog (None: the backlog reads 0); ``webhooks``: whether a webhook is configured
+    (without one, ``notify`` sends nothing)."""
 
-    def __init__(self, app: Celery, broker: redis.Redis | None = None) -> None:
+    def __init__(
+        self, app: Celery, broker: redis.Redis | None = None, *, webhooks: bool = False
+    ) -> None:
         self.app = app
+        self.webhooks = webhooks
         self._probe = QueueProbe(broker, (QUEUE_ARCHIVAL,)) if broker is not None else None
 
     def onboard(
@@ -88,3 +94,7 @@ class CelerySender:
         if self._probe is None:
             return 0
         return sum(stat.length for stat in self._probe.read())
+
+    def notify(self, notice: Notice) -> None:
+        if self.webhooks:
+            self.app.send_task(TASK_EVENT, kwargs={"notice": notice.to_message()})

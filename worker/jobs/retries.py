@@ -11,6 +11,7 @@ from worker.jobs.kinds import (
     KIND_WATCHDOG,
     KIND_WEBHOOK,
 )
+from worker.jobs.notices import Notice
 from worker.jobs.onboarding import OnboardingJob
 from worker.jobs.sender import WorkSender
 from worker.keys import validate_id
@@ -43,9 +44,15 @@ def register_retries(store: DeadLetterStore, sender: WorkSender) -> None:
     store.register_retry(KIND_ONBOARDING, lambda e: sender.onboard(_job(e), late=True))
     store.register_retry(KIND_EVIDENCE, lambda e: sender.onboard(_job(e), late=True))
     store.register_retry(KIND_ARCHIVAL, lambda e: sender.archive(_job(e)))
-    store.register_retry(
-        KIND_WEBHOOK, lambda e: sender.deliver(validate_id(e.id, "transaction_id"))
-    )
+
+    def webhook(entry: DeadLetter) -> None:
+        notice = entry.payload.get("notice")
+        if isinstance(notice, dict):  # an announced event (idv.webhook.event)
+            sender.notify(Notice.from_message(notice))
+            return
+        sender.deliver(validate_id(entry.id, "transaction_id"))
+
+    store.register_retry(KIND_WEBHOOK, webhook)
 
     def chunk(entry: DeadLetter) -> None:
         sender.chunks(_batch(entry), [_chunk(entry)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from worker.jobs.notices import Notice
 from worker.jobs.onboarding import OnboardingJob
 
 
@@ -45,3 +46,6 @@ class WorkSender(Protocol):
 
     def archival_backlog(self) -> int:
         """Messages waiting in the archival queue (the sweep fills it up to a bound)."""
+
+    def notify(self, notice: Notice) -> None:
+        """An event for the webhook (``idv.webhooks``; sent only when one is configured)."""

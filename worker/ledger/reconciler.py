@@ -17,6 +17,9 @@ attempt (``Ledger.claim``), so two sweeps or a duplicate message never do the wo
 lane with the deadline "provider deletion − ``IDV_ARCHIVE_MARGIN_S``", at most
 ``IDV_ARCHIVE_BATCH`` jobs in the archival queue at once. Anything the provider has already
 deleted is ``expired``: a metric, a Sentry event and one log line each (``Ledger.transition``).
+
+Each transaction the sweeps move to ``abandoned`` or ``expired`` is announced
+(``onboarding.abandoned`` / ``onboarding.expired``, ``worker.jobs.Notice``) through the sender.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.jobs import OnboardingJob, WorkSender
+from worker.jobs import OnboardingJob, WorkSender, transaction_ended
 from worker.ledger.forecast import Forecast, forecast
 from worker.ledger.model import Claim, Queue, State
 from worker.ledger.store import Ledger, Reporter
@@ -145,9 +148,11 @@ class Reconciler:
         tid = claim.transaction_id
         if claim.state is State.INITIALIZED:
             if now >= claim.created_at + s.flow_lifetime_s:
-                self.ledger.transition(
-                    tid, State.ABANDONED, reason="no completion within the flow's lifetime"
-                )
+                reason = "no completion within the flow's lifetime"
+                if self.ledger.transition(tid, State.ABANDONED, reason=reason):
+                    self.dispatcher.notify(
+                        transaction_ended(tid, "abandoned", at=now, reason=reason)
+                    )
                 self.metrics.incr("idv_reconcile_redriven", reason="abandoned")
                 report.abandoned += 1
                 return
@@ -200,9 +205,11 @@ class Reconciler:
             self._expire(tid, report)
 
     def _expire(self, tid: str, report: SweepReport) -> None:
-        if self.ledger.transition(
-            tid, State.EXPIRED, reason="the provider deleted the result before it was archived"
-        ):
+        reason = "the provider deleted the result before it was archived"
+        if self.ledger.transition(tid, State.EXPIRED, reason=reason):
+            self.dispatcher.notify(
+                transaction_ended(tid, "expired", at=self._clock(), reason=reason)
+            )
             report.expired += 1  # counted, logged and reported by the ledger
 
     def _publish_gauges(self, now: float) -> None:

@@ -326,11 +326,11 @@ class Ledger:
             allowed_from=(State.INITIALIZED,),
         )
 
-    def gone(self, tid: str, *, archival: bool, reason: str) -> None:
+    def gone(self, tid: str, *, archival: bool, reason: str) -> State | None:
         """The provider does not have ``tid``: deleted before archival (``expired``, lost) or
-        never known to it (``abandoned``)."""
+        never known to it (``abandoned``). Returns the state it moved to (None: it did not)."""
         to = State.EXPIRED if archival else State.ABANDONED
-        self.transition(tid, to, reason=reason)
+        return to if self.transition(tid, to, reason=reason) else None
 
     # ------------------------------------------------------------------ reads
 

@@ -10,6 +10,7 @@ from worker.errors import IdvError
 
 if TYPE_CHECKING:
     from worker.cloudauth.models import CheckResultResult
+    from worker.jobs.notices import Notice
 
 
 class CheckResultApi(Protocol):
@@ -87,7 +88,14 @@ class Progress(Protocol):
 
     def poll_later(self, tid: str) -> None: ...
 
-    def gone(self, tid: str, *, archival: bool, reason: str) -> None: ...
+    def gone(self, tid: str, *, archival: bool, reason: str) -> str | None:
+        """Move ``tid`` to ``expired``/``abandoned``; the state moved to (None: it did not)."""
+
+
+class Announcer(Protocol):
+    """Where the service announces events for the webhook (the ``WorkSender``'s ``notify``)."""
+
+    def notify(self, notice: Notice) -> None: ...
 
 
 Reporter = Callable[..., None]

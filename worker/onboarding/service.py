@@ -12,6 +12,9 @@ any number of times (duplicate callbacks, redelivered messages, a worker killed 
 6. the full result JSON to S3, with images and links replaced by pointers to the S3 objects;
 7. the result record (pointers only, no personal data) and an event on the results stream.
 
+A transaction the provider does not have moves the ledger to ``expired`` (archival) or
+``abandoned``, announced through ``sender`` (``onboarding.expired`` / ``.abandoned``).
+
 If no link can be had in time the evidence is *lost*: the record says so
 (``status="evidence_lost"``), a dead letter of kind ``evidence`` is written, a metric counted
 and Sentry told. Provider errors (``NotReadyError`` ...) propagate for the task to retry or
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from worker.cloudauth.errors import NotReadyError, TransactionInvalidError
 from worker.errors import error_code
 from worker.evidence import EvidenceLost, EvidenceUnavailable
+from worker.jobs.notices import transaction_ended
 from worker.jobs.onboarding import (
     KIND_EVIDENCE,
     KIND_ONBOARDING,
@@ -37,6 +41,7 @@ from worker.jobs.onboarding import (
 )
 from worker.keys import KIND_TX, Evidence, ObjectKeys
 from worker.onboarding.ports import (
+    Announcer,
     CheckResultApi,
     DeadLetters,
     Lease,
@@ -107,6 +112,7 @@ class OnboardingService:
         progress: Progress | None = None,
         reconcile_after_s: float = 120.0,
         clock: Callable[[], float] = time.time,
+        sender: Announcer | None = None,
     ) -> None:
         self._client = client
         self._archiver = archiver
@@ -123,6 +129,7 @@ class OnboardingService:
         # would look again, and never shorter than two leases (a live run renews well within).
         self._hold_s = max(reconcile_after_s, 2 * lease_s)
         self._clock = clock
+        self._sender = sender
 
     def process(self, job: OnboardingJob, *, late: bool = False) -> Outcome:
         """Fetch, archive and write back one transaction (see the module docstring).
@@ -212,7 +219,10 @@ class OnboardingService:
                 return None
             self._progress.poll_later(tid)
             return Outcome("not_ready", {"transaction_id": tid})
-        self._progress.gone(tid, archival=job.archival, reason=f"CheckResult: {error_code(exc)}")
+        reason = f"CheckResult: {error_code(exc)}"
+        ended = self._progress.gone(tid, archival=job.archival, reason=reason)
+        if ended is not None and self._sender is not None:
+            self._sender.notify(transaction_ended(tid, ended, at=self._clock(), reason=reason))
         return Outcome("gone", {"transaction_id": tid}) if job.mode != "callback" else None
 
     # --------------------------------------------------------------- steps

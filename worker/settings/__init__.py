@@ -32,7 +32,7 @@ from worker.settings.root import (
     load_settings,
 )
 from worker.settings.storage import S3_SSE_MODES, S3_VERIFY_SSE_MODES, StorageSettings
-from worker.settings.webhooks import WebhookSettings
+from worker.settings.webhooks import WEBHOOK_SECRET_PREFIX, WebhookSettings, webhook_key
 
 __all__ = [
     "ENV_PREFIX",
@@ -43,6 +43,7 @@ __all__ = [
     "PARTS",
     "S3_SSE_MODES",
     "S3_VERIFY_SSE_MODES",
+    "WEBHOOK_SECRET_PREFIX",
     "BatchSettings",
     "BrokerSettings",
     "CallbackSettings",
@@ -65,4 +66,5 @@ __all__ = [
     "WebhookSettings",
     "env_name",
     "load_settings",
+    "webhook_key",
 ]

@@ -86,16 +86,18 @@ def build_evidence_http(core: Core, stack: ExitStack) -> httpx.Client:
 
 
 def build_sender(core: Core, app: Celery, stack: ExitStack) -> CelerySender:
-    """The one ``WorkSender``; reads the archival backlog on the broker's Redis."""
+    """The one ``WorkSender``; reads the archival backlog on the broker's Redis, and sends
+    events only when a webhook is configured."""
+    webhooks = core.settings.webhooks.enabled
     target = broker_target(core.settings.redis, core.settings.broker)
     if target == redis_target(core.settings.redis):
-        return CelerySender(app, core.redis)
+        return CelerySender(app, core.redis, webhooks=webhooks)
     url = target.url
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        return CelerySender(app)
+        return CelerySender(app, webhooks=webhooks)
     broker = connect(target)
     stack.callback(broker.close)
-    return CelerySender(app, broker)
+    return CelerySender(app, broker, webhooks=webhooks)
 
 
 def build_ledger(core: Core) -> Ledger:

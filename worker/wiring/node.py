@@ -76,6 +76,7 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
             results=results,
             deadletters=deadletters,
             ledger=ledger,
+            sender=sender,
         )
         return WorkerNode(
             settings=settings,

@@ -46,7 +46,10 @@ def build_onboarding(
     results: ResultStore,
     deadletters: DeadLetterStore,
     ledger: Ledger,
+    sender: WorkSender | None = None,
 ) -> OnboardingService:
+    """The onboarding service; ``sender`` announces the transactions it finds ended (None:
+    nothing is announced)."""
     s = core.settings
     return OnboardingService(
         client=client,
@@ -61,6 +64,7 @@ def build_onboarding(
         lease_s=s.onboarding.onboarding_lease_s,
         progress=ledger,
         reconcile_after_s=s.ledger.reconcile_after_s,
+        sender=sender,
     )
 
 

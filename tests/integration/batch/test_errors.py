@@ -209,6 +209,13 @@ def test_forbidden_pauses_once_and_alerts(scripted: Rig, script: Script, tmp_pat
     counters = RedisMetrics(scripted.redis).snapshot()
     assert counters['idv_batch_paused_total{reason="Forbidden.RAMUserAccessDenied"}'] == 1
     assert counters['idv_account_errors_total{code="Forbidden.RAMUserAccessDenied",flow="batch"}']
+    # Announced once, as paused by the provider (the webhook's batch.paused event).
+    [notice] = scripted.enqueuer.notices
+    assert (notice.type, notice.subject) == ("batch.paused", batch)
+    assert notice.data["paused_by"] == "provider"
+    assert (
+        notice.data["pause_reason"] == "provider refused the account: Forbidden.RAMUserAccessDenied"
+    )
 
 
 def test_a_pause_stops_items_already_waiting_for_their_slot(

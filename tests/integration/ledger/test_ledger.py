@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from worker.cloudauth import DEFAULT_QUOTAS
-from worker.jobs import OnboardingJob
+from worker.jobs import Notice, OnboardingJob
 from worker.keys import RedisKeys
 from worker.ledger import Claim, Ledger, Reconciler, Reporter, State
 from worker.observability import Metrics, RedisMetrics
@@ -32,6 +32,7 @@ class RecordingDispatcher:
 
     onboarded: list[OnboardingJob] = field(default_factory=list)
     archived: list[OnboardingJob] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
     backlog: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -45,6 +46,10 @@ class RecordingDispatcher:
 
     def archival_backlog(self) -> int:
         return self.backlog
+
+    def notify(self, notice: Notice) -> None:
+        with self.lock:
+            self.notices.append(notice)
 
 
 def make_ledger(

@@ -10,12 +10,10 @@ and fault controls.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import random
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,71 +26,17 @@ import pytest
 from tests.fixtures.e2e import E2EServers, E2EStack
 from tests.fixtures.emulator import EmulatorHandle
 from tests.fixtures.servers import free_port, wait_until
+from tests.fixtures.webhooks import WebhookReceiver
 from tests.fixtures.workers import CeleryWorker
 from worker.devtools import spawn_receiver
 from worker.keys import Evidence, ObjectKeys
-from worker.webhook import SIGNATURE_HEADER, verify_signature
 from worker.wiring import Cli
 
 pytestmark = pytest.mark.slow
 
 MIB = 1024 * 1024
 TOKENS = ("tok-e2e-primary", "tok-e2e-rotated")
-WEBHOOK_SECRET = "whsec-e2e"
 EVIDENCE_NAMES = {"faceImg": "face", "idImage": "id_front", "idBackImage": "id_back"}
-
-
-# ------------------------------------------------------------------ a webhook endpoint
-
-
-@dataclass
-class WebhookSink:
-    """A local HTTP endpoint that records signed webhooks; fails the first N with 503."""
-
-    fail_first: int = 0
-    received: list[tuple[str, bytes]] = field(default_factory=list)
-    rejected: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    server: http.server.ThreadingHTTPServer | None = None
-
-    def start(self) -> str:
-        sink = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                with sink.lock:
-                    fail = sink.fail_first > 0
-                    if fail:
-                        sink.fail_first -= 1
-                        sink.rejected += 1
-                    else:
-                        sink.received.append((self.headers.get(SIGNATURE_HEADER, ""), body))
-                self.send_response(503 if fail else 204)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/idv"
-
-    def events(self) -> dict[str, dict[str, Any]]:
-        with self.lock:
-            items = list(self.received)
-        out = {}
-        for header, body in items:
-            assert verify_signature(WEBHOOK_SECRET, header, body)
-            event = json.loads(body)
-            out[event["data"]["transaction_id"]] = event
-        return out
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
 
 
 # ------------------------------------------------------------------ the stack
@@ -102,7 +46,11 @@ class WebhookSink:
 class Stack(E2EStack):
     receiver_url: str = ""
     workers: list[CeleryWorker] = field(default_factory=list)
-    webhooks: WebhookSink = field(default_factory=WebhookSink)
+    webhooks: WebhookReceiver = field(default_factory=WebhookReceiver)
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        """The verified ``onboarding.result`` events, by transaction."""
+        return {e["data"]["transaction_id"]: e for e in self.webhooks.events("onboarding.result")}
 
     @property
     def callback_url(self) -> str:
@@ -133,7 +81,7 @@ class Stack(E2EStack):
 
 @pytest.fixture(scope="module")
 def stack(e2e_servers: E2EServers) -> Iterator[Stack]:
-    webhooks = WebhookSink()
+    webhooks = WebhookReceiver()
     webhook_url = webhooks.start()
     try:
         with e2e_servers.open(
@@ -144,7 +92,7 @@ def stack(e2e_servers: E2EServers) -> Iterator[Stack]:
             IDV_ONBOARDING_LEASE_S="6",
             IDV_EVIDENCE_PART_SIZE=str(5 * MIB),
             IDV_WEBHOOK_URL=webhook_url,
-            IDV_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            IDV_WEBHOOK_SECRET=webhooks.secret,
         ) as opened:
             opened.webhooks = webhooks
             port = free_port()
@@ -240,10 +188,11 @@ def test_two_hundred_flows_end_to_end(stack: Stack, emulator: EmulatorHandle) ->
     assert stack.counter('idv_callbacks_total{outcome="accepted"}') == 200
 
     # Every result reaches the webhook, signed, despite the endpoint failing at first.
-    wait_until(lambda: len(stack.webhooks.events()) == 200, timeout=60, interval=0.2)
-    events = stack.webhooks.events()
+    wait_until(lambda: len(stack.results()) == 200, timeout=60, interval=0.2)
+    events = stack.results()
     assert set(events) == set(flows)
-    assert stack.webhooks.rejected == 3
+    assert stack.webhooks.failed == 3
+    assert stack.webhooks.refused == []
     assert all(e["data"]["status"] == "complete" for e in events.values())
 
     # Duplicate callbacks change nothing: no CheckResult, no download, no write, no event.
@@ -290,7 +239,7 @@ def test_two_hundred_flows_end_to_end(stack: Stack, emulator: EmulatorHandle) ->
     }
     assert after == modified
     assert stack.redis.xlen("idv:results") == 200
-    assert len(stack.webhooks.events()) == 200
+    assert len(stack.results()) == 200
 
 
 def test_wrong_token_is_refused_and_counted(stack: Stack, emulator: EmulatorHandle) -> None:

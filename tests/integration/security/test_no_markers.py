@@ -51,7 +51,7 @@ pytestmark = pytest.mark.slow
 ACCESS_KEY_ID = "sec-access-key"
 SECRET_MARKER = "QzSecretMarker7731"
 TOKEN_MARKER = "QzTokenMarker4410"
-WEBHOOK_MARKER = "QzWebhookMarker0922"
+WEBHOOK_MARKER = "QzWebhookMarker0922QzWebhookMark"  # base64 of a 24-byte key
 NAME_MARKER = "Qzmarkername"
 IDNO_MARKER = "Q8812346677"
 BATCH_NAME_MARKER = "Qzbatchname"
@@ -170,7 +170,7 @@ def run(e2e_servers: E2EServers, tmp_path_factory: pytest.TempPathFactory) -> It
         "IDV_ACCESS_KEY_SECRET": SECRET_MARKER,
         "IDV_CALLBACK_TOKENS": TOKEN_MARKER,
         "IDV_WEBHOOK_URL": webhook.url,
-        "IDV_WEBHOOK_SECRET": WEBHOOK_MARKER,
+        "IDV_WEBHOOK_SECRET": "whsec_" + WEBHOOK_MARKER,
         "IDV_WEBHOOK_MAX_ATTEMPTS": "1",
         "IDV_SENTRY_DSN": dsn,
         "IDV_SENTRY_ENVIRONMENT": "security-suite",

@@ -18,8 +18,10 @@ from worker.jobs import (
     KIND_ONBOARDING,
     KIND_WATCHDOG,
     KIND_WEBHOOK,
+    Notice,
     OnboardingJob,
     register_retries,
+    transaction_ended,
 )
 from worker.keys import InvalidKeyError, RedisKeys, item_ref
 from worker.settings import Settings, load_settings
@@ -99,6 +101,9 @@ class RecordingSender:
 
     def archival_backlog(self) -> int:
         return 0
+
+    def notify(self, notice: Notice) -> None:
+        self.sent.append(("notify", notice))
 
 
 def test_add_is_idempotent_and_counts(store: DeadLetterStore, clock: Clock) -> None:
@@ -230,6 +235,27 @@ def test_register_retries_through_the_sender(store: DeadLetterStore) -> None:
     store.add(KIND_CHUNK, item_ref("b1", "c3"), "failed", payload={"batch": "b1", "chunk": 3})
     assert store.retry(KIND_CHUNK, item_ref("b1", "c3")) is True
     assert sender.sent == [("chunks", ("b1", [3]))]
+
+
+def test_a_webhook_dead_letter_is_sent_again_as_what_it_was(store: DeadLetterStore) -> None:
+    sender = RecordingSender()
+    register_retries(store, sender)
+    # A result record's event (idv.webhook.deliver): the entry's id is the transaction.
+    store.add(KIND_WEBHOOK, "tx-result", "HTTP 500 after 12 attempt(s)")
+    # An announced event (idv.webhook.event): the notice travels in the payload.
+    notice = transaction_ended("tx-gone", "expired", at=1.0, reason="deleted")
+    ref = "evt_0123456789abcdef0123456789abcdef"
+    store.add(KIND_WEBHOOK, ref, "HTTP 500 after 12 attempt(s)",
+              payload={"notice": notice.to_message()})  # fmt: skip
+    assert store.retry(KIND_WEBHOOK, "tx-result") is True
+    assert store.retry(KIND_WEBHOOK, ref) is True
+    assert sender.sent == [("deliver", "tx-result"), ("notify", notice)]
+    # A payload that is not a notice is refused, and the entry kept.
+    store.add(KIND_WEBHOOK, "evt_bad", "Bad", payload={"notice": {"type": "batch.exploded"}})
+    with pytest.raises(ValueError, match="unknown event type"):
+        store.retry(KIND_WEBHOOK, "evt_bad")
+    assert store.get(KIND_WEBHOOK, "evt_bad") is not None
+    assert len(sender.sent) == 2
 
 
 def run_dlq(redis_url: str, *argv: str) -> int:

@@ -1,16 +1,22 @@
 """What the onboarding flow writes: the S3 result document, the Redis record, the stream event,
-and the signed webhook. Pure functions; no network (the webhook's HTTP edge uses MockTransport)."""
+and the signed webhook (Standard Webhooks). Pure functions; no network (the webhook's HTTP edge
+uses MockTransport)."""
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from standardwebhooks import Webhook
 
 from worker.cloudauth.models import CheckResultResult
+from worker.events import build as build_event_body
+from worker.events import result_notice
 from worker.evidence import BadEvidence, VideoArchive, decode_image, sniff_image_type
 from worker.jobs import OnboardingJob
 from worker.keys import Evidence
@@ -24,13 +30,13 @@ from worker.settings import WebhookSettings, load_settings
 from worker.storage import StoredObject
 from worker.stores import encode_event
 from worker.webhook import (
-    EVENT_ID_HEADER,
+    ID_HEADER,
     SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
     WebhookConfigError,
     WebhookError,
     WebhookSender,
     sign,
-    verify_signature,
 )
 
 TID = "hk00112233445566778899aabbccddee"
@@ -164,15 +170,12 @@ def test_record_event_and_webhook_carry_the_sub_code_catalogue(
     assert fields["next_step"] == step
     assert fields["sub_code_known"] == ("true" if known else "false")
     assert ("sub_code_billed" in fields) is (billed is not None)
-    from worker.webhook import build_event as webhook_event
-
-    assert webhook_event(data, now=1.0)["data"]["sub_code_category"] == category
+    _, body = build_event_body(result_notice(data))
+    assert json.loads(body)["data"]["sub_code_category"] == category
 
 
 def test_decode_image_is_strict_and_sniffs_the_type() -> None:
     png = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
-    import base64
-
     encoded = base64.b64encode(png).decode()
     assert decode_image(f"data:image/png;base64,{encoded[:8]}\n{encoded[8:]}", TID, "face") == png
     assert sniff_image_type(png) == "image/png"
@@ -185,28 +188,25 @@ def test_decode_image_is_strict_and_sniffs_the_type() -> None:
 
 # ------------------------------------------------------------------ webhook
 
+SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 
-def test_signature_round_trip_and_rejections() -> None:
+
+def test_signature_is_the_standard_webhooks_one() -> None:
     body = b'{"a":1}'
-    header = sign("s3cret", body, 1_000)
-    assert header.startswith("t=1000,v1=")
-    assert verify_signature("s3cret", header, body, now=1_100)
-    assert not verify_signature("s3cret", header, body + b" ", now=1_100)
-    assert not verify_signature("other", header, body, now=1_100)
-    assert not verify_signature("s3cret", header, body, now=1_000 + 301)  # stale
-    assert not verify_signature("s3cret", "v1=abc", body, now=1_000)
-    assert not verify_signature("s3cret", "t=x,v1=abc", body, now=1_000)
-    # During a secret rotation a sender may put several v1 values; one valid is enough.
-    rotated = header + ",v1=" + "0" * 64
-    assert verify_signature("s3cret", rotated, body, now=1_000)
+    header = sign(bytes(range(32)), "evt_1", 1_000, body)
+    assert header.startswith("v1,")
+    when = datetime.fromtimestamp(1_000, UTC)
+    assert header == Webhook(SECRET).sign("evt_1", when, body)
+    assert header != sign(bytes(range(32)), "evt_2", 1_000, body)
+    assert header != sign(bytes(range(32)), "evt_1", 1_001, body)
 
 
-def _sender(handler: Any) -> WebhookSender:
-    return WebhookSender("https://hooks.example/idv", "s3cret",
-                         transport=httpx.MockTransport(handler), clock=lambda: 2_000.0)  # fmt: skip
+def _sender(handler: Any, clock: float = 2_000.0) -> WebhookSender:
+    return WebhookSender("https://hooks.example/idv", SECRET,
+                         transport=httpx.MockTransport(handler), clock=lambda: clock)  # fmt: skip
 
 
-def test_sender_posts_a_signed_event() -> None:
+def test_sender_posts_the_event_with_standard_webhooks_headers() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -214,14 +214,17 @@ def test_sender_posts_a_signed_event() -> None:
         return httpx.Response(204)
 
     record = build_record(JOB, reply(), archived(), stored("r.json"), checked_at=1.0).to_dict()
-    assert _sender(handler).deliver(record) == 204
+    msg_id, body = build_event_body(result_notice(record))
+    assert _sender(handler).post(msg_id, body) == 204
     request = seen[0]
-    assert verify_signature("s3cret", request.headers[SIGNATURE_HEADER], request.content,
-                            now=2_000)  # fmt: skip
+    assert request.headers[ID_HEADER] == msg_id
+    assert request.headers[TIMESTAMP_HEADER] == "2000"
+    expected = Webhook(SECRET).sign(msg_id, datetime.fromtimestamp(2_000, UTC), body)
+    assert request.headers[SIGNATURE_HEADER] == expected
     event = json.loads(request.content)
+    assert set(event) == {"type", "timestamp", "data"}
     assert event["type"] == "onboarding.result"
     assert event["data"]["transaction_id"] == TID
-    assert request.headers[EVENT_ID_HEADER] == event["id"]
 
 
 @pytest.mark.parametrize(
@@ -231,7 +234,7 @@ def test_sender_posts_a_signed_event() -> None:
 def test_sender_classifies_failures(answer: int, retryable: bool) -> None:
     sender = _sender(lambda request: httpx.Response(answer, headers={"location": "http://x/"}))
     with pytest.raises(WebhookError) as info:
-        sender.deliver({"transaction_id": TID})
+        sender.post("evt_1", b"{}")
     assert info.value.status == answer
     assert info.value.retryable is retryable
     assert "hooks.example" not in str(info.value)
@@ -242,7 +245,7 @@ def test_sender_network_error_is_retryable() -> None:
         raise httpx.ConnectError("refused", request=request)
 
     with pytest.raises(WebhookError) as info:
-        _sender(handler).deliver({"transaction_id": TID})
+        _sender(handler).post("evt_1", b"{}")
     assert info.value.retryable
     assert info.value.status is None
 
@@ -255,7 +258,7 @@ def test_sender_configuration() -> None:
             WebhookSettings.model_construct(webhook_url="https://h.example/", webhook_secret=None)
         )
     sender = WebhookSender.from_settings(
-        load_settings(webhook_url="https://h.example/", webhook_secret=SecretStr("k")).webhooks
+        load_settings(webhook_url="https://h.example/", webhook_secret=SecretStr(SECRET)).webhooks
     )
     assert sender is not None
     sender.close()

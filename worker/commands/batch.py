@@ -31,7 +31,7 @@ from worker.batch import (
     render_block,
     render_table,
 )
-from worker.commands.output import INVALID, fail
+from worker.commands.output import INVALID, fail, redis_unreachable
 from worker.flows import batches
 from worker.keys import InvalidKeyError
 
@@ -180,7 +180,7 @@ def _guard(args: argparse.Namespace, run: Callable[[BatchAPI], int]) -> int:
     except (BatchStateError, SubmitError) as exc:
         return fail(args, str(exc))
     except redis.RedisError as exc:
-        return fail(args, f"Redis: {type(exc).__name__}: {exc}")
+        return redis_unreachable(args, exc)
 
 
 def _submit(args: argparse.Namespace) -> int:

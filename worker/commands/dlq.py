@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from worker.commands.output import INVALID, fail
+from worker.commands.output import INVALID, fail, redis_unreachable
 from worker.keys import InvalidKeyError
 from worker.redisio import connect, redis_target
 from worker.settings import load_settings
@@ -74,7 +74,7 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
         except InvalidKeyError as exc:
             return fail(args, str(exc), INVALID)
         except redis.RedisError as exc:
-            return fail(args, f"cannot use Redis: {type(exc).__name__}")
+            return redis_unreachable(args, exc)
         finally:
             client.close()
 

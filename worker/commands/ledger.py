@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import redis
 
-from worker.commands.output import INVALID, fail
+from worker.commands.output import INVALID, fail, redis_unreachable
 from worker.errors import IdvError
 
 
@@ -75,7 +75,7 @@ def _guard(run: Any) -> Any:
         except ValueError as exc:
             return fail(args, str(exc), INVALID)
         except redis.RedisError as exc:
-            return fail(args, f"Redis unavailable ({type(exc).__name__})")
+            return redis_unreachable(args, exc)
         except IdvError as exc:
             return fail(args, f"{exc.code}: {exc}")
 

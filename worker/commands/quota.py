@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from worker.commands.output import fail
+from worker.commands.output import redis_unreachable
 from worker.ratelimit import BucketStatus, limiter_redis, read_status
 from worker.settings import load_settings
 
@@ -30,21 +30,13 @@ def register(subparsers: Any) -> None:
     status.set_defaults(handler=_status)
 
 
-def _where(client: redis.Redis) -> str:
-    # host:port only: a URL may carry a password.
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return str(kwargs["path"])
-    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-
-
 def _status(args: argparse.Namespace) -> int:
     settings = load_settings()
     client = limiter_redis(settings)
     try:
         rows = read_status(client, settings, product_code=args.product, api=args.api)
     except redis.RedisError as exc:
-        return fail(args, f"cannot read Redis at {_where(client)}: {type(exc).__name__}: {exc}")
+        return redis_unreachable(args, exc)
     finally:
         client.close()
     if args.json:

@@ -23,6 +23,7 @@ import redis
 from worker.batch import (
     BatchAPI,
     BatchNotFound,
+    BatchState,
     BatchStateError,
     ItemStatus,
     ManifestError,
@@ -172,7 +173,7 @@ def _guard(args: argparse.Namespace, run: Callable[[BatchAPI], int]) -> int:
         with _api() as api:
             return run(api)
     except BatchNotFound as exc:
-        return fail(args, f"no batch {exc.batch_id}")
+        return fail(args, f"no batch {exc.batch_id}", INVALID)
     except InvalidKeyError as exc:
         return fail(args, str(exc), INVALID)
     except ManifestError as exc:
@@ -188,6 +189,13 @@ def _submit(args: argparse.Namespace) -> int:
         result = api.submit(
             args.manifest, fmt=args.format, doc_type=args.doc_type, chunk_size=args.chunk_size
         )
+        if not result.created and result.state is BatchState.CANCELLED:
+            return fail(
+                args,
+                f"batch {result.batch_id} of this manifest was cancelled and is not resumed "
+                f"(`idv-worker erase --batch {result.batch_id}`, then submit it again)",
+                INVALID,
+            )
         if args.json:
             print(
                 json.dumps(
@@ -208,7 +216,12 @@ def _submit(args: argparse.Namespace) -> int:
                 )
             )
             return 0
-        what = "submitted" if result.created else f"already known ({result.state.value}), resumed"
+        what = "submitted"
+        if not result.created:
+            done = result.state is BatchState.COMPLETED
+            what = f"already known ({result.state.value}), " + (
+                "nothing to do" if done else "resumed"
+            )
         print(
             f"batch {result.batch_id} {what}: {result.total_rows} rows, "
             f"{result.invalid_rows} invalid at submission, {result.enqueued} chunk messages sent",

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import redis
 
-from worker.commands.output import INVALID, fail, redis_unreachable
+from worker.commands.output import INVALID, command_name, error_line, fail, redis_unreachable
 from worker.errors import IdvError
 
 
@@ -77,7 +77,7 @@ def _guard(run: Any) -> Any:
         except redis.RedisError as exc:
             return redis_unreachable(args, exc)
         except IdvError as exc:
-            return fail(args, f"{exc.code}: {exc}")
+            return fail(args, error_line(exc))
 
     return handler
 
@@ -98,6 +98,20 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 def _start(args: argparse.Namespace) -> int:
     runtime = _runtime()
+    settings = runtime.settings
+    if args.product not in settings.quotas and not any(
+        key.startswith(f"{args.product}:") for key in settings.api_quotas
+    ):
+        runtime.close()
+        known = ", ".join(sorted(settings.quotas))
+        return fail(args, f"unknown product {args.product!r} (known: {known}; or set IDV_QUOTAS)",
+                    INVALID)  # fmt: skip
+    if not settings.callback_url:
+        print(
+            f"{command_name(args)}: warning: IDV_CALLBACK_URL is not set, so the provider will "
+            "not call back; this flow is found only by the reconciler's polling",
+            file=sys.stderr,
+        )
     try:
         flow = runtime.flow_starter.start(
             product_code=args.product,
@@ -116,7 +130,7 @@ def _start(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ ledger import
 
 
-def _when(value: object, line: int, name: str) -> float | None:
+def _when(value: object, line: int | None, name: str) -> float | None:
     if value in (None, ""):
         return None
     if isinstance(value, int | float):
@@ -129,7 +143,8 @@ def _when(value: object, line: int, name: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"line {line}: {name} is neither epoch seconds nor ISO 8601") from None
+        where = f"line {line}: " if line is not None else ""
+        raise ValueError(f"{where}{name} is neither epoch seconds nor ISO 8601") from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
@@ -229,6 +244,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from worker.keys import parse_transaction_id
+    from worker.ledger import LANE_NAMES
 
     tid = parse_transaction_id(args.transaction_id, "TID")
     runtime = _runtime()
@@ -237,13 +253,14 @@ def _show(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     if entry is None:
-        return fail(args, f"transaction {tid} is not in the ledger")
-    data = entry.to_dict()
+        return fail(args, f"transaction {tid} is not in the ledger", INVALID)
+    lane = LANE_NAMES.get(entry.queue or "", entry.queue)
+    data = {**entry.to_dict(), "lane": lane}
     lines = [f"{tid}: {entry.state.value} ({entry.product_code}, {entry.merchant_biz_id})"]
     for state, at in entry.history.items():
         lines.append(f"  {_iso(at)}  {state.value}")
     if entry.due_at is not None:
-        lines.append(f"  next work due {_iso(entry.due_at)} ({entry.queue})")
+        lines.append(f"  next work due {_iso(entry.due_at)} (lane {lane})")
     lines.append(f"  provider deletes it {_iso(entry.deletes_at)}; attempts {entry.attempts}")
     if entry.reason:
         lines.append(f"  reason: {entry.reason}")
@@ -259,7 +276,7 @@ def _iso(epoch: float) -> str:
 
 
 def _archive_run(args: argparse.Namespace) -> int:
-    before = _when(args.before, 0, "--before") if args.before else None
+    before = _when(args.before, None, "--before") if args.before else None
     runtime = _runtime()
     moved = 0
     try:

@@ -31,6 +31,13 @@ def fail(args: argparse.Namespace, message: str, code: int = FAILURE) -> int:
     return code
 
 
+def error_line(exc: BaseException) -> str:
+    """An ``IdvError`` as one line: its code once (``SignatureDoesNotMatch: ...``), then text."""
+    code = str(getattr(exc, "code", "") or "")
+    text = str(exc)
+    return text if not code or code in text else f"{code}: {text}"
+
+
 def redis_unreachable(args: argparse.Namespace, exc: BaseException, url: str | None = None) -> int:
     """The one report of a Redis that cannot be used: its address (password masked), exit 1.
 

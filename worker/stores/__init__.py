@@ -5,6 +5,7 @@ letters, leases, the index of open multipart uploads, the merchant-user index.
 from __future__ import annotations
 
 from worker.stores.deadletters import (
+    DEAD_LETTER_KINDS,
     MAX_DETAIL_LENGTH,
     MAX_PAYLOAD_BYTES,
     MAX_REASON_LENGTH,
@@ -36,6 +37,7 @@ from worker.stores.subjects import (
 from worker.stores.uploads import TrackedUpload, UploadRegistry
 
 __all__ = [
+    "DEAD_LETTER_KINDS",
     "KIND_SUBJECT_BATCH",
     "KIND_SUBJECT_TX",
     "MAX_DETAIL_LENGTH",

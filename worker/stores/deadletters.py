@@ -36,6 +36,13 @@ RETRY_HANDLER_MODULES: tuple[str, ...] = (
     "tasks.ledger",
 )
 
+# Every kind of dead letter the flows write, as ``dlq`` shows and filters them (a test checks
+# each flow's constant is listed here).
+DEAD_LETTER_KINDS: tuple[str, ...] = (
+    "onboarding", "evidence", "webhook", "archival", "ledger-sweep",
+    "batch-chunk", "batch-watchdog", "batch-finalize",
+)  # fmt: skip
+
 MAX_REASON_LENGTH = 500
 MAX_DETAIL_LENGTH = 4000
 MAX_PAYLOAD_BYTES = 16 * 1024

@@ -34,6 +34,11 @@ log = logging.getLogger("idv.batch")
 _FINALIZE_LOCK_S = 900.0
 
 
+def _refusal(batch_id: str, op: str, state: str) -> IdvError:
+    """Why ``op`` was not applied: no such batch (no state at all), or its state."""
+    return BatchStateError(batch_id, op, state) if state else BatchNotFound(batch_id)
+
+
 class BatchStateError(IdvError, RuntimeError):
     """The operation does not apply to the batch in its current state."""
 
@@ -93,14 +98,14 @@ class BatchControl:
         """Stop calls of a running batch (rows in flight finish, nothing new is sent)."""
         applied, state = self.store.transition(batch_id, "pause", reason=reason, by="operator")
         if not applied and state != BatchState.PAUSED.value:
-            raise BatchStateError(batch_id, "pause", state)
+            raise _refusal(batch_id, "pause", state)
         return self.progress(batch_id)
 
     def resume(self, batch_id: str, *, force: bool = False) -> Progress:
         """Resume a paused batch and re-enqueue the chunks it left behind (see ``kick``)."""
         applied, state = self.store.transition(batch_id, "resume")
         if not applied and state != BatchState.RUNNING.value:
-            raise BatchStateError(batch_id, "resume", state)
+            raise _refusal(batch_id, "resume", state)
         self.kick(batch_id, force=force)
         return self.progress(batch_id)
 
@@ -108,7 +113,7 @@ class BatchControl:
         """Stop a batch for good; rows not yet sent never will be."""
         applied, state = self.store.transition(batch_id, "cancel")
         if not applied and state != BatchState.CANCELLED.value:
-            raise BatchStateError(batch_id, "cancel", state)
+            raise _refusal(batch_id, "cancel", state)
         self.store.drop_marker(batch_id, "wd")
         return self.progress(batch_id)
 

@@ -178,7 +178,9 @@ def _guard(args: argparse.Namespace, run: Callable[[BatchAPI], int]) -> int:
         return fail(args, str(exc), INVALID)
     except ManifestError as exc:
         return fail(args, f"manifest: {exc}", INVALID)
-    except (BatchStateError, SubmitError) as exc:
+    except BatchStateError as exc:  # the operator asked for what the state does not allow
+        return fail(args, str(exc), INVALID)
+    except SubmitError as exc:
         return fail(args, str(exc))
     except redis.RedisError as exc:
         return redis_unreachable(args, exc)

@@ -248,3 +248,36 @@ def test_dlq_list_refuses_a_kind_nobody_writes(capsys: pytest.CaptureFixture[str
         main(["dlq", "list", "--kind", "tx"])
     assert exited.value.code == INVALID
     assert "invalid choice: 'tx'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ doctor
+
+
+def test_every_doctor_fail_has_a_fix_and_nothing_is_logged_above_the_table() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from worker.devtools import ROOT, free_port
+
+    # Nothing answers: Redis, the provider, the S3 API (the probe's clean-up logs a warning).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IDV_", "AWS_"))}
+    env.update({
+        "IDV_MODE": "development",
+        "IDV_REDIS_URL": f"redis://:sekret@127.0.0.1:{free_port()}/0",
+        "IDV_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "IDV_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "IDV_ACCESS_KEY_ID": "x", "IDV_ACCESS_KEY_SECRET": "x",
+    })  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "worker", "doctor"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert run.stderr == ""
+    lines = run.stdout.splitlines()
+    fails = [i for i, line in enumerate(lines) if line.startswith("FAIL")]
+    assert len(fails) >= 5
+    assert all(lines[i + 1].strip().startswith("fix: ") for i in fails)
+    assert "sekret" not in run.stdout
+    assert "Redis unreachable at redis://:***@127.0.0.1:" in run.stdout

@@ -36,7 +36,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from worker.errors import InvalidInput
-from worker.settings import Settings
 
 MAX_ID_LENGTH = 128
 MAX_TRANSACTION_ID = 64
@@ -173,14 +172,9 @@ def _date_path(completed_at: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
-    """Redis key names under one namespace (``settings.namespace``)."""
+    """Redis key names under one namespace (``IDV_NAMESPACE``)."""
 
     namespace: str = "idv:"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RedisKeys:
-        """Keys under ``settings.namespace``."""
-        return cls(settings.namespace)
 
     def result(self, kind: str, ref: str) -> str:
         """Result record of ``kind``/``ref``, e.g. ``idv:result:tx:<tid>``."""
@@ -224,17 +218,12 @@ class RedisKeys:
 
 @dataclass(frozen=True, slots=True)
 class ObjectKeys:
-    """Deterministic S3 object keys under one prefix (``settings.s3_prefix``)."""
+    """Deterministic S3 object keys under one prefix (``IDV_S3_PREFIX``)."""
 
     prefix: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ObjectKeys:
-        """Keys under ``settings.s3_prefix``."""
-        return cls(settings.s3_prefix)
 
     def evidence(self, transaction_id: str, completed_at: datetime, name: Evidence) -> str:
         """``<prefix>evidence/<yyyy>/<mm>/<dd>/<tid>/<name>``, dated by completion (UTC)."""

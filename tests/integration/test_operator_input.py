@@ -49,7 +49,7 @@ def _batches(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
 
 def _use_s3(env: pytest.MonkeyPatch, settings: Settings) -> None:
     for name in ("s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", "s3_bucket"):
-        value = getattr(settings, name)
+        value = getattr(settings.storage, name)
         text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         env.setenv(f"IDV_{name.upper()}", text)
 
@@ -223,19 +223,21 @@ def test_ledger_show_names_the_lane(
 # ------------------------------------------------------------------ dlq kinds
 
 
-def test_dlq_help_names_the_kinds_the_flows_write() -> None:
+def test_dlq_help_names_the_kinds_the_flows_write(monkeypatch: pytest.MonkeyPatch) -> None:
     import tasks.batch
     import tasks.ledger
-    import worker.onboarding.job
+    import worker.jobs.onboarding
     import worker.webhook
-    from worker.stores import DEAD_LETTER_KINDS
+    from worker.jobs import DEAD_LETTER_KINDS
 
     written = {
         tasks.batch.KIND_CHUNK, tasks.batch.KIND_WATCHDOG, tasks.batch.KIND_FINALIZE,
         tasks.ledger.KIND_ARCHIVAL, tasks.ledger.KIND_SWEEP, worker.webhook.KIND_WEBHOOK,
-        worker.onboarding.job.KIND_ONBOARDING, worker.onboarding.job.KIND_EVIDENCE,
+        worker.jobs.onboarding.KIND_ONBOARDING, worker.jobs.onboarding.KIND_EVIDENCE,
     }  # fmt: skip
     assert written == set(DEAD_LETTER_KINDS)
+    assert {"ledger-sweep", "batch-chunk", "batch-watchdog", "batch-finalize"} <= written
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps help at hyphens: one line for all
     dlq = build_parser()._subparsers._group_actions[0].choices["dlq"]  # type: ignore[union-attr]
     listing = dlq._subparsers._group_actions[0].choices["list"]
     text = listing.format_help().replace("\n", " ")

@@ -33,7 +33,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from worker.batch.manifest import RowError, parse_source
 from worker.batch.readerrors import ImageRejected
 from worker.cloudauth.params import MAX_IMAGE_BYTES
-from worker.settings import Settings
+from worker.settings import SourceSettings
 
 Resolver = Callable[[str, int], Sequence[str]]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -126,8 +126,11 @@ class SourcePolicy:
     resolver: Resolver = field(default=resolve_host, compare=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, resolver: Resolver | None = None) -> SourcePolicy:
-        buckets = settings.batch_allowed_buckets or [settings.s3_bucket]
+    def from_settings(
+        cls, settings: SourceSettings, *, own_bucket: str, resolver: Resolver | None = None
+    ) -> SourcePolicy:
+        """The policy of ``IDV_BATCH_*`` sources; ``own_bucket`` is the worker's bucket."""
+        buckets = settings.batch_allowed_buckets or [own_bucket]
         return cls(
             root=settings.batch_source_root,
             prefixes=tuple(UrlPrefix.parse(p) for p in settings.batch_allowed_url_prefixes),

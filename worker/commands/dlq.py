@@ -11,16 +11,16 @@ from typing import Any
 import redis
 
 from worker.commands.output import INVALID, fail, redis_unreachable
+from worker.jobs import DEAD_LETTER_KINDS
 from worker.keys import InvalidKeyError
 from worker.redisio import connect, redis_target
 from worker.settings import load_settings
 from worker.stores import (
-    DEAD_LETTER_KINDS,
     DeadLetter,
     DeadLetterStore,
     NoRetryHandler,
-    load_retry_handlers,
 )
+from worker.wiring import Cli
 
 _KINDS = ", ".join(DEAD_LETTER_KINDS)
 
@@ -69,18 +69,18 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
 
     def handler(args: argparse.Namespace) -> int:
         settings = load_settings()
-        client = connect(redis_target(settings), socket_timeout=10)
+        client = connect(redis_target(settings.redis), socket_timeout=10)
+        cli = Cli(settings, redis=client)
         try:
-            store = DeadLetterStore(client, settings)
-            if action is _retry:
-                # Only a retry needs the flows' handlers (and the Celery app they bring).
-                load_retry_handlers(store, settings)
+            # Only a retry needs the flows' handlers (and the Celery app they bring).
+            store = cli.retrying_deadletters() if action is _retry else cli.deadletters
             return action(store, args)
         except InvalidKeyError as exc:
             return fail(args, str(exc), INVALID)
         except redis.RedisError as exc:
             return redis_unreachable(args, exc)
         finally:
+            cli.close()
             client.close()
 
     return handler

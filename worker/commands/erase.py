@@ -14,8 +14,8 @@ from typing import Any
 
 from worker.commands.output import INVALID, fail
 from worker.keys import InvalidKeyError
-from worker.runtime import Runtime
 from worker.settings import load_settings
+from worker.wiring import Cli
 
 
 def register(subparsers: Any) -> None:
@@ -42,9 +42,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     by = args.by or _os_user()
-    runtime = Runtime(load_settings())
+    cli = Cli(load_settings())
     try:
-        eraser = runtime.eraser
+        eraser = cli.eraser()
         if args.transaction is not None:
             report = eraser.erase_transaction(args.transaction, by=by)
         elif args.merchant_user is not None:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     except InvalidKeyError as exc:
         return fail(args, str(exc), INVALID)
     finally:
-        runtime.close()
+        cli.close()
     print(json.dumps(report.as_dict(), indent=2))
     counts = report.as_dict()
     if not any(v for k, v in counts.items() if isinstance(v, int)):

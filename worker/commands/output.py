@@ -45,10 +45,10 @@ def redis_unreachable(args: argparse.Namespace, exc: BaseException, url: str | N
     address was used (a second shell without the exports ``idv-worker dev up`` printed).
     """
     from worker.commands.config import mask_url
-    from worker.settings import ENV_PREFIX, Settings
+    from worker.settings import ENV_PREFIX, RedisSettings
 
     configured = os.environ.get(f"{ENV_PREFIX}REDIS_URL")
-    default = str(Settings.model_fields["redis_url"].default)
+    default = str(RedisSettings.model_fields["redis_url"].default)
     where = mask_url(url or configured or default)
     message = f"Redis unreachable at {where} ({type(exc).__name__})"
     if not configured and (url is None or url == default):

@@ -9,8 +9,9 @@ from typing import Any
 
 import redis
 
+from worker.cloudauth import DEFAULT_QUOTAS
 from worker.commands.output import redis_unreachable
-from worker.ratelimit import BucketStatus, limiter_redis, read_status
+from worker.ratelimit import BucketStatus, QuotaTable, limiter_redis, read_status
 from worker.settings import load_settings
 
 
@@ -32,9 +33,12 @@ def register(subparsers: Any) -> None:
 
 def _status(args: argparse.Namespace) -> int:
     settings = load_settings()
-    client = limiter_redis(settings)
+    client = limiter_redis(settings.redis)
+    quotas = QuotaTable(settings.quotas, DEFAULT_QUOTAS)
     try:
-        rows = read_status(client, settings, product_code=args.product, api=args.api)
+        rows = read_status(
+            client, quotas, settings.redis.namespace, product_code=args.product, api=args.api
+        )
     except redis.RedisError as exc:
         return redis_unreachable(args, exc)
     finally:

@@ -159,12 +159,19 @@ class DevStack:
         ``idv-worker doctor`` checks to say beat is running."""
         import redis
 
+        from worker.keys import RedisKeys
         from worker.ledger import Ledger
         from worker.settings import load_settings
 
+        settings = load_settings(redis_url=self.redis_url)
         client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         try:
-            ledger = Ledger(client, load_settings(redis_url=self.redis_url))
+            ledger = Ledger(
+                client,
+                RedisKeys(settings.redis.namespace),
+                settings.ledger,
+                evidence_window_s=settings.onboarding.evidence_window_s,
+            )
             beat.wait_for(lambda: (ledger.last_sweep("reconcile") or 0) >= since, timeout)
         finally:
             client.close()
@@ -175,7 +182,7 @@ class DevStack:
         from worker.storage import S3ObjectStore
 
         s3 = {k.removeprefix("IDV_").lower(): v for k, v in env.items() if k.startswith("IDV_S3_")}
-        store = S3ObjectStore(load_settings(**s3))
+        store = S3ObjectStore(load_settings(**s3).storage)
         try:
             store.ensure_bucket()
         finally:

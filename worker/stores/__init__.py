@@ -5,16 +5,13 @@ letters, leases, the index of open multipart uploads, the merchant-user index.
 from __future__ import annotations
 
 from worker.stores.deadletters import (
-    DEAD_LETTER_KINDS,
     MAX_DETAIL_LENGTH,
     MAX_PAYLOAD_BYTES,
     MAX_REASON_LENGTH,
-    RETRY_HANDLER_MODULES,
     DeadLetter,
     DeadLetterStore,
     NoRetryHandler,
     RetryFn,
-    load_retry_handlers,
 )
 from worker.stores.leases import (
     Lease,
@@ -37,7 +34,6 @@ from worker.stores.subjects import (
 from worker.stores.uploads import TrackedUpload, UploadRegistry
 
 __all__ = [
-    "DEAD_LETTER_KINDS",
     "KIND_SUBJECT_BATCH",
     "KIND_SUBJECT_TX",
     "MAX_DETAIL_LENGTH",
@@ -45,7 +41,6 @@ __all__ = [
     "MAX_EVENT_VALUE_LENGTH",
     "MAX_PAYLOAD_BYTES",
     "MAX_REASON_LENGTH",
-    "RETRY_HANDLER_MODULES",
     "DeadLetter",
     "DeadLetterStore",
     "EventError",
@@ -59,6 +54,5 @@ __all__ = [
     "TrackedUpload",
     "UploadRegistry",
     "encode_event",
-    "load_retry_handlers",
     "subject_hash",
 ]

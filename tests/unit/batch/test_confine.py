@@ -183,7 +183,9 @@ def test_private_addresses_pass_when_allowed(root: Path) -> None:
 
 
 def test_defaults_refuse_urls_and_foreign_buckets() -> None:
-    policy = SourcePolicy.from_settings(load_settings(s3_bucket="own-bucket"))
+    policy = SourcePolicy.from_settings(
+        load_settings(s3_bucket="own-bucket").sources, own_bucket="own-bucket"
+    )
     assert policy.prefixes == ()
     assert policy.buckets == frozenset({"own-bucket"})
     assert not policy.allow_private

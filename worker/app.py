@@ -144,6 +144,16 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     init_sentry(settings.observability)
 
 
+@signals.beat_init.connect
+def _on_beat_init(sender: Any = None, **_: Any) -> None:
+    """Beat starts the reconciler once at start, not one period later: overdue work is
+    re-driven right after a restart, and ``doctor`` sees beat within seconds of its start."""
+    if sender is None:
+        return
+    every = sender.app.conf.idv_settings.ledger.reconcile_every_s
+    sender.app.send_task(TASK_RECONCILE, expires=every)
+
+
 def _default_app() -> Celery:
     # ``celery -A worker.app`` needs a module-level app; it is built lazily from the
     # environment when Celery asks for it, not when this module is imported by tools.

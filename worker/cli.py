@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import redis
 
 from worker import __version__
-from worker.commands.output import FAILURE, INVALID, fail
+from worker.commands.output import FAILURE, INVALID, error_line, fail, redis_unreachable
 from worker.errors import IdvError, InvalidInput
 from worker.settings import SettingsError
 
@@ -71,9 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, InvalidInput) as exc:
         return fail(args, str(exc), INVALID)
     except redis.RedisError as exc:
-        return fail(args, f"Redis unavailable ({type(exc).__name__}); check IDV_REDIS_URL")
+        return redis_unreachable(args, exc)
     except IdvError as exc:
-        return fail(args, f"{exc.code}: {exc}", FAILURE)
+        return fail(args, error_line(exc), FAILURE)
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

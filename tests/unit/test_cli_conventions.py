@@ -121,3 +121,40 @@ def test_invalid_input_exits_2(argv: list[str], capsys: pytest.CaptureFixture[st
 def test_retention_days_below_one_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["retention", "--print", "--days", "0"]) == 2
     assert capsys.readouterr().err == "idv-worker retention: --days must be at least 1\n"
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return argparse.Namespace(command=argv[0], **{f"{argv[0]}_command": argv[1]})
+
+
+def test_one_wording_for_an_unreachable_redis(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.commands.output import redis_unreachable
+
+    monkeypatch.setenv("IDV_REDIS_URL", "redis://app:sekret@10.0.0.5:6380/2")
+    assert redis_unreachable(_args("batch", "list"), ConnectionError("refused")) == 1
+    assert capsys.readouterr().err == (
+        "idv-worker batch list: Redis unreachable at redis://app:***@10.0.0.5:6380/2 "
+        "(ConnectionError)\n"
+    )
+    # Not set: the default address, and a word on why it was used.
+    monkeypatch.delenv("IDV_REDIS_URL")
+    assert redis_unreachable(_args("ledger", "status"), TimeoutError()) == 1
+    assert capsys.readouterr().err == (
+        "idv-worker ledger status: Redis unreachable at redis://127.0.0.1:6379/0 (TimeoutError); "
+        "IDV_REDIS_URL is not set: set it (or apply the exports of `dev up`)\n"
+    )
+
+
+def test_an_error_code_is_printed_once() -> None:
+    from worker.cloudauth.errors import CloudAuthError
+    from worker.commands.output import error_line
+    from worker.errors import IdvError
+
+    signed = CloudAuthError("the signature does not match", code="SignatureDoesNotMatch")
+    assert error_line(signed).count("SignatureDoesNotMatch") == 1
+    assert error_line(signed).startswith("SignatureDoesNotMatch: the signature does not match")
+    plain = IdvError("quota exhausted")
+    plain.code = "Throttling"
+    assert error_line(plain) == "Throttling: quota exhausted"

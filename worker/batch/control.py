@@ -39,6 +39,11 @@ log = logging.getLogger("idv.batch")
 _FINALIZE_LOCK_S = 900.0
 
 
+def _refusal(batch_id: str, op: str, state: str) -> IdvError:
+    """Why ``op`` was not applied: no such batch (no state at all), or its state."""
+    return BatchStateError(batch_id, op, state) if state else BatchNotFound(batch_id)
+
+
 class BatchStateError(IdvError, RuntimeError):
     """The operation does not apply to the batch in its current state."""
 
@@ -105,7 +110,7 @@ class BatchControl:
             batch_id, "pause", reason=reason, by="operator", at=at
         )
         if not applied and state != BatchState.PAUSED.value:
-            raise BatchStateError(batch_id, "pause", state)
+            raise _refusal(batch_id, "pause", state)
         if applied:
             self._announce(batch_id, "paused", at, paused_by="operator")
         return self.progress(batch_id)
@@ -114,7 +119,7 @@ class BatchControl:
         """Resume a paused batch and re-enqueue the chunks it left behind (see ``kick``)."""
         applied, state = self.store.transition(batch_id, "resume")
         if not applied and state != BatchState.RUNNING.value:
-            raise BatchStateError(batch_id, "resume", state)
+            raise _refusal(batch_id, "resume", state)
         self.kick(batch_id, force=force)
         return self.progress(batch_id)
 
@@ -123,7 +128,7 @@ class BatchControl:
         at = self.store.clock()
         applied, state = self.store.transition(batch_id, "cancel", at=at)
         if not applied and state != BatchState.CANCELLED.value:
-            raise BatchStateError(batch_id, "cancel", state)
+            raise _refusal(batch_id, "cancel", state)
         self.store.drop_marker(batch_id, "wd")
         if applied:
             self._announce(batch_id, "cancelled", at)

@@ -79,6 +79,19 @@ def hash_manifest(path: Path, options: dict[str, str | None]) -> tuple[str, int]
     return hasher.batch_id(), hasher.size
 
 
+def check_first_row(path: Path, form: Format, default_doc_type: str | None) -> None:
+    """Raise ``ManifestError`` for a manifest without rows or with an unusable header, before
+    any batch is made of it."""
+    rows = iter_manifest(path, form, default_doc_type)
+    try:
+        if next(iter(rows), None) is None:
+            raise ManifestError("no rows: the manifest is empty")
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
 @dataclass(slots=True)
 class _Pass:
     """The second pass over a manifest: what it has met, and the chunk it is filling."""
@@ -132,6 +145,7 @@ class Submitter:
         product = self.settings.batch_product_code
         options = {"format": form, "default_doc_type": default, "product_code": product}
         batch_id, size = hash_manifest(path, options)
+        check_first_row(path, form, default)
         created = self.store.create(
             batch_id,
             {
@@ -155,6 +169,12 @@ class Submitter:
             raise SubmitError(batch_id, "another process is submitting this manifest right now")
         try:
             result = self._write(batch_id, path, form, default, meta, token, on_progress)
+        except ManifestError:
+            # Unusable further down (a malformed CSV line): a batch of which nothing was sent
+            # is not left behind; one whose first chunks went out stays, to be seen and erased.
+            if created and self.store.meta(batch_id).get("sent_chunks", "0") == "0":
+                self.store.delete(batch_id)
+            raise
         finally:
             self.store.release_submitter(batch_id, token)
         result.created = created

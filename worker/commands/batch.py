@@ -23,6 +23,7 @@ import redis
 from worker.batch import (
     BatchAPI,
     BatchNotFound,
+    BatchState,
     BatchStateError,
     ItemStatus,
     ManifestError,
@@ -31,7 +32,7 @@ from worker.batch import (
     render_block,
     render_table,
 )
-from worker.commands.output import INVALID, fail
+from worker.commands.output import INVALID, fail, redis_unreachable
 from worker.flows import batches
 from worker.keys import InvalidKeyError
 
@@ -172,15 +173,17 @@ def _guard(args: argparse.Namespace, run: Callable[[BatchAPI], int]) -> int:
         with _api() as api:
             return run(api)
     except BatchNotFound as exc:
-        return fail(args, f"no batch {exc.batch_id}")
+        return fail(args, f"no batch {exc.batch_id}", INVALID)
     except InvalidKeyError as exc:
         return fail(args, str(exc), INVALID)
     except ManifestError as exc:
         return fail(args, f"manifest: {exc}", INVALID)
-    except (BatchStateError, SubmitError) as exc:
+    except BatchStateError as exc:  # the operator asked for what the state does not allow
+        return fail(args, str(exc), INVALID)
+    except SubmitError as exc:
         return fail(args, str(exc))
     except redis.RedisError as exc:
-        return fail(args, f"Redis: {type(exc).__name__}: {exc}")
+        return redis_unreachable(args, exc)
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -188,6 +191,13 @@ def _submit(args: argparse.Namespace) -> int:
         result = api.submit(
             args.manifest, fmt=args.format, doc_type=args.doc_type, chunk_size=args.chunk_size
         )
+        if not result.created and result.state is BatchState.CANCELLED:
+            return fail(
+                args,
+                f"batch {result.batch_id} of this manifest was cancelled and is not resumed "
+                f"(`idv-worker erase --batch {result.batch_id}`, then submit it again)",
+                INVALID,
+            )
         if args.json:
             print(
                 json.dumps(
@@ -208,7 +218,12 @@ def _submit(args: argparse.Namespace) -> int:
                 )
             )
             return 0
-        what = "submitted" if result.created else f"already known ({result.state.value}), resumed"
+        what = "submitted"
+        if not result.created:
+            done = result.state is BatchState.COMPLETED
+            what = f"already known ({result.state.value}), " + (
+                "nothing to do" if done else "resumed"
+            )
         print(
             f"batch {result.batch_id} {what}: {result.total_rows} rows, "
             f"{result.invalid_rows} invalid at submission, {result.enqueued} chunk messages sent",

@@ -2,16 +2,24 @@
 
 Redis (AOF), an S3 API (moto's server) with the bucket created, the provider emulator, the
 callback receiver, one Celery worker per lane with task events on (``-E``, for Flower) and
-``celery beat``, on free loopback ports (``worker.devtools.DevStack.up``). It prints the
-``export IDV_...=`` lines that point another shell at it (``--json``: one JSON object of
-endpoints and that environment, once everything answers). SIGINT or SIGTERM stops every
-process, one line each on stderr; a process that exits on its own stops the stack (exit 1).
+``celery beat``, on free loopback ports (``worker.devtools.DevStack.up``). Once everything
+answers and beat's first reconcile has run (so ``idv-worker doctor`` passes at once), it prints
+the ``export`` lines that point a second shell at it, ``PATH`` included (also written to
+``env.sh`` in its folder); ``--json`` prints one JSON object of endpoints and that environment.
+
+SIGINT, SIGTERM or SIGHUP (the terminal closed) stops every process, one line each on stderr;
+a closed or broken stdout/stderr (``| tee`` killed by the same Ctrl-C) does not interrupt the
+stopping. If this process dies without stopping them (SIGKILL), its children get SIGTERM
+from Linux and a reaper stops their process groups (``worker.devtools.reaper``). A process
+that exits on its own stops the stack (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import secrets
 import shlex
 import shutil
@@ -21,11 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
-from worker.commands.output import FAILURE, OK, fail
+from worker.commands.output import FAILURE, OK, command_name
 
 POLL_S = 0.5  # how often the foreground loop looks for a process that exited
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +45,8 @@ def register(subparsers: Any) -> None:
         "up",
         help="run Redis, an S3 API, the emulator, the receiver, workers and beat until Ctrl-C",
         description="Start the local stack on free loopback ports and print the IDV_ "
-        "variables to use it from another shell. Ctrl-C (or SIGTERM) stops everything.",
+        "variables to use it from another shell. Ctrl-C, SIGTERM or SIGHUP (the terminal closed) "
+        "stops everything.",
     )
     up.add_argument(
         "--dir",
@@ -54,7 +64,7 @@ def register(subparsers: Any) -> None:
 
 
 class _Stop(BaseException):
-    """SIGINT or SIGTERM arrived: stop the stack."""
+    """SIGINT, SIGTERM or SIGHUP arrived: stop the stack."""
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
@@ -66,7 +76,7 @@ def _up(args: argparse.Namespace) -> int:
 
     temporary = args.dir is None
     workdir = Path(tempfile.mkdtemp(prefix="idv-dev-")) if temporary else args.dir.resolve()
-    handlers = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {sig: signal.signal(sig, _raise_stop) for sig in STOP_SIGNALS}
     stack = DevStack(workdir)
     code = OK
     try:
@@ -75,15 +85,15 @@ def _up(args: argparse.Namespace) -> int:
         while (gone := stack.exited()) is None:
             time.sleep(POLL_S)
         status = gone.proc.returncode if gone.proc else None
-        code = fail(args, f"{gone.name} exited (code {status}); see {workdir / gone.name}.log")
+        code = _fail(args, f"{gone.name} exited (code {status}); see {workdir / gone.name}.log")
     except _Stop as stop:
-        print(f"{stop}: stopping the stack", file=sys.stderr)
+        _say(f"{stop}: stopping the stack")
     except (RuntimeError, TimeoutError, OSError) as exc:
-        code = fail(args, f"cannot start the stack (logs in {workdir}): {exc}", FAILURE)
+        code = _fail(args, f"cannot start the stack (logs in {workdir}): {exc}")
     finally:
         for sig in handlers:  # a second Ctrl-C must not leave processes behind
             signal.signal(sig, signal.SIG_IGN)
-        stack.close(lambda proc: print(f"stopped {proc.name}", file=sys.stderr))
+        stack.close(lambda proc: _say(f"stopped {proc.name}"))
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         if temporary and code == OK:  # after a failure its logs are worth reading
@@ -91,21 +101,43 @@ def _up(args: argparse.Namespace) -> int:
     return code
 
 
+def _say(text: str, stream: IO[str] | None = None) -> None:
+    """Print a line; a reader that went away (``| tee`` killed, terminal closed) is ignored,
+    and later writes (and the flush at exit) go nowhere instead of failing."""
+    stream = stream or sys.stderr
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    _say(f"{command_name(args)}: {message}")
+    return FAILURE
+
+
 def _progress(name: str, detail: str) -> None:
-    print(f"{name:<9} {detail}", file=sys.stderr, flush=True)
+    _say(f"{name:<9} {detail}")
 
 
 def _announce(
     args: argparse.Namespace, endpoints: dict[str, str], env: dict[str, str], workdir: Path
 ) -> None:
+    bin_dir = str(Path(sys.executable).parent)  # the venv's bin, where idv-worker is
+    exports = [f'export PATH={shlex.quote(bin_dir)}:"$PATH"']
+    exports += [f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())]
+    env_file = workdir / "env.sh"
+    env_file.write_text("\n".join(exports) + "\n")
     if args.json:
-        doc = {**endpoints, "env": env, "dir": str(workdir)}
-        print(json.dumps(doc, sort_keys=True), flush=True)
+        doc = {**endpoints, "env": env, "dir": str(workdir), "bin": bin_dir}
+        _say(json.dumps(doc, sort_keys=True), sys.stdout)
         return
     lines = [
         f"# the local stack is up (data and logs: {workdir}); Ctrl-C stops it.",
-        "# In another shell:",
-        *(f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items())),
+        f"# Apply these in the second shell (or: . {shlex.quote(str(env_file))}); without them",
+        "# idv-worker is not on PATH and every command targets Redis at 127.0.0.1:6379.",
+        *exports,
         f"# receiver {endpoints['receiver_url']}, metrics {endpoints['metrics_url']}",
     ]
-    print("\n".join(lines), flush=True)
+    _say("\n".join(lines), sys.stdout)

@@ -10,7 +10,8 @@ from typing import Any
 
 import redis
 
-from worker.commands.output import INVALID, fail
+from worker.commands.output import INVALID, fail, redis_unreachable
+from worker.jobs import DEAD_LETTER_KINDS
 from worker.keys import InvalidKeyError
 from worker.redisio import connect, redis_target
 from worker.settings import load_settings
@@ -21,6 +22,8 @@ from worker.stores import (
 )
 from worker.wiring import Cli
 
+_KINDS = ", ".join(DEAD_LETTER_KINDS)
+
 
 def register(subparsers: Any) -> None:
     """Add the ``dlq`` command group."""
@@ -29,7 +32,9 @@ def register(subparsers: Any) -> None:
     commands.required = True
 
     list_ = commands.add_parser("list", help="dead letters, most recent failure first")
-    list_.add_argument("--kind", metavar="KIND", help="only this kind (tx, item, ...)")
+    list_.add_argument(
+        "--kind", choices=DEAD_LETTER_KINDS, metavar="KIND", help=f"only this kind: {_KINDS}"
+    )
     list_.add_argument(
         "--limit", type=int, default=50, metavar="N", help="at most this many (default 50)"
     )
@@ -52,7 +57,7 @@ def register(subparsers: Any) -> None:
 
 
 def _entry_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", metavar="KIND", help="tx, item, webhook, ...")
+    parser.add_argument("kind", metavar="KIND", help=_KINDS)
     parser.add_argument("id", metavar="ID")
 
 
@@ -73,7 +78,7 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
         except InvalidKeyError as exc:
             return fail(args, str(exc), INVALID)
         except redis.RedisError as exc:
-            return fail(args, f"cannot use Redis: {type(exc).__name__}")
+            return redis_unreachable(args, exc)
         finally:
             cli.close()
             client.close()
@@ -112,7 +117,7 @@ def _list(store: DeadLetterStore, args: argparse.Namespace) -> int:
 def _show(store: DeadLetterStore, args: argparse.Namespace) -> int:
     entry = store.get(args.kind, args.id)
     if entry is None:
-        return fail(args, f"no dead letter {args.kind}:{args.id}")
+        return fail(args, f"no dead letter {args.kind}:{args.id}", INVALID)
     doc = entry.as_dict()
     if args.json:
         print(json.dumps(doc, indent=2, ensure_ascii=False))
@@ -137,13 +142,13 @@ def _retry(store: DeadLetterStore, args: argparse.Namespace) -> int:
     except Exception as exc:  # the handler's own failure: report it, keep the entry
         return fail(args, f"retry failed, dead letter kept: {type(exc).__name__}: {exc}")
     if not found:
-        return fail(args, f"no dead letter {args.kind}:{args.id}")
+        return fail(args, f"no dead letter {args.kind}:{args.id}", INVALID)
     print(f"re-enqueued {args.kind}:{args.id}")
     return 0
 
 
 def _purge(store: DeadLetterStore, args: argparse.Namespace) -> int:
     if not store.remove(args.kind, args.id):
-        return fail(args, f"no dead letter {args.kind}:{args.id}")
+        return fail(args, f"no dead letter {args.kind}:{args.id}", INVALID)
     print(f"purged {args.kind}:{args.id}")
     return 0

@@ -1,6 +1,6 @@
 """``idv-worker doctor [--json] [--check NAME]``: check that this deployment can work.
 
-``CHECKS`` is the list run in order; each check is a small function taking the ``Runtime``
+``CHECKS`` is the list run in order; each check is a small function taking the ``Cli``
 and returning a ``CheckResult`` (name, ok, detail, and the one-line fix when not ok). Add a
 check by appending a function. Exit 0 when every check passes, 1 when one fails, 2 on bad
 usage or an invalid configuration. ``--check`` runs only the checks whose name starts with it
@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -47,6 +48,23 @@ DOCTOR_MERCHANT_BIZ_ID = "idvdoctor"
 SIGNATURE_ACCEPTED_CODES = frozenset({"TransactionIdInvalid", "InvalidParameter"})
 INSPECT_TIMEOUT_S = 2.0
 BEAT_PERIODS = 3
+REDIS_FIX = "start Redis, or point IDV_REDIS_URL at it (IDV_BROKER_URL too, if set)"
+
+
+def _unreachable(url: str, exc: Exception) -> str:
+    from worker.commands.config import mask_url
+
+    return f"Redis unreachable at {mask_url(url)} ({type(exc).__name__})"
+
+
+def _fix_of_raised(exc: Exception) -> str:
+    """The fix for a check that raised: the usual cause is a Redis (or broker) not answering."""
+    from kombu.exceptions import OperationalError
+    from redis import RedisError
+
+    if isinstance(exc, RedisError | OperationalError | ConnectionError):
+        return REDIS_FIX
+    return "fix the checks above first; if they pass, run with IDV_LOG_LEVEL=DEBUG to see why"
 
 
 def check_redis(runtime: Cli) -> CheckResult:
@@ -62,10 +80,7 @@ def check_redis(runtime: Cli) -> CheckResult:
         info = cast("dict[str, Any]", client.info("server"))
         version = str(info.get("redis_version", "?"))
     except RedisError as exc:
-        return CheckResult(
-            "redis", False, f"no answer: {type(exc).__name__}",
-            "check IDV_REDIS_URL and that Redis is running",
-        )  # fmt: skip
+        return CheckResult("redis", False, _unreachable(url, exc), REDIS_FIX)
     finally:
         client.close()
     return CheckResult("redis", True, f"Redis {version} answers")
@@ -79,18 +94,20 @@ def check_redis_durability(runtime: Cli) -> CheckResult:
     from worker.stores.durability import inspect_durability
     from worker.wiring import redis_urls
 
-    details, problems = [], []
+    details, problems, unreachable = [], [], []
     for url in redis_urls(runtime.settings):
         client = connect(url, fail_fast=True, socket_timeout=3.0)
         try:
             found = inspect_durability(client)
         except RedisError as exc:
-            problems.append(f"not reachable ({type(exc).__name__})")
+            unreachable.append(_unreachable(url, exc))
             continue
         finally:
             client.close()
         details.append(found.describe())
         problems.extend(found.problems())
+    if unreachable:
+        return CheckResult("redis durability", False, "; ".join(unreachable), REDIS_FIX)
     if problems:
         return CheckResult(
             "redis durability", False, "; ".join(problems),
@@ -129,7 +146,10 @@ def check_provider(runtime: Cli) -> CheckResult:
         )  # fmt: skip
     except IdvError as exc:
         return CheckResult(name, False, f"not called: {exc.code}", "check the limiter's Redis")
-    return CheckResult(name, False, "a dummy transaction id was answered as a result")
+    return CheckResult(
+        name, False, "a dummy transaction id was answered as a result",
+        "check that IDV_ENDPOINT is the ID Verification API (cloudauth-intl), not another service",
+    )  # fmt: skip
 
 
 def check_consumers(runtime: Cli) -> CheckResult:
@@ -228,16 +248,21 @@ def select(prefixes: list[str] | None) -> list[Check]:
 
 
 def run_checks(runtime: Cli, checks: list[Check] | None = None) -> list[CheckResult]:
-    """Run every check; a check that raises is a failed check, not a crash."""
+    """Run every check; a check that raises is a failed check, not a crash. Every failed
+    check carries a fix; the checks' own log lines are held back (the table says it all)."""
     results = []
-    for check in checks if checks is not None else CHECKS:
-        try:
-            results.append(check(runtime))
-        except Exception as exc:  # a broken check must not hide the others
-            results.append(
-                CheckResult(check_name(check), False, f"check raised {type(exc).__name__}")
-            )
-    return results
+    logging.disable(logging.CRITICAL)
+    try:
+        for check in checks if checks is not None else CHECKS:
+            try:
+                results.append(check(runtime))
+            except Exception as exc:  # a broken check must not hide the others
+                name = check_name(check)
+                detail = f"check raised {type(exc).__name__}"
+                results.append(CheckResult(name, False, detail, _fix_of_raised(exc)))
+    finally:
+        logging.disable(logging.NOTSET)
+    return [r if r.ok or r.fix else replace(r, fix=_fix_of_raised(Exception())) for r in results]
 
 
 def _print(results: list[CheckResult]) -> None:

@@ -1,7 +1,8 @@
 """``idv-worker erase``: remove everything kept about a transaction, a merchant user or a batch.
 
 Prints the counts as JSON; one audit entry (``<ns>audit``, digests and counts only) is written
-per run. See ``worker.erasure`` for what goes.
+per run. See ``worker.erasure`` for what goes. An id of which nothing was found (unknown, or
+erased before) exits 2 with one line saying so, after the counts (all zero).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import sys
 from typing import Any
 
+from worker.commands.output import INVALID, fail
 from worker.keys import InvalidKeyError
 from worker.settings import load_settings
 from worker.wiring import Cli
@@ -51,11 +52,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             report = eraser.erase_batch(args.batch, by=by)
     except InvalidKeyError as exc:
-        print(f"idv-worker erase: {exc}", file=sys.stderr)
-        return 2
+        return fail(args, str(exc), INVALID)
     finally:
         cli.close()
     print(json.dumps(report.as_dict(), indent=2))
+    counts = report.as_dict()
+    if not any(v for k, v in counts.items() if isinstance(v, int)):
+        # An unknown id (or one erased before): invalid input, as for every unknown id.
+        given = next(v for v in (args.transaction, args.merchant_user, args.batch) if v)
+        return fail(args, f"found nothing to erase for {given} (an audit entry says so)", INVALID)
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import redis
 
-from worker.commands.output import INVALID, fail
+from worker.commands.output import INVALID, command_name, error_line, fail, redis_unreachable
 from worker.errors import IdvError
 
 
@@ -75,9 +75,9 @@ def _guard(run: Any) -> Any:
         except ValueError as exc:
             return fail(args, str(exc), INVALID)
         except redis.RedisError as exc:
-            return fail(args, f"Redis unavailable ({type(exc).__name__})")
+            return redis_unreachable(args, exc)
         except IdvError as exc:
-            return fail(args, f"{exc.code}: {exc}")
+            return fail(args, error_line(exc))
 
     return handler
 
@@ -101,6 +101,20 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 def _start(args: argparse.Namespace) -> int:
     cli = _cli()
+    settings, quotas = cli.settings, cli.core.quotas
+    if not quotas.knows(args.product) and not any(
+        key.startswith(f"{args.product}:") for key in settings.quotas.api_quotas
+    ):
+        cli.close()
+        known = ", ".join(sorted({*quotas.published, *settings.quotas.quotas}))
+        return fail(args, f"unknown product {args.product!r} (known: {known}; or set IDV_QUOTAS)",
+                    INVALID)  # fmt: skip
+    if not settings.callbacks.callback_url:
+        print(
+            f"{command_name(args)}: warning: IDV_CALLBACK_URL is not set, so the provider will "
+            "not call back; this flow is found only by the reconciler's polling",
+            file=sys.stderr,
+        )
     try:
         flow = cli.flow_starter().start(
             product_code=args.product,
@@ -119,7 +133,7 @@ def _start(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ ledger import
 
 
-def _when(value: object, line: int, name: str) -> float | None:
+def _when(value: object, line: int | None, name: str) -> float | None:
     if value in (None, ""):
         return None
     if isinstance(value, int | float):
@@ -132,7 +146,8 @@ def _when(value: object, line: int, name: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"line {line}: {name} is neither epoch seconds nor ISO 8601") from None
+        where = f"line {line}: " if line is not None else ""
+        raise ValueError(f"{where}{name} is neither epoch seconds nor ISO 8601") from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
@@ -232,6 +247,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from worker.keys import parse_transaction_id
+    from worker.ledger import LANE_NAMES
 
     tid = parse_transaction_id(args.transaction_id, "TID")
     cli = _cli()
@@ -240,13 +256,14 @@ def _show(args: argparse.Namespace) -> int:
     finally:
         cli.close()
     if entry is None:
-        return fail(args, f"transaction {tid} is not in the ledger")
-    data = entry.to_dict()
+        return fail(args, f"transaction {tid} is not in the ledger", INVALID)
+    lane = LANE_NAMES.get(entry.queue or "", entry.queue)
+    data = {**entry.to_dict(), "lane": lane}
     lines = [f"{tid}: {entry.state.value} ({entry.product_code}, {entry.merchant_biz_id})"]
     for state, at in entry.history.items():
         lines.append(f"  {_iso(at)}  {state.value}")
     if entry.due_at is not None:
-        lines.append(f"  next work due {_iso(entry.due_at)} ({entry.queue})")
+        lines.append(f"  next work due {_iso(entry.due_at)} (lane {lane})")
     lines.append(f"  provider deletes it {_iso(entry.deletes_at)}; attempts {entry.attempts}")
     if entry.reason:
         lines.append(f"  reason: {entry.reason}")
@@ -262,7 +279,7 @@ def _iso(epoch: float) -> str:
 
 
 def _archive_run(args: argparse.Namespace) -> int:
-    before = _when(args.before, 0, "--before") if args.before else None
+    before = _when(args.before, None, "--before") if args.before else None
     cli = _cli()
     moved = 0
     try:

@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the shared metrics from Redis and print them."""
+    from worker.commands.output import redis_unreachable
     from worker.observability import MetricsUnavailable
     from worker.settings import load_settings
     from worker.wiring.receiver import build_exporter
@@ -35,9 +36,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             accept = "application/openmetrics-text" if args.openmetrics else ""
             out = exporter.render(accept)[0].decode()
-    except MetricsUnavailable as exc:
-        print(f"idv-worker metrics: {exc.reason}", file=sys.stderr)
-        return 1
+    except MetricsUnavailable as exc:  # raised from the RedisError, which is its context
+        return redis_unreachable(args, exc.__context__ or exc)
     finally:
         exporter.close()
     sys.stdout.write(out)

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from worker.cloudauth import DEFAULT_QUOTAS
-from worker.commands.output import fail
+from worker.commands.output import redis_unreachable
 from worker.ratelimit import BucketStatus, QuotaTable, limiter_redis, read_status
 from worker.settings import load_settings
 
@@ -31,14 +31,6 @@ def register(subparsers: Any) -> None:
     status.set_defaults(handler=_status)
 
 
-def _where(client: redis.Redis) -> str:
-    # host:port only: a URL may carry a password.
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return str(kwargs["path"])
-    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
-
-
 def _status(args: argparse.Namespace) -> int:
     settings = load_settings()
     client = limiter_redis(settings.redis)
@@ -48,7 +40,7 @@ def _status(args: argparse.Namespace) -> int:
             client, quotas, settings.redis.namespace, product_code=args.product, api=args.api
         )
     except redis.RedisError as exc:
-        return fail(args, f"cannot read Redis at {_where(client)}: {type(exc).__name__}: {exc}")
+        return redis_unreachable(args, exc)
     finally:
         client.close()
     if args.json:

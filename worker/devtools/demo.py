@@ -11,6 +11,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -353,9 +354,11 @@ def _calls(stats: dict[str, Any], action: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the stages; the work directory goes on success (unless ``--keep``), stays on failure."""
     parser = argparse.ArgumentParser(prog="demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
+    passed = False
     with DevStack() as stack:
         demo = Demo(stack, stack.workdir)
         demo.say(f"idv-worker demo — work directory {stack.workdir}")
@@ -370,14 +373,23 @@ def main(argv: list[str] | None = None) -> int:
             demo.stage(
                 "7. a Prometheus scrape (OpenMetrics) and the ledger", demo.metrics_and_ledger
             )
+            passed = True
         except Exception as exc:
             demo.say(f"\ndemo failed: {type(exc).__name__}: {exc}")
-            demo.say(f"logs of every process are in {stack.workdir}")
+        finally:
+            if not passed:  # a failure or Ctrl-C: the logs are worth reading
+                demo.say(f"work directory kept, with the log of every process: {stack.workdir}")
+        if not passed:
             return 1
-        (stack.workdir / "demo-report.json").write_text(json.dumps(demo.results, indent=2))
-        demo.say(f"\ndemo finished: every stage passed. Report: {stack.workdir}/demo-report.json")
-        if not args.keep:
-            demo.say("(stopping the stack)")
+        report = stack.workdir / "demo-report.json"
+        report.write_text(json.dumps(demo.results, indent=2))
+        demo.say("\ndemo finished: every stage passed.")
+        demo.say("(stopping the stack)")
+    if args.keep:
+        demo.say(f"work directory kept (--keep): {stack.workdir}, report {report}")
+    else:
+        shutil.rmtree(stack.workdir, ignore_errors=True)
+        demo.say(f"work directory {stack.workdir} removed (--keep keeps it)")
     return 0
 
 

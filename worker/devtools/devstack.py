@@ -2,13 +2,14 @@
 
 ``DevStack`` starts the pieces of ``worker.devtools.procs`` one by one (``make demo``, the
 benchmarks) or all at once (``up``: what ``idv-worker dev up`` runs). Every process is a child
-of the caller, in its own process group; ``close`` stops them all. Nothing here is used in
-production.
+of the caller, in its own session; ``close`` stops them all, and a ``Reaper`` stops their
+process groups if the caller dies without closing (SIGKILL). Nothing here is used in production.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from worker.devtools.procs import (
     spawn_receiver,
     spawn_s3,
 )
+from worker.devtools.reaper import Reaper
 from worker.queues import QUEUE_ARCHIVAL, QUEUE_BULK, QUEUE_REALTIME, QUEUE_WEBHOOKS
 
 # The workers of ``up``: one per lane, as in deploy/ (name -> queue, pool processes), small
@@ -57,12 +59,16 @@ class DevStack:
         self.s3_endpoint = ""
         self.emulator_url = ""
         self.receiver_url = ""
+        self._reaper: Reaper | None = None
 
     def _log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
     def _keep(self, proc: Proc) -> Proc:
         self.procs.append(proc)
+        if self._reaper is None:
+            self._reaper = Reaper()
+        self._reaper.watch(proc.pid)  # its own session: its group id is its pid
         return proc
 
     def start_redis(self) -> str:
@@ -146,7 +152,29 @@ class DevStack:
                 return b"beat: Starting" in text.read()
 
         cmd = celery_beat_command(self.workdir / "celerybeat-schedule")
-        return self._keep(Proc("beat", cmd, env, log)).start_ready(started)
+        return self._keep(Proc("beat", cmd, env, log).start_ready(started))
+
+    def wait_reconciled(self, beat: Proc, since: float, timeout: float = 60.0) -> None:
+        """Wait until the reconciler ran after ``since`` (beat sends it at start): what
+        ``idv-worker doctor`` checks to say beat is running."""
+        import redis
+
+        from worker.keys import RedisKeys
+        from worker.ledger import Ledger
+        from worker.settings import load_settings
+
+        settings = load_settings(redis_url=self.redis_url)
+        client = redis.Redis.from_url(self.redis_url, socket_timeout=5)
+        try:
+            ledger = Ledger(
+                client,
+                RedisKeys(settings.redis.namespace),
+                settings.ledger,
+                evidence_window_s=settings.onboarding.evidence_window_s,
+            )
+            beat.wait_for(lambda: (ledger.last_sweep("reconcile") or 0) >= since, timeout)
+        finally:
+            client.close()
 
     def ensure_bucket(self, env: Mapping[str, str]) -> str:
         """Create the bucket ``env`` names (``S3ObjectStore.ensure_bucket``); returns its name."""
@@ -177,8 +205,9 @@ class DevStack:
         report("bucket", env["IDV_S3_BUCKET"])
         report("receiver", self.start_receiver(env, port))
         self.start_lanes(env, report)
-        self.start_beat(env)
-        report("beat", f"celery beat, schedule state in {self.workdir}")
+        since = time.time()
+        self.wait_reconciled(self.start_beat(env), since)
+        report("beat", f"celery beat (reconciler ran), schedule state in {self.workdir}")
         return env
 
     def endpoints(self) -> dict[str, str]:
@@ -202,6 +231,9 @@ class DevStack:
             if on_stop is not None:
                 on_stop(proc)
         self.procs.clear()
+        if self._reaper is not None:
+            self._reaper.close()
+            self._reaper = None
 
     def __enter__(self) -> DevStack:
         return self

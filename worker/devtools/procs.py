@@ -2,19 +2,24 @@
 
 Used by ``DevStack`` (``worker.devtools.devstack``), ``make demo``, the benchmarks and the test
 fixtures (``tests/fixtures/`` builds on ``Proc``, ``RedisServer``, the ``spawn_*`` functions and
-the command lines). Every process is a child of the caller, in its own process group, and is
-stopped by ``Proc.stop()``. Nothing here is used in production.
+the command lines). Every process is a child of the caller, in its own session (so a terminal's
+hang-up or Ctrl-C reaches the caller only), and is stopped by ``Proc.stop()``. On Linux a
+process started from the main thread also gets SIGTERM when the caller dies, even by SIGKILL
+(``PR_SET_PDEATHSIG``; a Celery pool's processes do the same with their parent). Nothing here
+is used in production.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -122,6 +127,29 @@ def celery_beat_command(schedule: Path) -> list[str]:
 
 # ------------------------------------------------------------------ processes
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when this process dies, or None.
+
+    Linux sends it when the *thread* that forked the child ends, so only children started from
+    the main thread get one (a supervisor thread that ends must not take its restarts along).
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request was made
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
 
 class Proc:
     """A child process in its own process group, its output in ``log`` (discarded if None)."""
@@ -150,7 +178,7 @@ class Proc:
             self._out = out = open(self.log, "ab")  # noqa: SIM115 - open for the child's lifetime
         self.proc = subprocess.Popen(
             self.cmd, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_death_signal(),
         )  # fmt: skip
         return self
 

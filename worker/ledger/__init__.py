@@ -14,6 +14,7 @@ from worker.ledger.forecast import (
 )
 from worker.ledger.model import (
     FINAL_STATES,
+    LANE_NAMES,
     OPEN_STATES,
     CallbackVerdict,
     Claim,
@@ -40,6 +41,7 @@ __all__ = [
     "DAY",
     "FINAL_STATES",
     "HOUR",
+    "LANE_NAMES",
     "LEFT_BUCKETS",
     "OPEN_STATES",
     "CallbackVerdict",

@@ -36,6 +36,8 @@ OPEN_STATES = tuple(s for s in State if s not in FINAL_STATES)
 Queue = Literal["rt", "ar"]
 """Which due index a transaction waits in: ``rt`` realtime work (polls, onboarding runs within
 the evidence window), ``ar`` archival (fetching a full result before the provider deletes it)."""
+# The lane each ledger queue feeds, as operators read it (``ledger show``).
+LANE_NAMES: dict[str, str] = {"rt": "realtime", "ar": "archival"}
 
 
 @dataclass(frozen=True, slots=True)

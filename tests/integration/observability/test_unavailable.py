@@ -97,7 +97,9 @@ def test_command_exits_1_with_one_line(hung_url: str, extra: list[str]) -> None:
     assert out.returncode == 1
     assert out.stdout == ""
     assert out.stderr.count("\n") == 1
-    assert out.stderr.startswith("idv-worker metrics: Redis unavailable (TimeoutError)")
+    assert out.stderr.startswith(
+        f"idv-worker metrics: Redis unreachable at {hung_url} (TimeoutError)"
+    )
     assert time.monotonic() - started < 20
 
 

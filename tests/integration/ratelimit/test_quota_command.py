@@ -114,5 +114,5 @@ def test_unreachable_redis_is_a_clear_error(
     monkeypatch.setenv("IDV_REDIS_URL", f"redis://:sekret@127.0.0.1:{port}/0")
     assert run(["quota", "status"]) == 1
     err = capsys.readouterr().err
-    assert f"idv-worker quota status: cannot read Redis at 127.0.0.1:{port}" in err
+    assert f"idv-worker quota status: Redis unreachable at redis://:***@127.0.0.1:{port}/0" in err
     assert "sekret" not in err

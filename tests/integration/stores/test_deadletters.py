@@ -283,11 +283,12 @@ def test_cli_list_show_retry_purge(
     assert "b1:i1" in out
     assert "(2 shown, 2 in all)" in out
 
-    assert run_dlq(redis_url, "list", "--kind", "tx", "--json") == 0
+    store.add("webhook", "w1", "receiver refused", payload={"tid": "w1"})
+    assert run_dlq(redis_url, "list", "--kind", "webhook", "--json") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["total"] == 1
     assert [(d["kind"], d["id"], d["payload"]) for d in doc["dead_letters"]] == [
-        ("tx", "t1", {"tid": "t1"})
+        ("webhook", "w1", {"tid": "w1"})
     ]
 
     assert run_dlq(redis_url, "show", "tx", "t1", "--json") == 0
@@ -296,7 +297,7 @@ def test_cli_list_show_retry_purge(
     text = capsys.readouterr().out
     assert text.startswith("tx:t1  1 failure(s)")
     assert "reason: CheckResult failed" in text
-    assert run_dlq(redis_url, "show", "tx", "nope") == 1
+    assert run_dlq(redis_url, "show", "tx", "nope") == 2  # an unknown id is invalid input
     assert "idv-worker dlq show: no dead letter tx:nope" in capsys.readouterr().err
 
     assert run_dlq(redis_url, "retry", "tx", "t1") == 1
@@ -305,11 +306,12 @@ def test_cli_list_show_retry_purge(
 
     assert run_dlq(redis_url, "purge", "tx", "t1") == 0
     assert store.get("tx", "t1") is None
-    assert run_dlq(redis_url, "purge", "tx", "t1") == 1
+    assert run_dlq(redis_url, "purge", "tx", "t1") == 2
     assert run_dlq(redis_url, "show", "tx", "../etc") == 2
     assert "invalid id" in capsys.readouterr().err
 
 
 def test_cli_reports_unreachable_redis(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_dlq(f"redis://127.0.0.1:{free_port()}/0", "list") == 1
-    assert "cannot use Redis: ConnectionError" in capsys.readouterr().err
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    assert run_dlq(url, "list") == 1
+    assert f"Redis unreachable at {url} (ConnectionError)" in capsys.readouterr().err

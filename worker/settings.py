@@ -121,6 +121,18 @@ def _parse_list(value: Any) -> Any:
     return value
 
 
+# The folders the worker writes under IDV_S3_PREFIX (``worker.keys.ObjectKeys`` and the
+# encryption probe); a manifest must never read them back.
+WORKER_FOLDERS = ("evidence/", "results/", "batches/", "_idv/")
+_KEY_PREFIX_RE = re.compile(r"(?:[A-Za-z0-9_\-][A-Za-z0-9._\-]*/)+")
+
+
+def _key_folder(prefix: str) -> str:
+    """``prefix`` as a key folder: no leading slash, one trailing slash (``""`` stays empty)."""
+    stripped = prefix.strip("/")
+    return stripped + "/" if stripped else ""
+
+
 _SENTINEL_URL = (
     "sentinel:// URLs are not read here: set IDV_REDIS_SENTINELS=host:port,... and "
     "IDV_REDIS_SENTINEL_MASTER, with IDV_REDIS_URL=redis://[:password@]any/<db>"
@@ -463,7 +475,14 @@ class Settings(BaseSettings):
     batch_allowed_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="buckets s3:// manifest sources may name, comma-separated; empty = only "
-        "IDV_S3_BUCKET",
+        "IDV_S3_BUCKET (which is read only under IDV_BATCH_IMPORT_PREFIX)",
+    )
+    batch_import_prefix: str = Field(
+        "imports/",
+        min_length=1,
+        description="the only folder of IDV_S3_BUCKET manifest sources may read (a key prefix "
+        "from the bucket's root); never the keys the worker writes (evidence/, results/, "
+        "batches/ under IDV_S3_PREFIX)",
     )
     batch_source_timeout_s: float = Field(
         15.0, gt=0, le=300, description="longest time reading one manifest source may take"
@@ -516,6 +535,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"prefix must be an http(s) URL with a host: {prefix[:80]!r}")
             if parts.query or parts.fragment or parts.username or parts.password:
                 raise ValueError("a prefix has no query, fragment or credentials")
+            if "\\" in parts.path or any(s in (".", "..") for s in parts.path.split("/")):
+                raise ValueError(f"a prefix has no dot segment or backslash: {prefix[:80]!r}")
+            if re.search(r"%(?:2f|5c|25)", parts.path, re.IGNORECASE):
+                raise ValueError(f"a prefix has no encoded '/', '\\' or '%': {prefix[:80]!r}")
         return value
 
     @field_validator("batch_allowed_buckets", mode="after")
@@ -525,6 +548,17 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
                 raise ValueError(f"not a bucket name: {bucket[:80]!r}")
         return value
+
+    @field_validator("batch_import_prefix", mode="after")
+    @classmethod
+    def _import_prefix(cls, value: str) -> str:
+        folder = _key_folder(value)
+        segments = folder.split("/")[:-1]
+        if not _KEY_PREFIX_RE.fullmatch(folder) or any(s in (".", "..") for s in segments):
+            raise ValueError(
+                "must be a folder of plain segments (letters, digits, '._-'), e.g. 'imports/'"
+            )
+        return folder
 
     @field_validator("quotas", "api_quotas", mode="before")
     @classmethod
@@ -725,6 +759,15 @@ class Settings(BaseSettings):
                 p + "S3_STALE_UPLOAD_AGE_S",
                 f"must exceed IDV_TASK_TIME_LIMIT_S ({self.task_time_limit_s}), else the sweep "
                 "aborts uploads that a running task is still sending",
+            ))  # fmt: skip
+        written = [_key_folder(self.s3_prefix) + folder for folder in WORKER_FOLDERS]
+        clash = [w for w in written if w.startswith(self.batch_import_prefix)]
+        clash += [w for w in written if self.batch_import_prefix.startswith(w)]
+        if clash:
+            out.append((
+                p + "BATCH_IMPORT_PREFIX",
+                f"overlaps {clash[0]}, which the worker writes (IDV_S3_PREFIX "
+                f"{self.s3_prefix!r}): manifests would read stored evidence and results back",
             ))  # fmt: skip
         if self.s3_kms_key_id and self.s3_sse != "aws:kms":
             out.append((

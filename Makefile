@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv constraints demo up test test-compat lint bench bench-quick chaos clean
+.PHONY: venv constraints demo up test test-compat lint personal-fields bench bench-quick chaos clean
 
 venv: $(STAMP)
 
@@ -56,6 +56,10 @@ lint: venv
 	$(BIN)/ruff format --check worker tasks tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The redaction denylist of personal fields, generated from the models' markers.
+personal-fields: venv
+	$(BIN)/python -m worker.devtools.personal_fields
 
 BENCHES := client limiter evidence batch ledger
 

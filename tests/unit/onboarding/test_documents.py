@@ -201,6 +201,29 @@ def test_signature_round_trip_and_rejections() -> None:
     assert verify_signature("s3cret", rotated, body, now=1_000)
 
 
+@pytest.mark.parametrize(
+    ("signed_at", "accepted"),
+    [
+        (10_000 - 300, True),  # as old as the tolerance allows
+        (10_000 - 301, False),  # older
+        (10_000 + 300, True),  # as far ahead as clock skew is forgiven
+        (10_000 + 301, False),  # dated in the future beyond the tolerance
+        (10_000 + 86_400, False),  # a day ahead: a replay kept for later
+    ],
+)
+def test_a_signature_dated_in_the_future_is_refused(signed_at: int, accepted: bool) -> None:
+    body = b'{"a":1}'
+    header = sign("s3cret", body, signed_at)
+    assert verify_signature("s3cret", header, body, now=10_000) is accepted
+
+
+def test_the_tolerance_bounds_both_directions() -> None:
+    body = b"{}"
+    for skew, accepted in ((60, True), (61, False), (-60, True), (-61, False)):
+        header = sign("s3cret", body, 10_000 + skew)
+        assert verify_signature("s3cret", header, body, now=10_000, tolerance_s=60) is accepted
+
+
 def _sender(handler: Any) -> WebhookSender:
     return WebhookSender("https://hooks.example/idv", "s3cret",
                          transport=httpx.MockTransport(handler), clock=lambda: 2_000.0)  # fmt: skip

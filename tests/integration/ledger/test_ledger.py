@@ -287,7 +287,8 @@ def _to_final(ledger: Ledger, tid: str, final: State) -> None:
     else:
         ledger.gone(tid, archival=False, reason="never completed")
     entry = ledger.get(tid)
-    assert entry is not None and entry.state is final
+    assert entry is not None
+    assert entry.state is final
 
 
 @pytest.mark.parametrize("final", [State.ARCHIVED, State.EXPIRED, State.ABANDONED])
@@ -315,12 +316,14 @@ def test_an_archived_transaction_does_not_become_expired(ledger: Ledger) -> None
     _to_final(ledger, "tx1", State.ARCHIVED)
     ledger.gone("tx1", archival=True, reason="provider deleted it at day 30")
     entry = ledger.get("tx1")
-    assert entry is not None and entry.state is State.ARCHIVED
+    assert entry is not None
+    assert entry.state is State.ARCHIVED
     assert ledger.counts()[State.EXPIRED] == 0
     # Its neighbour, still waiting for archival, does expire.
     ledger.record_start("tx2", "eKYC", "biz2")
     assert ledger.transition("tx2", State.COMPLETED)
     ledger.gone("tx2", archival=True, reason="provider deleted it at day 30")
     entry = ledger.get("tx2")
-    assert entry is not None and entry.state is State.EXPIRED
+    assert entry is not None
+    assert entry.state is State.EXPIRED
     assert ledger.counts()[State.EXPIRED] == 1

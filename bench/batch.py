@@ -49,7 +49,7 @@ from worker.devtools import (  # noqa: E402
     wait_until,
 )
 from worker.emulator.samples import generate_samples  # noqa: E402
-from worker.settings import Settings  # noqa: E402
+from worker.settings import load_settings  # noqa: E402
 
 QUOTA = 50.0
 PRODUCT = "ID_OCR_MIN"
@@ -110,7 +110,7 @@ def throughput(workdir: Path, items: int) -> dict[str, Any]:
         subprocess.run(
             [sys.executable, "-c", "from worker.storage import S3ObjectStore\n"
              "from worker.settings import load_settings\n"
-             "S3ObjectStore(load_settings()).ensure_bucket()"],
+             "S3ObjectStore(load_settings().storage).ensure_bucket()"],
             env={**os.environ, **env}, cwd=ROOT, check=True,
         )  # fmt: skip
         workers = [
@@ -164,12 +164,12 @@ def throughput(workdir: Path, items: int) -> dict[str, Any]:
 
 def bare_loop(endpoint: str, images: list[tuple[str, str]], calls: int) -> float:
     """CPU ms per DocOcrV2 call of a minimal loop: read, base64, sign, post, parse."""
-    settings = Settings(
+    settings = load_settings(
         endpoint=endpoint,
         access_key_id=DEMO_ACCESS_KEY_ID,
-        access_key_secret=DEMO_ACCESS_KEY_SECRET,  # type: ignore[arg-type]
+        access_key_secret=DEMO_ACCESS_KEY_SECRET,
         read_timeout=30,
-    )
+    ).provider
     httpx.put(f"{endpoint}/_emulator/quotas", json={PRODUCT: 1e9}, timeout=10)
     with CloudAuthClient(settings, max_attempts=1) as client:
         started = time.process_time()
@@ -238,7 +238,7 @@ def naive_bytes_per_item(workdir: Path, rows: int) -> float:
         redis_url = stack.start_redis()
         client = redis.Redis.from_url(redis_url)
         before = int(client.info("memory")["used_memory"])
-        app = create_app(Settings(redis_url=redis_url))
+        app = create_app(load_settings(redis_url=redis_url))
         with app.producer_or_acquire() as producer:
             for n in range(rows):
                 row = {

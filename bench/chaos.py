@@ -47,9 +47,11 @@ from worker.batch import TERMINAL, merchant_biz_id
 from worker.devtools import DevStack, Proc, RedisServer, free_port, spawn_s3, wait_until
 from worker.emulator.samples import generate_samples
 from worker.flows import batches
+from worker.keys import RedisKeys
 from worker.ledger import FINAL_STATES, Ledger
 from worker.settings import load_settings
 from worker.stores import DeadLetterStore
+from worker.wiring import Cli
 
 TOKEN = "chaos-token"
 BUCKET = "idv-chaos"
@@ -321,7 +323,7 @@ def main() -> int:
         chaos = Chaos(args, stack, redis_server, proxy)
         from worker.storage import S3ObjectStore
 
-        S3ObjectStore(chaos.settings).ensure_bucket()
+        S3ObjectStore(chaos.settings.storage).ensure_bucket()
         stack.start_receiver(chaos.env)
         for name in ("n1", "n2"):
             chaos.start_node(name)
@@ -330,7 +332,7 @@ def main() -> int:
                     stack.workdir / "beat.log").start()  # fmt: skip
         stack.procs.append(beat)
         client = redis.Redis.from_url(redis_server.url)
-        ledger = Ledger(client, chaos.settings)
+        ledger = Cli(chaos.settings, redis=client).ledger
         time.sleep(3)
         manifest = chaos.manifest(stack.workdir)
         began = time.monotonic()
@@ -371,14 +373,16 @@ def main() -> int:
         ]
         evidence_lost = 0
         for tid in tids:
-            raw = client.get(f"{chaos.settings.namespace}result:tx:{tid}")
+            raw = client.get(f"{chaos.settings.redis.namespace}result:tx:{tid}")
             if raw and json.loads(raw).get("status") == "evidence_lost":
                 evidence_lost += 1
         duplicates = 0
         for n in range(args.rows):
             calls = chaos.emulator("GET", f"calls/DocOcrV2/{merchant_biz_id(batch_id, f'r{n}')}")
             duplicates += max(0, int(calls.get("success", 0)) - 1)
-        letters = DeadLetterStore(client, chaos.settings).list(limit=10_000)
+        letters = DeadLetterStore(client, RedisKeys(chaos.settings.redis.namespace)).list(
+            limit=10_000
+        )
         dead = Counter(f"{d.kind}:{d.code}" for d in letters)
         ideal = args.rows / args.quota
         figures = {

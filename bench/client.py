@@ -41,7 +41,7 @@ from worker.cloudauth.signing import (
     utc_timestamp,
 )
 from worker.devtools import Proc, emulator_command, free_port, http_ok
-from worker.settings import Settings
+from worker.settings import load_settings
 
 AK, SECRET = "bench-key", "bench-secret"
 BIZ = "bench0001"
@@ -135,7 +135,9 @@ def client_round(client: CloudAuthClient, tx: str, calls: int) -> float:
 
 
 def measure_client_cpu(emulator: Emulator, tx: str, calls: int, rounds: int) -> dict[str, float]:
-    settings = Settings(endpoint=emulator.url, access_key_id=AK, access_key_secret=SECRET)
+    settings = load_settings(
+        endpoint=emulator.url, access_key_id=AK, access_key_secret=SECRET
+    ).provider
     bare = ours = 0.0
     with httpx.Client() as http, CloudAuthClient(settings) as client:
         bare_round(http, emulator, tx, 20)  # warm-up: connections, imports, caches

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.devtools import S3_KEY_ID, S3_SECRET, DevStack, wait_until
 from worker.emulator.media import iter_video
-from worker.settings import Settings
+from worker.settings import load_settings
 from worker.storage import S3ObjectStore
 
 MIB = 1024 * 1024
@@ -71,11 +71,11 @@ class Bench:
         )
         self.redis = redis.Redis.from_url(stack.redis_url)
         self.control = httpx.Client(base_url=f"{stack.emulator_url}/_emulator", timeout=120)
-        self.settings = Settings(
+        self.settings = load_settings(
             s3_endpoint_url=stack.s3_endpoint, s3_bucket=BUCKET, s3_access_key_id=S3_KEY_ID,
             s3_secret_access_key=S3_SECRET, redis_url=stack.redis_url,
         )  # fmt: skip
-        self.store = S3ObjectStore(self.settings)
+        self.store = S3ObjectStore(self.settings.storage)
         self.store.ensure_bucket()
         self._last_tid = ""
 

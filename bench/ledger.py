@@ -37,9 +37,10 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.devtools import DevStack, Proc, wait_until
-from worker.ledger import FINAL_STATES, Claim, Ledger, Reconciler, State
-from worker.onboarding import OnboardingJob
+from worker.jobs import OnboardingJob
+from worker.ledger import FINAL_STATES, Claim, Reconciler, State
 from worker.settings import Settings, load_settings
+from worker.wiring import Cli
 
 TOKEN = "bench-ledger-token"
 BUCKET = "idv-bench-ledger"
@@ -53,9 +54,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class NullDispatcher:
-    """Part 3 measures the sweep itself, not Celery."""
+    """Part 3 measures the sweep itself, not Celery (a ``WorkSender`` that sends nothing)."""
 
-    def onboard(self, job: OnboardingJob) -> None:
+    def onboard(self, job: OnboardingJob, **options: Any) -> None:
         return None
 
     def archive(self, job: OnboardingJob) -> None:
@@ -83,11 +84,11 @@ class Bench:
         settings_env = {k[4:].lower(): v for k, v in self.env.items()}
         self.settings: Settings = load_settings(**settings_env)
         self.redis = redis.Redis.from_url(stack.redis_url)
-        self.ledger = Ledger(self.redis, self.settings)
+        self.ledger = Cli(self.settings, redis=self.redis).ledger
         self.control = httpx.Client(base_url=f"{stack.emulator_url}/_emulator", timeout=60)
         from worker.storage import S3ObjectStore
 
-        S3ObjectStore(self.settings).ensure_bucket()
+        S3ObjectStore(self.settings.storage).ensure_bucket()
 
     def emulator(self, method: str, path: str, payload: Any = None) -> Any:
         response = self.control.request(method, path, json=payload)
@@ -212,7 +213,7 @@ class Bench:
         return sum(n for s, n in counts.items() if s not in FINAL_STATES) > 0 and bool(tids)
 
     def wait_histogram(self) -> dict[float, float]:
-        raw = self.redis.hgetall(f"{self.settings.namespace}metrics:counters")
+        raw = self.redis.hgetall(f"{self.settings.redis.namespace}metrics:counters")
         out: dict[float, float] = {}
         for key, value in raw.items():
             name = key.decode()
@@ -238,9 +239,17 @@ class Bench:
     def scale(self, size: int, due: int) -> dict[str, Any]:
         client = redis.Redis.from_url(self.stack.redis_url.rsplit("/", 1)[0] + "/3")
         client.flushdb()
-        settings = self.settings.model_copy(update={"redis_url": ""})
-        ledger = Ledger(client, settings)
-        sweeper = Reconciler(ledger, NullDispatcher(), settings)
+        settings = self.settings
+        cli = Cli(settings, redis=client)
+        ledger = cli.ledger
+        sweeper = Reconciler(
+            ledger,
+            NullDispatcher(),
+            settings.ledger,
+            checkresult_qps=cli.core.quotas.quota_for(
+                settings.onboarding.onboarding_product, "CheckResult"
+            ),
+        )
 
         def sweep_ms() -> float:
             now = time.time()
@@ -261,7 +270,7 @@ class Bench:
         pipe = client.pipeline(transaction=False)
         for n in range(size):
             tid = f"hk{n:030x}"
-            deletes = now + settings.provider_retention_s
+            deletes = now + settings.ledger.provider_retention_s
             script(keys=ledger._keys(tid), client=pipe,
                    args=[tid, now, "initialized", "eKYC", f"b{n:010d}", "started", now, "",
                          deletes, "rt", now + 3600, 40 * 86400 * 1000])  # fmt: skip

@@ -57,10 +57,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from limiter_workers import AK, API, PRODUCT, SECRET, LimitsGate, Spec, realtime, saturate
 
+from worker.cloudauth import DEFAULT_QUOTAS
 from worker.devtools import Proc, RedisServer, free_port, spawn_emulator, wait_until
 from worker.emulator.samples import generate_samples
-from worker.ratelimit import CallContext, Lane, RedisRateLimiter, read_status
-from worker.settings import Settings
+from worker.ratelimit import CallContext, Lane, QuotaTable, RedisRateLimiter, read_status
+from worker.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -162,8 +163,14 @@ JITTERS_MS = (0, 20)
 
 def learned(redis_url: str, spec: Spec) -> dict[str, Any]:
     """What the case's bucket learned: margin, grant-to-send gap spread, widenings."""
-    settings = Settings(quotas={PRODUCT: spec.quota}, namespace=spec.namespace)
-    [status] = read_status(redis.Redis.from_url(redis_url), settings, product_code=PRODUCT, api=API)
+    settings = load_settings(quotas={PRODUCT: spec.quota}, namespace=spec.namespace)
+    [status] = read_status(
+        redis.Redis.from_url(redis_url),
+        QuotaTable(settings.quotas, DEFAULT_QUOTAS),
+        settings.redis.namespace,
+        product_code=PRODUCT,
+        api=API,
+    )
     gap_dev = None if status.gap_dev is None else round(status.gap_dev * 1000, 3)
     return {"margin": round(status.margin, 5), "gap_dev_ms": gap_dev, "widened": status.widened}
 
@@ -286,8 +293,9 @@ def timed(fn: Any, n: int) -> tuple[float, float]:
 def run_overhead(redis_url: str, n: int) -> dict[str, Any]:
     """One acquire that never waits, beside a PING and a ``limits`` hit (same server)."""
     client = redis.Redis.from_url(redis_url)
-    settings = Settings(quotas={PRODUCT: 1e7}, redis_url=redis_url, namespace="overhead:")
-    limiter = RedisRateLimiter(client, settings)
+    settings = load_settings(quotas={PRODUCT: 1e7}, redis_url=redis_url, namespace="overhead:")
+    quotas = QuotaTable(settings.quotas, DEFAULT_QUOTAS)
+    limiter = RedisRateLimiter(client, quotas, namespace=settings.redis.namespace)
     ctx = CallContext(Lane.REALTIME)
     gate = LimitsGate(redis_url, 1e7, "overhead-limits:")
     for _ in range(200):  # warm connections and script caches

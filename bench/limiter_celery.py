@@ -24,7 +24,7 @@ from limiter_workers import AK, PRODUCT, SECRET, warm_up
 
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError
-from worker.settings import Settings
+from worker.settings import load_settings
 
 app = Celery("limiter_bench", broker=os.environ.get("BENCH_BROKER", "redis://127.0.0.1:1/0"))
 app.conf.update(
@@ -41,14 +41,15 @@ def _get_client() -> Any:
     """One client per worker process, built on first use (after the fork)."""
     global _client
     if _client is None:
-        settings = Settings(
+        settings = load_settings(
             endpoint=os.environ["BENCH_ENDPOINT"],
             access_key_id=AK,
-            access_key_secret=SECRET,  # type: ignore[arg-type]
+            access_key_secret=SECRET,
             quotas={PRODUCT: float(os.environ.get("BENCH_RATE", "10"))},
             read_timeout=30,
         )
-        _client = CloudAuthClient(settings, max_attempts=1)  # no gate: Celery limits the rate
+        # No gate: Celery limits the rate.
+        _client = CloudAuthClient(settings.provider, max_attempts=1)
     return _client
 
 

@@ -21,10 +21,11 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from worker.cloudauth import DEFAULT_QUOTAS
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError
-from worker.ratelimit import CallContext, Lane, RateGate, RedisRateLimiter
-from worker.settings import Settings
+from worker.ratelimit import CallContext, Lane, QuotaTable, RateGate, RedisRateLimiter
+from worker.settings import Settings, load_settings
 
 PRODUCT, API = "ID_OCR_MIN", "DocOcrV2"
 AK, SECRET = "bench-key", "bench-secret"
@@ -46,10 +47,10 @@ class Spec:
 
 
 def settings_for(spec: Spec) -> Settings:
-    return Settings(
+    return load_settings(
         endpoint=spec.endpoint,
         access_key_id=AK,
-        access_key_secret=SECRET,  # type: ignore[arg-type]
+        access_key_secret=SECRET,
         quotas={PRODUCT: spec.quota},
         quota_safety_margin=spec.margin,
         redis_url=spec.redis_url,
@@ -85,9 +86,19 @@ class LimitsGate:
         return None
 
 
+def our_limiter(redis_url: str, settings: Settings, **options: Any) -> RedisRateLimiter:
+    """The project's limiter with the quotas and namespace of ``settings``."""
+    return RedisRateLimiter(
+        redis.Redis.from_url(redis_url),
+        QuotaTable(settings.quotas, DEFAULT_QUOTAS),
+        namespace=settings.redis.namespace,
+        **options,
+    )
+
+
 def make_gate(spec: Spec, settings: Settings) -> RateGate:
     if spec.kind == "ours":
-        return RedisRateLimiter(redis.Redis.from_url(spec.redis_url), settings)
+        return our_limiter(spec.redis_url, settings)
     if spec.kind == "limits":
         return LimitsGate(spec.redis_url, spec.quota, spec.namespace)
     raise ValueError(spec.kind)
@@ -118,7 +129,9 @@ def warm_up(client: CloudAuthClient) -> None:
 def saturate(spec: Spec, lane: str, start: Any, stop: Any, out: Any) -> None:
     """Call as fast as the gate allows until ``stop``; report (calls, refused)."""
     settings = settings_for(spec)
-    client = CloudAuthClient(settings, gate=make_gate(spec, settings), max_attempts=spec.attempts)
+    client = CloudAuthClient(
+        settings.provider, gate=make_gate(spec, settings), max_attempts=spec.attempts
+    )
     ctx = CallContext(Lane(lane))
     calls = refused = 0
     warm_up(client)
@@ -171,9 +184,9 @@ def realtime(spec: Spec, rate: float, seed: int, start: Any, stop: Any, out: Any
     """Realtime calls arriving at random (Poisson, ``rate`` per second) until ``stop``."""
     settings = settings_for(spec)
     recorder = WaitRecorder()
-    limiter = RedisRateLimiter(redis.Redis.from_url(spec.redis_url), settings, metrics=recorder)
+    limiter = our_limiter(spec.redis_url, settings, metrics=recorder)
     gate = TimedGate(limiter)
-    client = CloudAuthClient(settings, gate=gate, max_attempts=1)
+    client = CloudAuthClient(settings.provider, gate=gate, max_attempts=1)
     rng = random.Random(seed)
     ctx = CallContext(Lane.REALTIME)
     refused = 0

@@ -14,12 +14,13 @@ error to ``IdvTask.handle_error``, which applies the one rule of ``worker.errors
   a restart, whose start-up check refuses to run while the store is still misconfigured).
 
 Errors that are not ``IdvError`` are retried a bounded number of times, then dead-lettered.
-No countdown is longer than ``MAX_COUNTDOWN_S`` (below the broker's visibility timeout).
+No countdown is longer than ``MAX_COUNTDOWN_S`` (below the broker's visibility timeout). A task
+class names its ``retry_policy`` (``worker.backoff``): backoff base, cap and ``max_retries``.
 
 A Redis that cannot be reached (a Sentinel failover, a restart) is waited for in the task: a
-Redis connection error that escapes the task body runs the body again after a short pause, for
-up to ``REDIS_OUTAGE_S``. A retry message or a dead letter would need that same Redis, and the
-body is idempotent (claims and leases in Redis decide what was done).
+Redis connection error that escapes the task body runs the body again after a short jittered
+pause, for up to ``REDIS_OUTAGE.within_s``. A retry message or a dead letter would need that
+same Redis, and the body is idempotent (claims and leases in Redis decide what was done).
 """
 
 from __future__ import annotations
@@ -32,18 +33,16 @@ import redis
 from celery import Task
 from celery.exceptions import Retry
 
-from worker.backoff import jittered
+from worker.backoff import REDIS_OUTAGE, TASK, RetryPolicy, jittered
 from worker.errors import ConfigurationError, IdvError, error_code, is_retryable, retry_after
 from worker.observability import get_logger, log_context, report_to_sentry
 from worker.queues import MAX_COUNTDOWN_S
-from worker.runtime import Runtime, get_runtime
+from worker.wiring import WorkerNode, current_node
 
 log = get_logger("tasks")
 
-REDIS_OUTAGE_S = 60.0  # how long a task waits for an unreachable Redis before failing
 
-
-class DeadLettered(Exception):
+class DeadLettered(IdvError):
     """Raised (and swallowed by the base class) after work was moved to the dead-letter store."""
 
     def __init__(self, kind: str, item_id: str, reason: str) -> None:
@@ -59,14 +58,18 @@ class IdvTask(Task[Any, Any]):
     abstract = True
     acks_late = True
     reject_on_worker_lost = True
-    max_retries = 10
-    backoff_base_s: ClassVar[float] = 2.0
-    backoff_cap_s: ClassVar[float] = MAX_COUNTDOWN_S
+    retry_policy: ClassVar[RetryPolicy] = TASK
+    max_retries = TASK.max_retries
     flow: ClassVar[str] = "generic"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.max_retries = cls.retry_policy.max_retries  # one bound per kind: its policy
+
     @property
-    def runtime(self) -> Runtime:
-        return get_runtime(self.app)
+    def node(self) -> WorkerNode:
+        """This worker process's services (built by its first task)."""
+        return current_node(self.app)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
@@ -84,19 +87,20 @@ class IdvTask(Task[Any, Any]):
                 outcome = "error"
                 raise
             finally:
-                metrics = self.runtime.metrics
+                metrics = self.node.metrics
                 metrics.incr("idv_tasks", flow=self.flow, outcome=outcome)
                 metrics.observe("idv_task_seconds", time.monotonic() - started, flow=self.flow)
 
     def _call_through_outages(self, *args: Any, **kwargs: Any) -> Any:
-        deadline = time.monotonic() + REDIS_OUTAGE_S
-        attempt = 0
+        assert REDIS_OUTAGE.within_s is not None
+        deadline = time.monotonic() + REDIS_OUTAGE.within_s
+        retries = 0
         while True:
             try:
                 return super().__call__(*args, **kwargs)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                attempt += 1
-                pause = min(0.25 * 2**attempt, 5.0)
+                pause = REDIS_OUTAGE.delay(retries)
+                retries += 1
                 if time.monotonic() + pause > deadline:
                     raise
                 log.warning(
@@ -111,13 +115,12 @@ class IdvTask(Task[Any, Any]):
     def backoff(self, attempt: int | None = None) -> float:
         """Jittered exponential backoff for the current attempt, capped below the broker timeout."""
         n = self.request.retries if attempt is None else attempt
-        return jittered(
-            n, base_s=self.backoff_base_s, cap_s=min(MAX_COUNTDOWN_S, self.backoff_cap_s)
-        )
+        policy = self.retry_policy
+        return jittered(n, base_s=policy.base_s, cap_s=min(MAX_COUNTDOWN_S, policy.cap_s))
 
     def countdown_for(self, exc: BaseException) -> float:
         """The backoff, or the wait the error asks for capped by ``IDV_MAX_RETRY_AFTER_S``."""
-        wait = retry_after(exc, self.runtime.settings.max_retry_after_s)
+        wait = retry_after(exc, self.node.settings.provider.max_retry_after_s)
         return max(self.backoff(), wait or 0.0)
 
     def retry_later(
@@ -140,8 +143,8 @@ class IdvTask(Task[Any, Any]):
         code: str | None = None,
         payload: Mapping[str, Any] | None = None,
     ) -> NoReturn:
-        self.runtime.deadletters.add(kind, item_id, reason, code=code, payload=payload)
-        self.runtime.metrics.incr("idv_dead_letters", kind=kind.replace("/", "_"))
+        self.node.deadletters.add(kind, item_id, reason, code=code, payload=payload)
+        self.node.metrics.incr("idv_dead_letters", kind=kind.replace("/", "_"))
         log.warning("dead-lettered %s/%s: %s", kind, item_id, reason)
         raise DeadLettered(kind, item_id, reason)
 
@@ -174,7 +177,7 @@ class IdvTask(Task[Any, Any]):
         """Turn an error from a service into a retry or a dead letter (see module docstring)."""
         code = error_code(exc)
         if isinstance(exc, IdvError) and exc.alert:
-            self.runtime.metrics.incr("idv_account_errors", flow=self.flow, code=code)
+            self.node.metrics.incr("idv_account_errors", flow=self.flow, code=code)
             report_to_sentry(
                 "work stopped by an alerting error", flow=self.flow, code=code, kind=kind
             )

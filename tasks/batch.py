@@ -14,19 +14,15 @@ import redis
 from celery import current_app, shared_task, signals
 
 from tasks.base import IdvTask
-from worker.batch import BatchState, CeleryEnqueuer, ChunkOutcome, RetryChunk
+from worker.batch import BatchState, ChunkOutcome, RetryChunk
+from worker.jobs import KIND_CHUNK, KIND_FINALIZE, KIND_WATCHDOG
 from worker.observability import get_logger
 from worker.queues import TASK_CHUNK, TASK_FINALIZE, TASK_WATCHDOG
-from worker.runtime import Runtime
-from worker.settings import Settings
-from worker.stores import DeadLetter, DeadLetterStore
+from worker.wiring import Cli, services
 
 log = get_logger("tasks.batch")
 
 STARTUP_SWEEP_LIMIT = 200
-KIND_CHUNK = "batch-chunk"
-KIND_WATCHDOG = "batch-watchdog"
-KIND_FINALIZE = "batch-finalize"
 
 
 class BatchTask(IdvTask):
@@ -41,24 +37,24 @@ def process_chunk(self: BatchTask, batch_id: str, chunk_no: int) -> str:
     """Process one chunk of a batch (see ``worker.batch.service``)."""
     ref = f"{batch_id}:{chunk_no}"
     payload = {"batch": batch_id, "chunk": int(chunk_no)}
-    runtime = self.runtime
+    node = self.node
     give_up = self.request.retries >= self.max_retries
     try:
-        outcome = runtime.batch_service.process_chunk(batch_id, int(chunk_no), give_up=give_up)
+        outcome = node.batch_service.process_chunk(batch_id, int(chunk_no), give_up=give_up)
     except RetryChunk as exc:
         self.handle_error(exc.cause, kind=KIND_CHUNK, item_id=ref, payload=payload)
     except Exception as exc:
         self.handle_error(exc, kind=KIND_CHUNK, item_id=ref, payload=payload)
     if outcome is ChunkOutcome.COMPLETED:
         # Cheap when armed already; re-arms a watchdog whose message died with a worker.
-        runtime.batch_control.arm_watchdog(batch_id)
+        node.batch_control.arm_watchdog(batch_id)
     return outcome.value
 
 
 @shared_task(bind=True, base=BatchTask, name=TASK_WATCHDOG)
 def watchdog(self: BatchTask, batch_id: str) -> float | None:
     """Re-enqueue chunks left behind by dead workers; re-arms itself while the batch runs."""
-    control = self.runtime.batch_control
+    control = self.node.batch_control
     try:
         delay = control.watchdog(batch_id)
     except Exception as exc:
@@ -72,32 +68,9 @@ def watchdog(self: BatchTask, batch_id: str) -> float | None:
 def finalize(self: BatchTask, batch_id: str) -> str | None:
     """Export the results of a complete batch to S3 and mark it completed."""
     try:
-        return self.runtime.batch_control.finalize(batch_id)
+        return self.node.batch_control.finalize(batch_id)
     except Exception as exc:
         self.handle_error(exc, kind=KIND_FINALIZE, item_id=batch_id, payload={"batch": batch_id})
-
-
-def register_retries(store: DeadLetterStore, settings: Settings) -> None:
-    """``idv-worker dlq retry`` for the batch kinds: re-send the chunk / watchdog / export."""
-    from worker.app import create_app
-
-    enqueuer = CeleryEnqueuer(create_app(settings))
-
-    def batch_of(entry: DeadLetter) -> str:
-        batch_id = entry.payload.get("batch")
-        if not isinstance(batch_id, str):
-            raise ValueError(f"dead letter {entry.kind}/{entry.id} names no batch")
-        return batch_id
-
-    def chunk(entry: DeadLetter) -> None:
-        number = entry.payload.get("chunk")
-        if not isinstance(number, int):
-            raise ValueError(f"dead letter {entry.kind}/{entry.id} names no chunk")
-        enqueuer.chunks(batch_of(entry), [number])
-
-    store.register_retry(KIND_CHUNK, chunk)
-    store.register_retry(KIND_WATCHDOG, lambda e: enqueuer.watchdog(batch_of(e), 0.0))
-    store.register_retry(KIND_FINALIZE, lambda e: enqueuer.finalize(batch_of(e)))
 
 
 @signals.worker_ready.connect
@@ -108,10 +81,11 @@ def _sweep(sender: Any = None, **_: Any) -> None:
     worker was killed, the message only comes back after the broker's visibility timeout.
     """
     app = getattr(sender, "app", None) or current_app
-    # The parent process's own runtime, closed before the pool forks.
-    runtime = Runtime(app.conf.idv_settings, app=app)
+    # The parent process's own clients, closed before the pool forks.
+    cli = Cli(app.conf.idv_settings, app=app)
     try:
-        store, control = runtime.batch_store, runtime.batch_control
+        store = services.build_batch_store(cli.core)
+        control = services.build_batch_control(cli.core, store, cli.sender)
         for batch_id in store.list_ids(STARTUP_SWEEP_LIMIT):
             try:
                 if store.state(batch_id) is BatchState.RUNNING:
@@ -122,4 +96,4 @@ def _sweep(sender: Any = None, **_: Any) -> None:
     except redis.RedisError:
         log.warning("startup sweep skipped: Redis unavailable", exc_info=True)
     finally:
-        runtime.close()
+        cli.close()

@@ -16,17 +16,14 @@ from celery import shared_task
 from pydantic import ValidationError
 
 from tasks.base import IdvTask
+from worker.backoff import ARCHIVAL_TASK, LEDGER_SWEEP_TASK, RetryPolicy
+from worker.jobs import KIND_ARCHIVAL, KIND_SWEEP, OnboardingJob
 from worker.keys import InvalidKeyError
 from worker.observability import cron_monitor, log_context
-from worker.onboarding import OnboardingJob
 from worker.queues import TASK_ARCHIVE, TASK_ARCHIVE_SWEEP, TASK_BATCH_SWEEP, TASK_RECONCILE
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
-    from worker.stores import DeadLetter, DeadLetterStore
-
-KIND_ARCHIVAL = "archival"
-KIND_SWEEP = "ledger-sweep"
+    pass
 
 
 class LedgerTask(IdvTask):
@@ -34,7 +31,7 @@ class LedgerTask(IdvTask):
 
     abstract = True
     flow: ClassVar[str] = "ledger"
-    max_retries = 3
+    retry_policy: ClassVar[RetryPolicy] = LEDGER_SWEEP_TASK
 
 
 class ArchivalTask(IdvTask):
@@ -42,16 +39,15 @@ class ArchivalTask(IdvTask):
 
     abstract = True
     flow: ClassVar[str] = "archival"
-    max_retries = 100
-    backoff_base_s: ClassVar[float] = 5.0
+    retry_policy: ClassVar[RetryPolicy] = ARCHIVAL_TASK
 
 
 @shared_task(bind=True, base=LedgerTask, name=TASK_RECONCILE, ignore_result=True)
 def reconcile(self: LedgerTask) -> dict[str, Any]:
     """Re-drive every transaction whose realtime work is overdue (see worker.ledger)."""
-    with cron_monitor("idv-reconcile", self.runtime.settings.reconcile_every_s):
+    with cron_monitor("idv-reconcile", self.node.settings.ledger.reconcile_every_s):
         try:
-            report = self.runtime.reconciler.reconcile()
+            report = self.node.reconciler.reconcile()
         except Exception as exc:
             self.handle_error(exc, kind=KIND_SWEEP, item_id="reconcile")
     return {"claimed": report.claimed, "skipped": report.skipped, **report.dispatched}
@@ -61,7 +57,7 @@ def reconcile(self: LedgerTask) -> dict[str, Any]:
 def batch_sweep(self: LedgerTask) -> list[str]:
     """Re-drive running batches whose messages were lost (see BatchControl.sweep_stalled)."""
     try:
-        return self.runtime.batch_control.sweep_stalled(now=time.time())
+        return self.node.batch_control.sweep_stalled(now=time.time())
     except Exception as exc:
         self.handle_error(exc, kind=KIND_SWEEP, item_id="batches")
 
@@ -69,9 +65,9 @@ def batch_sweep(self: LedgerTask) -> list[str]:
 @shared_task(bind=True, base=LedgerTask, name=TASK_ARCHIVE_SWEEP, ignore_result=True)
 def archive_sweep(self: LedgerTask) -> dict[str, Any]:
     """Queue archival runs for every transaction the ledger has due."""
-    with cron_monitor("idv-archive-sweep", self.runtime.settings.archive_every_s):
+    with cron_monitor("idv-archive-sweep", self.node.settings.ledger.archive_every_s):
         try:
-            report = self.runtime.reconciler.archive_sweep()
+            report = self.node.reconciler.archive_sweep()
         except Exception as exc:
             self.handle_error(exc, kind=KIND_SWEEP, item_id="archive")
     return {"claimed": report.claimed, "skipped": report.skipped, **report.dispatched}
@@ -89,7 +85,7 @@ def archive(self: ArchivalTask, job: dict[str, Any]) -> str:
     tid = parsed.transaction_id
     with log_context(transaction=tid, lane="archival", flow="archival"):
         try:
-            outcome = self.runtime.onboarding.process(parsed, late=True)
+            outcome = self.node.onboarding.process(parsed, late=True)
         except Exception as exc:
             self.handle_error(
                 exc,
@@ -100,21 +96,5 @@ def archive(self: ArchivalTask, job: dict[str, Any]) -> str:
             )
     if outcome.status in ("done", "already_done"):
         lost = outcome.record.get("status") == "evidence_lost"
-        self.runtime.metrics.incr("idv_archival", outcome="evidence_lost" if lost else "archived")
+        self.node.metrics.incr("idv_archival", outcome="evidence_lost" if lost else "archived")
     return outcome.status
-
-
-def register_retries(store: DeadLetterStore, settings: Settings) -> None:
-    """``idv-worker dlq retry`` for kind ``archival``: send the archival run again."""
-    from worker.app import create_app
-
-    app = create_app(settings)
-
-    def retry(entry: DeadLetter) -> None:
-        job = entry.payload.get("job")
-        if not isinstance(job, dict):
-            raise ValueError(f"dead letter {entry.kind}/{entry.id} carries no job to retry")
-        OnboardingJob.from_message(job)
-        app.send_task(TASK_ARCHIVE, kwargs={"job": job})
-
-    store.register_retry(KIND_ARCHIVAL, retry)

@@ -14,19 +14,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from celery import shared_task, signals
+from celery import current_app, shared_task, signals
 from pydantic import ValidationError
 
 from tasks.base import IdvTask
+from worker.backoff import ONBOARDING_TASK, RetryPolicy
+from worker.jobs import KIND_ONBOARDING, OnboardingJob
 from worker.keys import KIND_TX, InvalidKeyError
 from worker.observability import get_logger, log_context, report_to_sentry
-from worker.onboarding import KIND_EVIDENCE, KIND_ONBOARDING, OnboardingJob
-from worker.queues import TASK_DELIVER, TASK_PROCESS
-from worker.runtime import get_runtime
+from worker.queues import TASK_PROCESS
+from worker.wiring import current_node
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
-    from worker.stores import DeadLetter, DeadLetterStore
+    pass
 
 log = get_logger("tasks.onboarding")
 
@@ -36,10 +36,8 @@ class OnboardingTask(IdvTask):
 
     abstract = True
     flow: ClassVar[str] = "onboarding"
-    max_retries = 200
-    backoff_base_s: ClassVar[float] = 1.0
-    # ``ProcessNotCompleted`` is polled at least this often until the deadline.
-    backoff_cap_s: ClassVar[float] = 30.0
+    # ``ProcessNotCompleted`` is polled at least every ``cap_s`` until the deadline.
+    retry_policy: ClassVar[RetryPolicy] = ONBOARDING_TASK
 
 
 @shared_task(bind=True, base=OnboardingTask, name=TASK_PROCESS)
@@ -56,7 +54,7 @@ def process(self: OnboardingTask, job: dict[str, Any], late: bool = False) -> No
     payload = {"job": parsed.to_message()}
     with log_context(transaction=tid, lane="realtime", flow="onboarding"):
         try:
-            outcome = self.runtime.onboarding.process(parsed, late=late)
+            outcome = self.node.onboarding.process(parsed, late=late)
         except Exception as exc:
             self.handle_error(
                 exc, kind=KIND_ONBOARDING, item_id=tid, payload=payload, deadline=deadline
@@ -64,10 +62,10 @@ def process(self: OnboardingTask, job: dict[str, Any], late: bool = False) -> No
         # A redelivered message may come from a run that died between writing the record and
         # enqueueing its webhook: send it (again); receivers de-duplicate on the event id.
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-        webhook = self.runtime.settings.webhook_url is not None
+        webhook = self.node.settings.webhooks.enabled
         finished = outcome.status in ("done", "already_done")
         if webhook and (outcome.status == "done" or (redelivered and finished)):
-            self.app.send_task(TASK_DELIVER, args=[tid])
+            self.node.sender.deliver(tid)
 
 
 @signals.task_revoked.connect
@@ -81,36 +79,19 @@ def _on_revoked(sender: Any = None, request: Any = None, expired: bool = False, 
     except (ValidationError, InvalidKeyError, TypeError):
         log.error("an expired onboarding message could not be parsed")
         return
-    runtime = get_runtime(getattr(sender, "app", None))
-    if runtime.results.get_record(KIND_TX, job.transaction_id) is not None:
+    node = current_node(getattr(sender, "app", None) or current_app)
+    if node.results.get_record(KIND_TX, job.transaction_id) is not None:
         return  # a replayed callback of a transaction already done: nothing was lost
-    runtime.deadletters.add(
+    node.deadletters.add(
         KIND_ONBOARDING,
         job.transaction_id,
         "expired in the queue: the evidence window closed before a worker took it",
         code="Expired",
         payload={"job": job.to_message()},
     )
-    runtime.metrics.incr("idv_onboarding", outcome="expired")
+    node.metrics.incr("idv_onboarding", outcome="expired")
     report_to_sentry(
         "onboarding message expired before it ran",
         flow="onboarding",
         transaction_id=job.transaction_id,
     )
-
-
-def register_retries(store: DeadLetterStore, settings: Settings) -> None:
-    """``idv-worker dlq retry`` for kinds ``onboarding`` and ``evidence``: a late re-run."""
-    from worker.app import create_app
-
-    app = create_app(settings)
-
-    def retry(entry: DeadLetter) -> None:
-        job = entry.payload.get("job")
-        if not isinstance(job, dict):
-            raise ValueError(f"dead letter {entry.kind}/{entry.id} carries no job to retry")
-        OnboardingJob.from_message(job)
-        app.send_task(TASK_PROCESS, kwargs={"job": job, "late": True})
-
-    store.register_retry(KIND_ONBOARDING, retry)
-    store.register_retry(KIND_EVIDENCE, retry)

@@ -12,6 +12,7 @@ from typing import ClassVar
 from celery import shared_task
 
 from tasks.base import IdvTask
+from worker.backoff import STORAGE_SWEEP_TASK, RetryPolicy
 from worker.errors import error_code
 from worker.observability import get_logger
 from worker.queues import TASK_SWEEP_UPLOADS
@@ -24,14 +25,14 @@ class StorageTask(IdvTask):
 
     abstract = True
     flow: ClassVar[str] = "storage"
-    max_retries = 0
+    retry_policy: ClassVar[RetryPolicy] = STORAGE_SWEEP_TASK
 
 
 @shared_task(bind=True, base=StorageTask, name=TASK_SWEEP_UPLOADS)
 def sweep_uploads(self: StorageTask) -> dict[str, int]:
     """Abort the multipart uploads older than ``IDV_S3_STALE_UPLOAD_AGE_S``."""
     try:
-        report = self.runtime.upload_sweeper.sweep()
+        report = self.node.upload_sweeper.sweep()
     except Exception as exc:
         log.warning("stale-upload sweep failed (next run retries): %s", error_code(exc))
         raise

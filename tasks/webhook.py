@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, ClassVar
 from celery import shared_task
 
 from tasks.base import IdvTask
+from worker.backoff import WEBHOOK_TASK, RetryPolicy
 from worker.keys import KIND_TX, InvalidKeyError, validate_id
 from worker.observability import log_context
 from worker.queues import TASK_DELIVER
 from worker.webhook import KIND_WEBHOOK, WebhookConfigError, WebhookError
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
-    from worker.stores import DeadLetter, DeadLetterStore
+    pass
 
 
 class WebhookTask(IdvTask):
@@ -28,8 +28,7 @@ class WebhookTask(IdvTask):
 
     abstract = True
     flow: ClassVar[str] = "webhook"
-    max_retries = 100  # the real bound is IDV_WEBHOOK_MAX_ATTEMPTS, checked in the task
-    backoff_base_s: ClassVar[float] = 5.0
+    retry_policy: ClassVar[RetryPolicy] = WEBHOOK_TASK  # the bound: IDV_WEBHOOK_MAX_ATTEMPTS
 
 
 @shared_task(bind=True, base=WebhookTask, name=TASK_DELIVER)
@@ -39,38 +38,25 @@ def deliver(self: WebhookTask, transaction_id: str) -> None:
         tid = validate_id(transaction_id, "transaction_id")
     except InvalidKeyError:
         self.dead_letter(KIND_WEBHOOK, f"malformed-{self.request.id}", "malformed transaction id")
-    runtime = self.runtime
+    node = self.node
     with log_context(transaction=tid, flow="webhook"):
         try:
-            sender = runtime.webhook_sender
+            sender = node.webhook_sender
         except WebhookConfigError as exc:
             self.dead_letter(KIND_WEBHOOK, tid, str(exc), code="Config")
         if sender is None:
             return
-        record = runtime.results.get_record(KIND_TX, tid)
+        record = node.results.get_record(KIND_TX, tid)
         if record is None:
             self.dead_letter(KIND_WEBHOOK, tid, "result record not found (expired?)", code="Gone")
         try:
             sender.deliver(record)
         except WebhookError as exc:
-            runtime.metrics.incr("idv_webhooks", outcome="failed")
+            node.metrics.incr("idv_webhooks", outcome="failed")
             attempts = self.request.retries + 1
-            if exc.retryable and attempts < runtime.settings.webhook_max_attempts:
+            if exc.retryable and attempts < node.settings.webhooks.webhook_max_attempts:
                 self.retry_later(exc, self.backoff())
             self.dead_letter(
                 KIND_WEBHOOK, tid, f"{exc.reason} after {attempts} attempt(s)", code=exc.reason
             )
-        runtime.metrics.incr("idv_webhooks", outcome="delivered")
-
-
-def register_retries(store: DeadLetterStore, settings: Settings) -> None:
-    """``idv-worker dlq retry`` for kind ``webhook``: send the record again."""
-    from worker.app import create_app
-
-    app = create_app(settings)
-
-    def retry(entry: DeadLetter) -> None:
-        tid = validate_id(entry.id, "transaction_id")
-        app.send_task(TASK_DELIVER, args=[tid])
-
-    store.register_retry(KIND_WEBHOOK, retry)
+        node.metrics.incr("idv_webhooks", outcome="delivered")

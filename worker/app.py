@@ -29,8 +29,10 @@ from worker.settings import Settings, load_settings
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery configuration, every reliability setting chosen on purpose."""
-    visibility_timeout = settings.broker_visibility_timeout_s
-    target = broker_target(settings)
+    broker, ledger = settings.broker, settings.ledger
+    visibility_timeout = broker.broker_visibility_timeout_s
+    sweep_every = float(settings.storage.s3_upload_sweep_every_s)
+    target = broker_target(settings.redis, broker)
     broker_url = sentinel_broker_url(target) if target.sentinels else target.url
     config: dict[str, Any] = {
         "broker_url": broker_url,
@@ -62,31 +64,31 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUE_REALTIME,
         "task_create_missing_queues": False,
         "task_routes": {pattern: {"queue": queue} for pattern, queue in ROUTES.items()},
-        "task_time_limit": settings.task_time_limit_s,
-        "task_soft_time_limit": max(1, settings.task_time_limit_s - 30),
+        "task_time_limit": broker.task_time_limit_s,
+        "task_soft_time_limit": max(1, broker.task_time_limit_s - 30),
         # Periodic work of the one beat process (a second beat is harmless: every sweep takes a
         # fenced lock and claims per transaction).
         "beat_schedule": {
             "reconcile": {
                 "task": TASK_RECONCILE,
-                "schedule": settings.reconcile_every_s,
-                "options": {"expires": settings.reconcile_every_s},
+                "schedule": ledger.reconcile_every_s,
+                "options": {"expires": ledger.reconcile_every_s},
             },
             "batch-sweep": {
                 "task": TASK_BATCH_SWEEP,
-                "schedule": settings.reconcile_every_s,
-                "options": {"expires": settings.reconcile_every_s},
+                "schedule": ledger.reconcile_every_s,
+                "options": {"expires": ledger.reconcile_every_s},
             },
             "archive-sweep": {
                 "task": TASK_ARCHIVE_SWEEP,
-                "schedule": settings.archive_every_s,
-                "options": {"expires": settings.archive_every_s},
+                "schedule": ledger.archive_every_s,
+                "options": {"expires": ledger.archive_every_s},
             },
             "sweep-stale-uploads": {
                 "task": TASK_SWEEP_UPLOADS,
-                "schedule": float(settings.s3_upload_sweep_every_s),
+                "schedule": sweep_every,
                 # A sweep not started within one period is replaced by the next one.
-                "options": {"expires": float(settings.s3_upload_sweep_every_s)},
+                "options": {"expires": sweep_every},
             },
         },
     }
@@ -137,8 +139,8 @@ def create_app(settings: Settings | None = None) -> Celery:
 @signals.worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings: Settings = sender.app.conf.idv_settings if sender is not None else load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    init_sentry(settings)
+    configure_logging(settings.observability.log_level, settings.observability.log_format)
+    init_sentry(settings.observability)
 
 
 def _default_app() -> Celery:

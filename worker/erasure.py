@@ -43,7 +43,6 @@ from worker.batch import (
     jsonl_blocks,
 )
 from worker.keys import KIND_ITEM, KIND_TX, ObjectKeys, item_ref, parse_transaction_id, validate_id
-from worker.settings import Settings
 from worker.storage import S3ObjectStore
 from worker.stores import (
     KIND_SUBJECT_BATCH,
@@ -93,7 +92,8 @@ class Eraser:
         self,
         *,
         redis_client: redis.Redis,
-        settings: Settings,
+        namespace: str,
+        object_keys: ObjectKeys,
         objects: S3ObjectStore,
         results: ResultStore,
         deadletters: DeadLetterStore,
@@ -103,9 +103,9 @@ class Eraser:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis_client
-        self.ns = settings.namespace
+        self.ns = namespace
         self.objects = objects
-        self.keys = ObjectKeys.from_settings(settings)
+        self.keys = object_keys
         self.results = results
         self.deadletters = deadletters
         self.batches = batches

@@ -14,9 +14,12 @@ The tree::
 
     IdvError
      ├── ConfigurationError          (ValueError) a setting or deployment that cannot work
-     │    └── SettingsError          an ``IDV_*`` variable is invalid (worker.settings)
+     │    ├── SettingsError          an ``IDV_*`` variable is invalid (worker.settings)
+     │    └── NoRetryHandler         (LookupError) no flow retries this dead-letter kind
      ├── InvalidInput                (ValueError) input refused at the edge: ids, manifests, rows
-     │    └── InvalidKeyError        an id or key that is not safe to use (worker.keys)
+     │    ├── InvalidKeyError        an id or key that is not safe to use (worker.keys)
+     │    ├── ImageInfoError         not a readable JPEG or PNG (worker.cloudauth.images)
+     │    └── EventError             an event the results stream refuses (worker.stores)
      ├── CloudAuthError              provider and transport failures (worker.cloudauth.errors)
      │    ├── RequestValidationError  bad argument, refused before any request
      │    ├── ThrottledError          retryable, retry_after from x-acs-retry-after
@@ -39,7 +42,12 @@ The tree::
      │    ├── EvidenceLost, EvidenceUnavailable
      │    └── BadEvidence            not retryable
      ├── WebhookError                result webhook delivery; retryable per HTTP status
-     └── batch errors                (worker.batch) ManifestError, SubmitError, BatchStateError...
+     ├── CallbackRejected            a provider callback not taken; retryable when its status
+     │                               is 5xx (worker.onboarding.callbacks)
+     ├── MetricsUnavailable          retryable: the metrics store cannot be read
+     ├── DeadLettered                the work went to the dead-letter store (tasks.base)
+     └── batch errors                (worker.batch) ManifestError, SubmitError, BatchStateError,
+                                     BatchNotFound...
 
 Anything that is not an ``IdvError`` is a bug or an unclassified failure: tasks treat it as
 retryable a bounded number of times, then dead-letter it.

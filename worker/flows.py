@@ -2,8 +2,9 @@
 
 ``submit_callback(params)`` hands one provider callback to the worker from an application's own
 endpoint (instead of running ``idv-worker receiver``); ``start(...)`` starts a flow and records
-it in the ledger; ``batches()`` opens the batch API.
-Objects come from a ``worker.runtime.Runtime``, built on first use from ``IDV_*`` settings.
+it in the ledger; ``batches()`` opens the batch API. Each builds what it needs from ``IDV_*``
+settings; an application that calls them often builds a ``worker.wiring.Cli`` once and passes
+it (``cli=``), or the intake (``intake=cli.intake()``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 from worker.batch import BatchAPI
 from worker.ledger import StartedFlow
 from worker.onboarding import CallbackIntake, Params, Submission
-from worker.runtime import Runtime, get_runtime
-from worker.settings import Settings, load_settings
+from worker.settings import Settings
+from worker.wiring import Cli
 
 
 def submit_callback(
@@ -28,8 +29,10 @@ def submit_callback(
     ``Submission`` (``accepted`` or ``duplicate``; answer the provider 200 for both) or raises
     ``CallbackRejected`` whose ``status`` is the HTTP status to answer (403, 400, 503).
     """
-    intake = intake or get_runtime().intake
-    return intake.submit(params, received_at=received_at, verify_token=verify_token)
+    if intake is not None:
+        return intake.submit(params, received_at=received_at, verify_token=verify_token)
+    with Cli() as cli:
+        return cli.intake().submit(params, received_at=received_at, verify_token=verify_token)
 
 
 def start(
@@ -40,21 +43,27 @@ def start(
     doc_type: str | None = None,
     meta_info: str | None = None,
     return_url: str | None = None,
-    runtime: Runtime | None = None,
+    cli: Cli | None = None,
 ) -> StartedFlow:
     """Start one verification flow (``Initialize``) and record it in the ledger.
 
     Returns the ``TransactionUrl`` for the user (single-use) and the ids the ledger keeps; the
     callback URL is ``IDV_CALLBACK_URL`` with ``productCode`` and ``merchantBizId`` added.
     """
-    return (runtime or get_runtime()).flow_starter.start(
-        product_code=product_code,
-        merchant_user_id=merchant_user_id,
-        merchant_biz_id=merchant_biz_id,
-        doc_type=doc_type,
-        meta_info=meta_info,
-        return_url=return_url,
-    )
+    own = cli is None
+    builder = cli or Cli()
+    try:
+        return builder.flow_starter().start(
+            product_code=product_code,
+            merchant_user_id=merchant_user_id,
+            merchant_biz_id=merchant_biz_id,
+            doc_type=doc_type,
+            meta_info=meta_info,
+            return_url=return_url,
+        )
+    finally:
+        if own:
+            builder.close()
 
 
 def batches(settings: Settings | None = None) -> BatchAPI:
@@ -62,11 +71,4 @@ def batches(settings: Settings | None = None) -> BatchAPI:
 
     Reads need only Redis; the Celery app that sends chunk messages is built on first submit.
     """
-    runtime = Runtime(settings or load_settings())
-    return BatchAPI(
-        runtime.settings,
-        redis_client=runtime.redis,
-        make_enqueuer=lambda: runtime.enqueuer,
-        make_objects=lambda: runtime.objects,
-        on_close=runtime.close,
-    )
+    return Cli(settings).batches()

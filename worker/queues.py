@@ -12,9 +12,10 @@ never waits behind a backlog of hours:
 
 from __future__ import annotations
 
-# The longest countdown any message may carry; defined with the settings, where
-# IDV_BROKER_VISIBILITY_TIMEOUT_S is checked against it (no countdown outlives the timeout).
-from worker.settings import MAX_COUNTDOWN_S as MAX_COUNTDOWN_S
+# The longest countdown (ETA) any Celery message may carry. IDV_BROKER_VISIBILITY_TIMEOUT_S must
+# exceed it plus IDV_TASK_TIME_LIMIT_S (worker.settings.BrokerSettings checks it): a message whose
+# ETA, or whose run, lies beyond the visibility timeout is redelivered to a second worker.
+MAX_COUNTDOWN_S = 300.0
 
 QUEUE_REALTIME = "idv.realtime"
 QUEUE_ARCHIVAL = "idv.archival"

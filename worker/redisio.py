@@ -31,7 +31,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from worker.settings import BrokerSettings, RedisSettings
 
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
@@ -55,7 +55,7 @@ class RedisTarget:
     sentinel_password: str | None = field(default=None, repr=False)
 
 
-def redis_target(settings: Settings) -> RedisTarget:
+def redis_target(settings: RedisSettings) -> RedisTarget:
     """The Redis of ``IDV_REDIS_URL``, through ``IDV_REDIS_SENTINELS`` when they are set."""
     password = settings.redis_sentinel_password
     return RedisTarget(
@@ -66,9 +66,9 @@ def redis_target(settings: Settings) -> RedisTarget:
     )
 
 
-def broker_target(settings: Settings) -> RedisTarget:
+def broker_target(settings: RedisSettings, broker: BrokerSettings) -> RedisTarget:
     """The broker's Redis: ``IDV_BROKER_URL`` when it names another one, else ``redis_target``."""
-    url = settings.broker_url
+    url = broker.broker_url
     if url and url != settings.redis_url:
         return RedisTarget(url)
     return redis_target(settings)
@@ -196,7 +196,33 @@ def text_map(reply: Any) -> dict[str, str]:
     return {text(items[i]): text(items[i + 1]) for i in range(0, len(items) - 1, 2)}
 
 
+# A script whose text says this gets its folder's ``prelude.lua`` (shared helpers) prepended.
+NEEDS_PRELUDE = "Needs prelude.lua."
+PRELUDE = "prelude"
+
+
+@cache
+def _lua_folder(package: str) -> dict[str, str]:
+    """Every ``<package>/lua/*.lua`` file by name (without ``.lua``)."""
+    folder = resources.files(package).joinpath("lua")
+    return {
+        entry.name.removesuffix(".lua"): entry.read_text("utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".lua")
+    }
+
+
 @cache
 def lua_script(package: str, name: str) -> str:
-    """The source of ``<package>/lua/<name>.lua``."""
-    return resources.files(package).joinpath("lua").joinpath(f"{name}.lua").read_text("utf-8")
+    """The source of ``<package>/lua/<name>.lua``, the one loader of every Lua script.
+
+    A script that says ``Needs prelude.lua.`` gets the folder's ``prelude.lua`` prepended;
+    a name that is not a script of the folder (or is the prelude itself) is a ``ValueError``.
+    """
+    scripts = _lua_folder(package)
+    if name == PRELUDE or name not in scripts:
+        raise ValueError(f"unknown Lua script {name!r} of {package}")
+    body = scripts[name]
+    if NEEDS_PRELUDE not in body:
+        return body
+    return scripts[PRELUDE] + "\n" + body

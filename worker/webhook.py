@@ -28,11 +28,9 @@ import httpx
 
 from worker import __version__
 from worker.errors import ConfigurationError, IdvError
-from worker.settings import Settings
+from worker.jobs import KIND_WEBHOOK as KIND_WEBHOOK
+from worker.settings import WebhookSettings
 
-"""Celery task name of ``tasks.webhook.deliver`` (takes a transaction id)."""
-KIND_WEBHOOK = "webhook"
-"""Dead-letter kind of a webhook that could not be delivered."""
 SIGNATURE_HEADER = "X-Idv-Signature"
 EVENT_ID_HEADER = "X-Idv-Event-Id"
 EVENT_TYPE = "onboarding.result"
@@ -130,7 +128,7 @@ class WebhookSender:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, transport: httpx.BaseTransport | None = None
+        cls, settings: WebhookSettings, *, transport: httpx.BaseTransport | None = None
     ) -> WebhookSender | None:
         """A sender for ``IDV_WEBHOOK_URL``, or None when no webhook is configured."""
         url, secret = settings.webhook_url, settings.webhook_secret

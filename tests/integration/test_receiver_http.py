@@ -16,14 +16,14 @@ from tests.fixtures.e2e import run_cli
 from worker.app import create_app
 from worker.queues import QUEUE_REALTIME
 from worker.receiver import CallbackReceiver
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 
 TOKEN = "tok-http-0001"
 
 
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url, callback_tokens=[SecretStr(TOKEN)])
+    return load_settings(redis_url=redis_url, callback_tokens=[SecretStr(TOKEN)])
 
 
 @pytest.fixture

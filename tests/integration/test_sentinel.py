@@ -1,6 +1,6 @@
 """Redis high availability: a primary (AOF), a replica and a real sentinel; a real Celery
 worker configured with ``IDV_REDIS_SENTINELS`` consumes tasks while the test writes ledger
-entries through a ``Runtime``; the primary is SIGKILLed mid-run, the sentinel promotes the
+entries through a CLI builder (``Cli``); the primary is SIGKILLed mid-run, the sentinel promotes the
 replica, and the same worker (never restarted) finishes the work on the promoted replica.
 
 What a failover may lose is what asynchronous replication had not yet sent to the replica
@@ -28,9 +28,9 @@ from tests.fixtures.workers import CeleryWorker
 from worker.devtools import RedisServer, SentinelServer, wait_until
 from worker.keys import KIND_TX
 from worker.queues import QUEUE_WEBHOOKS, TASK_DELIVER
-from worker.redisio import ReconnectingConnection, connect
-from worker.runtime import Runtime
+from worker.redisio import ReconnectingConnection, broker_target, connect, redis_target
 from worker.settings import load_settings
+from worker.wiring import Cli
 
 MASTER = "idv-primary"
 
@@ -107,7 +107,7 @@ class Producer:
     """Per transaction ``tx-ha-<n>``: a ledger entry, a result record, and the webhook task
     that posts it; remembers what was acknowledged (the call returned)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Cli) -> None:
         self.runtime = runtime
         self.sent: dict[str, float] = {}
         self.ledger: set[str] = set()
@@ -149,7 +149,7 @@ def test_work_finishes_on_the_promoted_replica_after_the_primary_dies(
     )
     worker.start()
     settings = load_settings(**{k.removeprefix("IDV_").lower(): v for k, v in env.items()})
-    runtime = Runtime(settings)
+    runtime = Cli(settings)
     producer = Producer(runtime)
     try:
         worker.wait_ready(60)
@@ -187,7 +187,7 @@ def test_work_finishes_on_the_promoted_replica_after_the_primary_dies(
         missing_records = sorted(
             t for t in producer.records if runtime.results.get_record(KIND_TX, t) is None
         )
-        due = set(runtime.ledger.due("rt", time.time() + settings.reconcile_after_s, 10_000))
+        due = set(runtime.ledger.due("rt", time.time() + settings.ledger.reconcile_after_s, 10_000))
         # Messages the worker held when the primary died: kept in "unacked" and delivered
         # again after the visibility timeout (a second run of a task that had finished is
         # harmless: tasks are idempotent).
@@ -221,13 +221,21 @@ def test_work_finishes_on_the_promoted_replica_after_the_primary_dies(
     assert producer.ledger <= due
 
 
-def _unacked(runtime: Runtime) -> set[str]:
+def _unacked(runtime: Cli) -> set[str]:
     """Transactions whose messages wait in the broker's ``unacked`` hash."""
+    settings = runtime.settings
+    target = broker_target(settings.redis, settings.broker)
+    shared = target == redis_target(settings.redis)
+    broker = runtime.redis if shared else connect(target)
     held = set()
-    for raw in runtime.broker_redis.hvals("unacked"):
-        message = json.loads(raw)[0]
-        body = json.loads(base64.b64decode(message["body"]))
-        held.add(body[0][0])
+    try:
+        for raw in broker.hvals("unacked"):
+            message = json.loads(raw)[0]
+            body = json.loads(base64.b64decode(message["body"]))
+            held.add(body[0][0])
+    finally:
+        if not shared:
+            broker.close()
     return held
 
 

@@ -26,7 +26,7 @@ COMPLETED = datetime(2026, 3, 9, 23, 30, tzinfo=UTC)
 
 
 def test_redis_keys() -> None:
-    keys = RedisKeys.from_settings(load_settings(namespace="idv:"))
+    keys = RedisKeys(load_settings(namespace="idv:").redis.namespace)
     assert keys.result_tx("hksb7ba1b28130d24e015d6") == "idv:result:tx:hksb7ba1b28130d24e015d6"
     assert keys.result_item("batch-1", "row.42") == "idv:result:item:batch-1:row.42"
     assert keys.result("item", item_ref("b", "i")) == "idv:result:item:b:i"
@@ -50,7 +50,7 @@ def test_object_keys() -> None:
 
 
 def test_object_keys_use_the_prefix_from_settings() -> None:
-    keys = ObjectKeys.from_settings(load_settings(s3_prefix="/prod/idv"))
+    keys = ObjectKeys(load_settings(s3_prefix="/prod/idv").storage.s3_prefix)
     assert keys.prefix == "prod/idv/"
     assert keys.result("t1", COMPLETED) == "prod/idv/results/2026/03/09/t1.json"
     assert normalize_prefix("") == ""

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from worker.cli import build_parser
-from worker.settings import ENV_PREFIX, Settings
+from worker.settings import ENV_PREFIX, OWNERS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -11,7 +11,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 def test_every_setting_is_documented() -> None:
     missing = [
         ENV_PREFIX + name.upper()
-        for name in Settings.model_fields
+        for name in OWNERS  # every field of every settings part
         if f"`{ENV_PREFIX}{name.upper()}`" not in README
     ]
     assert missing == []

@@ -7,7 +7,7 @@ broker, so every answer and every enqueued message is real but nothing listens o
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import fakeredis
@@ -17,19 +17,22 @@ from celery import Celery
 from pydantic import SecretStr
 
 from worker.app import create_app
+from worker.cloudauth import DEFAULT_QUOTAS
+from worker.jobs import CelerySender, OnboardingJob, default_merchant_biz_id
+from worker.keys import RedisKeys
 from worker.ledger import Ledger, State
 from worker.onboarding import (
+    CallbackEvent,
     CallbackIntake,
     CallbackRejected,
-    OnboardingJob,
     TokenChecker,
-    default_merchant_biz_id,
     flatten_params,
     parse_callback,
 )
 from worker.queues import QUEUE_REALTIME, TASK_PROCESS
+from worker.ratelimit import QuotaTable
 from worker.receiver import CallbackReceiver
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 
 TOKEN = "tok-primary-0001"
 OTHER_TOKEN = "tok-rotated-0002"
@@ -43,7 +46,46 @@ def make_settings(**overrides: Any) -> Settings:
         "broker_url": "memory://",
     }
     values.update(overrides)
-    return Settings(**values)
+    return load_settings(**values)
+
+
+def make_ledger(
+    settings: Settings, client: fakeredis.FakeRedis, clock: Callable[[], float] = time.time
+) -> Ledger:
+    """The ledger as the builders make it (``worker.wiring.blocks.build_ledger``)."""
+    return Ledger(
+        client,
+        RedisKeys(settings.redis.namespace),
+        settings.ledger,
+        evidence_window_s=settings.onboarding.evidence_window_s,
+        require_known=settings.callbacks.callback_require_known,
+        clock=clock,
+    )
+
+
+def make_intake(
+    settings: Settings,
+    client: fakeredis.FakeRedis,
+    app: Celery,
+    clock: Callable[[], float] = time.time,
+) -> CallbackIntake:
+    """The intake as the builders make it (``worker.wiring.services.build_intake``)."""
+    return CallbackIntake(
+        settings.callbacks,
+        make_ledger(settings, client, clock),
+        CelerySender(app),
+        onboarding=settings.onboarding,
+        known_product=QuotaTable(settings.quotas, DEFAULT_QUOTAS).knows,
+        clock=clock,
+    )
+
+
+def parse(params: dict[str, str], settings: Settings) -> CallbackEvent:
+    return parse_callback(
+        params,
+        default_product=settings.onboarding.onboarding_product,
+        known_product=QuotaTable(settings.quotas, DEFAULT_QUOTAS).knows,
+    )
 
 
 def params(**overrides: str) -> dict[str, str]:
@@ -85,20 +127,18 @@ def test_token_checker_accepts_every_configured_token_and_nothing_else() -> None
 
 def test_parse_callback_valid_uses_defaults() -> None:
     settings = make_settings()
-    event = parse_callback(params(), settings)
+    event = parse(params(), settings)
     assert event.transaction_id == TID
     assert event.passed == "Y"
     assert event.sub_code == "200"
-    assert event.product_code == settings.onboarding_product
+    assert event.product_code == settings.onboarding.onboarding_product
     assert event.merchant_biz_id == default_merchant_biz_id(TID)
     assert len(event.merchant_biz_id) == 32
     assert event.merchant_biz_id.isalnum()
 
 
 def test_parse_callback_takes_product_and_merchant_biz_id_from_the_url() -> None:
-    event = parse_callback(
-        params(productCode="FACE_LIVENESS", merchantBizId="order42"), make_settings()
-    )
+    event = parse(params(productCode="FACE_LIVENESS", merchantBizId="order42"), make_settings())
     assert event.product_code == "FACE_LIVENESS"
     assert event.merchant_biz_id == "order42"
 
@@ -123,7 +163,7 @@ def test_parse_callback_rejects_with_a_clear_message(
     overrides: dict[str, str], fragment: str
 ) -> None:
     with pytest.raises(CallbackRejected) as info:
-        parse_callback(params(**overrides), make_settings())
+        parse(params(**overrides), make_settings())
     assert info.value.status == 400
     assert fragment in info.value.reason
     # The offending value is never echoed back.
@@ -180,12 +220,12 @@ def test_intake_enqueues_once_with_expiry_at_the_window_end(
     fake_redis: fakeredis.FakeRedis, celery_app: Celery
 ) -> None:
     settings = make_settings()
-    intake = CallbackIntake(settings, fake_redis, celery_app, clock=lambda: 1_700_000_000.0)
+    intake = make_intake(settings, fake_redis, celery_app, clock=lambda: 1_700_000_000.0)
     first = intake.submit(params())
     second = intake.submit(params(callbackToken=OTHER_TOKEN))
     assert first.status == "accepted"
     assert second.status == "duplicate"
-    assert first.deadline == 1_700_000_000.0 + settings.evidence_window_s
+    assert first.deadline == 1_700_000_000.0 + settings.onboarding.evidence_window_s
     messages = drain(celery_app)
     assert len(messages) == 1
     headers = messages[0].headers
@@ -196,16 +236,16 @@ def test_intake_enqueues_once_with_expiry_at_the_window_end(
     assert job.transaction_id == TID
     assert job.completed_at == 1_700_000_000.0
     # The ledger holds the decision: completed, its work due after IDV_RECONCILE_AFTER_S.
-    entry = Ledger(fake_redis, settings).get(TID)
+    entry = make_ledger(settings, fake_redis).get(TID)
     assert entry is not None
     assert entry.state is State.COMPLETED
-    assert entry.due_at == 1_700_000_000.0 + settings.reconcile_after_s
+    assert entry.due_at == 1_700_000_000.0 + settings.ledger.reconcile_after_s
 
 
 def test_intake_force_requeues_a_repeat(
     fake_redis: fakeredis.FakeRedis, celery_app: Celery
 ) -> None:
-    intake = CallbackIntake(make_settings(), fake_redis, celery_app)
+    intake = make_intake(make_settings(), fake_redis, celery_app)
     assert intake.submit(params()).status == "accepted"
     assert intake.submit(params(), force=True).status == "accepted"
     assert len(drain(celery_app)) == 2
@@ -218,12 +258,12 @@ def test_intake_unmarks_the_callback_when_enqueueing_fails(
 
     app = create_app(make_settings())
     app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    intake = CallbackIntake(make_settings(), fake_redis, app)
+    intake = make_intake(make_settings(), fake_redis, app)
     with pytest.raises(CallbackRejected) as info:
         intake.submit(params())
     assert info.value.status == 503
     # The provider resends on non-200: the resend must not be taken for a duplicate.
-    entry = Ledger(fake_redis, make_settings()).get(TID)
+    entry = make_ledger(make_settings(), fake_redis).get(TID)
     assert entry is not None
     assert entry.due_at is not None
     assert entry.due_at <= time.time()
@@ -232,14 +272,14 @@ def test_intake_unmarks_the_callback_when_enqueueing_fails(
 def test_intake_wrong_token_is_refused_before_validation(
     fake_redis: fakeredis.FakeRedis, celery_app: Celery
 ) -> None:
-    intake = CallbackIntake(make_settings(), fake_redis, celery_app)
+    intake = make_intake(make_settings(), fake_redis, celery_app)
     with pytest.raises(CallbackRejected) as info:
         intake.submit(params(callbackToken="guess", passed="maybe"))
     assert info.value.status == 403
     with pytest.raises(CallbackRejected) as info:
         intake.submit(params(callbackToken="<drop>"))
     assert info.value.status == 403
-    assert Ledger(fake_redis, make_settings()).get(TID) is None
+    assert make_ledger(make_settings(), fake_redis).get(TID) is None
     assert drain(celery_app) == []
 
 
@@ -352,7 +392,7 @@ async def test_an_address_with_too_many_rejections_gets_429_without_work(
         assert limited.status_code == 429
         assert limited.headers["retry-after"]
         assert drain(celery_app) == []
-        assert Ledger(fake_redis, settings).get(TID) is None
+        assert make_ledger(settings, fake_redis).get(TID) is None
     finally:
         app.shutdown()
 

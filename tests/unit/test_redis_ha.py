@@ -35,7 +35,7 @@ def test_sentinels_and_master_from_the_environment(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("IDV_REDIS_SENTINELS", "10.0.0.1:26380,[fd00::1]:26381,sentinel-3")
     monkeypatch.setenv("IDV_REDIS_SENTINEL_MASTER", "idv")
     monkeypatch.setenv("IDV_REDIS_URL", "redis://:pw@unused/2")
-    target = redis_target(load_settings())
+    target = redis_target(load_settings().redis)
     assert target.sentinels == (("10.0.0.1", 26380), ("fd00::1", 26381), ("sentinel-3", 26379))
     assert target.master == "idv"
     assert target.url == "redis://:pw@unused/2"
@@ -74,7 +74,7 @@ def test_invalid_sentinel_settings_name_the_variable(
 
 def test_stores_and_limiter_get_a_sentinel_managed_client_with_the_project_timeouts() -> None:
     settings = load_settings(redis_url="redis://:pw@unused/3", **SENTINELS)
-    client = connect(redis_target(settings), fail_fast=True, socket_timeout=2.0)
+    client = connect(redis_target(settings.redis), fail_fast=True, socket_timeout=2.0)
     try:
         assert isinstance(client, SentinelRedis)
         pool = client.connection_pool
@@ -123,7 +123,7 @@ def test_the_broker_uses_the_sentinel_transport_with_the_master_name() -> None:
 
 def test_a_separate_broker_url_is_used_as_given() -> None:
     settings = load_settings(broker_url="redis://broker:6379/0", **SENTINELS)
-    assert broker_target(settings) == RedisTarget("redis://broker:6379/0")
+    assert broker_target(settings.redis, settings.broker) == RedisTarget("redis://broker:6379/0")
     config = celery_config(settings)
     assert config["broker_url"] == "redis://broker:6379/0"
     assert config["broker_transport"] == "worker.broker:Transport"

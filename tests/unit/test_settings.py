@@ -7,7 +7,13 @@ import sys
 
 import pytest
 
-from worker.settings import DEFAULT_QUOTAS, SettingsError, load_settings
+from worker.cloudauth import DEFAULT_QUOTAS
+from worker.ratelimit import QuotaTable, UnknownProduct
+from worker.settings import Settings, SettingsError, load_settings
+
+
+def quota_for(s: Settings, product: str, api: str) -> float:
+    return QuotaTable(s.quotas, DEFAULT_QUOTAS).quota_for(product, api)
 
 
 @pytest.fixture(autouse=True)
@@ -21,11 +27,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults_follow_the_published_quotas() -> None:
     s = load_settings()
-    assert s.quota_for("ID_OCR", "DocOcr") == 10
-    assert s.quota_for("FACE_LIVENESS", "CheckResult") == 50
-    assert s.quota_for("ID_OCR_MIN", "DocOcrV2") == 10  # unpublished: like ID_OCR
-    assert s.quota_safety_margin == 0.015
-    assert s.quota_burst == 1
+    assert quota_for(s, "ID_OCR", "DocOcr") == 10
+    assert quota_for(s, "FACE_LIVENESS", "CheckResult") == 50
+    assert quota_for(s, "ID_OCR_MIN", "DocOcrV2") == 10  # unpublished: like ID_OCR
+    assert s.quotas.quota_safety_margin == 0.015
+    assert s.quotas.quota_burst == 1
 
 
 @pytest.mark.parametrize("value", ["ID_OCR_MIN=50,eKYC=3", '{"ID_OCR_MIN": 50, "eKYC": 3}'])
@@ -34,21 +40,21 @@ def test_quotas_as_pairs_or_json_merge_over_defaults(
 ) -> None:
     monkeypatch.setenv("IDV_QUOTAS", value)
     s = load_settings()
-    assert s.quota_for("ID_OCR_MIN", "DocOcrV2") == 50
-    assert s.quota_for("eKYC", "CheckResult") == 3
-    assert s.quota_for("FACE_VERIFY", "X") == DEFAULT_QUOTAS["FACE_VERIFY"]
+    assert quota_for(s, "ID_OCR_MIN", "DocOcrV2") == 50
+    assert quota_for(s, "eKYC", "CheckResult") == 3
+    assert quota_for(s, "FACE_VERIFY", "X") == DEFAULT_QUOTAS["FACE_VERIFY"]
 
 
 def test_per_api_override_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IDV_API_QUOTAS", "ID_OCR_MIN:DocOcrV2=8")
     s = load_settings()
-    assert s.quota_for("ID_OCR_MIN", "DocOcrV2") == 8
-    assert s.quota_for("ID_OCR_MIN", "CheckResult") == 10
+    assert quota_for(s, "ID_OCR_MIN", "DocOcrV2") == 8
+    assert quota_for(s, "ID_OCR_MIN", "CheckResult") == 10
 
 
 def test_unknown_product_has_a_clear_error() -> None:
-    with pytest.raises(KeyError, match="IDV_QUOTAS"):
-        load_settings().quota_for("NO_SUCH_PRODUCT", "CheckResult")
+    with pytest.raises(UnknownProduct, match="IDV_QUOTAS"):
+        quota_for(load_settings(), "NO_SUCH_PRODUCT", "CheckResult")
 
 
 @pytest.mark.parametrize(
@@ -77,7 +83,7 @@ def test_invalid_values_name_the_variable(
 def test_callback_tokens_are_a_list_of_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IDV_CALLBACK_TOKENS", "tok-a, tok-b")
     s = load_settings()
-    assert [t.get_secret_value() for t in s.callback_tokens] == ["tok-a", "tok-b"]
+    assert [t.get_secret_value() for t in s.callbacks.callback_tokens] == ["tok-a", "tok-b"]
     assert "tok-a" not in repr(s)
 
 

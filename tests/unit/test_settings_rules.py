@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from worker.queues import MAX_COUNTDOWN_S
-from worker.settings import MODES, Settings, SettingsError, load_settings
+from worker.settings import MODES, SettingsError, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +30,8 @@ def refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_the_defaults_pass_every_rule() -> None:
     settings = load_settings()
-    assert settings.cross_field_problems() == []
-    assert settings.mode == "production"
+    assert settings.problems() == []
+    assert settings.deployment.mode == "production"
 
 
 @pytest.mark.parametrize(
@@ -54,13 +54,13 @@ def test_every_enumeration_is_checked(
 @pytest.mark.parametrize("sse", ["AES256", "aws:kms", "none", "aes256"])
 def test_s3_sse_modes(monkeypatch: pytest.MonkeyPatch, sse: str) -> None:
     monkeypatch.setenv("IDV_S3_SSE", sse)
-    assert load_settings().s3_sse in ("AES256", "aws:kms", "none")
+    assert load_settings().storage.s3_sse in ("AES256", "aws:kms", "none")
 
 
 @pytest.mark.parametrize("mode", [*MODES, "Development"])
 def test_modes(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     monkeypatch.setenv("IDV_MODE", mode)
-    assert load_settings().mode == mode.lower()
+    assert load_settings().deployment.mode == mode.lower()
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_an_endpoint_with_a_path_or_more_is_refused(
 
 def test_a_base_endpoint_with_a_trailing_slash_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IDV_ENDPOINT", "https://cloudauth-intl.cn-hongkong.aliyuncs.com/")
-    assert load_settings().endpoint == "https://cloudauth-intl.cn-hongkong.aliyuncs.com"
+    assert load_settings().provider.endpoint == "https://cloudauth-intl.cn-hongkong.aliyuncs.com"
 
 
 def test_webhook_url_and_secret_come_together(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,11 +111,11 @@ def test_webhook_url_and_secret_come_together(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("IDV_WEBHOOK_URL")
     assert refused({"IDV_WEBHOOK_SECRET": "k"}, monkeypatch) == ["IDV_WEBHOOK_URL"]
     monkeypatch.setenv("IDV_WEBHOOK_URL", "https://h.example/hook")
-    assert load_settings().webhook_url == "https://h.example/hook"
+    assert load_settings().webhooks.webhook_url == "https://h.example/hook"
     # Empty values (docker compose's ${VAR:-}) are unset.
     monkeypatch.setenv("IDV_WEBHOOK_URL", "")
     monkeypatch.setenv("IDV_WEBHOOK_SECRET", "")
-    assert load_settings().webhook_url is None
+    assert load_settings().webhooks.webhook_url is None
 
 
 def test_visibility_timeout_exceeds_the_longest_countdown_plus_the_time_limit(
@@ -126,7 +126,7 @@ def test_visibility_timeout_exceeds_the_longest_countdown_plus_the_time_limit(
     env = {"IDV_TASK_TIME_LIMIT_S": str(limit), "IDV_BROKER_VISIBILITY_TIMEOUT_S": edge}
     assert refused(env, monkeypatch) == ["IDV_BROKER_VISIBILITY_TIMEOUT_S"]
     monkeypatch.setenv("IDV_BROKER_VISIBILITY_TIMEOUT_S", str(int(edge) + 1))
-    assert load_settings().broker_visibility_timeout_s == int(edge) + 1
+    assert load_settings().broker.broker_visibility_timeout_s == int(edge) + 1
 
 
 def test_batch_lease_exceeds_the_limiter_wait_plus_the_read_timeout(
@@ -135,7 +135,7 @@ def test_batch_lease_exceeds_the_limiter_wait_plus_the_read_timeout(
     env = {"IDV_LIMITER_MAX_WAIT_S": "60", "IDV_READ_TIMEOUT": "10", "IDV_BATCH_LEASE_S": "70"}
     assert refused(env, monkeypatch) == ["IDV_BATCH_LEASE_S"]
     monkeypatch.setenv("IDV_LIMITER_MAX_WAIT_S", "30")
-    assert load_settings().batch_lease_s == 70
+    assert load_settings().batch.batch_lease_s == 70
 
 
 @pytest.mark.parametrize(
@@ -163,22 +163,23 @@ def test_other_cross_field_rules(
 
 def test_every_broken_rule_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {"IDV_WEBHOOK_SECRET": "k", "IDV_S3_KMS_KEY_ID": "alias/x", "IDV_BATCH_LEASE_S": "5"}
+    # Each part's own rules (in part order: storage, webhooks), then the rules between parts.
     assert refused(env, monkeypatch) == [
+        "IDV_S3_KMS_KEY_ID",
         "IDV_WEBHOOK_URL",
         "IDV_BATCH_LEASE_S",
-        "IDV_S3_KMS_KEY_ID",
     ]
 
 
 def test_kms_key_with_kms_encryption_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IDV_S3_SSE", "aws:kms")
     monkeypatch.setenv("IDV_S3_KMS_KEY_ID", "alias/idv")
-    assert load_settings().s3_kms_key_id == "alias/idv"
+    assert load_settings().storage.s3_kms_key_id == "alias/idv"
 
 
 def test_settings_built_in_code_follow_the_same_rules() -> None:
     with pytest.raises(ValueError, match="IDV_BATCH_LEASE_S"):
-        Settings(batch_lease_s=5)
+        load_settings(batch_lease_s=5)
 
 
 @pytest.mark.parametrize(

@@ -30,10 +30,6 @@ from worker.batch.counters import (
     call_rate,
     decode_progress,
 )
-from worker.batch.enqueue import (
-    CeleryEnqueuer,
-    Enqueuer,
-)
 from worker.batch.export import (
     BASE_COLUMNS,
     CSV_COLUMNS,
@@ -146,12 +142,10 @@ __all__ = [
     "BatchStateError",
     "BatchStore",
     "Begin",
-    "CeleryEnqueuer",
     "ChunkOutcome",
     "Claim",
     "ClaimRefused",
     "ClaimingTransport",
-    "Enqueuer",
     "Format",
     "ImageReader",
     "ImageRejected",

@@ -23,17 +23,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TextIO
 
-import redis
-
+from worker.batch.confine import SourcePolicy
 from worker.batch.control import BatchControl, RetryResult
-from worker.batch.enqueue import Enqueuer
 from worker.batch.export import iter_results, write_csv, write_jsonl
 from worker.batch.model import BatchState, ItemStatus, Progress
 from worker.batch.store import BatchStore
 from worker.batch.submit import SubmitResult, Submitter
-from worker.settings import Settings
+from worker.jobs import OnboardingJob, WorkSender
+from worker.keys import ObjectKeys
+from worker.ratelimit import QuotaTable
+from worker.settings import BatchSettings
 from worker.storage import ObjectStore
-from worker.stores import ResultStore
+from worker.stores import ResultStore, SubjectIndex
 
 PROBLEM_STATUSES = (ItemStatus.INVALID, ItemStatus.FAILED, ItemStatus.UNCERTAIN)
 
@@ -43,31 +44,41 @@ class BatchAPI:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: BatchSettings,
         *,
-        redis_client: redis.Redis,
-        enqueuer: Enqueuer | None = None,
-        make_enqueuer: Callable[[], Enqueuer] | None = None,
+        store: BatchStore,
+        result_store: ResultStore,
+        policy: SourcePolicy,
+        subjects: SubjectIndex,
+        quotas: QuotaTable,
+        object_keys: ObjectKeys,
+        enqueuer: WorkSender | None = None,
+        make_enqueuer: Callable[[], WorkSender] | None = None,
         objects: ObjectStore | None = None,
         make_objects: Callable[[], ObjectStore] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
+        """``make_enqueuer``/``make_objects`` are called on first use (reads need no broker
+        and no S3); ``on_close`` releases what the caller gave the API to own."""
         if enqueuer is None and make_enqueuer is None:
             raise TypeError("BatchAPI needs an enqueuer or a make_enqueuer factory")
         self.settings = settings
-        self.redis = redis_client
         self._enqueuer = enqueuer
         self._make_enqueuer = make_enqueuer
         self._on_close = on_close
         self._objects = objects
         self._make_objects = make_objects
-        self.store = BatchStore(self.redis, settings)
-        self.result_store = ResultStore(self.redis, settings)
+        self.store = store
+        self.result_store = result_store
+        self.policy = policy
+        self.subjects = subjects
+        self.quotas = quotas
+        self.object_keys = object_keys
 
     # ------------------------------------------------------------------ plumbing
 
     @property
-    def enqueuer(self) -> Enqueuer:
+    def enqueuer(self) -> WorkSender:
         """Sends Celery messages (a factory is called on first use: reads need no broker)."""
         if self._enqueuer is None:
             assert self._make_enqueuer is not None
@@ -84,12 +95,17 @@ class BatchAPI:
     @property
     def control(self) -> BatchControl:
         """State changes (pause, resume, cancel, retry)."""
+        return self._control(self.enqueuer, objects=self.objects)
+
+    def _control(self, sender: WorkSender, objects: ObjectStore | None = None) -> BatchControl:
         return BatchControl(
             self.store,
-            self.enqueuer,
+            sender,
             self.settings,
+            quotas=self.quotas,
+            object_keys=self.object_keys,
             results=self.result_store,
-            objects=self.objects,
+            objects=objects,
         )
 
     def close(self) -> None:
@@ -121,7 +137,9 @@ class BatchAPI:
         on_progress: Callable[[int], None] | None = None,
     ) -> SubmitResult:
         """Submit a manifest (CSV or JSONL); resubmitting the same file resumes its batch."""
-        submitter = Submitter(self.store, self.enqueuer, self.settings)
+        submitter = Submitter(
+            self.store, self.enqueuer, self.settings, policy=self.policy, subjects=self.subjects
+        )
         return submitter.submit(
             manifest,
             fmt=fmt,
@@ -132,7 +150,7 @@ class BatchAPI:
 
     def status(self, batch_id: str) -> Progress:
         """Counters, rate, ETA (from the configured quota) and state."""
-        return BatchControl(self.store, _NoEnqueue(), self.settings).progress(batch_id)
+        return self._control(_NoEnqueue()).progress(batch_id)
 
     def list(self, limit: int = 50) -> list[Progress]:
         """The most recent batches, newest first."""
@@ -213,3 +231,22 @@ class _NoEnqueue:
 
     def finalize(self, batch_id: str) -> None:
         raise RuntimeError("read-only")
+
+    def onboard(
+        self,
+        job: OnboardingJob,
+        *,
+        late: bool = False,
+        task_id: str | None = None,
+        urgent: bool = False,
+    ) -> None:
+        raise RuntimeError("read-only")
+
+    def archive(self, job: OnboardingJob) -> None:
+        raise RuntimeError("read-only")
+
+    def deliver(self, transaction_id: str) -> None:
+        raise RuntimeError("read-only")
+
+    def archival_backlog(self) -> int:
+        return 0

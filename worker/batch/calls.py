@@ -28,7 +28,7 @@ from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.params import DOC_OCR_V2
 from worker.errors import IdvError
 from worker.ratelimit import RateGate
-from worker.settings import Settings
+from worker.settings import ProviderSettings
 
 Claim = Callable[[], str]
 
@@ -86,7 +86,7 @@ class ClaimingTransport(httpx.BaseTransport):
 
 
 def batch_client(
-    settings: Settings, gate: RateGate, *, inner: httpx.BaseTransport | None = None
+    settings: ProviderSettings, gate: RateGate, *, inner: httpx.BaseTransport | None = None
 ) -> CloudAuthClient:
     """A ``CloudAuthClient`` whose DocOcrV2 requests claim their item (see module docstring)."""
     if inner is None:

@@ -46,7 +46,8 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 from worker.batch.manifest import RowError, parse_source
 from worker.batch.readerrors import ImageRejected
 from worker.cloudauth.params import MAX_IMAGE_BYTES
-from worker.settings import WORKER_FOLDERS, Settings
+from worker.keys import ObjectKeys
+from worker.settings import SourceSettings
 
 Resolver = Callable[[str, int], Sequence[str]]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -193,18 +194,25 @@ class SourcePolicy:
     resolver: Resolver = field(default=resolve_host, compare=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, resolver: Resolver | None = None) -> SourcePolicy:
-        buckets = settings.batch_allowed_buckets or [settings.s3_bucket]
-        key_prefix = settings.s3_prefix.strip("/")
-        key_prefix += "/" if key_prefix else ""
+    def from_settings(
+        cls,
+        settings: SourceSettings,
+        *,
+        own_bucket: str,
+        object_keys: ObjectKeys,
+        resolver: Resolver | None = None,
+    ) -> SourcePolicy:
+        """The policy of ``IDV_BATCH_*`` sources; ``own_bucket`` is the worker's bucket and
+        ``object_keys`` names the folders the worker writes in it."""
+        buckets = settings.batch_allowed_buckets or [own_bucket]
         return cls(
             root=settings.batch_source_root,
             prefixes=tuple(UrlPrefix.parse(p) for p in settings.batch_allowed_url_prefixes),
             allow_private=settings.batch_allow_private_urls,
             buckets=frozenset(buckets),
-            own_bucket=settings.s3_bucket,
+            own_bucket=own_bucket,
             import_prefix=settings.batch_import_prefix,
-            written_prefixes=tuple(key_prefix + folder for folder in WORKER_FOLDERS),
+            written_prefixes=object_keys.written_folders,
             timeout_s=settings.batch_source_timeout_s,
             resolver=resolver or resolve_host,
         )

@@ -18,14 +18,15 @@ import logging
 import time
 from dataclasses import dataclass
 
-from worker.batch.enqueue import Enqueuer
 from worker.batch.export import iter_results, jsonl_blocks
 from worker.batch.model import BatchState, ItemStatus, Progress
 from worker.batch.store import BatchNotFound, BatchStore
 from worker.errors import IdvError
+from worker.jobs import WorkSender
 from worker.keys import ObjectKeys
 from worker.observability import Metrics, NullMetrics
-from worker.settings import Settings
+from worker.ratelimit import QuotaTable, UnknownProduct
+from worker.settings import BatchSettings
 from worker.storage import ObjectStore
 from worker.stores import ResultStore
 
@@ -61,9 +62,11 @@ class BatchControl:
     def __init__(
         self,
         store: BatchStore,
-        enqueuer: Enqueuer,
-        settings: Settings,
+        enqueuer: WorkSender,
+        settings: BatchSettings,
         *,
+        quotas: QuotaTable,
+        object_keys: ObjectKeys,
         results: ResultStore | None = None,
         objects: ObjectStore | None = None,
         metrics: Metrics | None = None,
@@ -71,6 +74,8 @@ class BatchControl:
         self.store = store
         self.enqueuer = enqueuer
         self.settings = settings
+        self.quotas = quotas
+        self.object_keys = object_keys
         self.results = results
         self.objects = objects
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
@@ -79,8 +84,8 @@ class BatchControl:
         """The configured QPS of the batch's product for DocOcrV2."""
         product = self.store.meta(batch_id).get("product_code") or self.settings.batch_product_code
         try:
-            return self.settings.quota_for(product, "DocOcrV2")
-        except KeyError:
+            return self.quotas.quota_for(product, "DocOcrV2")
+        except UnknownProduct:
             return 0.0
 
     def progress(self, batch_id: str) -> Progress:
@@ -230,7 +235,7 @@ class BatchControl:
                 or progress.chunks_done < progress.chunks
             ):
                 return None
-            key = ObjectKeys.from_settings(self.settings).batch_results(batch_id)
+            key = self.object_keys.batch_results(batch_id)
             stored = self.objects.put_stream(
                 key,
                 jsonl_blocks(

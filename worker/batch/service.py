@@ -31,9 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from worker.backoff import jittered
+from worker.backoff import BATCH_ITEM
 from worker.batch.calls import ClaimRefused, claiming
-from worker.batch.enqueue import Enqueuer
 from worker.batch.ids import default_merchant_user_id, merchant_biz_id
 from worker.batch.model import ItemStatus, StoredRow
 from worker.batch.outcomes import Outcomes, WorkItem
@@ -51,16 +50,15 @@ from worker.cloudauth.errors import (
 )
 from worker.cloudauth.models import DocOcrResult
 from worker.errors import IdvError, error_code, is_retryable, retry_after
+from worker.jobs import WorkSender
 from worker.keys import ObjectKeys
 from worker.observability import Metrics, NullMetrics
 from worker.ratelimit import CallContext, DeadlineUnreachable, GateUnavailable, Lane
-from worker.settings import Settings
+from worker.settings import BatchSettings
 from worker.storage import ObjectStore
 from worker.stores import ResultStore
 
 _RETRYABLE = (ThrottledError, TransientError, SourceUnavailable)
-_BACKOFF_BASE_S = 0.5
-_BACKOFF_CAP_S = 10.0
 
 
 class ChunkOutcome(StrEnum):
@@ -122,8 +120,10 @@ class BatchService:
         reader: ImageReader,
         results: ResultStore,
         objects: ObjectStore,
-        enqueuer: Enqueuer,
-        settings: Settings,
+        enqueuer: WorkSender,
+        settings: BatchSettings,
+        object_keys: ObjectKeys,
+        max_retry_after_s: float = 60.0,
         metrics: Metrics | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -134,14 +134,13 @@ class BatchService:
         self.results = results
         self.enqueuer = enqueuer
         self.settings = settings
+        self.max_retry_after_s = max_retry_after_s
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
         self._sleep = sleep
         self._monotonic = monotonic
         self._rng = random.Random()
         self.objects = objects
-        self.outcomes = Outcomes(
-            store, results, self.metrics, objects, ObjectKeys.from_settings(settings)
-        )
+        self.outcomes = Outcomes(store, results, self.metrics, objects, object_keys)
 
     # ------------------------------------------------------------------ chunks
 
@@ -277,8 +276,8 @@ class BatchService:
 
     def _backoff(self, attempt: int, exc: BaseException) -> float:
         """The pause before the next try: backoff, or what the error asks for up to the cap."""
-        delay = jittered(attempt - 1, base_s=_BACKOFF_BASE_S, cap_s=_BACKOFF_CAP_S, rng=self._rng)
-        return max(delay, retry_after(exc, self.settings.max_retry_after_s) or 0.0)
+        delay = BATCH_ITEM.delay(attempt - 1, self._rng)
+        return max(delay, retry_after(exc, self.max_retry_after_s) or 0.0)
 
     def _attempt(self, chunk: _Chunk, item: WorkItem) -> None:
         image = self._load_image(chunk, item)

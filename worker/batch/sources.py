@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image, UnidentifiedImageError
 
 from worker.batch.confine import SourcePolicy, SourceRefused, Target
@@ -132,8 +133,6 @@ class ImageReader:
         return self._s3
 
     def _read_s3(self, bucket: str, key: str) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             resp: Any = self._client_s3().get_object(Bucket=bucket, Key=key)
         except ClientError as exc:

@@ -1,7 +1,10 @@
 """Batch state in Redis: manifest chunks, one status byte per row, counters, leases, claims.
 
 Its keys are laid out in ``worker.batch.layout``: they share the batch's hash tag, so the
-scripts of ``worker.batch.scripts`` can touch any of them at once.
+Lua scripts of ``lua/`` can touch any of them at once. Item statuses are one byte per row in
+the string ``st`` (NUL = pending) with their totals in the hash ``n``; ``lua/prelude.lua`` keeps
+the two in step, so a counter can never drift from the statuses however often a step is
+repeated after a crash.
 
 What one queued row costs in Redis is its share of a compressed chunk (a few dozen bytes) and
 of one Celery message per chunk; per-item keys appear only once an item is processed. Every
@@ -21,21 +24,20 @@ from typing import Any, cast
 
 import redis
 
-from worker.batch import scripts  # the module, not the package namespace
 from worker.batch.counters import RATE_WINDOW_S, decode_progress
 from worker.batch.layout import BatchKeys
 from worker.batch.model import BatchState, ItemStatus, Progress, StoredRow, decode_chunk
 from worker.errors import IdvError
-from worker.keys import validate_id
-from worker.redisio import optional_text
-from worker.settings import Settings
+from worker.keys import RedisKeys, validate_id
+from worker.redisio import lua_script, optional_text
+from worker.settings import BatchSettings
 
 __all__ = ["KEEP_CLAIM", "RATE_WINDOW_S", "BatchKeys", "BatchNotFound", "BatchStore", "Begin"]
 
 KEEP_CLAIM = "-"  # ``finish(token=KEEP_CLAIM)`` leaves an item's claim in place
 
 
-class BatchNotFound(IdvError, KeyError):
+class BatchNotFound(IdvError):
     """No batch with this id (never submitted, or expired)."""
 
     def __init__(self, batch_id: str) -> None:
@@ -55,22 +57,27 @@ class BatchStore:
     """All Redis access of the batch flow (one instance per process, no global state)."""
 
     def __init__(
-        self, client: redis.Redis, settings: Settings, *, clock: Callable[[], float] = time.time
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        settings: BatchSettings,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = client
         self.clock = clock  # epoch seconds: when calls happen, and when progress is read
         self.settings = settings
-        self.namespace = settings.namespace
+        self.namespace = keys.namespace
         self.ttl_s = settings.batch_ttl_s
-        self._submit_chunk = client.register_script(scripts.SUBMIT_CHUNK)
-        self._begin = client.register_script(scripts.BEGIN)
-        self._claim = client.register_script(scripts.CLAIM)
-        self._finish = client.register_script(scripts.FINISH)
-        self._chunk_acquire = client.register_script(scripts.CHUNK_ACQUIRE)
-        self._chunk_release = client.register_script(scripts.CHUNK_RELEASE)
-        self._requeue = client.register_script(scripts.REQUEUE)
-        self._transition = client.register_script(scripts.TRANSITION)
-        self._reset = client.register_script(scripts.RESET)
+        self._submit_chunk = client.register_script(lua_script("worker.batch", "submit_chunk"))
+        self._begin = client.register_script(lua_script("worker.batch", "begin"))
+        self._claim = client.register_script(lua_script("worker.batch", "claim"))
+        self._finish = client.register_script(lua_script("worker.batch", "finish"))
+        self._chunk_acquire = client.register_script(lua_script("worker.batch", "chunk_acquire"))
+        self._chunk_release = client.register_script(lua_script("worker.batch", "chunk_release"))
+        self._requeue = client.register_script(lua_script("worker.batch", "requeue"))
+        self._transition = client.register_script(lua_script("worker.batch", "transition"))
+        self._reset = client.register_script(lua_script("worker.batch", "reset"))
 
     # ------------------------------------------------------------------ keys and meta
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from worker.batch.confine import SourcePolicy
-from worker.batch.enqueue import Enqueuer
 from worker.batch.ids import ManifestHasher
 from worker.batch.manifest import (
     Format,
@@ -36,7 +35,8 @@ from worker.batch.model import BatchState, encode_chunk
 from worker.batch.rows import ItemSpec, ParsedRow
 from worker.batch.store import BatchStore
 from worker.errors import IdvError
-from worker.settings import Settings
+from worker.jobs import WorkSender
+from worker.settings import BatchSettings
 from worker.stores import KIND_SUBJECT_BATCH, SubjectIndex
 
 _SUBMIT_LEASE_S = 120.0
@@ -98,12 +98,20 @@ class _Pass:
 class Submitter:
     """Submits manifests into ``store`` and enqueues their chunks through ``enqueuer``."""
 
-    def __init__(self, store: BatchStore, enqueuer: Enqueuer, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: BatchStore,
+        enqueuer: WorkSender,
+        settings: BatchSettings,
+        *,
+        policy: SourcePolicy,
+        subjects: SubjectIndex,
+    ) -> None:
         self.store = store
         self.enqueuer = enqueuer
         self.settings = settings
-        self.subjects = SubjectIndex(store.redis, settings)
-        self.policy = SourcePolicy.from_settings(settings)
+        self.subjects = subjects
+        self.policy = policy
 
     def submit(
         self,

@@ -55,7 +55,7 @@ from worker.cloudauth.signing import (
     utc_timestamp,
 )
 from worker.ratelimit import CallContext, DeadlineUnreachable, RateGate, UnlimitedGate
-from worker.settings import Settings
+from worker.settings import ProviderSettings
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class CloudAuthClient:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ProviderSettings,
         *,
         gate: RateGate | None = None,
         transport: httpx.BaseTransport | None = None,

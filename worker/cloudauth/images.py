@@ -13,6 +13,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from worker.errors import InvalidInput
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SOI = b"\xff\xd8\xff"
 
@@ -22,7 +24,7 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
-class ImageInfoError(ValueError):
+class ImageInfoError(InvalidInput):
     """The bytes are not a JPEG or PNG whose dimensions can be read from the header."""
 
 

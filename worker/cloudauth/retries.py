@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.backoff import jittered
+from worker.backoff import PROVIDER_CALL, jittered
 from worker.cloudauth.errors import CloudAuthError, CredentialsError, ThrottledError, TransientError
 from worker.cloudauth.placement import ApiCall
 from worker.ratelimit import CallContext, DeadlineUnreachable
@@ -25,8 +25,8 @@ from worker.ratelimit import CallContext, DeadlineUnreachable
 class Backoff:
     """Exponential backoff with equal jitter: retry n waits in ``[d/2, d]``, d = base * 2^(n-1)."""
 
-    base: float = 0.1
-    cap: float = 2.0
+    base: float = PROVIDER_CALL.base_s
+    cap: float = PROVIDER_CALL.cap_s
 
     def delay(self, retry: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""

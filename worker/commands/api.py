@@ -135,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _run(args: argparse.Namespace, call: Any) -> int:
     settings = load_settings()
     try:
-        with CloudAuthClient(settings, gate=operator_gate(settings)) as client:
+        with CloudAuthClient(settings.provider, gate=operator_gate(settings)) as client:
             result: WireModel = call(client, settings)
     except RequestValidationError as exc:
         flag = _FLAGS.get(exc.python_name, exc.python_name)

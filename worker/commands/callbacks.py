@@ -100,9 +100,8 @@ def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
 def run_replay(args: argparse.Namespace) -> int:
     """Submit every line; print one summary line per rejected line and the totals."""
     from worker.onboarding import CallbackRejected
-    from worker.runtime import get_runtime
+    from worker.wiring import Cli
 
-    intake = get_runtime().intake
     counts: Counter[str] = Counter()
     stream: IO[str]
     if args.file == "-":
@@ -112,6 +111,8 @@ def run_replay(args: argparse.Namespace) -> int:
         if not path.is_file():
             return fail(args, f"no such file: {path}", INVALID)
         stream = path.open(encoding="utf-8")
+    cli = Cli()
+    intake = cli.intake()
     try:
         for number, line in _lines(stream):
             try:
@@ -127,6 +128,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 counts["rejected"] += 1
                 print(f"line {number}: {exc.status} {exc.reason}", file=sys.stderr)
     finally:
+        cli.close()
         if stream is not sys.stdin:
             stream.close()
     print(json.dumps({k: counts.get(k, 0) for k in ("accepted", "duplicate", "rejected")}))

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-from worker.settings import ENV_PREFIX, Settings, load_settings
+from worker.settings import ENV_PREFIX, PARTS, Settings, load_settings
 
 
 def mask_url(text: str) -> str:
@@ -55,16 +55,17 @@ def _show(value: Any) -> str:
 def describe(settings: Settings | None) -> list[dict[str, str]]:
     """One row per variable: name, default, current (secrets masked), description."""
     rows = []
-    for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        row = {
-            "variable": ENV_PREFIX + name.upper(),
-            "default": _show(default),
-            "description": field.description or "",
-        }
-        if settings is not None:
-            row["current"] = _show(getattr(settings, name))
-        rows.append(row)
+    for part_name, part in PARTS.items():
+        for name, field in part.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            row = {
+                "variable": ENV_PREFIX + name.upper(),
+                "default": _show(default),
+                "description": field.description or "",
+            }
+            if settings is not None:
+                row["current"] = _show(getattr(getattr(settings, part_name), name))
+            rows.append(row)
     return rows
 
 

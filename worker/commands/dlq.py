@@ -18,8 +18,8 @@ from worker.stores import (
     DeadLetter,
     DeadLetterStore,
     NoRetryHandler,
-    load_retry_handlers,
 )
+from worker.wiring import Cli
 
 
 def register(subparsers: Any) -> None:
@@ -64,18 +64,18 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
 
     def handler(args: argparse.Namespace) -> int:
         settings = load_settings()
-        client = connect(redis_target(settings), socket_timeout=10)
+        client = connect(redis_target(settings.redis), socket_timeout=10)
+        cli = Cli(settings, redis=client)
         try:
-            store = DeadLetterStore(client, settings)
-            if action is _retry:
-                # Only a retry needs the flows' handlers (and the Celery app they bring).
-                load_retry_handlers(store, settings)
+            # Only a retry needs the flows' handlers (and the Celery app they bring).
+            store = cli.retrying_deadletters() if action is _retry else cli.deadletters
             return action(store, args)
         except InvalidKeyError as exc:
             return fail(args, str(exc), INVALID)
         except redis.RedisError as exc:
             return fail(args, f"cannot use Redis: {type(exc).__name__}")
         finally:
+            cli.close()
             client.close()
 
     return handler

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    from worker.runtime import Runtime
+    from worker.wiring import Cli
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class CheckResult:
     fix: str = ""
 
 
-Check = Callable[["Runtime"], CheckResult]
+Check = Callable[["Cli"], CheckResult]
 
 
 # A transaction id no flow can have: the provider answers TransactionIdInvalid once the
@@ -49,13 +49,13 @@ INSPECT_TIMEOUT_S = 2.0
 BEAT_PERIODS = 3
 
 
-def check_redis(runtime: Runtime) -> CheckResult:
+def check_redis(runtime: Cli) -> CheckResult:
     """Redis answers PING."""
     from redis import RedisError
 
     from worker.redisio import connect
 
-    url = runtime.settings.redis_url
+    url = runtime.settings.redis.redis_url
     client = connect(url, fail_fast=True, socket_timeout=3.0)
     try:
         client.ping()
@@ -71,13 +71,13 @@ def check_redis(runtime: Runtime) -> CheckResult:
     return CheckResult("redis", True, f"Redis {version} answers")
 
 
-def check_redis_durability(runtime: Runtime) -> CheckResult:
+def check_redis_durability(runtime: Cli) -> CheckResult:
     """Every Redis of the deployment persists (AOF or RDB) and does not evict."""
     from redis import RedisError
 
     from worker.redisio import connect
-    from worker.runtime import redis_urls
     from worker.stores.durability import inspect_durability
+    from worker.wiring import redis_urls
 
     details, problems = [], []
     for url in redis_urls(runtime.settings):
@@ -99,19 +99,20 @@ def check_redis_durability(runtime: Runtime) -> CheckResult:
     return CheckResult("redis durability", True, "; ".join(details))
 
 
-def check_provider(runtime: Runtime) -> CheckResult:
+def check_provider(runtime: Cli) -> CheckResult:
     """The provider answers a signed CheckResult for a dummy id with TransactionIdInvalid."""
     from worker.cloudauth.errors import CloudAuthError, CredentialsError
     from worker.errors import IdvError
     from worker.ratelimit import CallContext
 
     name, settings = "provider", runtime.settings
-    ctx = CallContext(deadline=time.time() + settings.connect_timeout + settings.read_timeout)
+    provider = settings.provider
+    ctx = CallContext(deadline=time.time() + provider.connect_timeout + provider.read_timeout)
     try:
         runtime.client.check_result(
             transaction_id=DOCTOR_TRANSACTION_ID,
             merchant_biz_id=DOCTOR_MERCHANT_BIZ_ID,
-            product_code=settings.onboarding_product,
+            product_code=settings.onboarding.onboarding_product,
             ctx=ctx,
         )
     except CredentialsError as exc:
@@ -121,7 +122,7 @@ def check_provider(runtime: Runtime) -> CheckResult:
         )  # fmt: skip
     except CloudAuthError as exc:
         if exc.code in SIGNATURE_ACCEPTED_CODES:
-            return CheckResult(name, True, f"{settings.endpoint} accepted the signature")
+            return CheckResult(name, True, f"{settings.provider.endpoint} accepted the signature")
         return CheckResult(
             name, False, f"CheckResult answered {exc.code}",
             "check IDV_ENDPOINT, the account's permissions and IDV_ONBOARDING_PRODUCT",
@@ -131,7 +132,7 @@ def check_provider(runtime: Runtime) -> CheckResult:
     return CheckResult(name, False, "a dummy transaction id was answered as a result")
 
 
-def check_consumers(runtime: Runtime) -> CheckResult:
+def check_consumers(runtime: Cli) -> CheckResult:
     """Every queue has at least one live consumer."""
     from worker.queues import ALL_QUEUES
 
@@ -153,9 +154,9 @@ def check_consumers(runtime: Runtime) -> CheckResult:
     return CheckResult("consumers", True, f"{len(replies)} worker(s) consume every queue")
 
 
-def check_beat(runtime: Runtime) -> CheckResult:
+def check_beat(runtime: Cli) -> CheckResult:
     """Beat is running: the reconciler took its sweep lock recently."""
-    every = runtime.settings.reconcile_every_s
+    every = runtime.settings.ledger.reconcile_every_s
     last = runtime.ledger.last_sweep("reconcile")
     window = BEAT_PERIODS * every
     fix = "run exactly one `celery -A worker.app beat`"
@@ -170,11 +171,11 @@ def check_beat(runtime: Runtime) -> CheckResult:
     return CheckResult("beat", True, f"last reconcile sweep {max(age, 0):.0f}s ago")
 
 
-def check_s3_bucket(runtime: Runtime) -> CheckResult:
+def check_s3_bucket(runtime: Cli) -> CheckResult:
     """The bucket exists and the credentials may see it."""
     from worker.storage import StorageError
 
-    name, bucket = "s3 bucket", runtime.settings.s3_bucket
+    name, bucket = "s3 bucket", runtime.settings.storage.s3_bucket
     try:
         exists = runtime.objects.bucket_exists()
     except StorageError as exc:
@@ -191,7 +192,7 @@ def check_s3_bucket(runtime: Runtime) -> CheckResult:
     return CheckResult(name, True, f"bucket {bucket} exists")
 
 
-def check_s3_encryption(runtime: Runtime) -> CheckResult:
+def check_s3_encryption(runtime: Cli) -> CheckResult:
     """One probe object written with IDV_S3_SSE: applied and reported, accepted silently or
     refused (then deleted)."""
     from worker.storage import probe_encryption
@@ -226,7 +227,7 @@ def select(prefixes: list[str] | None) -> list[Check]:
     return [c for c in CHECKS if any(check_name(c).startswith(p.strip()) for p in prefixes)]
 
 
-def run_checks(runtime: Runtime, checks: list[Check] | None = None) -> list[CheckResult]:
+def run_checks(runtime: Cli, checks: list[Check] | None = None) -> list[CheckResult]:
     """Run every check; a check that raises is a failed check, not a crash."""
     results = []
     for check in checks if checks is not None else CHECKS:
@@ -249,14 +250,14 @@ def _print(results: list[CheckResult]) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from worker.runtime import Runtime
     from worker.settings import load_settings
+    from worker.wiring import Cli
 
     checks = select(args.check)
     if not checks:
         print(f"idv-worker doctor: no check named {', '.join(args.check)}", file=sys.stderr)
         return 2
-    runtime = Runtime(load_settings())
+    runtime = Cli(load_settings())
     try:
         results = run_checks(runtime, checks)
     finally:

@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from worker.keys import InvalidKeyError
-from worker.runtime import Runtime
 from worker.settings import load_settings
+from worker.wiring import Cli
 
 
 def register(subparsers: Any) -> None:
@@ -41,9 +41,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     by = args.by or _os_user()
-    runtime = Runtime(load_settings())
+    cli = Cli(load_settings())
     try:
-        eraser = runtime.eraser
+        eraser = cli.eraser()
         if args.transaction is not None:
             report = eraser.erase_transaction(args.transaction, by=by)
         elif args.merchant_user is not None:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"idv-worker erase: {exc}", file=sys.stderr)
         return 2
     finally:
-        runtime.close()
+        cli.close()
     print(json.dumps(report.as_dict(), indent=2))
     return 0
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import redis
 
@@ -82,11 +82,14 @@ def _guard(run: Any) -> Any:
     return handler
 
 
-def _runtime() -> Any:
-    from worker.runtime import Runtime
-    from worker.settings import load_settings
+if TYPE_CHECKING:
+    from worker.wiring import Cli
 
-    return Runtime(load_settings())
+
+def _cli() -> Cli:
+    from worker.wiring import Cli
+
+    return Cli()
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -97,9 +100,9 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
 
 
 def _start(args: argparse.Namespace) -> int:
-    runtime = _runtime()
+    cli = _cli()
     try:
-        flow = runtime.flow_starter.start(
+        flow = cli.flow_starter().start(
             product_code=args.product,
             merchant_user_id=args.merchant_user_id,
             merchant_biz_id=args.merchant_biz_id,
@@ -108,7 +111,7 @@ def _start(args: argparse.Namespace) -> int:
             return_url=args.return_url,
         )
     finally:
-        runtime.close()
+        cli.close()
     _print(args, flow.to_dict(), f"{flow.transaction_id}\t{flow.transaction_url or '-'}")
     return 0
 
@@ -184,18 +187,18 @@ def _import(args: argparse.Namespace) -> int:
         for problem in problems[:50]:
             print(problem, file=sys.stderr)
         return fail(args, f"{len(problems)} invalid line(s); nothing was imported", INVALID)
-    runtime = _runtime()
+    cli = _cli()
     added = 0
     try:
         for tid, product, biz, completed, created in rows:
             if completed is not None:
-                added += runtime.ledger.record_completed(tid, product, biz, completed)
+                added += cli.ledger.record_completed(tid, product, biz, completed)
             else:
-                added += runtime.ledger.record_start(
+                added += cli.ledger.record_start(
                     tid, product, biz, source="import", created_at=created
                 )
     finally:
-        runtime.close()
+        cli.close()
     known = len(rows) - added
     _print(
         args,
@@ -209,12 +212,12 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    runtime = _runtime()
+    cli = _cli()
     try:
-        plan = runtime.reconciler.forecast()
-        queued = {"realtime": runtime.ledger.queued("rt"), "archival": runtime.ledger.queued("ar")}
+        plan = cli.reconciler().forecast()
+        queued = {"realtime": cli.ledger.queued("rt"), "archival": cli.ledger.queued("ar")}
     finally:
-        runtime.close()
+        cli.close()
     data = {**plan.to_dict(), "queued": queued}
     lines = ["state            transactions"]
     lines += [f"{state:<16} {n:>12}" for state, n in plan.counts.items()]
@@ -231,11 +234,11 @@ def _show(args: argparse.Namespace) -> int:
     from worker.keys import parse_transaction_id
 
     tid = parse_transaction_id(args.transaction_id, "TID")
-    runtime = _runtime()
+    cli = _cli()
     try:
-        entry = runtime.ledger.get(tid)
+        entry = cli.ledger.get(tid)
     finally:
-        runtime.close()
+        cli.close()
     if entry is None:
         return fail(args, f"transaction {tid} is not in the ledger")
     data = entry.to_dict()
@@ -260,19 +263,19 @@ def _iso(epoch: float) -> str:
 
 def _archive_run(args: argparse.Namespace) -> int:
     before = _when(args.before, 0, "--before") if args.before else None
-    runtime = _runtime()
+    cli = _cli()
     moved = 0
     try:
-        ledger = runtime.ledger
+        ledger = cli.ledger
         horizon = before if before is not None else time.time() + 10 * 365 * 86400
         for tid in ledger.deleting_before(horizon, 1_000_000):
             entry = ledger.get(tid)
             if entry is None or entry.state.final or entry.state.value == "initialized":
                 continue
             moved += ledger.transition(tid, entry.state, queue="ar", due=time.time())
-        report = runtime.reconciler.archive_sweep()
+        report = cli.reconciler().archive_sweep()
     finally:
-        runtime.close()
+        cli.close()
     _print(
         args,
         {"scheduled": moved, "queued_now": report.claimed},

@@ -24,11 +24,11 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the shared metrics from Redis and print them."""
-    from worker.observability import MetricsExporter, MetricsUnavailable
-    from worker.queues import ALL_QUEUES
+    from worker.observability import MetricsUnavailable
     from worker.settings import load_settings
+    from worker.wiring.receiver import build_exporter
 
-    exporter = MetricsExporter(load_settings(), ALL_QUEUES)
+    exporter = build_exporter(load_settings())
     try:
         if args.json:
             out = json.dumps(exporter.as_json(), indent=2) + "\n"

@@ -9,8 +9,9 @@ from typing import Any
 
 import redis
 
+from worker.cloudauth import DEFAULT_QUOTAS
 from worker.commands.output import fail
-from worker.ratelimit import BucketStatus, limiter_redis, read_status
+from worker.ratelimit import BucketStatus, QuotaTable, limiter_redis, read_status
 from worker.settings import load_settings
 
 
@@ -40,9 +41,12 @@ def _where(client: redis.Redis) -> str:
 
 def _status(args: argparse.Namespace) -> int:
     settings = load_settings()
-    client = limiter_redis(settings)
+    client = limiter_redis(settings.redis)
+    quotas = QuotaTable(settings.quotas, DEFAULT_QUOTAS)
     try:
-        rows = read_status(client, settings, product_code=args.product, api=args.api)
+        rows = read_status(
+            client, quotas, settings.redis.namespace, product_code=args.product, api=args.api
+        )
     except redis.RedisError as exc:
         return fail(args, f"cannot read Redis at {_where(client)}: {type(exc).__name__}: {exc}")
     finally:

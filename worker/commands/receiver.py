@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from worker.receiver import MAX_HEADER_BYTES, guarded_h11_protocol
 
     settings = load_settings()
-    if not settings.callback_tokens and settings.callback_token_secret is None:
+    if not settings.callbacks.callback_tokens and settings.callbacks.callback_token_secret is None:
         print(
             "idv-worker receiver: IDV_CALLBACK_TOKENS and IDV_CALLBACK_TOKEN_SECRET are empty; "
             "every callback would be refused. Set the callbackToken(s) you pass to Initialize "
@@ -50,20 +50,20 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from worker.runtime import EXIT_MISCONFIGURED, redis_refusal
+    from worker.wiring import EXIT_MISCONFIGURED, redis_refusal
 
     refusal = redis_refusal(settings)
     if refusal is not None:
         print(f"idv-worker receiver: refusing to start: {refusal}", file=sys.stderr)
         return EXIT_MISCONFIGURED
-    level = (args.log_level or settings.log_level).lower()
-    configure_logging(level.upper(), settings.log_format)
-    init_sentry(settings)
+    level = (args.log_level or settings.observability.log_level).lower()
+    configure_logging(level.upper(), settings.observability.log_format)
+    init_sentry(settings.observability)
     uvicorn.run(
         "worker.receiver:create_receiver_app",
         factory=True,
-        host=args.host or settings.receiver_host,
-        port=args.port if args.port is not None else settings.receiver_port,
+        host=args.host or settings.receiver.receiver_host,
+        port=args.port if args.port is not None else settings.receiver.receiver_port,
         workers=max(1, args.workers),
         log_level=level,
         access_log=False,
@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
         server_header=False,
         # Slow or abusive clients: a half-sent request is closed after the read timeout
         # (headers by the protocol, the body by the app), connections and header sizes capped.
-        http=guarded_h11_protocol(settings.receiver_read_timeout_s),
-        limit_concurrency=settings.receiver_limit_concurrency,
-        timeout_keep_alive=max(1, round(settings.receiver_keep_alive_s)),
+        http=guarded_h11_protocol(settings.receiver.receiver_read_timeout_s),
+        limit_concurrency=settings.receiver.receiver_limit_concurrency,
+        timeout_keep_alive=max(1, round(settings.receiver.receiver_keep_alive_s)),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     return 0

@@ -30,8 +30,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
-    days = args.days if args.days is not None else settings.evidence_retention_days
+    days = args.days if args.days is not None else settings.storage.evidence_retention_days
     if days < 1:
         return fail(args, "--days must be at least 1", INVALID)
-    print(json.dumps(lifecycle_configuration(settings.s3_prefix, days), indent=2))
+    print(json.dumps(lifecycle_configuration(settings.storage.s3_prefix, days), indent=2))
     return 0

@@ -16,12 +16,12 @@ def _ensure_bucket(args: argparse.Namespace) -> int:
     from worker.storage import S3ObjectStore, StorageError
 
     settings = load_settings()
-    store = S3ObjectStore(settings)
+    store = S3ObjectStore(settings.storage)
     try:
         created = store.ensure_bucket()
     except StorageError as exc:
         print(
-            f"idv-worker s3 ensure-bucket: cannot create bucket {settings.s3_bucket} "
+            f"idv-worker s3 ensure-bucket: cannot create bucket {settings.storage.s3_bucket} "
             f"({exc.operation}: {exc.code}); check IDV_S3_ENDPOINT_URL and that the S3 "
             "credentials may create buckets (s3:CreateBucket)",
             file=sys.stderr,
@@ -29,7 +29,7 @@ def _ensure_bucket(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
-    print(f"bucket {settings.s3_bucket} {'created' if created else 'exists'}")
+    print(f"bucket {settings.storage.s3_bucket} {'created' if created else 'exists'}")
     return 0
 
 

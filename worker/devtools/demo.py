@@ -20,11 +20,13 @@ from typing import Any, cast
 import httpx
 import redis
 
+from worker.cloudauth import DEFAULT_QUOTAS
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError, ThrottledError
 from worker.devtools.devstack import DevStack
 from worker.devtools.procs import wait_until
-from worker.ratelimit import CallContext, Lane, UnlimitedGate
+from worker.keys import RedisKeys
+from worker.ratelimit import CallContext, Lane, QuotaTable, UnlimitedGate
 from worker.settings import Settings, load_settings
 
 CALLBACK_TOKEN = "demo-callback-token"  # noqa: S105 - the demo's own receiver token
@@ -62,8 +64,8 @@ class Demo:
 
     def client(self, **overrides: Any) -> CloudAuthClient:
         assert self.settings is not None
-        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        return CloudAuthClient(settings, gate=UnlimitedGate())
+        settings = self.settings.replace(**overrides) if overrides else self.settings
+        return CloudAuthClient(settings.provider, gate=UnlimitedGate())
 
     # ------------------------------------------------------------- stages
 
@@ -161,12 +163,13 @@ class Demo:
                     throttled += 1
             return ok, throttled, time.monotonic() - started
 
-        with CloudAuthClient(self.settings, gate=UnlimitedGate(), max_attempts=1) as raw:
+        with CloudAuthClient(self.settings.provider, gate=UnlimitedGate(), max_attempts=1) as raw:
             ok1, thr1, secs1 = burst(raw)
         time.sleep(1.1)  # let the emulator's 1-second window empty between the two runs
-        redis_client = limiter_redis(self.settings)
-        limiter = RedisRateLimiter(redis_client, self.settings)
-        with CloudAuthClient(self.settings, gate=limiter, max_attempts=1) as limited:
+        redis_client = limiter_redis(self.settings.redis)
+        quotas = QuotaTable(self.settings.quotas, DEFAULT_QUOTAS)
+        limiter = RedisRateLimiter(redis_client, quotas, namespace=self.settings.redis.namespace)
+        with CloudAuthClient(self.settings.provider, gate=limiter, max_attempts=1) as limited:
             ok2, thr2, secs2 = burst(limited)
         redis_client.close()
         return {
@@ -179,11 +182,11 @@ class Demo:
         from worker.storage import S3ObjectStore
 
         assert self.settings is not None
-        store = S3ObjectStore(self.settings)
+        store = S3ObjectStore(self.settings.storage)
         store.ensure_bucket()
         receiver = self.stack.start_receiver(self.env)
         self.stack.start_worker(self.env, concurrency=4, name="demo-worker")
-        callback = f"{receiver}{self.settings.callback_path}?productCode=eKYC"
+        callback = f"{receiver}{self.settings.callbacks.callback_path}?productCode=eKYC"
         flows = self._complete_flows(callback)
         records = self._wait_for_records(flows)
         verified = 0
@@ -229,8 +232,8 @@ class Demo:
         from worker.keys import RedisKeys
 
         assert self.settings is not None
-        keys = RedisKeys.from_settings(self.settings)
-        r = redis.Redis.from_url(self.settings.redis_url)
+        keys = RedisKeys(self.settings.redis.namespace)
+        r = redis.Redis.from_url(self.settings.redis.redis_url)
         records: dict[str, dict[str, Any]] = {}
 
         def all_done() -> bool:
@@ -326,9 +329,14 @@ class Demo:
             )
 
         assert self.settings is not None
-        client = redis.Redis.from_url(self.settings.redis_url)
+        client = redis.Redis.from_url(self.settings.redis.redis_url)
         try:
-            counts = Ledger(client, self.settings).counts()
+            counts = Ledger(
+                client,
+                RedisKeys(self.settings.redis.namespace),
+                self.settings.ledger,
+                evidence_window_s=self.settings.onboarding.evidence_window_s,
+            ).counts()
         finally:
             client.close()
         return {

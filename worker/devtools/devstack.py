@@ -154,7 +154,7 @@ class DevStack:
         from worker.storage import S3ObjectStore
 
         s3 = {k.removeprefix("IDV_").lower(): v for k, v in env.items() if k.startswith("IDV_S3_")}
-        store = S3ObjectStore(load_settings(**s3))
+        store = S3ObjectStore(load_settings(**s3).storage)
         try:
             store.ensure_bucket()
         finally:

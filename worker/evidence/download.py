@@ -20,6 +20,7 @@ from typing import Final
 
 import httpx
 
+from worker.backoff import EVIDENCE_RESUME
 from worker.errors import IdvError
 from worker.keys import Evidence
 from worker.observability import Metrics, NullMetrics
@@ -27,11 +28,9 @@ from worker.observability import Metrics, NullMetrics
 # A link the store refuses: expired signature (403), deleted object (404/410).
 _DEAD_LINK = frozenset({401, 403, 404, 410})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-# Attempts on the *same* link after a broken transfer before asking for a fresh one.
-_RESUMES_PER_LINK: Final = 2
-# Pause before resuming on the same link: 0.2 s, 0.4 s ... (a reset connection often recovers).
-_FIRST_PAUSE_S: Final = 0.2
-_MAX_PAUSE_S: Final = 5.0
+# Resumes on the *same* link after a broken transfer before asking for a fresh one, and the
+# pause before each (``EVIDENCE_RESUME``: 0.2 s, 0.4 s ...; a reset connection often recovers).
+_RESUMES_PER_LINK: Final = EVIDENCE_RESUME.max_retries
 
 FreshLink = Callable[[], str | None]
 """Returns a new ``docVideoUrl`` (by calling ``CheckResult``), or None if the provider has none."""
@@ -224,7 +223,7 @@ class ResumableDownload:
         if self._same_link_failures > _RESUMES_PER_LINK:
             self._next_link("broken")
             return
-        pause = min(_MAX_PAUSE_S, _FIRST_PAUSE_S * 2 ** (self._same_link_failures - 1))
+        pause = EVIDENCE_RESUME.delay(self._same_link_failures - 1)
         if self._deadline is not None:
             if self._clock() >= self._deadline:
                 raise self._lost("deadline passed (broken)")

@@ -5,9 +5,6 @@ A reconciler and an archival sweep re-drive whatever is overdue; Celery messages
 
 from __future__ import annotations
 
-from worker.ledger.dispatch import (
-    CeleryDispatcher,
-)
 from worker.ledger.forecast import (
     DAY,
     HOUR,
@@ -25,7 +22,6 @@ from worker.ledger.model import (
     State,
 )
 from worker.ledger.reconciler import (
-    Dispatcher,
     Reconciler,
     Reporter,
     SweepReport,
@@ -47,9 +43,7 @@ __all__ = [
     "LEFT_BUCKETS",
     "OPEN_STATES",
     "CallbackVerdict",
-    "CeleryDispatcher",
     "Claim",
-    "Dispatcher",
     "FlowStarter",
     "Forecast",
     "InitializeApi",

@@ -24,31 +24,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from worker.jobs import OnboardingJob, WorkSender
 from worker.ledger.forecast import Forecast, forecast
 from worker.ledger.model import Claim, Queue, State
 from worker.ledger.store import Ledger
 from worker.observability import Metrics, NullMetrics, get_logger
-from worker.onboarding import OnboardingJob
-from worker.settings import Settings
+from worker.settings import LedgerSettings
 
 log = get_logger("ledger")
 
 Reporter = Callable[..., None]
-
-
-class Dispatcher(Protocol):
-    """Hands ledger work to Celery (``worker.ledger.CeleryDispatcher``)."""
-
-    def onboard(self, job: OnboardingJob) -> None:
-        """A realtime onboarding run (poll or redrive)."""
-
-    def archive(self, job: OnboardingJob) -> None:
-        """An archival run."""
-
-    def archival_backlog(self) -> int:
-        """Messages waiting in the archival queue."""
 
 
 @dataclass(slots=True)
@@ -71,9 +57,10 @@ class Reconciler:
     def __init__(
         self,
         ledger: Ledger,
-        dispatcher: Dispatcher,
-        settings: Settings,
+        dispatcher: WorkSender,
+        settings: LedgerSettings,
         *,
+        checkresult_qps: float = 10.0,
         metrics: Metrics | None = None,
         report: Reporter | None = None,
         clock: Callable[[], float] = time.time,
@@ -81,6 +68,7 @@ class Reconciler:
         self.ledger = ledger
         self.dispatcher = dispatcher
         self.settings = settings
+        self.checkresult_qps = checkresult_qps
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
         self._report = report
         self._clock = clock
@@ -143,13 +131,13 @@ class Reconciler:
         return report
 
     def forecast(self) -> Forecast:
-        """The archival plan now, at the quota of ``IDV_ONBOARDING_PRODUCT``'s CheckResult."""
-        s = self.settings
-        quota = s.api_quotas.get(f"{s.onboarding_product}:CheckResult") or s.quotas.get(
-            s.onboarding_product, 10.0
-        )
+        """The archival plan now, at ``checkresult_qps`` (the quota of the onboarding product's
+        CheckResult)."""
         return forecast(
-            self.ledger, now=self._clock(), quota_qps=quota, reserve=s.archive_realtime_reserve
+            self.ledger,
+            now=self._clock(),
+            quota_qps=self.checkresult_qps,
+            reserve=self.settings.archive_realtime_reserve,
         )
 
     # ------------------------------------------------------------------ decisions
@@ -169,7 +157,7 @@ class Reconciler:
             self._redriven("poll", report)
             return
         completed = claim.completed_at or claim.created_at
-        if now < completed + s.evidence_window_s:
+        if now < completed + self.ledger.evidence_window_s:
             self.dispatcher.onboard(self._job(claim, "redrive", completed_at=completed))
             self._redriven("stalled", report)
             return
@@ -196,7 +184,7 @@ class Reconciler:
                 "product_code": claim.product_code,
                 "merchant_biz_id": claim.merchant_biz_id,
                 "completed_at": completed_at,
-                "window_s": self.settings.evidence_window_s,
+                "window_s": self.ledger.evidence_window_s,
                 "mode": mode,
                 "archive_by": archive_by,
             }

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import parse_transaction_id
+from worker.keys import RedisKeys, parse_transaction_id
 from worker.ledger.model import (
     FINAL_STATES,
     CallbackVerdict,
@@ -35,14 +35,10 @@ from worker.ledger.model import (
     State,
 )
 from worker.redisio import lua_script, optional_text, text, text_map
-from worker.settings import Settings
+from worker.settings import LedgerSettings
 
 _SCRIPTS = ("upsert", "callback", "claim", "transition", "extend")
 SWEPT_TTL_S = 86400
-
-
-def _script(name: str) -> str:
-    return lua_script("worker.ledger", "prelude") + "\n" + lua_script("worker.ledger", name)
 
 
 def _float(value: str | None) -> float | None:
@@ -53,14 +49,27 @@ class Ledger:
     """Reads and changes ledger entries (see the module docstring)."""
 
     def __init__(
-        self, client: redis.Redis, settings: Settings, *, clock: Callable[[], float] = time.time
+        self,
+        client: redis.Redis,
+        keys: RedisKeys,
+        settings: LedgerSettings,
+        *,
+        evidence_window_s: float,
+        require_known: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``evidence_window_s``: how long after completion a flow's work is realtime
+        (``IDV_EVIDENCE_WINDOW_S``); ``require_known``: ``IDV_CALLBACK_REQUIRE_KNOWN``."""
         self.redis = client
         self.settings = settings
+        self.evidence_window_s = evidence_window_s
+        self.require_known = require_known
         self.clock = clock
-        ns = settings.namespace
+        ns = keys.namespace
         self._prefix = f"{ns}{{ledger}}"
-        self._scripts = {name: client.register_script(_script(name)) for name in _SCRIPTS}
+        self._scripts = {
+            name: client.register_script(lua_script("worker.ledger", name)) for name in _SCRIPTS
+        }
         self._release = client.register_script(lua_script("worker.stores", "lease_release"))
 
     # ------------------------------------------------------------------ keys
@@ -140,7 +149,7 @@ class Ledger:
         tid = parse_transaction_id(tid, "transaction_id")
         now = self.clock()
         deletes = completed_at + self.settings.provider_retention_s
-        queue: Queue = "rt" if now < completed_at + self.settings.evidence_window_s else "ar"
+        queue: Queue = "rt" if now < completed_at + self.evidence_window_s else "ar"
         reply = self._run(
             "upsert",
             tid,
@@ -159,7 +168,7 @@ class Ledger:
             "callback",
             tid,
             [tid, now, product_code, merchant_biz_id, now + self.settings.reconcile_after_s,
-             deletes, int(self.settings.callback_require_known),
+             deletes, int(self.require_known),
              self._open_ttl_ms(deletes, now)],
         )  # fmt: skip
         status = text(reply[0])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from celery import signals
 
 ENQUEUED_AT = "enqueued_at"
 # kombu.transport.redis: Channel.sep and PRIORITY_STEPS (0 is the plain queue name).
@@ -97,8 +98,6 @@ def stamp_enqueued_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
 
 def connect_publish_stamp() -> None:
     """Stamp every message this process publishes (idempotent)."""
-    from celery import signals
-
     signals.before_task_publish.connect(
         stamp_enqueued_at, weak=False, dispatch_uid="idv.observability.enqueued_at"
     )

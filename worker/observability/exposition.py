@@ -32,11 +32,18 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.utils import floatToGoString
 
+from worker.errors import IdvError
 from worker.observability.broker import QueueProbe, QueueStat
 from worker.observability.families import FAMILIES, Family, FamilyRegistry
-from worker.observability.store import RedisMetrics, check_labels, metric_name, parse_series
-from worker.redisio import RedisTarget, connect, redis_target
-from worker.settings import Settings
+from worker.observability.store import (
+    DEFAULT_BUCKETS,
+    RedisMetrics,
+    check_labels,
+    metric_name,
+    parse_series,
+)
+from worker.redisio import RedisTarget, connect
+from worker.settings import ObservabilitySettings
 
 GaugeSample = tuple[str, Mapping[str, str], float]
 GaugeSource = Callable[[], Iterable[GaugeSample]]
@@ -47,8 +54,10 @@ _sources_lock = threading.Lock()
 _sources: list[GaugeSource] = []
 
 
-class MetricsUnavailable(Exception):
+class MetricsUnavailable(IdvError):
     """The metrics store (Redis) could not be read; ``reason`` is safe to log."""
+
+    retryable = True
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
@@ -266,8 +275,6 @@ def _values(names: Sequence[str], labels: Labels) -> list[str]:
 
 def _cumulative(counts: Mapping[float, float]) -> list[tuple[str, float]]:
     """Buckets in numeric order with +Inf last, never decreasing (OpenMetrics requires it)."""
-    from worker.observability.store import DEFAULT_BUCKETS
-
     bounds = sorted({*map(float, DEFAULT_BUCKETS), *counts, math.inf})
     out: list[tuple[str, float]] = []
     running = 0.0
@@ -352,23 +359,32 @@ class MetricsExporter:
     """The metrics of the whole system as one process shows them (receiver, CLI)."""
 
     def __init__(
-        self, settings: Settings, queues: Sequence[str] = (), *, client: redis.Redis | None = None
+        self,
+        settings: ObservabilitySettings,
+        *,
+        store: RedisTarget,
+        namespace: str,
+        broker: RedisTarget | str | None = None,
+        queues: Sequence[str] = (),
+        buckets: Sequence[str] = (),
+        client: redis.Redis | None = None,
     ) -> None:
-        """``client`` (kept open) replaces the store client built from ``IDV_REDIS_URL``."""
+        """Metrics kept in the ``store`` Redis; queue lengths read from the ``broker`` (a Redis
+        target, or a URL of another transport: then none). ``buckets`` are shown at 0 before
+        their first call; ``client`` (kept open) replaces the store client."""
         timeout = settings.metrics_timeout_s
         self._owns_store = client is None
-        self._store_client = client or metrics_redis(redis_target(settings), timeout)
-        broker_url = settings.broker_url or settings.redis_url
+        self._store_client = client or metrics_redis(store, timeout)
         self._broker_client: redis.Redis | None = None
         probe = None
-        if queues and broker_url.startswith(("redis://", "rediss://", "unix://")):
-            if broker_url != settings.redis_url:
-                self._broker_client = metrics_redis(broker_url, timeout)
+        if queues and (broker is None or isinstance(broker, RedisTarget)):
+            if broker is not None and broker != store:
+                self._broker_client = metrics_redis(broker, timeout)
             probe = QueueProbe(self._broker_client or self._store_client, queues)
         self.collector = StoreCollector(
-            RedisMetrics(self._store_client, settings.namespace),
+            RedisMetrics(self._store_client, namespace),
             queues=probe,
-            known={"bucket": known_buckets(settings)},
+            known={"bucket": tuple(buckets)},
         )
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
@@ -382,8 +398,3 @@ class MetricsExporter:
             self._store_client.close()
         if self._broker_client is not None:
             self._broker_client.close()
-
-
-def known_buckets(settings: Settings) -> tuple[str, ...]:
-    """The limiter buckets the flows use (shown at 0 before their first call)."""
-    return (f"{settings.onboarding_product}:CheckResult", f"{settings.batch_product_code}:DocOcrV2")

@@ -26,8 +26,10 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import IO, Any
 
+from celery import current_app, signals
+
 from worker.observability.redaction import RedactingFilter, redact_text
-from worker.settings import LOG_FORMATS, LOG_LEVELS
+from worker.settings import LOG_FORMATS, LOG_LEVELS, Settings, load_settings
 
 # Never below these levels: at INFO/DEBUG they print request lines (URLs with signatures),
 # headers or bodies.
@@ -194,14 +196,10 @@ def get_logger(name: str) -> logging.Logger:
 
 def _app_logging() -> tuple[str, str]:
     """Level and format of the Celery app being started (its settings, else the environment)."""
-    from celery import current_app
-
-    from worker.settings import Settings, load_settings
-
     settings = current_app.conf.get("idv_settings")
     if not isinstance(settings, Settings):
         settings = load_settings()
-    return settings.log_level, settings.log_format
+    return settings.observability.log_level, settings.observability.log_format
 
 
 def _on_setup_logging(**_: Any) -> None:
@@ -219,8 +217,6 @@ def _on_after_setup(logger: logging.Logger | None = None, **_: Any) -> None:
 
 def connect_celery_logging() -> None:
     """Hook Celery's logging signals (idempotent)."""
-    from celery import signals
-
     signals.setup_logging.connect(_on_setup_logging, weak=False, dispatch_uid="idv.logging")
     signals.after_setup_logger.connect(_on_after_setup, weak=False, dispatch_uid="idv.logger")
     signals.after_setup_task_logger.connect(

@@ -23,7 +23,7 @@ from typing import Any
 
 from worker.observability.personal_fields import PERSONAL_FIELDS
 from worker.observability.redaction import redact_text, scrub
-from worker.settings import Settings
+from worker.settings import ObservabilitySettings
 
 OUR_DENYLIST = [
     # provider and storage credentials (RPC query parameters, ACS3 headers, S3)
@@ -55,7 +55,7 @@ _HTTP_DROP = (
 
 def denylist() -> list[str]:
     """The SDK's ``DEFAULT_DENYLIST`` and ours (keys are compared lower-cased)."""
-    from sentry_sdk.scrubber import DEFAULT_DENYLIST
+    from sentry_sdk.scrubber import DEFAULT_DENYLIST  # heavy: ~0.15 s, loaded on first use
 
     personal = sorted({name.lower() for name in PERSONAL_FIELDS} - {"name"})
     return [*DEFAULT_DENYLIST, *OUR_DENYLIST, *personal]
@@ -94,15 +94,15 @@ def release() -> str:
     return f"idv-worker@{version}"
 
 
-def init_sentry(settings: Settings, *, transport: Any = None) -> bool:
+def init_sentry(settings: ObservabilitySettings, *, transport: Any = None) -> bool:
     """Initialise Sentry if a DSN is configured; returns whether it is active.
 
     ``transport`` replaces the SDK's HTTP transport (a ``sentry_sdk.transport.Transport``).
     """
     if settings.sentry_dsn is None:
         return False
-    import sentry_sdk  # imported here: Sentry stays optional at run time
-    from sentry_sdk.scrubber import EventScrubber
+    import sentry_sdk  # heavy: ~0.15 s, loaded on first use
+    from sentry_sdk.scrubber import EventScrubber  # heavy: ~0.15 s, loaded on first use
 
     sentry_sdk.init(
         dsn=settings.sentry_dsn.get_secret_value(),
@@ -121,7 +121,7 @@ def init_sentry(settings: Settings, *, transport: Any = None) -> bool:
 
 def report_to_sentry(message: str, *, level: str = "error", **tags: str) -> None:
     """Send a message event (tags are ids and codes only); a no-op when Sentry is off."""
-    import sentry_sdk
+    import sentry_sdk  # heavy: ~0.15 s, loaded on first use
 
     if not sentry_sdk.get_client().is_active():
         return
@@ -138,7 +138,7 @@ def cron_monitor(slug: str, every_s: float) -> Iterator[None]:
     The monitor is created on first check-in with an interval schedule of ``every_s`` (rounded
     up to a minute, Sentry's unit), so a sweep that stops running raises Sentry's own alert.
     """
-    import sentry_sdk
+    import sentry_sdk  # heavy: ~0.15 s, loaded on first use
 
     if not sentry_sdk.get_client().is_active():
         yield

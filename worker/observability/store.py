@@ -2,7 +2,8 @@
 
 Every process on every host adds to the same series, so one scrape of any receiver (or
 ``idv-worker metrics``) shows the whole system. Writers use ``incr`` / ``observe`` / ``gauge``;
-``exposition`` turns a snapshot into Prometheus families.
+``exposition`` (which imports this module, never the reverse) turns a snapshot into
+Prometheus families.
 
 Series are stored as ``name{label="value",...}`` fields. Every name is in the ``idv_`` namespace:
 a name given without the prefix gets it (``limiter_throttled`` is stored as
@@ -154,12 +155,6 @@ class RedisMetrics:
         """All series and their values (counters and gauges)."""
         counters, gauges = self.read()
         return {**counters, **gauges}
-
-    def render_prometheus(self) -> str:
-        """Prometheus text exposition of every stored series (no broker queues)."""
-        from worker.observability.exposition import render_text
-
-        return render_text(self)
 
 
 def _floats(raw: Mapping[bytes | str, bytes | str]) -> dict[str, float]:

@@ -14,12 +14,6 @@ from worker.onboarding.callbacks import (
     flatten_params,
     parse_callback,
 )
-from worker.onboarding.job import (
-    KIND_EVIDENCE,
-    KIND_ONBOARDING,
-    OnboardingJob,
-    default_merchant_biz_id,
-)
 from worker.onboarding.results import (
     EVENT_TYPE,
     RECORD_VERSION,
@@ -42,8 +36,6 @@ from worker.onboarding.tokens import derive_callback_token, matches_derived
 
 __all__ = [
     "EVENT_TYPE",
-    "KIND_EVIDENCE",
-    "KIND_ONBOARDING",
     "RECORD_VERSION",
     "Archived",
     "CallbackEvent",
@@ -51,7 +43,6 @@ __all__ = [
     "CallbackRejected",
     "LeaseLost",
     "ObjectPointer",
-    "OnboardingJob",
     "OnboardingService",
     "Outcome",
     "Params",
@@ -63,7 +54,6 @@ __all__ = [
     "build_event",
     "build_record",
     "build_result_document",
-    "default_merchant_biz_id",
     "derive_callback_token",
     "evidence_pointers",
     "flatten_params",

@@ -33,20 +33,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import redis
 
+from worker.errors import IdvError
+from worker.jobs import WorkSender
+from worker.jobs.onboarding import OnboardingJob, default_merchant_biz_id
 from worker.keys import InvalidKeyError, parse_transaction_id
 from worker.observability import Metrics, NullMetrics, get_logger
-from worker.onboarding.job import OnboardingJob, default_merchant_biz_id
 from worker.onboarding.tokens import matches_derived
-from worker.queues import TASK_PROCESS
-from worker.settings import Settings
-
-if TYPE_CHECKING:
-    from celery import Celery
+from worker.settings import CallbackSettings, OnboardingSettings
 
 log = get_logger("callbacks")
 
@@ -55,17 +52,10 @@ _SUB_CODE = re.compile(r"[0-9]{1,16}")
 _MERCHANT_BIZ_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 _PRODUCT_CODE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
-_PUBLISH_RETRY = {
-    "max_retries": 2,
-    "interval_start": 0.05,
-    "interval_step": 0.1,
-    "interval_max": 0.2,
-}
-
 Params = Mapping[str, str] | Mapping[str, Sequence[str]] | Iterable[tuple[str, str]]
 
 
-class CallbackRejected(Exception):
+class CallbackRejected(IdvError):
     """A callback that is not taken: ``status`` is the HTTP answer, ``reason`` a safe message.
 
     ``outcome`` names the metric outcome (``forbidden``, ``invalid``, ``too_large``,
@@ -76,6 +66,7 @@ class CallbackRejected(Exception):
         self.status = status
         self.outcome = outcome
         self.reason = reason
+        self.retryable = status >= 500  # the store was unavailable: the provider sends again
         super().__init__(f"{status} {outcome}: {reason}")
 
 
@@ -140,7 +131,9 @@ class TokenChecker:
         return ok and presented is not None and presented != ""
 
 
-def parse_callback(params: Mapping[str, str], settings: Settings) -> CallbackEvent:
+def parse_callback(
+    params: Mapping[str, str], *, default_product: str, known_product: Callable[[str], bool]
+) -> CallbackEvent:
     """Validate the parameters of a callback whose token already matched."""
     tid = params.get("transactionId")
     if not tid:
@@ -162,8 +155,8 @@ def parse_callback(params: Mapping[str, str], settings: Settings) -> CallbackEve
     if not _SUB_CODE.fullmatch(sub_code):
         raise CallbackRejected(400, "invalid", "subCode must be 1 to 16 digits")
 
-    product = params.get("productCode") or settings.onboarding_product
-    if not _PRODUCT_CODE.fullmatch(product) or product not in settings.quotas:
+    product = params.get("productCode") or default_product
+    if not _PRODUCT_CODE.fullmatch(product) or not known_product(product):
         raise CallbackRejected(400, "invalid", "productCode is not a configured product")
 
     biz = params.get("merchantBizId")
@@ -183,21 +176,21 @@ class CallbackIntake:
 
     def __init__(
         self,
-        settings: Settings,
-        redis_client: redis.Redis,
-        celery: Celery,
+        settings: CallbackSettings,
+        ledger: CallbackLedger,
+        sender: WorkSender,
         *,
+        onboarding: OnboardingSettings,
+        known_product: Callable[[str], bool],
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
-        ledger: CallbackLedger | None = None,
     ) -> None:
+        """``known_product``: whether a product code has a quota (the callback names one)."""
         self.settings = settings
-        if ledger is None:
-            from worker.ledger import Ledger
-
-            ledger = Ledger(redis_client, settings, clock=clock)
+        self.onboarding = onboarding
+        self._known_product = known_product
         self._ledger: CallbackLedger = ledger
-        self._celery = celery
+        self._sender = sender
         self._metrics = metrics or NullMetrics()
         self._clock = clock
         self._tokens = TokenChecker([t.get_secret_value() for t in settings.callback_tokens])
@@ -221,7 +214,11 @@ class CallbackIntake:
         # nothing about which parameters would have been accepted.
         if verify_token and not self._token_ok(flat):
             raise CallbackRejected(403, "forbidden", "callbackToken does not match")
-        return parse_callback(flat, self.settings)
+        return parse_callback(
+            flat,
+            default_product=self.onboarding.onboarding_product,
+            known_product=self._known_product,
+        )
 
     def submit(
         self,
@@ -268,7 +265,7 @@ class CallbackIntake:
             product_code=verdict.product_code or event.product_code,
             merchant_biz_id=verdict.merchant_biz_id or event.merchant_biz_id,
             completed_at=verdict.completed_at or completed_at,
-            window_s=self.settings.evidence_window_s,
+            window_s=self.onboarding.evidence_window_s,
             claimed_passed=event.passed,
             claimed_sub_code=event.sub_code,
         )
@@ -290,15 +287,8 @@ class CallbackIntake:
     ) -> Submission:
         """Send the onboarding message; 503 (after ``on_failure``) if the broker refuses."""
         try:
-            self._celery.send_task(
-                TASK_PROCESS,
-                kwargs={"job": job.to_message()},
-                task_id=task_id,
-                expires=datetime.fromtimestamp(job.deadline, UTC),
-                # Answer the provider quickly either way: it resends on a non-200 answer.
-                retry=True,
-                retry_policy=_PUBLISH_RETRY,
-            )
+            # Answer the provider quickly either way: it resends on a non-200 answer.
+            self._sender.onboard(job, task_id=task_id, urgent=True)
         except Exception as exc:
             on_failure()
             raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.cloudauth.subcodes import NextStep, SubCodeCategory, sub_code_fields
+from worker.jobs.onboarding import OnboardingJob
 from worker.keys import Evidence
-from worker.onboarding.job import OnboardingJob
 
 if TYPE_CHECKING:
     from worker.cloudauth.models import CheckResultResult

@@ -24,16 +24,26 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from worker.cloudauth.errors import NotReadyError, TransactionInvalidError
-from worker.errors import IdvError, error_code
-from worker.keys import KIND_TX, Evidence, ObjectKeys
-from worker.onboarding.job import (
+from worker.errors import error_code
+from worker.jobs.onboarding import (
     KIND_EVIDENCE,
     KIND_ONBOARDING,
     OnboardingJob,
     default_merchant_biz_id,
+)
+from worker.keys import KIND_TX, Evidence, ObjectKeys
+from worker.onboarding.ports import (
+    CheckResultApi,
+    DeadLetters,
+    Lease,
+    LeaseLost,
+    Leases,
+    Progress,
+    Reporter,
+    ResultRecords,
 )
 from worker.onboarding.results import (
     Archived,
@@ -58,90 +68,6 @@ __all__ = [
     "Outcome",
     "default_merchant_biz_id",
 ]
-
-
-# ------------------------------------------------------------------ dependencies
-
-
-class CheckResultApi(Protocol):
-    """The one provider call the service makes (``CloudAuthClient`` implements it)."""
-
-    def check_result(
-        self,
-        *,
-        transaction_id: str,
-        merchant_biz_id: str,
-        product_code: str,
-        is_return_image: bool = False,
-        ctx: Any = None,
-    ) -> CheckResultResult: ...
-
-
-class Lease(Protocol):
-    """A held lease (``worker.stores.leases.Lease``)."""
-
-    def renew(self, ttl_s: float | None = None) -> bool: ...
-
-    def release(self) -> bool: ...
-
-
-class LeaseLost(IdvError):
-    """The lease expired while this worker was still working (another may have taken over)."""
-
-    retryable = True
-
-    def __init__(self, transaction_id: str) -> None:
-        self.transaction_id = transaction_id
-        super().__init__(f"lease on transaction {transaction_id} was lost")
-
-
-class Leases(Protocol):
-    """The lease manager (``worker.stores.leases.LeaseManager``)."""
-
-    def acquire(self, kind: str, id: str, ttl_s: float) -> Lease | None: ...
-
-
-class ResultRecords(Protocol):
-    """The result store (``worker.stores.results.ResultStore``)."""
-
-    def get_record(self, kind: str, id: str) -> dict[str, Any] | None: ...
-
-    def put_and_publish(
-        self,
-        kind: str,
-        id: str,
-        record: Mapping[str, Any],
-        event: Mapping[str, object],
-        *,
-        create_only: bool = False,
-    ) -> str | None: ...
-
-
-class DeadLetters(Protocol):
-    def add(
-        self,
-        kind: str,
-        item_id: str,
-        reason: str,
-        *,
-        code: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> Any: ...
-
-
-class Progress(Protocol):
-    """Where the service reports to the transaction ledger (``worker.ledger.Ledger``)."""
-
-    def extend(self, tid: str, until: float) -> bool: ...
-
-    def finish(self, tid: str, *, evidence: str, reason: str | None = None) -> bool: ...
-
-    def poll_later(self, tid: str) -> None: ...
-
-    def gone(self, tid: str, *, archival: bool, reason: str) -> None: ...
-
-
-Reporter = Callable[..., None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +103,7 @@ class OnboardingService:
         report: Reporter | None = None,
         lease_s: float = 60.0,
         progress: Progress | None = None,
-        hold_s: float = 120.0,
+        reconcile_after_s: float = 120.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
@@ -191,7 +117,9 @@ class OnboardingService:
         self._report = report
         self._lease_s = lease_s
         self._progress = progress
-        self._hold_s = hold_s
+        # While a run works, the ledger holds the transaction: at least until the reconciler
+        # would look again, and never shorter than two leases (a live run renews well within).
+        self._hold_s = max(reconcile_after_s, 2 * lease_s)
         self._clock = clock
 
     def process(self, job: OnboardingJob, *, late: bool = False) -> Outcome:

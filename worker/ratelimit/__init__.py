@@ -39,12 +39,12 @@ from worker.ratelimit.limiter import (
     limiter_redis,
 )
 from worker.ratelimit.policies import AdaptivePolicy, MarginPolicy
+from worker.ratelimit.quotas import QuotaTable, UnknownProduct
 from worker.ratelimit.store import (
     STATE_TTL_MS,
     BucketKeys,
     bucket_keys,
     parse_state_key,
-    script_source,
     state_key_pattern,
 )
 
@@ -71,11 +71,13 @@ __all__ = [
     "Lane",
     "MarginPolicy",
     "MaxWaitExceeded",
+    "QuotaTable",
     "RateGate",
     "RedisRateLimiter",
     "Reservation",
     "Sleep",
     "Ticket",
+    "UnknownProduct",
     "UnlimitedGate",
     "bucket_keys",
     "find_buckets",
@@ -83,6 +85,5 @@ __all__ = [
     "parse_state_key",
     "read_bucket",
     "read_status",
-    "script_source",
     "state_key_pattern",
 ]

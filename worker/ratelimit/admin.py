@@ -10,15 +10,14 @@ import redis
 from worker.ratelimit.gate import Lane
 from worker.ratelimit.limiter import LATENESS_SHARE, Clock
 from worker.ratelimit.policies import AdaptivePolicy, MarginPolicy
+from worker.ratelimit.quotas import QuotaTable, UnknownProduct
 from worker.ratelimit.store import (
     BucketKeys,
     bucket_keys,
     parse_state_key,
-    script_source,
     state_key_pattern,
 )
-from worker.redisio import number, text
-from worker.settings import Settings
+from worker.redisio import lua_script, number, text
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +61,7 @@ def _optional(value: Any) -> float | None:
 
 def read_bucket(
     client: redis.Redis,
-    settings: Settings,
+    quotas: QuotaTable,
     keys: BucketKeys,
     *,
     clock: Clock | None = None,
@@ -71,8 +70,9 @@ def read_bucket(
 ) -> BucketStatus:
     """Read one bucket without changing it (``clock`` as in ``RedisRateLimiter``)."""
     policy = policy or AdaptivePolicy()
+    settings = quotas.settings
     margin = margin or MarginPolicy.from_settings(settings)
-    script = client.register_script(script_source("status"))
+    script = client.register_script(lua_script("worker.ratelimit", "status"))
     now_arg = "" if clock is None else f"{clock():.6f}"
     reply = script(
         keys=keys.all(),
@@ -91,8 +91,8 @@ def read_bucket(
     stored_rate, learned = _optional(reply[5]), number(reply[6])
     burst = _optional(reply[7])
     try:
-        configured: float | None = settings.quota_for(keys.product_code, keys.api)
-    except KeyError:
+        configured: float | None = quotas.quota_for(keys.product_code, keys.api)
+    except UnknownProduct:
         configured = None
     rate = stored_rate if stored_rate is not None else configured
     waiting = {lane.value: 0 for lane in Lane}
@@ -134,7 +134,8 @@ def find_buckets(client: redis.Redis, namespace: str) -> list[BucketKeys]:
 
 def read_status(
     client: redis.Redis,
-    settings: Settings,
+    quotas: QuotaTable,
+    namespace: str,
     *,
     product_code: str | None = None,
     api: str | None = None,
@@ -147,14 +148,14 @@ def read_status(
     With both ``product_code`` and ``api`` the bucket is shown even before its first call.
     """
     if product_code is not None and api is not None:
-        buckets = [bucket_keys(settings.namespace, product_code, api)]
+        buckets = [bucket_keys(namespace, product_code, api)]
     else:
         buckets = [
             keys
-            for keys in find_buckets(client, settings.namespace)
+            for keys in find_buckets(client, namespace)
             if product_code in (None, keys.product_code) and api in (None, keys.api)
         ]
     return [
-        read_bucket(client, settings, keys, clock=clock, policy=policy, margin=margin)
+        read_bucket(client, quotas, keys, clock=clock, policy=policy, margin=margin)
         for keys in buckets
     ]

@@ -63,14 +63,14 @@ from worker.ratelimit.gate import (
     MaxWaitExceeded,
 )
 from worker.ratelimit.policies import AdaptivePolicy, MarginPolicy
+from worker.ratelimit.quotas import QuotaTable
 from worker.ratelimit.store import (
     STATE_TTL_MS,
     BucketKeys,
     bucket_keys,
-    script_source,
 )
-from worker.redisio import connect, number, redis_target, text
-from worker.settings import Settings
+from worker.redisio import connect, lua_script, number, redis_target, text
+from worker.settings import RedisSettings
 
 log = get_logger("ratelimit")
 
@@ -85,7 +85,7 @@ DEFAULT_HORIZONS: Mapping[Lane, float] = {
 DEFAULT_MAX_WAIT = 60.0
 # Share of the margin's room above one second that a late caller may use without the
 # schedule slipping; the rest (three quarters: ~11 ms at a 1.5% margin) is left for the jitter
-# between a grant and the provider's count of the request (see ratelimit_common.lua).
+# between a grant and the provider's count of the request (see lua/prelude.lua).
 LATENESS_SHARE = 0.25
 # A silent waiter is dropped max(this, 2 slot intervals) after the time it was given.
 MIN_GRACE = 0.1
@@ -140,13 +140,14 @@ def _reason(exc: BaseException) -> str:
 class RedisRateLimiter:
     """The ``RateGate`` of production: a global, deadline-aware limiter in Redis.
 
-    ``RedisRateLimiter(redis, settings, *, clock=None, sleep=time.sleep, max_wait=60.0,
+    ``RedisRateLimiter(redis, quotas, *, namespace, clock=None, sleep=time.sleep, max_wait=60.0,
     metrics=None, policy=None, horizons=None)``
 
     * ``redis``: a client, ideally with short socket timeouts and few retries so that a dead
       Redis fails fast (``limiter_redis()``). Keys are hash-tagged, so a ``RedisCluster``
       client works too (same methods; typed as ``redis.Redis`` only).
-    * ``settings``: quotas (``quota_for``), ``quota_burst``, ``quota_safety_margin``, namespace.
+    * ``quotas``: QPS per bucket and the limiter's settings part (``quota_burst``,
+      ``quota_safety_margin``, margins, longest wait); ``namespace``: the key prefix.
     * ``clock``: None reads Redis ``TIME`` inside the scripts; a callable (epoch seconds)
       passes the time in instead, for stores that reject ``TIME`` and for tests.
     * ``sleep``: how a caller waits for its turn (tests pair it with ``clock``).
@@ -160,8 +161,9 @@ class RedisRateLimiter:
     def __init__(
         self,
         redis: redis.Redis,
-        settings: Settings,
+        quotas: QuotaTable,
         *,
+        namespace: str = "idv:",
         clock: Clock | None = None,
         sleep: Sleep = time.sleep,
         max_wait: float | None = None,
@@ -170,12 +172,15 @@ class RedisRateLimiter:
         horizons: Mapping[Lane, float] | None = None,
         margin: MarginPolicy | None = None,
     ) -> None:
+        settings = quotas.settings
         if max_wait is None:
             max_wait = settings.limiter_max_wait_s
         if max_wait <= 0:
             raise ValueError("max_wait must be > 0")
         self._redis = redis
         self._settings = settings
+        self.quotas = quotas
+        self.namespace = namespace
         self._clock = clock
         self._sleep = sleep
         self.max_wait = max_wait
@@ -185,8 +190,8 @@ class RedisRateLimiter:
         self.margin = margin if margin is not None else MarginPolicy.from_settings(settings)
         self._margin_arg = self.margin.arg()
         self._gauged: dict[str, float] = {}
-        self._acquire = redis.register_script(script_source("acquire"))
-        self._feedback = redis.register_script(script_source("feedback"))
+        self._acquire = redis.register_script(lua_script("worker.ratelimit", "acquire"))
+        self._feedback = redis.register_script(lua_script("worker.ratelimit", "feedback"))
         self._keys: dict[tuple[str, str], BucketKeys] = {}
         self._local = threading.local()
 
@@ -194,7 +199,7 @@ class RedisRateLimiter:
         """The Redis keys of one bucket (cached)."""
         found = self._keys.get((product_code, api))
         if found is None:
-            found = bucket_keys(self._settings.namespace, product_code, api)
+            found = bucket_keys(self.namespace, product_code, api)
             self._keys[(product_code, api)] = found
         return found
 
@@ -219,7 +224,7 @@ class RedisRateLimiter:
         settings = self._settings
         args: list[str | float | int] = [
             self._now_arg(),
-            repr(float(settings.quota_for(product_code, api))),
+            repr(float(self.quotas.quota_for(product_code, api))),
             repr(float(settings.quota_safety_margin)),
             settings.quota_burst,
             ticket.deadline,
@@ -383,7 +388,7 @@ class RedisRateLimiter:
             raise GateUnavailable(keys.bucket, _reason(exc)) from exc
 
 
-def limiter_redis(settings: Settings, *, timeout: float = 2.0) -> redis.Redis:
+def limiter_redis(settings: RedisSettings, *, timeout: float = 2.0) -> redis.Redis:
     """A Redis client suited to the limiter: short timeouts, one quick retry, so that an
     unreachable Redis fails closed within seconds instead of after long backoffs."""
     return connect(redis_target(settings), fail_fast=True, socket_timeout=timeout)

@@ -7,7 +7,7 @@ Slots are spaced ``1 / (quota * (1 - margin))`` apart, so Q+1 grants span ~``mar
 more than the provider's 1-second window: that room absorbs the jitter between a grant and
 the provider counting the request. How much room is needed depends on the network and the
 hosts, not on the code, so each bucket learns it (state in Redis, shared by every process;
-``lua/common.lua`` ``margin_now``):
+``lua/prelude.lua`` ``margin_now``):
 
 * **From throttles.** A ``Throttling.*`` answer widens the margin (``widen`` times, at most
   once per ``widen_hold_s``: one episode throttles every request in flight) and remembers the
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from worker.settings import Settings
+from worker.settings import QuotaSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class MarginPolicy:
             raise ValueError("gap_alpha must be in (0, 1]")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MarginPolicy:
+    def from_settings(cls, settings: QuotaSettings) -> MarginPolicy:
         """Bounds from ``IDV_QUOTA_MARGIN_FLOOR`` / ``_CEILING``; fixed when learning is off."""
         if not settings.quota_margin_learning:
             return cls.fixed(settings.quota_safety_margin)

@@ -1,4 +1,5 @@
-"""Where the rate limiter keeps its state: key names and the Lua scripts that change them.
+"""Where the rate limiter keeps its state: key names (the Lua scripts that change them
+are ``lua/*.lua``, loaded by ``worker.redisio.lua_script``).
 
 One bucket per (namespace, product code, API). Its keys share the hash tag
 ``{quota:PRODUCT:Api}`` so one script can touch them all on Redis Cluster (DESIGN §6)::
@@ -14,15 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 
 # After an hour without calls a bucket's state says nothing a fresh one would not.
 STATE_TTL_MS = 3_600_000
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _STATE_KEY = re.compile(r"^(?P<ns>.*)\{quota:(?P<product>[^:{}]+):(?P<api>[^:{}]+)\}:state$")
-_SCRIPTS = ("acquire", "feedback", "status")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +70,3 @@ def state_key_pattern(namespace: str) -> str:
     """A SCAN pattern matching every bucket's state key in ``namespace``."""
     escaped = re.sub(r"([*?\[\]\\])", r"\\\1", namespace)
     return escaped + "{quota:*}:state"
-
-
-@cache
-def script_source(name: str) -> str:
-    """The full text of one Lua script: the shared prelude followed by the script itself."""
-    if name not in _SCRIPTS:
-        raise ValueError(f"unknown rate-limit script {name!r}")
-    lua = resources.files("worker.ratelimit").joinpath("lua")
-    prelude = lua.joinpath("common.lua").read_text(encoding="utf-8")
-    body = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-    return prelude + "\n" + body

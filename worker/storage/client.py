@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
-from worker.settings import Settings
+from worker.settings import StorageSettings
 from worker.storage.objects import SHA256_METADATA
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def make_s3_client(
-    settings: Settings,
+    settings: StorageSettings,
     *,
     max_pool_connections: int | None = None,
     connect_timeout: float = 5.0,

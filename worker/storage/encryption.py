@@ -19,14 +19,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from worker.settings import PROBE_FOLDER
 from worker.storage.errors import EncryptionNotApplied, StorageError
 
-if TYPE_CHECKING:
-    from worker.storage.store import S3ObjectStore
-
-PROBE_PREFIX = "_idv/probe/"
+PROBE_PREFIX = PROBE_FOLDER + "probe/"
 VERIFY_MODES = ("strict", "reported", "off")
 
 
@@ -94,7 +92,21 @@ class SseProbe:
         return f"{text}; fix: {self.fix}" if self.fix else text
 
 
-def probe_encryption(store: S3ObjectStore) -> SseProbe:
+class ProbedStore(Protocol):
+    """What the probe needs of a store (``S3ObjectStore`` has it; this module sits below it)."""
+
+    @property
+    def encryption(self) -> EncryptionPolicy: ...
+
+    @property
+    def key_prefix(self) -> str: ...
+
+    def write_probe(self, key: str, *, encrypted: bool) -> str | None: ...
+
+    def delete_quietly(self, key: str) -> None: ...
+
+
+def probe_encryption(store: ProbedStore) -> SseProbe:
     """Write one probe object with the configured SSE, read what the store reports, delete it.
 
     Never raises a ``StorageError``: a store that cannot be written at all is outcome

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.backoff import UPLOAD_PART
 from worker.storage.errors import NotSupported, StorageError, s3_call, s3_error
 
 if TYPE_CHECKING:
@@ -50,9 +51,6 @@ MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
 MAX_PART_SIZE = 5 * 1024 * MIB
 MAX_PARTS = 10_000
 
-# Pause before sending a failed part again: 0.5 s, 1 s, 2 s ... (botocore already retried it).
-PART_RETRY_PAUSE_S = 0.5
-PART_RETRY_MAX_PAUSE_S = 4.0
 
 _Part = Future["CompletedPartTypeDef"]
 
@@ -253,8 +251,8 @@ class MultipartUpload:
                 if not exc.retryable or pending.attempt >= self.part_attempts:
                     raise
                 # The store had a moment of trouble: send this part again, keep the others.
-                pause = PART_RETRY_PAUSE_S * 2 ** (pending.attempt - 1)
-                time.sleep(min(PART_RETRY_MAX_PAUSE_S, pause))
+                # Botocore already retried it: pause as ``UPLOAD_PART`` says (0.5 s, 1 s ...).
+                time.sleep(UPLOAD_PART.delay(pending.attempt - 1))
                 pending.attempt += 1
                 self.retried_parts += 1
                 self._run(pending)

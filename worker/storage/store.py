@@ -35,7 +35,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from worker.keys import normalize_prefix, validate_object_key
-from worker.settings import Settings
+from worker.settings import StorageSettings
 from worker.storage.admin import BucketAdmin
 from worker.storage.client import make_s3_client, user_metadata
 from worker.storage.encryption import EncryptionPolicy, refused_fix
@@ -101,7 +101,7 @@ class S3ObjectStore(BucketAdmin):
 
     def __init__(
         self,
-        settings: Settings,
+        settings: StorageSettings,
         *,
         client: S3Client | None = None,
         tracker: UploadTracker | None = None,

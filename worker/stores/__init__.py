@@ -8,12 +8,10 @@ from worker.stores.deadletters import (
     MAX_DETAIL_LENGTH,
     MAX_PAYLOAD_BYTES,
     MAX_REASON_LENGTH,
-    RETRY_HANDLER_MODULES,
     DeadLetter,
     DeadLetterStore,
     NoRetryHandler,
     RetryFn,
-    load_retry_handlers,
 )
 from worker.stores.leases import (
     Lease,
@@ -43,7 +41,6 @@ __all__ = [
     "MAX_EVENT_VALUE_LENGTH",
     "MAX_PAYLOAD_BYTES",
     "MAX_REASON_LENGTH",
-    "RETRY_HANDLER_MODULES",
     "DeadLetter",
     "DeadLetterStore",
     "EventError",
@@ -57,6 +54,5 @@ __all__ = [
     "TrackedUpload",
     "UploadRegistry",
     "encode_event",
-    "load_retry_handlers",
     "subject_hash",
 ]

@@ -8,14 +8,13 @@ dlq``), since silently expiring a failure is the one thing a dead-letter queue m
 The payload is what a retry needs (ids and small fields), never images or personal data.
 
 Retrying is plugged in per kind: a flow calls ``store.register_retry(kind, fn)`` where ``fn``
-re-enqueues the work (raising if it cannot). Modules listed in ``RETRY_HANDLER_MODULES``
-expose ``register_retries(store, settings)`` so that the ``dlq retry`` command finds them.
+re-enqueues the work (raising if it cannot); ``worker.jobs.register_retries`` registers every
+kind on a ``WorkSender``.
 """
 
 from __future__ import annotations
 
 import builtins
-import importlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,17 +23,9 @@ from typing import Any, cast
 
 import redis
 
+from worker.errors import ConfigurationError
 from worker.keys import RedisKeys, validate_kind, validate_ref
 from worker.redisio import lua_script, text
-from worker.settings import Settings
-
-# Modules that register retry handlers (``register_retries(store, settings)``); flows add theirs.
-RETRY_HANDLER_MODULES: tuple[str, ...] = (
-    "tasks.onboarding",
-    "tasks.webhook",
-    "tasks.batch",
-    "tasks.ledger",
-)
 
 MAX_REASON_LENGTH = 500
 MAX_DETAIL_LENGTH = 4000
@@ -63,8 +54,8 @@ class DeadLetter:
 RetryFn = Callable[[DeadLetter], None]
 
 
-class NoRetryHandler(LookupError):
-    """No flow has registered how to retry dead letters of this kind."""
+class NoRetryHandler(ConfigurationError, LookupError):
+    """No flow has registered how to retry dead letters of this kind (a wiring error)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -100,12 +91,12 @@ class DeadLetterStore:
     def __init__(
         self,
         redis_client: redis.Redis,
-        settings: Settings,
+        keys: RedisKeys,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis_client
-        self.keys = RedisKeys.from_settings(settings)
+        self.keys = keys
         self._clock = clock
         self._retry: dict[str, RetryFn] = {}
         self._add = self.redis.register_script(lua_script("worker.stores", "deadletter_add"))
@@ -228,13 +219,3 @@ class DeadLetterStore:
         fn(entry)
         self._remove_if(kind, id, entry.count)
         return True
-
-
-def load_retry_handlers(
-    store: DeadLetterStore,
-    settings: Settings,
-    modules: Sequence[str] = RETRY_HANDLER_MODULES,
-) -> None:
-    """Import each module and let it register its handlers on ``store``."""
-    for name in modules:
-        importlib.import_module(name).register_retries(store, settings)

@@ -30,7 +30,6 @@ import redis
 from worker.errors import IdvError
 from worker.keys import RedisKeys
 from worker.redisio import lua_script
-from worker.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +95,9 @@ class Lease:
 class LeaseManager:
     """Acquires, renews and releases leases in one Redis (see the module docstring)."""
 
-    def __init__(self, redis_client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, redis_client: redis.Redis, keys: RedisKeys) -> None:
         self.redis = redis_client
-        self.keys = RedisKeys.from_settings(settings)
+        self.keys = keys
         self._renew = self.redis.register_script(lua_script("worker.stores", "lease_renew"))
         self._release = self.redis.register_script(lua_script("worker.stores", "lease_release"))
 

@@ -21,9 +21,10 @@ from typing import Any, cast
 
 import redis
 
+from worker.errors import InvalidInput
 from worker.keys import RedisKeys
 from worker.redisio import lua_script, text
-from worker.settings import Settings
+from worker.settings import ResultSettings
 
 MAX_EVENT_FIELDS = 32
 # Events carry ids, statuses and pointers; anything longer is a payload that belongs in S3.
@@ -31,7 +32,7 @@ MAX_EVENT_VALUE_LENGTH = 1024
 _FIELD_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 
 
-class EventError(ValueError):
+class EventError(InvalidInput):
     """An event that cannot go on the results stream (nested, too long, bad field name)."""
 
 
@@ -87,13 +88,14 @@ class ResultStore:
     def __init__(
         self,
         redis_client: redis.Redis,
-        settings: Settings,
+        keys: RedisKeys,
+        settings: ResultSettings,
         *,
         record_ttl_s: int | None = None,
         stream_maxlen: int | None = None,
     ) -> None:
         self.redis = redis_client
-        self.keys = RedisKeys.from_settings(settings)
+        self.keys = keys
         self.record_ttl_s = record_ttl_s if record_ttl_s is not None else settings.result_ttl_s
         self.stream_maxlen = (
             stream_maxlen if stream_maxlen is not None else settings.results_stream_maxlen

@@ -24,8 +24,7 @@ from typing import cast
 
 import redis
 
-from worker.keys import validate_kind, validate_ref
-from worker.settings import Settings
+from worker.keys import RedisKeys, validate_kind, validate_ref
 
 KIND_SUBJECT_TX = "tx"
 KIND_SUBJECT_BATCH = "batch"
@@ -39,10 +38,10 @@ def subject_hash(value: str, namespace: str = "idv:") -> str:
 class SubjectIndex:
     """The merchant-user index (see the module docstring)."""
 
-    def __init__(self, redis_client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, redis_client: redis.Redis, keys: RedisKeys, *, ttl_s: int) -> None:
         self.redis = redis_client
-        self.namespace = settings.namespace
-        self.ttl_s = max(settings.result_ttl_s, settings.batch_ttl_s)
+        self.namespace = keys.namespace
+        self.ttl_s = ttl_s
 
     def key(self, merchant_user_id: str) -> str:
         """The index key of one merchant user id (its digest, never the id)."""

@@ -23,7 +23,6 @@ from typing import cast
 import redis
 
 from worker.keys import RedisKeys
-from worker.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +48,10 @@ class UploadRegistry:
     """Index of open multipart uploads in Redis (an ``UploadTracker`` for the S3 adapter)."""
 
     def __init__(
-        self, client: redis.Redis, settings: Settings, *, clock: Callable[[], float] = time.time
+        self, client: redis.Redis, keys: RedisKeys, *, clock: Callable[[], float] = time.time
     ) -> None:
         self._redis = client
-        self._key = RedisKeys.from_settings(settings).s3_uploads
+        self._key = keys.s3_uploads
         self._clock = clock
 
     # --- UploadTracker (never raises) ---

@@ -30,7 +30,7 @@ from worker.batch import (
     merchant_biz_id,
 )
 from worker.emulator.samples import generate_samples
-from worker.keys import KIND_ITEM, item_ref
+from worker.keys import KIND_ITEM, ObjectKeys, item_ref
 
 _MANIFEST_COLUMNS = ("image", "doc_type", "card_side", "spoof")
 
@@ -283,10 +283,14 @@ def test_s3_and_http_sources(rig: Rig, tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     # The image server is on loopback: allowed here by prefix and for private addresses.
-    allowed = rig.settings.model_copy(
-        update={"batch_allowed_url_prefixes": [f"{base}/img/"], "batch_allow_private_urls": True}
+    allowed = rig.settings.replace(
+        batch_allowed_url_prefixes=[f"{base}/img/"], batch_allow_private_urls=True
     )
-    rig.service.reader.policy = SourcePolicy.from_settings(allowed)
+    rig.service.reader.policy = SourcePolicy.from_settings(
+        allowed.sources,
+        own_bucket=allowed.storage.s3_bucket,
+        object_keys=ObjectKeys(allowed.storage.s3_prefix),
+    )
     try:
         rows = [
             {**samples[0], "image": f"s3://{bucket}/imports/a.jpg"},
@@ -297,7 +301,17 @@ def test_s3_and_http_sources(rig: Rig, tmp_path: Path) -> None:
             {**samples[2], "image": f"s3://{bucket}/imports/../{stored}"},
         ]
         # Submitted under the same allowances (refused URLs are dropped at submission).
-        api = BatchAPI(allowed, redis_client=rig.redis, enqueuer=rig.enqueuer, objects=rig.objects)
+        api = BatchAPI(
+            allowed.batch,
+            store=rig.store,
+            result_store=rig.api.result_store,
+            policy=rig.service.reader.policy,
+            subjects=rig.api.subjects,
+            quotas=rig.api.quotas,
+            object_keys=rig.api.object_keys,
+            enqueuer=rig.enqueuer,
+            objects=rig.objects,
+        )
         batch = api.submit(write_manifest(tmp_path / "m.jsonl", rows)).batch_id
         rig.run_queue()
     finally:
@@ -404,7 +418,13 @@ def test_an_interrupted_submission_continues_where_it_stopped(rig: Rig, tmp_path
     from worker.batch import Submitter
 
     manifest = write_manifest(tmp_path / "m.jsonl", _samples(tmp_path, 45))
-    dying = Submitter(rig.store, _DiesOnThirdChunk(rig.enqueuer), rig.settings)
+    dying = Submitter(
+        rig.store,
+        _DiesOnThirdChunk(rig.enqueuer),
+        rig.settings.batch,
+        policy=rig.api.policy,
+        subjects=rig.api.subjects,
+    )
     with pytest.raises(ConnectionError):
         dying.submit(manifest)
     assert [c for _, c in rig.enqueuer.chunk_messages] == [0, 1]
@@ -426,7 +446,7 @@ def test_watchdog_retakes_the_chunk_of_a_dead_worker(rig: Rig, tmp_path: Path) -
     # A worker took chunk 0's message and died holding its lease.
     _, chunk = rig.enqueuer.chunk_messages.popleft()
     assert rig.store.acquire_chunk(batch, chunk, "dead-worker", 0.3) == 1
-    assert rig.control.watchdog(batch) == rig.settings.batch_watchdog_interval_s
+    assert rig.control.watchdog(batch) == rig.settings.batch.batch_watchdog_interval_s
     assert rig.control.watchdog(batch) is None  # a second chain right after: it ends
     assert [c for _, c in rig.enqueuer.chunk_messages] == [1]  # chunk 0 is still leased
     rig.run_queue()
@@ -454,7 +474,7 @@ def test_a_batch_whose_messages_were_lost_is_driven_again_by_the_sweep(
     rig.enqueuer.chunk_messages.clear()
     now = rig.api.status(submitted.batch_id).updated_at
     assert rig.control.sweep_stalled(now=now + 1) == []  # not stalled yet
-    later = now + 2 * rig.settings.batch_lease_s + 1
+    later = now + 2 * rig.settings.batch.batch_lease_s + 1
     assert rig.control.sweep_stalled(now=later) == [submitted.batch_id]
     assert sorted(c for _, c in rig.enqueuer.chunk_messages) == [1]
     rig.run_queue()

@@ -21,14 +21,21 @@ from worker.batch import (
     StoredRow,
     encode_chunk,
 )
-from worker.settings import Settings
+from worker.keys import RedisKeys
+from worker.settings import BatchSettings, load_settings
 
 SPEC = ItemSpec(source="a.jpg", doc_type="01000000")
 
 
+def _parts(**flat: object) -> tuple[RedisKeys, BatchSettings]:
+    """The key schema and batch settings ``BatchStore`` takes, from flat settings fields."""
+    settings = load_settings(**flat)
+    return RedisKeys(settings.redis.namespace), settings.batch
+
+
 @pytest.fixture
 def store(redis_client: redis.Redis) -> BatchStore:
-    return BatchStore(redis_client, Settings(batch_ttl_s=7200))
+    return BatchStore(redis_client, *_parts(batch_ttl_s=7200))
 
 
 def _new(store: BatchStore, batch: str = "b1", chunks: int = 3, size: int = 4) -> str:
@@ -193,7 +200,7 @@ def test_transitions(store: BatchStore) -> None:
 
 def test_rate_is_the_last_minute_then_the_whole_run(redis_client: redis.Redis) -> None:
     now = [1_700_000_000.5]
-    store = BatchStore(redis_client, Settings(batch_ttl_s=7200), clock=lambda: now[0])
+    store = BatchStore(redis_client, *_parts(batch_ttl_s=7200), clock=lambda: now[0])
     batch = _new(store, "rate")
     for seq in range(6):
         store.finish(batch, seq, f"i{seq}", ItemStatus.DONE, token="", called=True)

@@ -9,11 +9,13 @@ from typing import Any
 
 import redis
 
-from tasks.batch import KIND_CHUNK, _sweep
+from tasks.batch import _sweep
 from worker.app import create_app
 from worker.batch import BatchStore, ItemSpec, encode_chunk
-from worker.settings import Settings
-from worker.stores import DeadLetterStore, load_retry_handlers
+from worker.jobs import KIND_CHUNK
+from worker.keys import RedisKeys
+from worker.settings import load_settings
+from worker.wiring import Cli
 
 
 def _queued(client: redis.Redis) -> list[tuple[str, list[Any]]]:
@@ -29,20 +31,20 @@ def _queued(client: redis.Redis) -> list[tuple[str, list[Any]]]:
 def test_dead_lettered_chunks_are_retried_through_the_dlq(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url)
-    letters = DeadLetterStore(redis_client, settings)
-    load_retry_handlers(letters, settings, modules=("tasks.batch",))
-    letters.add(KIND_CHUNK, "b1:3", "boom", payload={"batch": "b1", "chunk": 3})
-    assert letters.retry(KIND_CHUNK, "b1:3")
-    assert _queued(redis_client) == [("idv.batch.chunk", ["b1", 3])]
-    assert letters.get(KIND_CHUNK, "b1:3") is None
+    settings = load_settings(redis_url=redis_url)
+    with Cli(settings, redis=redis_client) as cli:
+        letters = cli.retrying_deadletters()
+        letters.add(KIND_CHUNK, "b1:3", "boom", payload={"batch": "b1", "chunk": 3})
+        assert letters.retry(KIND_CHUNK, "b1:3")
+        assert _queued(redis_client) == [("idv.batch.chunk", ["b1", 3])]
+        assert letters.get(KIND_CHUNK, "b1:3") is None
 
 
 def test_a_starting_worker_rearms_running_batches(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    settings = Settings(redis_url=redis_url)
-    store = BatchStore(redis_client, settings)
+    settings = load_settings(redis_url=redis_url)
+    store = BatchStore(redis_client, RedisKeys(settings.redis.namespace), settings.batch)
     spec = ItemSpec(source="a.jpg", doc_type="01000000")
     for batch, state in (("brun", "running"), ("bpaused", "paused")):
         store.create(batch, {"chunk_size": 1})

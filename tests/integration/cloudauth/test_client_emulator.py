@@ -40,7 +40,7 @@ def jpeg(width: int = 640, height: int = 400) -> bytes:
 
 @pytest.fixture
 def client(emulator: EmulatorHandle) -> Iterator[CloudAuthClient]:
-    with CloudAuthClient(settings_for(emulator), backoff=Backoff(base=0.02, cap=0.1)) as c:
+    with CloudAuthClient(settings_for(emulator).provider, backoff=Backoff(base=0.02, cap=0.1)) as c:
         yield c
 
 
@@ -183,7 +183,7 @@ def test_doc_ocr_by_url(client: CloudAuthClient) -> None:
 def test_rpc_signature_scheme(emulator: EmulatorHandle) -> None:
     tx = emulator.create_transaction("ID_OCR", merchant_biz_id="rpc1")
     emulator.complete(tx, passed="N", sub_code="211")
-    with CloudAuthClient(settings_for(emulator, signature_scheme="rpc")) as c:
+    with CloudAuthClient(settings_for(emulator, signature_scheme="rpc").provider) as c:
         result = c.check_result(transaction_id=tx, merchant_biz_id="rpc1", product_code="ID_OCR")
         ocr = c.doc_ocr_v2(
             merchant_biz_id="b1",
@@ -196,7 +196,7 @@ def test_rpc_signature_scheme(emulator: EmulatorHandle) -> None:
 
 
 def test_wrong_secret_is_a_credentials_error_not_retried(emulator: EmulatorHandle) -> None:
-    settings = settings_for(emulator, access_key_secret="not-the-secret")
+    settings = settings_for(emulator, access_key_secret="not-the-secret").provider
     with CloudAuthClient(settings) as c, pytest.raises(CredentialsError) as info:
         c.check_result(transaction_id="t1", merchant_biz_id="b1", product_code="eKYC")
     assert info.value.code == "SignatureDoesNotMatch"
@@ -206,7 +206,7 @@ def test_wrong_secret_is_a_credentials_error_not_retried(emulator: EmulatorHandl
 
 def test_unknown_access_key(emulator: EmulatorHandle) -> None:
     with (
-        CloudAuthClient(settings_for(emulator, access_key_id="nobody")) as c,
+        CloudAuthClient(settings_for(emulator, access_key_id="nobody").provider) as c,
         pytest.raises(CredentialsError) as info,
     ):
         c.check_result(transaction_id="t1", merchant_biz_id="b1", product_code="eKYC")
@@ -217,7 +217,7 @@ def test_throttling_is_retried_until_the_window_frees(emulator: EmulatorHandle) 
     tx = emulator.create_transaction("eKYC", merchant_biz_id="thr1")
     emulator.complete(tx)
     emulator.set_quotas({"eKYC:CheckResult": 1})
-    settings = settings_for(emulator)
+    settings = settings_for(emulator).provider
     with CloudAuthClient(settings, max_attempts=1) as once:
         once.check_result(transaction_id=tx, merchant_biz_id="thr1", product_code="eKYC")
         with pytest.raises(ThrottledError) as info:
@@ -240,7 +240,7 @@ def test_503_exhausts_attempts(emulator: EmulatorHandle) -> None:
     emulator.complete(tx)
     emulator.set_faults(error_503_rate=1.0)
     with (
-        CloudAuthClient(settings_for(emulator), backoff=Backoff(0.01, 0.02)) as c,
+        CloudAuthClient(settings_for(emulator).provider, backoff=Backoff(0.01, 0.02)) as c,
         pytest.raises(TransientError) as info,
     ):
         c.check_result(transaction_id=tx, merchant_biz_id="f503", product_code="eKYC")
@@ -252,7 +252,7 @@ def test_truncated_doc_ocr_reply_is_not_repeated(emulator: EmulatorHandle) -> No
     """A billed call whose reply broke may have been processed: exactly one attempt."""
     emulator.set_faults(truncate_rate=1.0, actions=["DocOcrV2"])
     with (
-        CloudAuthClient(settings_for(emulator), backoff=Backoff(0.01, 0.02)) as c,
+        CloudAuthClient(settings_for(emulator).provider, backoff=Backoff(0.01, 0.02)) as c,
         pytest.raises(TransientError) as info,
     ):
         c.doc_ocr_v2(
@@ -272,7 +272,7 @@ def test_check_result_recovers_from_broken_replies(emulator: EmulatorHandle, fau
     tx = emulator.create_transaction("eKYC", merchant_biz_id="brk1")
     emulator.complete(tx)
     emulator.set_faults(**{fault: 1.0})
-    with CloudAuthClient(settings_for(emulator), backoff=Backoff(0.01, 0.02)) as c:
+    with CloudAuthClient(settings_for(emulator).provider, backoff=Backoff(0.01, 0.02)) as c:
         with pytest.raises(TransientError) as info:
             c.check_result(transaction_id=tx, merchant_biz_id="brk1", product_code="eKYC")
         assert info.value.maybe_processed
@@ -334,7 +334,7 @@ def test_deadline_caps_a_slow_attempt(emulator: EmulatorHandle) -> None:
     emulator.complete(tx)
     emulator.set_faults(latency_ms=1500)
     with (
-        CloudAuthClient(settings_for(emulator, read_timeout=30)) as c,
+        CloudAuthClient(settings_for(emulator, read_timeout=30).provider) as c,
         pytest.raises(TransientError) as info,
     ):
         c.check_result(

@@ -37,7 +37,7 @@ def test_check_result_refuses_then_recovers(
     tx = emulator.create_transaction("eKYC", merchant_biz_id=biz)
     emulator.complete(tx)
     emulator.set_faults(malformed_success=kind, actions=["CheckResult"])
-    settings = settings_for(emulator, max_response_bytes=8 * 1024 * 1024)
+    settings = settings_for(emulator, max_response_bytes=8 * 1024 * 1024).provider
     with CloudAuthClient(settings, backoff=Backoff(0.01, 0.02), max_attempts=2) as client:
         with pytest.raises(MalformedResponse) as info:
             client.check_result(transaction_id=tx, merchant_biz_id=biz, product_code="eKYC")
@@ -50,7 +50,7 @@ def test_check_result_refuses_then_recovers(
 
 def test_a_malformed_doc_ocr_success_is_sent_once_and_held_back(emulator: EmulatorHandle) -> None:
     emulator.set_faults(malformed_success="bad_passed", actions=["DocOcrV2"])
-    client = CloudAuthClient(settings_for(emulator), backoff=Backoff(0.01, 0.02))
+    client = CloudAuthClient(settings_for(emulator).provider, backoff=Backoff(0.01, 0.02))
     with client, pytest.raises(MalformedResponse) as info:
         client.doc_ocr_v2(
             merchant_biz_id="malocr",

@@ -25,10 +25,11 @@ from worker.commands.doctor import (
     check_redis_durability,
 )
 from worker.devtools import wait_until
+from worker.keys import RedisKeys
 from worker.ledger import Ledger
-from worker.runtime import EXIT_MISCONFIGURED, Runtime, redis_refusal
 from worker.settings import load_settings
 from worker.stores.durability import inspect_durability
+from worker.wiring import EXIT_MISCONFIGURED, Cli, redis_refusal
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +112,9 @@ def test_the_worker_refuses_to_start_in_production(bare_redis: RedisServer, tmp_
 
 
 def test_doctor_redis_checks(aof_redis: RedisServer, bare_redis: RedisServer) -> None:
-    good = Runtime(load_settings(redis_url=aof_redis.url))
-    bare = Runtime(load_settings(redis_url=bare_redis.url))
-    gone = Runtime(load_settings(redis_url="redis://127.0.0.1:1/0"))
+    good = Cli(load_settings(redis_url=aof_redis.url))
+    bare = Cli(load_settings(redis_url=bare_redis.url))
+    gone = Cli(load_settings(redis_url="redis://127.0.0.1:1/0"))
     try:
         assert check_redis(good).ok
         assert not check_redis(gone).ok
@@ -130,8 +131,8 @@ def test_doctor_redis_checks(aof_redis: RedisServer, bare_redis: RedisServer) ->
 def test_doctor_provider_check_is_a_signed_unbilled_read(
     emulator: EmulatorHandle, aof_redis: RedisServer
 ) -> None:
-    runtime = Runtime(settings_for(emulator, redis_url=aof_redis.url))
-    wrong = Runtime(settings_for(emulator, redis_url=aof_redis.url, access_key_secret="nope"))
+    runtime = Cli(settings_for(emulator, redis_url=aof_redis.url))
+    wrong = Cli(settings_for(emulator, redis_url=aof_redis.url, access_key_secret="nope"))
     try:
         result = check_provider(runtime)
         assert result.ok, result
@@ -147,12 +148,18 @@ def test_doctor_provider_check_is_a_signed_unbilled_read(
 
 def test_doctor_beat_check_follows_the_reconciler_sweeps(aof_redis: RedisServer) -> None:
     settings = load_settings(redis_url=aof_redis.url, namespace="doctorbeat:", reconcile_every_s=5)
-    runtime = Runtime(settings)
+    runtime = Cli(settings)
     try:
         assert not check_beat(runtime).ok  # never swept
         now = [time.time() - 16]
         with redis.Redis.from_url(aof_redis.url) as client:
-            ledger = Ledger(client, settings, clock=lambda: now[0])
+            ledger = Ledger(
+                client,
+                RedisKeys(settings.redis.namespace),
+                settings.ledger,
+                evidence_window_s=settings.onboarding.evidence_window_s,
+                clock=lambda: now[0],
+            )
             token = ledger.take_lock("reconcile", ttl_s=1)
             assert token is not None
             assert not check_beat(runtime).ok  # 16 s ago > 3 x 5 s
@@ -168,7 +175,7 @@ def test_doctor_consumers_check_sees_a_real_worker(
     aof_redis: RedisServer, s3_endpoint: str, tmp_path: Path
 ) -> None:
     settings = load_settings(redis_url=aof_redis.url)
-    runtime = Runtime(settings)
+    runtime = Cli(settings)
     try:
         before = check_consumers(runtime)
         assert not before.ok

@@ -92,7 +92,7 @@ class VideoHost:
 
 @pytest.fixture
 def store(s3_settings: Settings) -> Iterator[S3ObjectStore]:
-    s = S3ObjectStore(s3_settings)
+    s = S3ObjectStore(s3_settings.storage)
     yield s
     s.close()
 
@@ -183,8 +183,11 @@ def test_transfers_breaking_on_every_link_are_retryable_not_lost(store: S3Object
         archiver.archive_video(TID, WHEN, "https://oss.example/v.webm?sig=1",
                                host.fresh_link, deadline=None)  # fmt: skip
     http.close()
-    # Backoff between attempts on one link, none before asking for a fresh one.
-    assert pauses == [0.2, 0.4, 0.2, 0.4]
+    # Jittered backoff between attempts on one link (each in [ceiling/2, ceiling]), none
+    # before asking for a fresh one.
+    ceilings = [0.2, 0.4, 0.2, 0.4]
+    assert len(pauses) == len(ceilings)
+    assert all(c / 2 <= p <= c for p, c in zip(pauses, ceilings, strict=True)), pauses
     assert store.head(key()) is None
     assert no_uploads_left(store)
 
@@ -236,7 +239,7 @@ def test_failing_heartbeat_aborts_the_upload_and_stops_the_reader(store: S3Objec
 
 
 def test_store_failure_stops_the_reader(s3_settings: Settings) -> None:
-    broken = S3ObjectStore(s3_settings.model_copy(update={"s3_bucket": "no-such-bucket-here"}))
+    broken = S3ObjectStore(s3_settings.replace(s3_bucket="no-such-bucket-here").storage)
     host = VideoHost(video(12 * MIB))
     archiver, http = archiver_for(broken, host)
     threads = threading.active_count()

@@ -17,6 +17,7 @@ from botocore.awsrequest import AWSResponse
 from tests.fixtures.s3 import S3_BACKENDS, S3Backend, backend_for, make_store
 from tests.integration.storage.test_concurrency import error_response
 from worker.evidence import UploadSweeper
+from worker.keys import RedisKeys
 from worker.observability import RedisMetrics
 from worker.settings import Settings
 from worker.storage import MIB, MultipartUpload, S3ObjectStore
@@ -43,7 +44,7 @@ def parts(
     s3_settings: Settings, redis_client: redis.Redis, boto_session: boto3.session.Session
 ) -> Iterator[tuple[S3ObjectStore, UploadRegistry, Clock]]:
     clock = Clock(1_800_000_000.0)
-    registry = UploadRegistry(redis_client, s3_settings, clock=clock)
+    registry = UploadRegistry(redis_client, RedisKeys(s3_settings.redis.namespace), clock=clock)
     store = make_store(s3_settings, boto_session, tracker=registry)
     yield store, registry, clock
     store.close()

@@ -57,10 +57,15 @@ class Stack(E2EStack):
         return Proc(name, cmd, self.env, self.logdir / f"{name}.log").start()
 
     def ledger(self) -> Ledger:
+        from contextlib import ExitStack
+
         from worker.settings import load_settings
+        from worker.wiring import blocks
 
         env = {k[4:].lower(): v for k, v in self.env.items() if k.startswith("IDV_")}
-        return Ledger(self.redis, load_settings(**env))
+        # The worker's ledger on this stack's client (the core opens nothing of its own).
+        core = blocks.build_core(load_settings(**env), ExitStack(), redis=self.redis)
+        return blocks.build_ledger(core)
 
 
 @pytest.fixture(scope="module")

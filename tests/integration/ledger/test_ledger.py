@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 import pytest
 import redis
 
+from worker.cloudauth import DEFAULT_QUOTAS
+from worker.jobs import OnboardingJob
+from worker.keys import RedisKeys
 from worker.ledger import Claim, Ledger, Reconciler, State
-from worker.onboarding import OnboardingJob
+from worker.ratelimit import QuotaTable
 from worker.settings import Settings, load_settings
 
 
@@ -43,6 +46,28 @@ class RecordingDispatcher:
         return self.backlog
 
 
+def make_ledger(client: redis.Redis, settings: Settings, clock: Clock) -> Ledger:
+    """The ledger as the worker wires it from ``settings``, on ``clock``."""
+    return Ledger(
+        client,
+        RedisKeys(settings.redis.namespace),
+        settings.ledger,
+        evidence_window_s=settings.onboarding.evidence_window_s,
+        require_known=settings.callbacks.callback_require_known,
+        clock=clock,
+    )
+
+
+def make_reconciler(
+    ledger: Ledger, dispatcher: RecordingDispatcher, settings: Settings, clock: Clock
+) -> Reconciler:
+    """The reconciler as the worker wires it: at the onboarding product's CheckResult quota."""
+    qps = QuotaTable(settings.quotas, DEFAULT_QUOTAS).quota_for(
+        settings.onboarding.onboarding_product, "CheckResult"
+    )
+    return Reconciler(ledger, dispatcher, settings.ledger, checkresult_qps=qps, clock=clock)
+
+
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
     return load_settings(
@@ -61,7 +86,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ledger(redis_client: redis.Redis, settings: Settings, clock: Clock) -> Ledger:
-    return Ledger(redis_client, settings, clock=clock)
+    return make_ledger(redis_client, settings, clock)
 
 
 @pytest.fixture
@@ -73,7 +98,7 @@ def dispatcher() -> RecordingDispatcher:
 def reconciler(
     ledger: Ledger, dispatcher: RecordingDispatcher, settings: Settings, clock: Clock
 ) -> Iterator[Reconciler]:
-    return Reconciler(ledger, dispatcher, settings, clock=clock)
+    return make_reconciler(ledger, dispatcher, settings, clock)
 
 
 def test_a_started_flow_is_polled_after_the_reconcile_delay(
@@ -150,12 +175,10 @@ def test_the_ledger_decides_what_a_callback_is(ledger: Ledger, clock: Clock) -> 
 def test_unknown_callbacks_are_refused_when_required(
     redis_client: redis.Redis, settings: Settings, clock: Clock
 ) -> None:
-    strict = Ledger(
-        redis_client, settings.model_copy(update={"callback_require_known": True}), clock=clock
-    )
+    strict = make_ledger(redis_client, settings.replace(callback_require_known=True), clock)
     assert strict.on_callback("txX", "eKYC", "b").status == "unknown"
     assert strict.get("txX") is None
-    lenient = Ledger(redis_client, settings, clock=clock)
+    lenient = make_ledger(redis_client, settings, clock)
     assert lenient.on_callback("txX", "eKYC", "b").status == "accepted"
 
 
@@ -207,12 +230,12 @@ def test_what_the_provider_deleted_before_archival_expires_loudly(
 def test_two_sweeps_at_once_claim_each_transaction_once(
     redis_client: redis.Redis, settings: Settings, clock: Clock
 ) -> None:
-    ledger = Ledger(redis_client, settings, clock=clock)
+    ledger = make_ledger(redis_client, settings, clock)
     for n in range(300):
         ledger.record_start(f"tx{n}", "eKYC", "b")
     clock.now += 121
     dispatcher = RecordingDispatcher()
-    sweepers = [Reconciler(ledger, dispatcher, settings, clock=clock) for _ in range(2)]
+    sweepers = [make_reconciler(ledger, dispatcher, settings, clock) for _ in range(2)]
     threads = [threading.Thread(target=s.reconcile) for s in sweepers]
     for thread in threads:
         thread.start()
@@ -246,7 +269,7 @@ def test_extend_never_moves_a_due_time_back(ledger: Ledger, clock: Clock) -> Non
 
 
 def test_forecast_says_early_whether_archival_fits(
-    ledger: Ledger, reconciler: Reconciler, clock: Clock
+    ledger: Ledger, reconciler: Reconciler, settings: Settings, clock: Clock
 ) -> None:
     for n in range(50):
         ledger.record_completed(f"a{n}", "eKYC", "b", completed_at=clock.now - 29.5 * 86400)
@@ -255,11 +278,8 @@ def test_forecast_says_early_whether_archival_fits(
     assert plan.at_risk == 50
     assert plan.fits
     assert "fits" in plan.summary()
-    tight = Reconciler(
-        ledger,
-        RecordingDispatcher(),
-        ledger.settings.model_copy(update={"quotas": {"eKYC": 0.001}}),
-        clock=clock,
+    tight = make_reconciler(
+        ledger, RecordingDispatcher(), settings.replace(quotas={"eKYC": 0.001}), clock
     )
     plan = tight.forecast()
     assert not plan.fits
@@ -273,7 +293,7 @@ def test_finished_entries_expire_after_the_grace_period(
     ledger.on_callback("tx1", "eKYC", "b")
     ledger.finish("tx1", evidence="lost", reason="no link")
     ttl = redis_client.pttl(ledger.key("tx1"))
-    assert 0 < ttl <= settings.ledger_grace_s * 1000
+    assert 0 < ttl <= settings.ledger.ledger_grace_s * 1000
     assert redis_client.zscore(ledger.index_key("rt"), "tx1") is None
     assert redis_client.zscore(ledger.deletes_key, "tx1") is None
 

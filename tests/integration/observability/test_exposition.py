@@ -27,17 +27,18 @@ from worker.observability import (
 )
 from worker.observability.exposition import render
 from worker.queues import ALL_QUEUES, QUEUE_ARCHIVAL, QUEUE_BULK, QUEUE_REALTIME
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
+from worker.wiring import build_exporter
 
 
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url)
+    return load_settings(redis_url=redis_url)
 
 
 @pytest.fixture
 def exporter(settings: Settings) -> Iterator[MetricsExporter]:
-    exp = MetricsExporter(settings, ALL_QUEUES)
+    exp = build_exporter(settings)
     yield exp
     exp.close()
 

@@ -19,7 +19,7 @@ from sentry_sdk.transport import Transport
 
 from worker.observability import configure_logging, get_logger, init_sentry, report_to_sentry
 from worker.observability.sentry import release
-from worker.settings import Settings
+from worker.settings import load_settings
 
 MARKERS = ("SECRETMARKER", "AKIDMARKER", "TOKENMARKER", "Zhang")
 
@@ -74,10 +74,10 @@ def origin() -> Iterator[str]:
 @pytest.fixture
 def sentry() -> Iterator[CapturingTransport]:
     transport = CapturingTransport()
-    settings = Settings(
+    settings = load_settings(
         sentry_dsn=SecretStr("https://public@127.0.0.1:9/1"), sentry_environment="leak-test"
     )
-    assert init_sentry(settings, transport=transport)
+    assert init_sentry(settings.observability, transport=transport)
     yield transport
     sentry_sdk.get_client().close()
     sentry_sdk.get_global_scope().set_client(None)

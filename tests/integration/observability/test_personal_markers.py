@@ -24,7 +24,7 @@ from worker.devtools.personal_fields import TARGET, render
 from worker.emulator.doctypes import DOC_TYPES
 from worker.observability import configure_logging, get_logger, init_sentry, scrub
 from worker.observability.personal_fields import PERSONAL_FIELDS
-from worker.settings import Settings
+from worker.settings import ObservabilitySettings
 
 # Seeds 000-002: personal fields outside the OCR tables.
 SEED_OTHER_FIELDS = (
@@ -103,7 +103,7 @@ GENERIC = {
 @pytest.fixture
 def sentry() -> Iterator[CapturingTransport]:
     transport = CapturingTransport()
-    settings = Settings(sentry_dsn=SecretStr("https://public@127.0.0.1:9/1"))
+    settings = ObservabilitySettings(sentry_dsn=SecretStr("https://public@127.0.0.1:9/1"))
     assert init_sentry(settings, transport=transport)
     yield transport
     sentry_sdk.get_client().close()

@@ -15,10 +15,10 @@ import pytest
 
 from tests.fixtures.e2e import run_cli
 from worker.app import create_app
-from worker.observability import MetricsExporter, MetricsUnavailable
-from worker.queues import ALL_QUEUES
+from worker.observability import MetricsUnavailable
 from worker.receiver import CallbackReceiver
-from worker.settings import Settings
+from worker.settings import load_settings
+from worker.wiring import build_exporter
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def closed_url() -> str:
 
 
 def test_a_hung_redis_costs_the_timeout_not_a_hang(hung_url: str) -> None:
-    exporter = MetricsExporter(Settings(redis_url=hung_url, metrics_timeout_s=0.3), ALL_QUEUES)
+    exporter = build_exporter(load_settings(redis_url=hung_url, metrics_timeout_s=0.3))
     started = time.monotonic()
     with pytest.raises(MetricsUnavailable, match="Redis unavailable"):
         exporter.render()
@@ -69,7 +69,7 @@ def test_a_hung_redis_costs_the_timeout_not_a_hang(hung_url: str) -> None:
 async def test_metrics_route_answers_503_with_one_log_line(
     closed_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(redis_url=closed_url, broker_url="memory://", metrics_timeout_s=0.3)
+    settings = load_settings(redis_url=closed_url, broker_url="memory://", metrics_timeout_s=0.3)
     receiver = CallbackReceiver(settings, celery=create_app(settings), threads=2)
     receiver.startup()
     try:

@@ -31,8 +31,8 @@ from tests.fixtures.servers import free_port, wait_until
 from tests.fixtures.workers import CeleryWorker
 from worker.devtools import spawn_receiver
 from worker.keys import Evidence, ObjectKeys
-from worker.stores import DeadLetterStore, load_retry_handlers
 from worker.webhook import SIGNATURE_HEADER, verify_signature
+from worker.wiring import Cli
 
 pytestmark = pytest.mark.slow
 
@@ -384,7 +384,7 @@ def test_evidence_lost_is_recorded_counted_and_dead_lettered(
     letter = stack.deadletter("evidence", tid)
     assert letter["code"] == "EvidenceLost"
     assert stack.counter('idv_evidence_lost_total{kind="video"}') == lost_before + 1
-    keys = ObjectKeys.from_settings(stack.settings)
+    keys = ObjectKeys(stack.settings.storage.s3_prefix)
     prefix = keys.evidence_prefix(tid, _completed(record))
     names = [
         o["Key"]
@@ -432,9 +432,9 @@ def test_expired_message_is_dead_lettered_and_retried_late(
     assert stack.deadletter("onboarding", tid)["code"] == "Expired"
     assert stack.record(tid) is None
 
-    dlq = DeadLetterStore(stack.redis, stack.settings)
-    load_retry_handlers(dlq, stack.settings.model_copy(update={"broker_url": None}))
-    assert dlq.retry("onboarding", tid)
+    with Cli(stack.settings.replace(broker_url=None), redis=stack.redis) as cli:
+        dlq = cli.retrying_deadletters()
+        assert dlq.retry("onboarding", tid)
     record = wait_for_record(stack, tid)
     assert record["status"] == "complete"  # the emulator's window is still open
     assert_archived(stack, record, done)
@@ -456,7 +456,8 @@ def test_sigkill_mid_download_leaves_no_partial_object_and_completes(
 ) -> None:
     # Videos up to (upload concurrency + 1) parts are buffered and sent without a multipart
     # upload (4 + 1 parts of 8 MiB by default); this one is larger, so it streams.
-    buffered = (stack.settings.s3_upload_concurrency + 1) * stack.settings.evidence_part_size
+    settings = stack.settings
+    buffered = (settings.storage.s3_upload_concurrency + 1) * settings.evidence.evidence_part_size
     emulator.set_faults(download_bytes_per_s=16 * MIB)
     tid = emulator.create_transaction(
         "FACE_LIVENESS", callback_url=stack.callback_url, callback_token=TOKENS[0]
@@ -473,7 +474,7 @@ def test_sigkill_mid_download_leaves_no_partial_object_and_completes(
         os.kill(pid, signal.SIGKILL)
     emulator.set_faults(download_bytes_per_s=0)
 
-    keys = ObjectKeys.from_settings(stack.settings)
+    keys = ObjectKeys(stack.settings.storage.s3_prefix)
     uploads = stack.store.client.list_multipart_uploads(Bucket=stack.store.bucket).get(
         "Uploads", []
     )

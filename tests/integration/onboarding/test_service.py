@@ -14,20 +14,28 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from pydantic import SecretStr
 
 from tests.fixtures.emulator import EmulatorHandle
 from tests.fixtures.servers import wait_until
+from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import NotReadyError, TransactionInvalidError
+from worker.jobs import KIND_EVIDENCE, OnboardingJob
 from worker.keys import Evidence, ObjectKeys
-from worker.onboarding import KIND_EVIDENCE, OnboardingJob, Outcome
-from worker.runtime import Runtime
+from worker.observability import RedisMetrics
+from worker.onboarding import OnboardingService, Outcome
+from worker.ratelimit import RedisRateLimiter, limiter_redis
 from worker.settings import Settings
 from worker.storage import S3ObjectStore
+from worker.stores import DeadLetterStore, LeaseManager, ResultStore
+from worker.wiring import blocks, services
 
 MIB = 1024 * 1024
 
@@ -45,12 +53,74 @@ def onboarding_settings(
         "evidence_chunk_size": 64 * 1024,
     }
     values.update(overrides)
-    return s3_settings.model_copy(update=values)
+    return s3_settings.replace(**values)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The onboarding service as a worker node wires it, with the clients under it."""
+
+    settings: Settings
+    core: blocks.Core
+    client: CloudAuthClient
+    objects: S3ObjectStore
+    evidence_http: httpx.Client
+    results: ResultStore
+    deadletters: DeadLetterStore
+    leases: LeaseManager
+    onboarding: OnboardingService
+    stack: ExitStack = field(repr=False)
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.core.redis
+
+    @property
+    def metrics(self) -> RedisMetrics:
+        return self.core.metrics
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def build_runtime(settings: Settings, *, limiter_max_wait: float | None = None) -> Runtime:
+    """The worker node's onboarding wiring (``limiter_max_wait``: the limiter's bounded wait)."""
+    stack = ExitStack()
+    core = blocks.build_core(settings, stack)
+    if limiter_max_wait is None:
+        limiter = blocks.build_limiter(core, stack)
+    else:
+        limiter_client = limiter_redis(settings.redis)
+        stack.callback(limiter_client.close)
+        limiter = RedisRateLimiter(
+            limiter_client,
+            core.quotas,
+            namespace=settings.redis.namespace,
+            max_wait=limiter_max_wait,
+        )
+    client = blocks.build_client(core, limiter, stack)
+    objects = blocks.build_objects(core, stack)
+    http = blocks.build_evidence_http(core, stack)
+    results = blocks.build_results(core)
+    deadletters = blocks.build_deadletters(core)
+    onboarding = services.build_onboarding(
+        core,
+        client=client,
+        objects=objects,
+        http=http,
+        results=results,
+        deadletters=deadletters,
+        ledger=blocks.build_ledger(core),
+    )
+    leases = LeaseManager(core.redis, core.keys)
+    return Runtime(
+        settings, core, client, objects, http, results, deadletters, leases, onboarding, stack
+    )
 
 
 @pytest.fixture
 def runtime(emulator: EmulatorHandle, s3_settings: Settings, redis_url: str) -> Iterator[Runtime]:
-    rt = Runtime(onboarding_settings(emulator, s3_settings, redis_url))
+    rt = build_runtime(onboarding_settings(emulator, s3_settings, redis_url))
     yield rt
     rt.close()
 
@@ -109,7 +179,7 @@ def test_happy_path_archives_everything_and_is_idempotent(
     assert record["video_status"] == "stored"
     assert record["passed"] == "Y"
     store = runtime.objects
-    keys = ObjectKeys.from_settings(runtime.settings)
+    keys = ObjectKeys(runtime.settings.storage.s3_prefix)
     video_key = keys.evidence(tid, job.completed_datetime, Evidence.VIDEO)
     assert record["evidence"]["video"]["key"] == video_key
     assert record["evidence"]["video"]["sha256"] == done["video_sha256"]
@@ -227,7 +297,7 @@ def test_evidence_lost_past_the_window_is_recorded_and_dead_lettered(
     snapshot = runtime.metrics.snapshot()
     assert snapshot['idv_evidence_lost_total{kind="video"}'] == 1
     # The aborted multipart upload (if any) left nothing visible.
-    keys = ObjectKeys.from_settings(runtime.settings)
+    keys = ObjectKeys(runtime.settings.storage.s3_prefix)
     video_key = keys.evidence(tid, job_for(tid, record_time(record)).completed_datetime,
                               Evidence.VIDEO)  # fmt: skip
     assert runtime.objects.head(video_key) is None
@@ -300,11 +370,9 @@ def test_a_fresh_link_beyond_the_limiters_wait_is_retried_not_lost(
     for now (``MaxWaitExceeded``), long before the 30-minute window closes. That is a retry
     later, never "evidence lost"."""
     from worker.evidence import EvidenceUnavailable
-    from worker.ratelimit import RedisRateLimiter
 
     settings = onboarding_settings(emulator, s3_settings, redis_url, quotas={"eKYC": 0.2})
-    rt = Runtime(settings)
-    rt.__dict__["limiter"] = RedisRateLimiter(rt.limiter_redis, settings, max_wait=0.5)
+    rt = build_runtime(settings, limiter_max_wait=0.5)
     try:
         tid, _done, box = _slow_download_then_advance(emulator, rt, 16 * 60)
         assert isinstance(box.get("error"), EvidenceUnavailable), box

@@ -7,7 +7,8 @@ from typing import Any
 
 import redis
 
-from worker.ratelimit import CallContext, Lane, RedisRateLimiter
+from tests.unit.ratelimit.sim import limiter_for
+from worker.ratelimit import CallContext, Lane
 from worker.settings import load_settings
 
 PRODUCT, API = "ID_OCR_MIN", "DocOcrV2"
@@ -18,7 +19,7 @@ def hammer(
 ) -> None:
     """Take slots for ``duration`` seconds after ``start``; put the Redis grant times on ``out``."""
     client = redis.Redis.from_url(url)
-    limiter = RedisRateLimiter(client, load_settings(quotas={PRODUCT: quota}))
+    limiter = limiter_for(client, load_settings(quotas={PRODUCT: quota}))
     ctx = CallContext(Lane(lane))
     grants: list[float] = []
     start.wait(60)

@@ -14,7 +14,16 @@ import redis
 
 from tests.fixtures.servers import RedisServer, port_open, wait_until
 from tests.integration.ratelimit.procs import hammer
-from tests.unit.ratelimit.sim import API, PRODUCT, Caller, FakeClock, Sim, max_in_window
+from tests.unit.ratelimit.sim import (
+    API,
+    PRODUCT,
+    Caller,
+    FakeClock,
+    Sim,
+    limiter_for,
+    max_in_window,
+    quota_table,
+)
 from worker.observability import NullMetrics
 from worker.ratelimit import (
     LATENESS_SHARE,
@@ -26,17 +35,17 @@ from worker.ratelimit import (
     limiter_redis,
     read_status,
 )
-from worker.settings import Settings, load_settings
+from worker.settings import QuotaSettings, load_settings
 
 # The share of a quota the default safety margin keeps.
-KEEP = 1 - Settings.model_fields["quota_safety_margin"].default
+KEEP = 1 - QuotaSettings.model_fields["quota_safety_margin"].default
 
 QUOTA = 20.0
 
 
 def test_scripts_run_on_redis_with_its_own_clock(redis_client: redis.Redis) -> None:
     settings = load_settings(quotas={PRODUCT: QUOTA})
-    limiter = RedisRateLimiter(redis_client, settings)
+    limiter = limiter_for(redis_client, settings)
     grants = [limiter.wait_for_slot(PRODUCT, API, CallContext(Lane.BULK)) for _ in range(4)]
     interval = grants[0].interval
     # A fresh bucket starts slowly (AdaptivePolicy.restart), then ramps up.
@@ -51,7 +60,7 @@ def test_scripts_run_on_redis_with_its_own_clock(redis_client: redis.Redis) -> N
     assert 0 < waiting.wait_s <= interval
     limiter.feedback(PRODUCT, API, throttled=True)
 
-    [status] = read_status(redis_client, settings)
+    [status] = read_status(redis_client, quota_table(settings), settings.redis.namespace)
     assert status.bucket == f"{PRODUCT}:{API}"
     assert status.configured_rate == QUOTA
     assert status.stored_rate == QUOTA
@@ -76,7 +85,7 @@ def test_real_redis_and_fakeredis_agree_step_by_step(redis_client: redis.Redis) 
     for client in (redis_client, fakeredis.FakeRedis(server=fakeredis.FakeServer())):
         clock = FakeClock()
         settings = load_settings(quotas={PRODUCT: QUOTA})
-        limiter = RedisRateLimiter(client, settings, clock=clock, sleep=clock.sleep)
+        limiter = limiter_for(client, settings, clock=clock, sleep=clock.sleep)
         rng = random.Random(7)
         sim = Sim(limiter, clock)
         sim.bulk_workers(3, clock.t, lambda rng=rng: rng.uniform(0, 0.004))
@@ -131,8 +140,8 @@ def test_fails_closed_and_recovers_by_itself(tmp_path: Path) -> None:
                 if name == "idv_limiter_unavailable":
                     Counting.unavailable_count += 1
 
-        client = limiter_redis(settings, timeout=1.0)
-        limiter = RedisRateLimiter(client, settings, metrics=Counting())
+        client = limiter_redis(settings.redis, timeout=1.0)
+        limiter = limiter_for(client, settings, metrics=Counting())
         assert limiter.wait_for_slot(PRODUCT, API, CallContext()).granted
 
         server.stop()
@@ -159,7 +168,7 @@ def test_learned_margin_on_real_redis_matches_fakeredis(redis_client: redis.Redi
     for client in (redis_client, fakeredis.FakeRedis(server=fakeredis.FakeServer())):
         clock = FakeClock()
         settings = load_settings(quotas={PRODUCT: QUOTA})
-        limiter = RedisRateLimiter(client, settings, clock=clock, sleep=clock.sleep)
+        limiter = limiter_for(client, settings, clock=clock, sleep=clock.sleep)
         sim = Sim(limiter, clock)
         rng = random.Random(11)
 
@@ -172,7 +181,7 @@ def test_learned_margin_on_real_redis_matches_fakeredis(redis_client: redis.Redi
         sim.on_grant = on_grant
         sim.bulk_workers(4, clock.t, lambda rng=rng: rng.uniform(0, 0.003))
         sim.run(clock.t + 30.0)
-        [status] = read_status(client, settings, clock=clock)
+        [status] = read_status(client, quota_table(settings), settings.redis.namespace, clock=clock)
         learned.append((round(status.margin, 6), status.widened, status.throttled_total))
         assert status.margin_floor <= status.margin <= status.margin_ceiling
         # Widened twice (7 and 8 are one episode), then narrowing after the quiet time.
@@ -184,11 +193,11 @@ def test_learned_margin_on_real_redis_matches_fakeredis(redis_client: redis.Redi
 
 def test_gap_feedback_on_real_redis(redis_client: redis.Redis) -> None:
     settings = load_settings(quotas={PRODUCT: QUOTA})
-    limiter = RedisRateLimiter(redis_client, settings)
+    limiter = limiter_for(redis_client, settings)
     for delay in (0.0, 0.004, 0.0, 0.004) * 4:
         limiter.acquire(PRODUCT, API, CallContext(Lane.BULK))
         limiter.feedback(PRODUCT, API, throttled=False, sent_at=time.monotonic() + delay)
-    [status] = read_status(redis_client, settings)
+    [status] = read_status(redis_client, quota_table(settings), settings.redis.namespace)
     assert status.gap_mean is not None
     assert status.gap_dev is not None
     assert 0.0005 < status.gap_dev < 0.01

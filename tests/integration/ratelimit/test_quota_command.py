@@ -9,17 +9,18 @@ import pytest
 import redis
 
 from tests.fixtures.servers import free_port
+from tests.unit.ratelimit.sim import limiter_for
 from worker.commands import quota
-from worker.ratelimit import AdaptivePolicy, CallContext, Lane, RedisRateLimiter
-from worker.settings import Settings, load_settings
+from worker.ratelimit import AdaptivePolicy, CallContext, Lane
+from worker.settings import QuotaSettings, load_settings
 
 # The share of a quota the default safety margin keeps.
-KEEP = 1 - Settings.model_fields["quota_safety_margin"].default
+KEEP = 1 - QuotaSettings.model_fields["quota_safety_margin"].default
 
 # A fresh bucket restarts slowly (the ramp starts at AdaptivePolicy.restart).
 RAMP = AdaptivePolicy().restart
 # One throttle doubles the initial margin (MarginPolicy.widen); the rate factor stays.
-WIDENED = 2 * Settings.model_fields["quota_safety_margin"].default
+WIDENED = 2 * QuotaSettings.model_fields["quota_safety_margin"].default
 
 
 def run(argv: list[str]) -> int:
@@ -41,7 +42,7 @@ def busy(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> redis.Re
     monkeypatch.setenv("IDV_REDIS_URL", f"redis://{url['host']}:{url['port']}/0")
     monkeypatch.setenv("IDV_QUOTAS", "ID_OCR_MIN=8")
     settings = load_settings()
-    limiter = RedisRateLimiter(redis_client, settings)
+    limiter = limiter_for(redis_client, settings)
     limiter.reserve("ID_OCR_MIN", "DocOcrV2", CallContext(Lane.BULK))
     limiter.reserve("ID_OCR_MIN", "DocOcrV2", CallContext(Lane.BULK))
     limiter.reserve("ID_OCR_MIN", "DocOcrV2", CallContext(Lane.REALTIME))

@@ -53,10 +53,10 @@ def error_response(request: Any, status: int, code: str) -> AWSResponse:
 
 
 def test_settings_pick_the_concurrency(s3_settings: Settings) -> None:
-    store = S3ObjectStore(s3_settings.model_copy(update={"s3_upload_concurrency": 7}))
+    store = S3ObjectStore(s3_settings.replace(s3_upload_concurrency=7).storage)
     try:
         assert store.upload_concurrency == 7
-        assert S3ObjectStore(s3_settings, client=store.client).upload_concurrency == 3
+        assert S3ObjectStore(s3_settings.storage, client=store.client).upload_concurrency == 3
         with pytest.raises(ValueError, match="concurrency"):
             store.put_stream("k", iter([b"v"]), content_type="text/plain", concurrency=0)
     finally:
@@ -117,8 +117,8 @@ def test_failing_part_aborts_after_the_parts_in_flight(
 ) -> None:
     """Part 2 is refused while parts 1 and 3 are on the wire: they are waited for, then the
     upload is aborted; nothing is left and the source is not read to the end."""
-    client = make_s3_client(s3_settings, max_attempts=1, session=boto_session)
-    store = S3ObjectStore(s3_settings, client=client, tracker=RecordingTracker())
+    client = make_s3_client(s3_settings.storage, max_attempts=1, session=boto_session)
+    store = S3ObjectStore(s3_settings.storage, client=client, tracker=RecordingTracker())
     lock = threading.Lock()
     log: list[str] = []
     on_wire: set[int] = set()

@@ -14,20 +14,21 @@ import redis
 
 from tests.fixtures.s3 import S3Backend, new_bucket_name
 from tests.fixtures.workers import ROOT, CeleryWorker
-from worker.runtime import EXIT_MISCONFIGURED, check_store_at_start, refuses_to_start
 from worker.settings import Settings
+from worker.wiring import EXIT_MISCONFIGURED, check_store_at_start, refuses_to_start
 
 
 def env_for(settings: Settings, redis_url: str) -> dict[str, str]:
-    secret = settings.s3_secret_access_key
+    storage = settings.storage
+    secret = storage.s3_secret_access_key
     assert secret is not None
     return {
-        "IDV_S3_ENDPOINT_URL": str(settings.s3_endpoint_url),
-        "IDV_S3_BUCKET": settings.s3_bucket,
-        "IDV_S3_ACCESS_KEY_ID": str(settings.s3_access_key_id),
+        "IDV_S3_ENDPOINT_URL": str(storage.s3_endpoint_url),
+        "IDV_S3_BUCKET": storage.s3_bucket,
+        "IDV_S3_ACCESS_KEY_ID": str(storage.s3_access_key_id),
         "IDV_S3_SECRET_ACCESS_KEY": secret.get_secret_value(),
-        "IDV_S3_SSE": settings.s3_sse,
-        "IDV_S3_VERIFY_SSE": settings.s3_verify_sse,
+        "IDV_S3_SSE": storage.s3_sse,
+        "IDV_S3_VERIFY_SSE": storage.s3_verify_sse,
         "IDV_REDIS_URL": redis_url,
     }
 
@@ -43,7 +44,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_doctor_reports_each_store_and_the_fix(
     s3_backend: S3Backend, s3_settings: Settings, redis_url: str
 ) -> None:
-    strict = s3_settings.model_copy(update={"s3_verify_sse": "strict"})
+    strict = s3_settings.replace(s3_verify_sse="strict")
     done = cli(env_for(strict, redis_url), "doctor", "--json", "--check", "s3")
     results = {r["name"]: r for r in json.loads(done.stdout)}
     assert results["s3 bucket"]["ok"] is True
@@ -80,7 +81,7 @@ def test_ensure_bucket_is_idempotent_and_doctor_sees_a_missing_bucket(
 def test_probe_at_start_passes_on_a_store_that_reports_sse(
     s3_backend: S3Backend, s3_settings: Settings, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    settings = s3_settings.model_copy(update={"redis_url": redis_url, "s3_verify_sse": "strict"})
+    settings = s3_settings.replace(redis_url=redis_url, s3_verify_sse="strict")
     probe = check_store_at_start(settings)
     assert refuses_to_start(probe) is (not s3_backend.echoes_sse)
     key = f'idv_s3_sse_probe_total{{outcome="{probe.outcome.value}"}}'
@@ -92,7 +93,7 @@ def test_worker_refuses_to_start_on_a_store_that_does_not_report_sse(
 ) -> None:
     if s3_backend.echoes_sse:
         pytest.skip(f"{s3_backend.name} reports SSE: the worker starts")
-    strict = s3_settings.model_copy(update={"s3_verify_sse": "strict"})
+    strict = s3_settings.replace(s3_verify_sse="strict")
     log = tmp_path / "worker.log"
     worker = CeleryWorker(env_for(strict, redis_url), concurrency=1, logfile=log)
     code, lines = worker.exit_code_and_lines(log, "IDV_S3_VERIFY_SSE")

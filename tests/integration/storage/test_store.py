@@ -93,7 +93,8 @@ def stored_sha256(store: S3ObjectStore, key: str) -> str:
 def test_stream_50mb_in_8mib_parts_in_bounded_memory(s3_endpoint_subprocess: str) -> None:
     # moto runs in another process here, so tracemalloc sees only this process's buffers.
     store = S3ObjectStore(
-        make_s3_settings(s3_endpoint_subprocess, new_bucket_name()), tracker=RecordingTracker()
+        make_s3_settings(s3_endpoint_subprocess, new_bucket_name()).storage,
+        tracker=RecordingTracker(),
     )
     store.ensure_bucket()
     try:
@@ -248,9 +249,9 @@ def test_store_failing_midway_aborts_and_closes_the_source(
     s3_settings: Settings, s3_backend: S3Backend, boto_session: boto3.session.Session
 ) -> None:
     # Two attempts keep botocore's back-off short; the part is not sent again by the store.
-    client = make_s3_client(s3_settings, max_attempts=2, session=boto_session)
+    client = make_s3_client(s3_settings.storage, max_attempts=2, session=boto_session)
     object_store = S3ObjectStore(
-        s3_settings, client=client, tracker=RecordingTracker(), part_attempts=1
+        s3_settings.storage, client=client, tracker=RecordingTracker(), part_attempts=1
     )
     # Fault injected at the client's edge: from the second part on, the store answers 503.
     slow_down = (
@@ -296,8 +297,10 @@ def test_part_failing_for_a_while_is_sent_again_without_restarting(
 ) -> None:
     """A store outage longer than botocore's retries: the failed part is sent again from its
     buffer, the upload stays open, the source is read once - nothing starts from byte 0."""
-    client = make_s3_client(s3_settings, max_attempts=1, session=boto_session)
-    store = S3ObjectStore(s3_settings, client=client, tracker=RecordingTracker(), part_attempts=3)
+    client = make_s3_client(s3_settings.storage, max_attempts=1, session=boto_session)
+    store = S3ObjectStore(
+        s3_settings.storage, client=client, tracker=RecordingTracker(), part_attempts=3
+    )
     slow_down = b"<?xml version='1.0'?><Error><Code>SlowDown</Code></Error>"
     sent: list[int] = []
 
@@ -429,7 +432,7 @@ def test_get_bytes_refuses_large_objects(object_store: S3ObjectStore) -> None:
 
 
 def test_missing_bucket_is_a_storage_error(s3_backend: S3Backend) -> None:
-    store = S3ObjectStore(s3_backend.settings(new_bucket_name()))
+    store = S3ObjectStore(s3_backend.settings(new_bucket_name()).storage)
     with pytest.raises(StorageError) as info:
         store.put_bytes("k", b"x", content_type="text/plain")
     assert info.value.code == "NoSuchBucket"
@@ -513,7 +516,7 @@ def test_bad_configuration_and_arguments_are_rejected(
     s3_settings: Settings, object_store: S3ObjectStore
 ) -> None:
     with pytest.raises(ValueError, match="s3_sse"):
-        S3ObjectStore(s3_settings.model_copy(update={"s3_sse": "rot13"}))
+        S3ObjectStore(s3_settings.storage.model_copy(update={"s3_sse": "rot13"}))
     store = object_store
     with pytest.raises(ValueError, match="reserved"):
         store.put_bytes("k", b"v", content_type="text/plain", metadata={"SHA256": "x"})

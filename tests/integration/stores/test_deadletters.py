@@ -10,14 +10,34 @@ import redis
 
 from tests.fixtures.servers import free_port
 from worker.commands import dlq as dlq_command
-from worker.keys import InvalidKeyError, item_ref
+from worker.jobs import (
+    KIND_ARCHIVAL,
+    KIND_CHUNK,
+    KIND_EVIDENCE,
+    KIND_FINALIZE,
+    KIND_ONBOARDING,
+    KIND_WATCHDOG,
+    KIND_WEBHOOK,
+    OnboardingJob,
+    register_retries,
+)
+from worker.keys import InvalidKeyError, RedisKeys, item_ref
 from worker.settings import Settings, load_settings
 from worker.stores import (
     MAX_REASON_LENGTH,
     DeadLetter,
     DeadLetterStore,
     NoRetryHandler,
-    load_retry_handlers,
+)
+
+RETRIED_KINDS = (
+    KIND_ONBOARDING,
+    KIND_EVIDENCE,
+    KIND_ARCHIVAL,
+    KIND_WEBHOOK,
+    KIND_CHUNK,
+    KIND_WATCHDOG,
+    KIND_FINALIZE,
 )
 
 
@@ -41,12 +61,44 @@ def clock() -> Clock:
 
 @pytest.fixture
 def store(redis_client: redis.Redis, settings: Settings, clock: Clock) -> DeadLetterStore:
-    return DeadLetterStore(redis_client, settings, clock=clock)
+    return DeadLetterStore(redis_client, RedisKeys(settings.redis.namespace), clock=clock)
 
 
-def register_retries(store: DeadLetterStore, settings: Settings) -> None:
-    """Retry hook in the shape flows provide (loaded by ``load_retry_handlers``)."""
-    store.register_retry("hooked", lambda entry: None)
+class RecordingSender:
+    """A ``WorkSender`` that records what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, object]] = []
+
+    def onboard(
+        self,
+        job: OnboardingJob,
+        *,
+        late: bool = False,
+        task_id: str | None = None,
+        urgent: bool = False,
+    ) -> None:
+        self.sent.append(("onboard", job.transaction_id))
+
+    def archive(self, job: OnboardingJob) -> None:
+        self.sent.append(("archive", job.transaction_id))
+
+    def deliver(self, transaction_id: str) -> None:
+        self.sent.append(("deliver", transaction_id))
+
+    def chunks(self, batch_id: str, chunk_nos: object, *, countdown: float = 0.0) -> int:
+        numbers = list(chunk_nos)  # type: ignore[call-overload]
+        self.sent.append(("chunks", (batch_id, numbers)))
+        return len(numbers)
+
+    def watchdog(self, batch_id: str, countdown: float) -> None:
+        self.sent.append(("watchdog", batch_id))
+
+    def finalize(self, batch_id: str) -> None:
+        self.sent.append(("finalize", batch_id))
+
+    def archival_backlog(self) -> int:
+        return 0
 
 
 def test_add_is_idempotent_and_counts(store: DeadLetterStore, clock: Clock) -> None:
@@ -170,10 +222,14 @@ def test_entry_that_fails_again_during_retry_is_kept(store: DeadLetterStore) -> 
     assert (entry.count, entry.reason) == (2, "failed again")
 
 
-def test_load_retry_handlers_from_modules(store: DeadLetterStore, settings: Settings) -> None:
-    assert not store.has_retry("hooked")
-    load_retry_handlers(store, settings, modules=[__name__])
-    assert store.has_retry("hooked")
+def test_register_retries_through_the_sender(store: DeadLetterStore) -> None:
+    assert not any(store.has_retry(kind) for kind in RETRIED_KINDS)
+    sender = RecordingSender()
+    register_retries(store, sender)
+    assert all(store.has_retry(kind) for kind in RETRIED_KINDS)
+    store.add(KIND_CHUNK, item_ref("b1", "c3"), "failed", payload={"batch": "b1", "chunk": 3})
+    assert store.retry(KIND_CHUNK, item_ref("b1", "c3")) is True
+    assert sender.sent == [("chunks", ("b1", [3]))]
 
 
 def run_dlq(redis_url: str, *argv: str) -> int:

@@ -9,14 +9,14 @@ import pytest
 import redis
 
 from tests.fixtures.servers import wait_until
-from worker.keys import InvalidKeyError, item_ref
+from worker.keys import InvalidKeyError, RedisKeys, item_ref
 from worker.settings import load_settings
 from worker.stores import Lease, LeaseBusy, LeaseManager
 
 
 @pytest.fixture
 def leases(redis_client: redis.Redis) -> LeaseManager:
-    return LeaseManager(redis_client, load_settings(namespace="idv:"))
+    return LeaseManager(redis_client, RedisKeys(load_settings(namespace="idv:").redis.namespace))
 
 
 def expire_now(leases: LeaseManager, lease: Lease) -> None:
@@ -40,7 +40,9 @@ def test_acquire_is_exclusive(leases: LeaseManager, redis_client: redis.Redis) -
 
 def test_only_one_of_many_concurrent_callers_wins(leases: LeaseManager, redis_url: str) -> None:
     clients = [redis.Redis.from_url(redis_url) for _ in range(8)]
-    managers = [LeaseManager(c, load_settings(namespace="idv:")) for c in clients]
+    managers = [
+        LeaseManager(c, RedisKeys(load_settings(namespace="idv:").redis.namespace)) for c in clients
+    ]
     barrier = threading.Barrier(len(managers))
     won: list[Lease] = []
     lock = threading.Lock()

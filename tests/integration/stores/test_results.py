@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker.keys import InvalidKeyError, item_ref
+from worker.keys import InvalidKeyError, RedisKeys, item_ref
 from worker.settings import Settings, load_settings
 from worker.stores import EventError, ResultStore
 
@@ -19,7 +19,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def store(redis_client: redis.Redis, settings: Settings) -> ResultStore:
-    return ResultStore(redis_client, settings)
+    return ResultStore(redis_client, RedisKeys(settings.redis.namespace), settings.results)
 
 
 def test_record_round_trip_with_default_ttl(store: ResultStore, redis_client: redis.Redis) -> None:
@@ -36,13 +36,15 @@ def test_ttl_is_configurable(redis_client: redis.Redis, monkeypatch: pytest.Monk
     monkeypatch.setenv("IDV_RESULT_TTL", "3600")
     monkeypatch.setenv("IDV_RESULTS_STREAM_MAXLEN", "500")
     settings = load_settings()
-    assert (settings.result_ttl_s, settings.results_stream_maxlen) == (3600, 500)
-    store = ResultStore(redis_client, settings)
+    assert (settings.results.result_ttl_s, settings.results.results_stream_maxlen) == (3600, 500)
+    store = ResultStore(redis_client, RedisKeys(settings.redis.namespace), settings.results)
     store.put_record("tx", "a", {"x": 1})
     ttl = store.ttl_s("tx", "a")
     assert ttl is not None
     assert 3500 < ttl <= 3600
-    short = ResultStore(redis_client, settings, record_ttl_s=120)
+    short = ResultStore(
+        redis_client, RedisKeys(settings.redis.namespace), settings.results, record_ttl_s=120
+    )
     short.put_record("tx", "b", {"x": 1})
     ttl = short.ttl_s("tx", "b")
     assert ttl is not None
@@ -111,7 +113,9 @@ def test_events_that_are_not_flat_pointers_are_refused(
 
 
 def test_stream_is_capped(redis_client: redis.Redis, settings: Settings) -> None:
-    store = ResultStore(redis_client, settings, stream_maxlen=50)
+    store = ResultStore(
+        redis_client, RedisKeys(settings.redis.namespace), settings.results, stream_maxlen=50
+    )
     for i in range(1000):
         store.publish({"type": "t", "id": str(i)})
     # Approximate trimming drops whole stream nodes (100 entries each by default).
@@ -181,7 +185,7 @@ def test_consumer_group_reads_each_event_once(
 
 def test_works_with_a_decoding_client(redis_url: str, settings: Settings) -> None:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    store = ResultStore(client, settings)
+    store = ResultStore(client, RedisKeys(settings.redis.namespace), settings.results)
     entry = store.put_and_publish("tx", "t1", {"name": "ü"}, {"type": "t"})
     assert isinstance(entry, str)
     assert isinstance(store.publish({"type": "t", "id": "x"}), str)

@@ -24,7 +24,8 @@ from worker.batch import (
     is_public,
     parse_source,
 )
-from worker.settings import load_settings
+from worker.keys import ObjectKeys
+from worker.settings import Settings, SettingsError, load_settings
 
 DNS = {
     "img.example": ["93.184.216.34"],
@@ -39,6 +40,15 @@ def _jpeg() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (320, 240), (1, 2, 3)).save(out, "JPEG")
     return out.getvalue()
+
+
+def _from_settings(settings: Settings) -> SourcePolicy:
+    """The policy as the builder makes it (``worker.wiring.services.source_policy``)."""
+    return SourcePolicy.from_settings(
+        settings.sources,
+        own_bucket=settings.storage.s3_bucket,
+        object_keys=ObjectKeys(settings.storage.s3_prefix),
+    )
 
 
 def _resolve(host: str, _port: int) -> list[str]:
@@ -184,7 +194,7 @@ def test_private_addresses_pass_when_allowed(root: Path) -> None:
 
 
 def test_defaults_refuse_urls_and_foreign_buckets() -> None:
-    policy = SourcePolicy.from_settings(load_settings(s3_bucket="own-bucket"))
+    policy = _from_settings(load_settings(s3_bucket="own-bucket"))
     assert policy.prefixes == ()
     assert policy.buckets == frozenset({"own-bucket"})
     assert not policy.allow_private
@@ -221,7 +231,7 @@ OWN_KEYS_REFUSED = [
 
 @pytest.mark.parametrize(("case", "key"), OWN_KEYS_REFUSED, ids=[c[0] for c in OWN_KEYS_REFUSED])
 def test_the_own_bucket_is_read_only_under_the_import_prefix(case: str, key: str) -> None:
-    policy = SourcePolicy.from_settings(load_settings(s3_bucket="own-bucket"))
+    policy = _from_settings(load_settings(s3_bucket="own-bucket"))
     with pytest.raises(SourceRefused) as caught:
         policy.check_object("own-bucket", key)
     assert caught.value.code == "SourceKeyNotAllowed", case
@@ -239,7 +249,7 @@ def test_the_own_bucket_is_read_only_under_the_import_prefix(case: str, key: str
     "key", ["imports/a.jpg", "imports/2026/batch-7/a b.jpg", "imports/evidence/a.jpg", "imports/.a"]
 )
 def test_plain_keys_under_the_import_prefix_are_read(key: str) -> None:
-    policy = SourcePolicy.from_settings(load_settings(s3_bucket="own-bucket"))
+    policy = _from_settings(load_settings(s3_bucket="own-bucket"))
     policy.check_object("own-bucket", key)
     assert policy.refusal(f"s3://own-bucket/{key}") is None
 
@@ -248,7 +258,7 @@ def test_the_import_prefix_respects_the_s3_prefix_and_its_setting() -> None:
     settings = load_settings(
         s3_bucket="own-bucket", s3_prefix="tenant-a", batch_import_prefix="/in/scans"
     )
-    policy = SourcePolicy.from_settings(settings)
+    policy = _from_settings(settings)
     policy.check_object("own-bucket", "in/scans/a.jpg")
     for key in ("imports/a.jpg", "in/a.jpg", "tenant-a/evidence/2026/05/01/t/face.jpg"):
         with pytest.raises(SourceRefused):
@@ -267,12 +277,12 @@ def test_the_import_prefix_respects_the_s3_prefix_and_its_setting() -> None:
 
 def test_other_allowed_buckets_are_read_anywhere_and_the_own_one_stays_confined() -> None:
     settings = load_settings(s3_bucket="own-bucket", batch_allowed_buckets="partner,own-bucket")
-    policy = SourcePolicy.from_settings(settings)
+    policy = _from_settings(settings)
     policy.check_object("partner", "evidence/any/key.jpg")
     policy.check_object("partner", "a.jpg")
     with pytest.raises(SourceRefused):
         policy.check_object("own-bucket", "evidence/2026/05/01/t/id-front.jpg")
-    only_partner = SourcePolicy.from_settings(
+    only_partner = _from_settings(
         load_settings(s3_bucket="own-bucket", batch_allowed_buckets="partner")
     )
     with pytest.raises(SourceRefused) as caught:
@@ -296,19 +306,17 @@ def test_other_allowed_buckets_are_read_anywhere_and_the_own_one_stays_confined(
     ],
 )
 def test_settings_refuse_an_import_prefix_over_written_keys(prefix: str, s3_prefix: str) -> None:
-    from worker.settings import SettingsError
-
     with pytest.raises(SettingsError) as caught:
         load_settings(batch_import_prefix=prefix, s3_prefix=s3_prefix)
     assert "IDV_BATCH_IMPORT_PREFIX" in str(caught.value)
 
 
 def test_settings_accept_an_import_prefix_beside_written_keys() -> None:
-    assert load_settings().batch_import_prefix == "imports/"
-    assert load_settings(batch_import_prefix="evidence-in").batch_import_prefix == "evidence-in/"
-    assert load_settings(s3_prefix="t", batch_import_prefix="imports").batch_import_prefix == (
-        "imports/"
-    )
+    assert load_settings().sources.batch_import_prefix == "imports/"
+    beside = load_settings(batch_import_prefix="evidence-in")
+    assert beside.sources.batch_import_prefix == "evidence-in/"
+    under_tenant = load_settings(s3_prefix="t", batch_import_prefix="imports")
+    assert under_tenant.sources.batch_import_prefix == "imports/"
 
 
 @pytest.mark.parametrize(

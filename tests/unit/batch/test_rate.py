@@ -19,7 +19,8 @@ from worker.batch import (
     render_block,
     render_line,
 )
-from worker.settings import Settings
+from worker.keys import RedisKeys
+from worker.settings import load_settings
 
 T0 = 1_700_000_000.25
 SPEC = ItemSpec(source="a.jpg", doc_type="01000000")
@@ -40,7 +41,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def store(clock: Clock) -> BatchStore:
-    return BatchStore(fakeredis.FakeRedis(), Settings(), clock=clock)
+    settings = load_settings()
+    keys = RedisKeys(settings.redis.namespace)
+    return BatchStore(fakeredis.FakeRedis(), keys, settings.batch, clock=clock)
 
 
 def _batch(store: BatchStore, rows: int) -> str:

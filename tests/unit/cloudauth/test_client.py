@@ -35,7 +35,7 @@ from worker.cloudauth.signing import (
     sha256_hex,
 )
 from worker.ratelimit import CallContext, DeadlineUnreachable, Lane
-from worker.settings import Settings
+from worker.settings import ProviderSettings, load_settings
 
 SECRET = "s3cr3t-value"
 T0 = 1_800_000_000.0
@@ -47,7 +47,7 @@ OK_CHECK = {
 }
 
 
-def make_settings(**kw: Any) -> Settings:
+def make_settings(**kw: Any) -> ProviderSettings:
     base: dict[str, Any] = {
         "endpoint": "http://provider.test:8080",
         "access_key_id": "AKID",
@@ -57,7 +57,7 @@ def make_settings(**kw: Any) -> Settings:
         "connect_timeout": 2.0,
         "read_timeout": 7.0,
     }
-    return Settings(**{**base, **kw})
+    return load_settings(**{**base, **kw}).provider
 
 
 class FakeClock:

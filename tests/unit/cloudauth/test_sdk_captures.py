@@ -25,7 +25,7 @@ from worker.cloudauth.signing import (
     rpc_signature,
     sha256_hex,
 )
-from worker.settings import Settings
+from worker.settings import load_settings
 
 CAPTURES = Path(__file__).parents[4] / "shared/spec/sdk-captures.txt"
 SDK_DATE = datetime(2026, 11, 22, 2, 37, 30, tzinfo=UTC)
@@ -133,14 +133,14 @@ def client_for(cap: Capture, **overrides: Any) -> tuple[CloudAuthClient, Capturi
     nonce = dict(cap.query)["SignatureNonce"] if rpc else cap.header("x-acs-signature-nonce")
     assert nonce is not None
     token = cap.header("x-acs-security-token")
-    settings = Settings(
+    settings = load_settings(
         endpoint="http://" + (cap.header("host") or ""),
         access_key_id="testAccessKeyId",
         access_key_secret=SECRET,
         security_token=token,
         signature_scheme="rpc" if rpc else "acs3",
         **overrides,
-    )
+    ).provider
     recorder = Capturing()
     client = CloudAuthClient(
         settings,

@@ -12,7 +12,7 @@ from worker.app import create_app
 from worker.observability import configure_logging, get_logger, log_context
 from worker.observability.logs import PINNED_LEVELS, JsonFormatter
 from worker.observability.redaction import RedactingFilter
-from worker.settings import Settings, SettingsError, load_settings
+from worker.settings import SettingsError, load_settings
 
 
 def _lines(buf: io.StringIO) -> list[str]:
@@ -80,7 +80,7 @@ def test_exceptions_are_redacted_too() -> None:
 
 
 def test_celery_does_not_install_its_own_format(capsys: pytest.CaptureFixture[str]) -> None:
-    app = create_app(Settings(broker_url="memory://", log_format="json"))
+    app = create_app(load_settings(broker_url="memory://", log_format="json"))
     app.log.already_setup = False
     app.log.setup_logging_subsystem(loglevel="INFO")
     root = logging.getLogger()
@@ -123,7 +123,7 @@ def test_log_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_log_settings_accept_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IDV_LOG_LEVEL", "warning")
     monkeypatch.setenv("IDV_LOG_FORMAT", "JSON")
-    settings = load_settings()
+    settings = load_settings().observability
     assert (settings.log_level, settings.log_format) == ("WARNING", "json")
 
 

@@ -12,15 +12,15 @@ from pydantic import SecretStr
 
 from worker.cloudauth.models import CheckResultResult
 from worker.evidence import BadEvidence, VideoArchive, decode_image, sniff_image_type
+from worker.jobs import OnboardingJob
 from worker.keys import Evidence
 from worker.onboarding import (
     Archived,
-    OnboardingJob,
     build_event,
     build_record,
     build_result_document,
 )
-from worker.settings import Settings
+from worker.settings import WebhookSettings, load_settings
 from worker.storage import StoredObject
 from worker.stores import encode_event
 from worker.webhook import (
@@ -271,14 +271,14 @@ def test_sender_network_error_is_retryable() -> None:
 
 
 def test_sender_configuration() -> None:
-    assert WebhookSender.from_settings(Settings()) is None
+    assert WebhookSender.from_settings(load_settings().webhooks) is None
     with pytest.raises(WebhookConfigError):
         # Settings refuse this at load; the sender checks it again for settings built otherwise.
         WebhookSender.from_settings(
-            Settings.model_construct(webhook_url="https://h.example/", webhook_secret=None)
+            WebhookSettings.model_construct(webhook_url="https://h.example/", webhook_secret=None)
         )
     sender = WebhookSender.from_settings(
-        Settings(webhook_url="https://h.example/", webhook_secret=SecretStr("k"))
+        load_settings(webhook_url="https://h.example/", webhook_secret=SecretStr("k")).webhooks
     )
     assert sender is not None
     sender.close()

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from worker.app import create_app
 from worker.onboarding import CallbackIntake, CallbackRejected, derive_callback_token
-from worker.settings import Settings
+from worker.settings import load_settings
+from worker.wiring import Cli
 
 SECRET = "per-flow-secret-0001"
 TID = "hk0123456789abcdef0123456789abcd"
@@ -30,7 +31,7 @@ def test_a_token_is_bound_to_its_merchant_biz_id() -> None:
 
 @pytest.fixture
 def intake() -> Iterator[CallbackIntake]:
-    settings = Settings(
+    settings = load_settings(
         callback_tokens=[SecretStr("static-token")],
         callback_token_secret=SecretStr(SECRET),
         broker_url="memory://",
@@ -38,7 +39,9 @@ def intake() -> Iterator[CallbackIntake]:
     )
     app: Celery = create_app(settings)
     client = fakeredis.FakeRedis()
-    yield CallbackIntake(settings, client, app)
+    cli = Cli(settings, app=app, redis=client)  # the intake as the builders make it
+    yield cli.intake()
+    cli.close()
     client.close()
 
 

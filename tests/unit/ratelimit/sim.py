@@ -12,17 +12,35 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import redis
+
+from worker.cloudauth import DEFAULT_QUOTAS
 from worker.ratelimit import (
     LATENESS_SHARE,
     CallContext,
     DeadlineUnreachable,
     Lane,
+    QuotaTable,
     RedisRateLimiter,
     Ticket,
 )
+from worker.settings import Settings
 
 PRODUCT, API = "ID_OCR_MIN", "DocOcrV2"
+
+
+def quota_table(settings: Settings) -> QuotaTable:
+    """The limiter's quotas as the builders make them: the settings over the published table."""
+    return QuotaTable(settings.quotas, DEFAULT_QUOTAS)
+
+
+def limiter_for(client: redis.Redis, settings: Settings, **kwargs: Any) -> RedisRateLimiter:
+    """A limiter on ``client`` with the quotas and namespace of ``settings``."""
+    return RedisRateLimiter(
+        client, quota_table(settings), namespace=settings.redis.namespace, **kwargs
+    )
 
 
 class FakeClock:
@@ -39,7 +57,7 @@ class FakeClock:
 
 
 def tolerance(quota: float, margin: float, interval: float) -> float:
-    """How late a caller may come without the schedule slipping (ratelimit_common.lua)."""
+    """How late a caller may come without the schedule slipping (ratelimit lua/prelude.lua)."""
     room = quota * interval - 1.0
     return 0.0 if room <= 0 else min(LATENESS_SHARE * room, 0.5 * interval)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.ratelimit.sim import API, PRODUCT, FakeClock
+from tests.unit.ratelimit.sim import API, PRODUCT, FakeClock, limiter_for
 from worker.ratelimit import (
     AdaptivePolicy,
     CallContext,
@@ -71,7 +71,7 @@ def make() -> tuple[RedisRateLimiter, FakeClock, fakeredis.FakeRedis, Recorder]:
     conf = load_settings(quotas={PRODUCT: QUOTA}, quota_safety_margin=MARGIN)
     metrics = Recorder()
     # A fixed margin is at its ceiling: every throttle goes to the rate factor.
-    limiter = RedisRateLimiter(
+    limiter = limiter_for(
         client,
         conf,
         clock=clock,
@@ -125,7 +125,7 @@ def test_slow_down_spaces_grants_and_recovery_restores_the_rate() -> None:
     assert gaps == pytest.approx([normal / 0.5] * 3, rel=1e-4)
 
     [status] = read_status(
-        client, limiter._settings, clock=clock, policy=POLICY, margin=limiter.margin
+        client, limiter.quotas, limiter.namespace, clock=clock, policy=POLICY, margin=limiter.margin
     )
     assert status.factor == pytest.approx(0.5, abs=1e-5)
     assert status.effective_rate == pytest.approx(QUOTA * (1 - MARGIN) * 0.5, rel=1e-5)

@@ -6,7 +6,8 @@ import fnmatch
 
 import pytest
 
-from worker.ratelimit import bucket_keys, parse_state_key, script_source, state_key_pattern
+from worker.ratelimit import bucket_keys, parse_state_key, state_key_pattern
+from worker.redisio import lua_script
 
 
 def test_bucket_keys_share_one_hash_tag() -> None:
@@ -41,8 +42,10 @@ def test_state_keys_parse_back_and_match_the_scan_pattern() -> None:
 
 def test_scripts_carry_the_shared_prelude() -> None:
     for name in ("acquire", "feedback", "status"):
-        source = script_source(name)
+        source = lua_script("worker.ratelimit", name)
         assert "local function factor_now" in source
         assert source.index("local function clock_now") < source.index("clock_now(ARGV[1])")
     with pytest.raises(ValueError, match="unknown"):
-        script_source("nope")
+        lua_script("worker.ratelimit", "nope")
+    with pytest.raises(ValueError, match="unknown"):
+        lua_script("worker.ratelimit", "prelude")

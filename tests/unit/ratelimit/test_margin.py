@@ -11,7 +11,7 @@ import time
 import fakeredis
 import pytest
 
-from tests.unit.ratelimit.sim import API, PRODUCT, FakeClock, Sim
+from tests.unit.ratelimit.sim import API, PRODUCT, FakeClock, Sim, limiter_for
 from worker.ratelimit import (
     LATENESS_SHARE,
     AdaptivePolicy,
@@ -52,7 +52,7 @@ def make(
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     conf = load_settings(quotas={PRODUCT: quota}, quota_safety_margin=INITIAL)
     gauges = Gauges()
-    limiter = RedisRateLimiter(
+    limiter = limiter_for(
         client, conf, clock=clock, sleep=clock.sleep, policy=STEADY, margin=margin, metrics=gauges
     )
     return limiter, clock, client, gauges
@@ -96,7 +96,9 @@ def test_a_throttle_widens_the_margin_and_quiet_narrows_it_above_where_it_struck
     expected = max(policy.floor, INITIAL * hit_left * policy.hit_factor + policy.hit_step)
     assert margin_of(limiter) == pytest.approx(expected, rel=1e-4)
     assert policy.floor < expected < target
-    [status] = read_status(client, limiter._settings, clock=clock, margin=policy, policy=STEADY)
+    [status] = read_status(
+        client, limiter.quotas, limiter.namespace, clock=clock, margin=policy, policy=STEADY
+    )
     assert status.margin == pytest.approx(expected, rel=1e-4)
     assert status.widened == 1
     assert status.throttled_total == 2
@@ -135,7 +137,9 @@ def test_the_gap_spread_sets_a_lower_bound() -> None:
             PRODUCT, API, throttled=False, sent_at=time.monotonic() + rng.uniform(0, 0.02)
         )
         clock.t += 0.2
-    [status] = read_status(client, limiter._settings, clock=clock, margin=policy, policy=STEADY)
+    [status] = read_status(
+        client, limiter.quotas, limiter.namespace, clock=clock, margin=policy, policy=STEADY
+    )
     assert status.gap_dev == pytest.approx(0.005, rel=0.3)  # uniform 0..20 ms: 5 ms
     assert status.gap_mean is not None
     assert status.gap_mean >= 0.010  # plus this process's own time from grant to send
@@ -170,7 +174,7 @@ def test_policy_rejects_nonsense() -> None:
         MarginPolicy(widen=0.5)
     with pytest.raises(ValueError, match="IDV_QUOTA_MARGIN_FLOOR"):
         load_settings(quota_margin_floor=0.05, quota_margin_ceiling=0.01)
-    fixed = MarginPolicy.from_settings(load_settings(quota_margin_learning=False))
+    fixed = MarginPolicy.from_settings(load_settings(quota_margin_learning=False).quotas)
     assert fixed.floor == fixed.ceiling == 0.015
 
 

@@ -20,6 +20,7 @@ from tests.unit.ratelimit.sim import (
     Caller,
     FakeClock,
     Sim,
+    limiter_for,
     max_in_window,
     tolerance,
 )
@@ -51,7 +52,7 @@ def make_limiter(
     )
     kwargs.setdefault("policy", STEADY)
     kwargs.setdefault("margin", MarginPolicy.fixed(margin))  # the schedule, not the learning
-    limiter = RedisRateLimiter(client, conf, clock=clock, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+    limiter = limiter_for(client, conf, clock=clock, sleep=clock.sleep, **kwargs)
     return limiter, clock, client
 
 
@@ -131,7 +132,13 @@ def test_deadline_unreachable_is_immediate_and_reserves_nothing(
     deadline = waiters_deadline + share * (earliest - waiters_deadline)
     slept: list[float] = []
     refusing = RedisRateLimiter(
-        client, limiter._settings, clock=clock, sleep=slept.append, max_wait=3600, policy=STEADY
+        client,
+        limiter.quotas,
+        namespace=limiter.namespace,
+        clock=clock,
+        sleep=slept.append,
+        max_wait=3600,
+        policy=STEADY,
     )
     with pytest.raises(DeadlineUnreachable) as info:
         refusing.acquire(PRODUCT, API, CallContext(lane, deadline))
@@ -148,7 +155,13 @@ def test_max_wait_bounds_the_wait_and_reserves_nothing() -> None:
         limiter.reserve(PRODUCT, API, CallContext(Lane.REALTIME, clock.t + 10))
     before = snapshot(client, limiter)
     bounded = RedisRateLimiter(
-        client, limiter._settings, clock=clock, sleep=clock.sleep, max_wait=0.5, policy=STEADY
+        client,
+        limiter.quotas,
+        namespace=limiter.namespace,
+        clock=clock,
+        sleep=clock.sleep,
+        max_wait=0.5,
+        policy=STEADY,
     )
     with pytest.raises(MaxWaitExceeded) as info:
         bounded.acquire(PRODUCT, API, CallContext(Lane.BULK))
@@ -230,7 +243,12 @@ def test_interrupted_wait_leaves_the_queue() -> None:
         raise Interrupted
 
     impatient = RedisRateLimiter(
-        client, limiter._settings, clock=clock, sleep=interrupt, policy=STEADY
+        client,
+        limiter.quotas,
+        namespace=limiter.namespace,
+        clock=clock,
+        sleep=interrupt,
+        policy=STEADY,
     )
     with pytest.raises(Interrupted):
         impatient.acquire(PRODUCT, API, CallContext(Lane.REALTIME))

@@ -1,4 +1,5 @@
 -- One step of acquire: grant a slot now, or tell the caller when its turn comes.
+-- Needs prelude.lua.
 -- KEYS: 1 state (hash), 2 waiters (zset: score deadline, member seq:lane:id),
 --       3 expiry (zset: score time after which a silent waiter is dropped, same members)
 -- ARGV: 1 now ('' = TIME)   2 rate   3 margin   4 burst   5 deadline ('' = now + horizon)

@@ -1,4 +1,5 @@
 -- An attempt's outcome: the grant-to-send gap it measured, and whether it was throttled.
+-- Needs prelude.lua.
 -- KEYS: 1 state
 -- ARGV: 1 now ('' = TIME)  2 decrease  3 floor  4 hold  5 recovery  6 ttl (ms)
 --       7 throttled ('1' or '0')  8 gap in seconds ('' = not measured)  9 margin policy

@@ -1,4 +1,5 @@
 -- Read-only view of one bucket for `idv-worker quota status`.
+-- Needs prelude.lua.
 -- KEYS: 1 state  2 waiters  3 expiry
 -- ARGV: 1 now ('' = TIME)  2 hold  3 recovery  4 restart factor  5 margin policy
 --       6 initial margin  7 lateness share

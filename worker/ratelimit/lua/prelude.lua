@@ -1,4 +1,4 @@
--- Shared prelude of the rate limiter's scripts (prepended to each one when loaded).
+-- Shared helpers of the rate limiter's scripts, prepended to every script that needs them.
 -- Times are epoch seconds as doubles; every number written to Redis or returned goes
 -- through fmt() because Redis turns bare Lua numbers into integers (replies) or 14 digits.
 

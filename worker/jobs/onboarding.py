@@ -12,12 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from worker.jobs.kinds import KIND_EVIDENCE as KIND_EVIDENCE
+from worker.jobs.kinds import KIND_ONBOARDING as KIND_ONBOARDING
 from worker.keys import parse_transaction_id
-
-KIND_ONBOARDING = "onboarding"
-"""Dead-letter and lease kind of the fetch/write-back of one transaction."""
-KIND_EVIDENCE = "evidence"
-"""Dead-letter kind of evidence that could not be archived in time (lost)."""
 
 
 def default_merchant_biz_id(transaction_id: str) -> str:

@@ -39,131 +39,38 @@ Each process builds its own Redis pool and broker connection at start-up (ASGI l
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
 import redis
 
 from worker.observability import MetricsExporter, MetricsUnavailable, RedisMetrics, get_logger
 from worker.onboarding import CallbackIntake, CallbackRejected
-from worker.queues import ALL_QUEUES
-from worker.redisio import connect, redis_target
-from worker.runtime import Runtime
+from worker.receiver.http import (
+    Receive,
+    Scope,
+    Send,
+    _parse,
+    _read_body,
+    _Reply,
+    _respond,
+    _respond_text,
+)
+from worker.receiver.limits import RejectLimiter
 from worker.settings import Settings, load_settings
+from worker.wiring import ReceiverParts, build_receiver
 
 if TYPE_CHECKING:
     from celery import Celery
 
 log = get_logger("receiver")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-MAX_FIELDS = 32
-MAX_HEADER_BYTES = 16 * 1024
-MAX_TRACKED_ADDRESSES = 10_000
 _FORM_TYPES = ("application/x-www-form-urlencoded", "")
 _REJECTED = frozenset({400, 403, 413, 415})
 _RETRY_AFTER = {"retry-after": "60"}
-
-
-class RejectLimiter:
-    """Rejected callbacks per client address in a sliding window (in process, bounded)."""
-
-    def __init__(
-        self, limit: int, window_s: float, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._clock = clock
-        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _recent(self, address: str, now: float) -> deque[float] | None:
-        hits = self._hits.get(address)
-        if hits is None:
-            return None
-        while hits and hits[0] <= now - self.window_s:
-            hits.popleft()
-        if not hits:
-            del self._hits[address]
-            return None
-        return hits
-
-    def blocked(self, address: str) -> bool:
-        """Whether ``address`` used up its rejections in the window."""
-        with self._lock:
-            hits = self._recent(address, self._clock())
-            return hits is not None and len(hits) >= self.limit
-
-    def rejected(self, address: str) -> None:
-        """Count one rejected request of ``address``."""
-        with self._lock:
-            now = self._clock()
-            hits = self._recent(address, now)
-            if hits is None:
-                hits = self._hits[address] = deque(maxlen=self.limit)
-                while len(self._hits) > MAX_TRACKED_ADDRESSES:
-                    self._hits.popitem(last=False)
-            hits.append(now)
-            self._hits.move_to_end(address)
-
-
-def guarded_h11_protocol(read_timeout_s: float) -> type[Any]:
-    """uvicorn's h11 protocol, closing a connection whose request headers take too long.
-
-    uvicorn bounds idle keep-alive connections but not a request that stops half-way through
-    its headers (slowloris); this arms a timer when the connection opens and after every
-    response, and closes the connection if no complete request head arrived by then. A
-    request whose head arrived is bounded by the app's body read timeout instead.
-    """
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class GuardedH11Protocol(H11Protocol):
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._arm_head_timer()
-
-        def _arm_head_timer(self) -> None:
-            timer = getattr(self, "_head_timer", None)
-            if timer is not None:
-                timer.cancel()
-            self._head_timer = self.loop.call_later(read_timeout_s, self._head_timeout)
-
-        def _head_timeout(self) -> None:
-            waiting = self.cycle is None or self.cycle.response_complete
-            if waiting and not self.transport.is_closing():
-                self.transport.close()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._arm_head_timer()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            timer = getattr(self, "_head_timer", None)
-            if timer is not None:
-                timer.cancel()
-            super().connection_lost(exc)
-
-    return GuardedH11Protocol
-
-
-class _Reply(Exception):
-    """An early answer (413, 415, 400) produced while reading the request."""
-
-    def __init__(self, status: int, outcome: str, reason: str) -> None:
-        self.status = status
-        self.outcome = outcome
-        self.reason = reason
-        super().__init__(reason)
 
 
 class CallbackReceiver:
@@ -184,7 +91,7 @@ class CallbackReceiver:
         self._given_redis = redis_client
         self._given_celery = celery
         self._threads = threads
-        self._runtime: Runtime | None = None
+        self._parts: ReceiverParts | None = None
         self._redis: redis.Redis | None = None
         self._celery: Celery | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -193,7 +100,7 @@ class CallbackReceiver:
         self._exporter: MetricsExporter | None = None
         self._lock = threading.Lock()
         self.rejects = RejectLimiter(
-            settings.receiver_reject_limit, settings.receiver_reject_window_s
+            settings.receiver.receiver_reject_limit, settings.receiver.receiver_reject_window_s
         )
 
     # -------------------------------------------------------------- lifecycle
@@ -203,17 +110,16 @@ class CallbackReceiver:
         with self._lock:
             if self._intake is not None:
                 return
-            # Short timeouts: the provider is answered within seconds either way.
-            client = self._given_redis or connect(
-                redis_target(self.settings),
-                socket_timeout=2.0,
-                max_connections=max(8, self._threads * 2),
+            parts = build_receiver(
+                self.settings,
+                threads=self._threads,
+                redis=self._given_redis,
+                app=self._given_celery,
             )
-            runtime = Runtime(self.settings, app=self._given_celery, redis_client=client)
-            self._runtime, self._redis, self._celery = runtime, client, runtime.app
-            self._metrics = runtime.metrics
+            self._parts, self._redis, self._celery = parts, parts.redis, parts.app
+            self._metrics = parts.metrics
             self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="receiver")
-            self._intake = runtime.intake
+            self._intake = parts.intake
             if not self._intake.tokens_configured:
                 log.error("no IDV_CALLBACK_TOKENS configured: every callback is refused (403)")
         self._warm()
@@ -251,12 +157,11 @@ class CallbackReceiver:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-            if self._runtime is not None:
-                self._runtime.close()
-                self._runtime = None
-            if self._given_redis is None and self._redis is not None:
-                self._redis.close()
+            if self._parts is not None:
+                self._parts.close()
+                self._parts = None
             self._redis = None
+            self._exporter = None
             self._intake = None
             if self._exporter is not None:
                 self._exporter.close()
@@ -288,7 +193,7 @@ class CallbackReceiver:
             return
         path: str = scope.get("path", "/")
         method: str = scope.get("method", "GET")
-        if (path.rstrip("/") or "/") == self.settings.callback_path:
+        if (path.rstrip("/") or "/") == self.settings.callbacks.callback_path:
             if method not in ("GET", "POST"):
                 await _respond(send, 405, {"error": "use GET or POST"}, allow="GET, POST")
                 return
@@ -323,8 +228,9 @@ class CallbackReceiver:
         def page() -> tuple[bytes, str]:
             with self._lock:
                 if self._exporter is None:
-                    injected = self._given_redis
-                    self._exporter = MetricsExporter(self.settings, ALL_QUEUES, client=injected)
+                    if self._parts is None:
+                        raise MetricsUnavailable("receiver not started")
+                    self._exporter = self._parts.exporter(self._given_redis)
             return self._exporter.render(accept)
 
         try:
@@ -382,7 +288,7 @@ class CallbackReceiver:
             self._observe(elapsed, outcome)
 
     async def _read_params(self, scope: Scope, receive: Receive) -> list[tuple[str, str]]:
-        limit = self.settings.callback_max_bytes
+        limit = self.settings.callbacks.callback_max_bytes
         query: bytes = scope.get("query_string", b"")
         if len(query) > limit:
             raise _Reply(413, "too_large", f"request larger than {limit} bytes")
@@ -396,7 +302,7 @@ class CallbackReceiver:
             if length is not None and (not length.isdigit() or int(length) + len(query) > limit):
                 raise _Reply(413, "too_large", f"request larger than {limit} bytes")
             body = await _read_body(
-                receive, limit - len(query), self.settings.receiver_read_timeout_s
+                receive, limit - len(query), self.settings.receiver.receiver_read_timeout_s
             )
             if body and ctype not in _FORM_TYPES:
                 raise _Reply(415, "invalid", "body must be application/x-www-form-urlencoded")
@@ -415,53 +321,6 @@ class CallbackReceiver:
         # Written after the answer went out, off the event loop: metrics never slow the ack.
         metrics = self._ready()[1]
         self._background(metrics.observe, "idv_callback_ack_seconds", elapsed, outcome=outcome)
-
-
-def _parse(raw: bytes) -> list[tuple[str, str]]:
-    if not raw:
-        return []
-    text = raw.decode("utf-8", errors="strict")
-    return parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS)
-
-
-async def _read_body(receive: Receive, limit: int, timeout_s: float) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
-            raise _Reply(408, "timeout", "request body not received in time") from None
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _Reply(413, "too_large", "request body too large")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def _respond(send: Send, status: int, payload: dict[str, Any], **extra: str) -> None:
-    body = json.dumps(payload).encode()
-    await _respond_text(send, status, body, "application/json", **extra)
-
-
-async def _respond_text(
-    send: Send, status: int, body: str | bytes, content_type: str, **extra: str
-) -> None:
-    data = body.encode() if isinstance(body, str) else body
-    headers = [
-        (b"content-type", content_type.encode()),
-        (b"content-length", str(len(data)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
 
 
 def create_receiver_app(settings: Settings | None = None) -> CallbackReceiver:

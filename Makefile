@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv constraints demo up test test-compat lint personal-fields bench bench-quick chaos clean
+.PHONY: venv constraints demo up test test-compat test-hosts lint personal-fields docs bench bench-quick chaos clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,7 @@ constraints:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@if command -v uv >/dev/null 2>&1; then UV=uv; \
 	 else $(BIN)/python -m pip install -q uv && UV=$(BIN)/uv; fi; \
-	 $$UV pip compile -q pyproject.toml --extra dev --extra server --universal \
+	 $$UV pip compile -q pyproject.toml --extra dev --extra server --extra docs --universal \
 	   --python-version 3.11 -o constraints.txt
 
 demo: venv
@@ -51,6 +51,12 @@ $(S3RVER):
 test-compat: venv $(S3RVER)
 	$(BIN)/python -m pytest -q -rs $(COMPAT_TESTS)
 
+# Several hosts on one machine (network namespaces; needs root, ~8 minutes): partitions while
+# batch rows and onboarding flows run. Exits non-zero if anything was lost, billed twice or
+# over quota; prints a table per scenario. See docs/operating/network-faults.md.
+test-hosts: venv
+	IDV_HOSTS_TIER=1 $(BIN)/python -m pytest -q -rs tests/hosts
+
 lint: venv
 	$(BIN)/ruff check worker tasks tests bench
 	$(BIN)/ruff format --check worker tasks tests bench
@@ -60,6 +66,20 @@ lint: venv
 # The redaction denylist of personal fields, generated from the models' markers.
 personal-fields: venv
 	$(BIN)/python -m worker.devtools.personal_fields
+
+# The documentation site: regenerate docs/reference/ from the code, then build with --strict
+# (a broken link or a page missing from the nav fails). The docs extra is installed on demand.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	@if command -v uv >/dev/null 2>&1; then UV=uv; \
+	 else $(BIN)/python -m pip install -q uv && UV=$(BIN)/uv; fi; \
+	 $$UV pip install -q --python $(BIN)/python -c constraints.txt -e '.[dev,docs]'
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m worker.devtools.docsgen
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 BENCHES := client limiter evidence batch ledger
 

@@ -1,7 +1,8 @@
 """Celery app factory: queues per lane (``worker.queues``), routes, reliability settings.
 
 A worker started with several queues consumes them in that priority order
-(``queue_order_strategy="priority"``); in production run one pool per lane (see README).
+(``queue_order_strategy="priority"``); in production run one pool per lane
+(see docs/operating/processes.md).
 """
 
 from __future__ import annotations

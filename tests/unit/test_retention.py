@@ -1,4 +1,4 @@
-"""The lifecycle rules of ``idv-worker retention --print`` are the README's."""
+"""The lifecycle rules of ``idv-worker retention --print`` are those of docs/security.md."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 
 from worker.storage import lifecycle_configuration
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+SECURITY = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
 
 
-def test_the_rules_cover_every_personal_prefix_and_match_the_readme() -> None:
+def test_the_rules_cover_every_personal_prefix_and_match_the_docs() -> None:
     rules = lifecycle_configuration("", 400)["Rules"]
     expiring = {r["Filter"]["Prefix"]: r["Expiration"]["Days"] for r in rules if "Expiration" in r}
     assert expiring == {"evidence/": 400, "results/": 400, "batches/": 400}
-    block = re.search(r'```json\n(\{"Rules".*?)\n```', README, re.S)
+    block = re.search(r'```json\n(\{"Rules".*?)\n```', SECURITY, re.S)
     assert block is not None
     assert json.loads(block.group(1)) == {"Rules": rules}
 

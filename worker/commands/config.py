@@ -70,7 +70,7 @@ def describe(settings: Settings | None) -> list[dict[str, str]]:
 
 
 def markdown_table() -> str:
-    """The configuration table of the README (defaults, not the current environment)."""
+    """The configuration as a Markdown table (defaults, not the current environment)."""
     lines = ["| variable | default | what it does |", "|---|---|---|"]
     for row in describe(None):
         default = f"`{row['default']}`" if row["default"] else ""

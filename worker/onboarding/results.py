@@ -47,7 +47,7 @@ class ResultRecord(BaseModel):
     Stored in Redis (``<ns>result:tx:<tid>``), announced on the results stream (``build_event``),
     posted to the result webhook. Outcome, ids and pointers to S3 objects only: never images,
     links or personal data (those are in the encrypted S3 result document, ``result``).
-    Its JSON Schema is published in the README (``ResultRecord.model_json_schema()``).
+    Its JSON Schema is published in docs/reference/result-record.md (``worker.devtools.docsgen``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from worker.cloudauth.errors import NotReadyError, TransactionInvalidError
 from worker.errors import error_code
+from worker.evidence import EvidenceLost, EvidenceUnavailable
 from worker.jobs.onboarding import (
     KIND_EVIDENCE,
     KIND_ONBOARDING,
@@ -51,6 +52,7 @@ from worker.onboarding.results import (
     build_record,
     build_result_document,
 )
+from worker.ratelimit import CallContext, DeadlineUnreachable, Lane, MaxWaitExceeded
 from worker.stores import LeaseBusy
 
 if TYPE_CHECKING:
@@ -218,7 +220,6 @@ class OnboardingService:
     def _check(
         self, job: OnboardingJob, deadline: float | None, *, images: bool = True
     ) -> CheckResultResult:
-        from worker.ratelimit import CallContext, Lane
 
         if job.archival:
             ctx = CallContext(lane=Lane.ARCHIVAL, deadline=job.archive_by)
@@ -233,8 +234,6 @@ class OnboardingService:
         )
 
     def _fresh_link(self, job: OnboardingJob, deadline: float | None) -> Callable[[], str | None]:
-        from worker.evidence import EvidenceLost, EvidenceUnavailable
-        from worker.ratelimit import DeadlineUnreachable, MaxWaitExceeded
 
         def fresh() -> str | None:
             try:
@@ -261,7 +260,6 @@ class OnboardingService:
         deadline: float | None,
         lease: Lease,
     ) -> Archived:
-        from worker.evidence import EvidenceLost
 
         archived = Archived()
         tid, when = job.transaction_id, job.completed_datetime

@@ -76,7 +76,7 @@ class SourceSettings(Part):
         min_length=1,
         description="the only folder of IDV_S3_BUCKET manifest sources may read (a key prefix "
         "from the bucket's root); never the keys the worker writes (evidence/, results/, "
-        "batches/ under IDV_S3_PREFIX)",
+        "batches/, _idv/ under IDV_S3_PREFIX)",
     )
     batch_source_timeout_s: float = Field(
         15.0, gt=0, le=300, description="longest time reading one manifest source may take"

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv constraints demo up test test-compat test-alerts test-hosts lint docs bench bench-quick chaos clean
+.PHONY: venv constraints demo up test test-compat test-alerts test-hosts lint personal-fields docs bench bench-quick chaos clean
 
 venv: $(STAMP)
 
@@ -74,6 +74,10 @@ lint: venv
 	$(BIN)/ruff format --check worker tasks tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+# The redaction denylist of personal fields, generated from the models' markers.
+personal-fields: venv
+	$(BIN)/python -m worker.devtools.personal_fields
 
 # The documentation site: regenerate docs/reference/ from the code, then build with --strict
 # (a broken link or a page missing from the nav fails). The docs extra is installed on demand.

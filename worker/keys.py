@@ -20,7 +20,8 @@ A *ref* is one id, or several ids joined with ``:`` (``item_ref(batch, item)``);
 short lower-case word (``tx``, ``item``, ``ocr``...). The sub-namespaces never overlap, so no
 kind or id can make one key look like another.
 
-S3 (``prefix`` is ``settings.s3_prefix``; the date is the transaction's completion time in UTC)::
+S3 (``prefix`` is ``settings.s3_prefix``; the date is the transaction's completion time in UTC;
+the folder names are ``worker.settings.WORKER_FOLDERS``)::
 
     <prefix>evidence/<yyyy>/<mm>/<dd>/<tid>/video.webm | face.jpg | id-front.jpg | id-back.jpg
     <prefix>results/<yyyy>/<mm>/<dd>/<tid>.json
@@ -36,6 +37,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from worker.errors import InvalidInput
+from worker.settings import (
+    BATCHES_FOLDER,
+    EVIDENCE_FOLDER,
+    RESULTS_FOLDER,
+    WORKER_FOLDERS,
+    key_folder,
+)
 
 MAX_ID_LENGTH = 128
 MAX_TRANSACTION_ID = 64
@@ -155,11 +163,10 @@ def validate_object_key(key: str) -> str:
 
 def normalize_prefix(prefix: str) -> str:
     """``""`` stays empty; anything else becomes ``a/b/`` (no leading, one trailing slash)."""
-    stripped = prefix.strip("/")
-    if not stripped:
-        return ""
-    validate_object_key(stripped)
-    return stripped + "/"
+    folder = key_folder(prefix)
+    if folder:
+        validate_object_key(folder[:-1])
+    return folder
 
 
 def _date_path(completed_at: datetime) -> str:
@@ -225,30 +232,36 @@ class ObjectKeys:
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", normalize_prefix(self.prefix))
 
+    @property
+    def written_folders(self) -> tuple[str, ...]:
+        """Every folder the worker writes under this prefix (``WORKER_FOLDERS``)."""
+        return tuple(self.prefix + folder for folder in WORKER_FOLDERS)
+
     def evidence(self, transaction_id: str, completed_at: datetime, name: Evidence) -> str:
         """``<prefix>evidence/<yyyy>/<mm>/<dd>/<tid>/<name>``, dated by completion (UTC)."""
         tid = validate_id(transaction_id, "transaction_id")
-        return f"{self.prefix}evidence/{_date_path(completed_at)}/{tid}/{Evidence(name).value}"
+        day = _date_path(completed_at)
+        return f"{self.prefix}{EVIDENCE_FOLDER}{day}/{tid}/{Evidence(name).value}"
 
     def evidence_prefix(self, transaction_id: str, completed_at: datetime) -> str:
         """The folder holding every evidence object of one transaction (ends with ``/``)."""
         tid = validate_id(transaction_id, "transaction_id")
-        return f"{self.prefix}evidence/{_date_path(completed_at)}/{tid}/"
+        return f"{self.prefix}{EVIDENCE_FOLDER}{_date_path(completed_at)}/{tid}/"
 
     def result(self, transaction_id: str, completed_at: datetime) -> str:
         """``<prefix>results/<yyyy>/<mm>/<dd>/<tid>.json``."""
         tid = validate_id(transaction_id, "transaction_id")
-        return f"{self.prefix}results/{_date_path(completed_at)}/{tid}.json"
+        return f"{self.prefix}{RESULTS_FOLDER}{_date_path(completed_at)}/{tid}.json"
 
     def batch_item(self, batch_id: str, item_id: str) -> str:
         """``<prefix>batches/<batch_id>/items/<item_id>.json``: one item's OCR result."""
         batch, item = validate_id(batch_id, "batch_id"), validate_id(item_id, "item_id")
-        return f"{self.prefix}batches/{batch}/items/{item}.json"
+        return f"{self.prefix}{BATCHES_FOLDER}{batch}/items/{item}.json"
 
     def batch_prefix(self, batch_id: str) -> str:
         """Every object of one batch (ends with ``/``)."""
-        return f"{self.prefix}batches/{validate_id(batch_id, 'batch_id')}/"
+        return f"{self.prefix}{BATCHES_FOLDER}{validate_id(batch_id, 'batch_id')}/"
 
     def batch_results(self, batch_id: str) -> str:
         """``<prefix>batches/<batch_id>/results.jsonl``."""
-        return f"{self.prefix}batches/{validate_id(batch_id, 'batch_id')}/results.jsonl"
+        return f"{self.prefix}{BATCHES_FOLDER}{validate_id(batch_id, 'batch_id')}/results.jsonl"

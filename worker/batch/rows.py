@@ -37,6 +37,7 @@ from worker.cloudauth.doctypes import MAINLAND_ID, known_doc_type_codes, lookup_
 from worker.cloudauth.params import CARD_SIDES, ID_THRESHOLDS, MAX_MERCHANT_USER_ID, MAX_URL
 from worker.errors import InvalidInput
 from worker.keys import InvalidKeyError
+from worker.observability.personal import PERSONAL
 
 SourceKind = Literal["file", "s3", "http"]
 
@@ -141,7 +142,7 @@ class ManifestRow(BaseModel):
     spoof: bool = False
     face_quality: bool = False
     id_threshold: str | None = None
-    merchant_user_id: str | None = None
+    merchant_user_id: str | None = Field(None, json_schema_extra=PERSONAL)
     item_id: str | None = None
 
     @field_validator("*", mode="before")

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel, to_pascal
 
+from worker.observability.personal import PERSONAL
+
 REDACTED = "<redacted>"
 
 # Wire keys whose values are safe to show in logs: outcomes, scores and the call's own ids.
@@ -54,6 +56,12 @@ def redact(value: Any, key: str | None = None) -> Any:
     if key in SAFE_KEYS or value is None:
         return value
     return REDACTED
+
+
+def _personal(alias: str | None = None) -> Any:
+    """A field that holds personal data (or a link to it): redacted in logs and Sentry by
+    name (``worker.observability.personal``)."""
+    return Field(None, alias=alias, json_schema_extra=PERSONAL)
 
 
 # --- lenient scalar coercion --------------------------------------------------------------
@@ -182,43 +190,43 @@ class OcrIdInfo(WireModel):
     """OCR fields: the union over every 8-digit DocType of seeds 000/002 (see ``doctypes``)."""
 
     # Hong Kong identity card (2003/2018)
-    name: WStr = None
-    english_name: WStr = None
-    name_code: WStr = None
-    sex: WStr = None
-    birth_date: WStr = None
-    id_number: WStr = None
-    current_issue_date: WStr = None
-    first_issue_date: WStr = None
-    is_permanent: WStr = None
-    symbols: WStr = None
+    name: WStr = _personal()
+    english_name: WStr = _personal()
+    name_code: WStr = _personal()
+    sex: WStr = _personal()
+    birth_date: WStr = _personal()
+    id_number: WStr = _personal()
+    current_issue_date: WStr = _personal()
+    first_issue_date: WStr = _personal()
+    is_permanent: WStr = _personal()
+    symbols: WStr = _personal()
     # permits (exit-entry, mainland travel permits for HK/Macao and Taiwan residents)
-    issue_date: WStr = None
-    expiry_date: WStr = None
-    place_of_issue: WStr = None
-    origin_of_issue: WStr = None
+    issue_date: WStr = _personal()
+    expiry_date: WStr = _personal()
+    place_of_issue: WStr = _personal()
+    origin_of_issue: WStr = _personal()
     # e-passport (MRZ) and Macao identity card
-    surname: WStr = None
-    givenname: WStr = None
-    passport_no: WStr = None
-    nationality: WStr = None
-    country_code: WStr = None
-    surname_cn: WStr = Field(None, alias="surnameCN")
-    givenname_cn: WStr = Field(None, alias="givennameCN")
-    place_of_birth: WStr = None
+    surname: WStr = _personal()
+    givenname: WStr = _personal()
+    passport_no: WStr = _personal()
+    nationality: WStr = _personal()
+    country_code: WStr = _personal()
+    surname_cn: WStr = _personal("surnameCN")
+    givenname_cn: WStr = _personal("givennameCN")
+    place_of_birth: WStr = _personal()
     # mainland resident identity card (front)
-    ethnicity: WStr = None
-    address: WStr = None
-    province: WStr = None
-    city: WStr = None
+    ethnicity: WStr = _personal()
+    address: WStr = _personal()
+    province: WStr = _personal()
+    city: WStr = _personal()
 
 
 class OcrIdBackInfo(WireModel):
     """Back side of the mainland resident identity card (``CardSide=OCR_ID_NATIONAL_EMBLEM``)."""
 
-    origin_of_issue: WStr = None
-    issue_date: WStr = None
-    expire_date: WStr = None
+    origin_of_issue: WStr = _personal()
+    issue_date: WStr = _personal()
+    expire_date: WStr = _personal()
 
 
 class SpoofInfo(WireModel):
@@ -231,14 +239,14 @@ class SpoofInfo(WireModel):
 class ExtIdInfo(WireModel):
     """``ExtIdInfo``: document OCR outcome, anti-spoofing, images (Base64) and quality score."""
 
-    ocr_id_info: Annotated[OcrIdInfo | None, BeforeValidator(_json_object)] = None
+    ocr_id_info: Annotated[OcrIdInfo | None, BeforeValidator(_json_object)] = _personal()
     ocr_id_passed: WStr = None
     spoof_info: Annotated[SpoofInfo | None, BeforeValidator(_json_object)] = None
     spoof_back_info: Annotated[SpoofInfo | None, BeforeValidator(_json_object)] = None
-    id_image: WStr = None
-    id_back_image: WStr = None
-    ocr_id_edit_info: Annotated[OcrIdInfo | None, BeforeValidator(_json_object)] = None
-    ocr_id_back_info: Annotated[OcrIdBackInfo | None, BeforeValidator(_json_object)] = None
+    id_image: WStr = _personal()
+    id_back_image: WStr = _personal()
+    ocr_id_edit_info: Annotated[OcrIdInfo | None, BeforeValidator(_json_object)] = _personal()
+    ocr_id_back_info: Annotated[OcrIdBackInfo | None, BeforeValidator(_json_object)] = _personal()
     id_face_quality_score: WFloat = None
 
 
@@ -246,26 +254,28 @@ class DuplicateFace(WireModel):
     """One entry of ``duplicateFace``: a similar face already registered."""
 
     face_group_code: WStr = None
-    face_id: WStr = None
-    merchant_user_id: WStr = None
+    face_id: WStr = _personal()
+    merchant_user_id: WStr = _personal()
     score: WFloat = None
 
 
 class ExtFaceInfo(WireModel):
     """``ExtFaceInfo``: liveness, face comparison and evidence (``docVideoUrl`` valid 15 min)."""
 
-    face_img: WStr = None
+    face_img: WStr = _personal()
     face_attack: WStr = None
-    doc_video_url: WStr = None
-    face_age: WStr = None
-    face_gender: WStr = None
+    doc_video_url: WStr = _personal()
+    face_age: WStr = _personal()
+    face_gender: WStr = _personal()
     face_attack_score: WFloat = None
     guard_risk_score: WFloat = None
     face_comparison_score: WFloat = None
     face_registration_result: WStr = None
-    face_registration_id: WStr = Field(None, alias="faceRegistrationID")
-    duplicate_face: Annotated[list[DuplicateFace] | None, BeforeValidator(_json_object_list)] = None
-    device_token: WStr = None
+    face_registration_id: WStr = _personal("faceRegistrationID")
+    duplicate_face: Annotated[list[DuplicateFace] | None, BeforeValidator(_json_object_list)] = (
+        _personal()
+    )
+    device_token: WStr = _personal()
     face_passed: WStr = None
     authority_comparison_score: WFloat = None
 
@@ -339,6 +349,6 @@ class InitializeResult(ResultModel):
     """Initialize's ``Result`` plus the request id (``transaction_url`` is single-use)."""
 
     transaction_id: WStr = None
-    transaction_url: WStr = None
+    transaction_url: WStr = _personal()
     protocol: WStr = None
     client_cfg: WStr = None

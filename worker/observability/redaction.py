@@ -3,11 +3,17 @@
 Used by every log handler (``RedactingFilter``), by Sentry's ``before_send`` and
 ``before_breadcrumb``, and by anything that must show a value it did not build itself.
 
-* URLs lose their query string (presigned links: ``?Expires=…&Signature=…``) and any password
+* URLs lose their query string (presigned links: ``?Expires=…&Signature=…``), also written
+  JSON-escaped (``https:\\/\\/h\\/v?a=1\\u0026security-token=…``) or percent-encoded
+  (``https%3A%2F%2Fh%2Fv%3Fsecurity-token%3D…``), and any password
   (``scheme://user:<redacted>@host``).
-* ``key=value`` / ``"key": "value"`` pairs whose key is a secret (``AccessKeySecret``,
-  ``Signature``, ``SecurityToken``, ``callbackToken``, …) or personal data (names, ID
-  numbers, birth dates, addresses, phone numbers) lose their value.
+* ``key=value`` / ``"key": "value"`` pairs (also ``key%3Dvalue`` and JSON-escaped quotes)
+  whose key is a secret (``AccessKeySecret``, ``Signature``, ``SecurityToken``,
+  ``security-token``, ``x-oss-security-token``, ``X-Amz-Credential``, ``callbackToken``,
+  ``Cookie``, any ``…_SECRET=``/``…_PASSWORD=``/``…_TOKEN=`` variable, …) or personal data
+  lose their value. The personal keys are every field the models mark as personal
+  (``personal_fields.PERSONAL_FIELDS``, generated from the models) plus a few generic ones
+  (phone, email, full names).
 * In mappings, values under such keys are replaced whole; ``name`` is personal only where it is
   not the name of a piece of software (``sdk.name``, ``contexts.runtime.name``) nor a dotted
   identifier (``idv.onboarding.process``).
@@ -20,9 +26,17 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from worker.observability.personal_fields import PERSONAL_FIELDS
+
 REDACTED = "<redacted>"
 
-_URL_QUERY = re.compile(r"""\b([a-z][a-z0-9+.\-]*://[^\s?#"'<>]+)\?[^\s#"'<>]*""", re.IGNORECASE)
+_URL_QUERY = re.compile(
+    r"""\b([a-z][a-z0-9+.\-]*:(?://|\\/\\/)[^\s?#"'<>]+)\?[^\s#"'<>]*""", re.IGNORECASE
+)
+# a URL inside another one's query, or logged as a parameter: ``https%3A%2F%2F…%3F…``
+_ENCODED_URL_QUERY = re.compile(
+    r"""\b([a-z][a-z0-9+.\-]*%3A%2F%2F(?:(?!%3F)[^\s?#"'<>&])+)%3F[^\s#"'<>&]*""", re.IGNORECASE
+)
 _URL_PASSWORD = re.compile(r"""\b([a-z][a-z0-9+.\-]*://[^\s:/@"'<>]*):[^\s@/"'<>]+@""", re.I)
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECASE)
 
@@ -30,22 +44,41 @@ _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}", re.IGNORECAS
 _SECRET_KEYS = (
     r"AccessKeySecret|AccessKeyId|OSSAccessKeyId|Signature|SignatureNonce|SecurityToken|"  # noqa: S105
     r"X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|X-Acs-Security-Token|Credential|"
+    r"x-oss-security-token|x-oss-signature|x-oss-credential|security-token|security_token|"
     r"callbackToken|callback_token|token|password|passwd|secret|api[_\-]?key|authorization"
+)
+# ``IDV_ACCESS_KEY_SECRET=…``, ``IDV_REDIS_PASSWORD=…``, ``IDV_CALLBACK_TOKENS=a,b``: the whole
+# value up to a space or quote (lists of tokens included).
+_VARIABLE = re.compile(
+    r"""(?<![\w.\-])([A-Za-z][A-Za-z0-9_]*_(?:SECRETS?|PASSWORD|PASSWD|TOKENS?|API_?KEY|"""
+    r"""ACCESS_KEY_ID|DSN|CREDENTIALS?)\s*=\s*)("[^"]*"|'[^']*'|[^\s"']+)""",
+    re.IGNORECASE,
+)
+_COOKIE = re.compile(
+    r"""(?<![\w.\-])(["']?(?:set-)?cookie["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\r\n"']+)""",
+    re.IGNORECASE,
 )
 # values that may hold spaces (names, addresses) and values that are one token (numbers, dates)
 _PERSONAL_WORDS = (
     r"name|fullName|full_name|firstName|first_name|lastName|last_name|surname|givenName|"
-    r"familyName|middleName|localName|englishName|address"
+    r"familyName|middleName|localName|englishName|address|"
+    + "|".join(re.escape(f) for f in sorted(PERSONAL_FIELDS, key=len, reverse=True))
 )
 _PERSONAL_TOKENS = (
     r"idNumber|id_number|idNo|certNo|certNumber|certificateNumber|documentNumber|docNumber|"
     r"passportNo|passportNumber|nationalId|birthDate|birth_date|dateOfBirth|date_of_birth|dob|"
     r"mobile|phone|phoneNumber|email"
 )
-# ``key=value``, ``key: value``, ``"key": "value"``; the key is not part of a longer name
-# (``server_name``, ``sdk.name``, ``filename`` are left alone).
-_PAIR = r"""(?<![\w.\-])(["']?(?:{keys})["']?\s*[=:]\s*)("[^"]*"|'[^']*'|{value})"""
-_ONE_VALUE = r"""[^\s&,;"'<>)}\]]+"""
+# ``key=value``, ``key: value``, ``"key": "value"``, JSON-escaped ``\\"key\\": \\"value\\"``,
+# percent-encoded ``key%3Dvalue``; the key is not part of a longer name (``server_name``,
+# ``sdk.name``, ``filename`` are left alone) unless it follows an encoded ``&`` or ``?``.
+_PAIR = (
+    r"""(?:(?<=%26)|(?<=%3F)|(?<=%3f)|(?<=\\u0026)|(?<![\w.\-]))"""
+    r"""(\\?["']?(?:{keys})\\?["']?\s*(?:[=:]|%3D|\\u003d)\s*)"""
+    r"""(\\"(?:[^"\\]|\\[^"])*\\"|"[^"]*"|'[^']*'|{value})"""
+)
+# one token: up to a delimiter, an encoded ``&`` (``%26``, ``\\u0026``); ``\\/`` is part of it
+_ONE_VALUE = r"""(?:\\/|(?!%26|\\u0026)[^\s&,;"'<>)}\]\\])+"""
 _SECRET_PAIR = re.compile(
     _PAIR.format(keys=f"{_SECRET_KEYS}|{_PERSONAL_TOKENS}", value=_ONE_VALUE), re.IGNORECASE
 )
@@ -62,13 +95,13 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][\w\-]*(?:[.:][\w\-]+)+$")
 
 def _replace(match: re.Match[str]) -> str:
     value = match.group(2)
-    quote = value[0] if value[:1] in ("'", '"') else ""
+    quote = '\\"' if value.startswith('\\"') else value[0] if value[:1] in ("'", '"') else ""
     return f"{match.group(1)}{quote}{REDACTED}{quote}"
 
 
 def _personal_pair(match: re.Match[str]) -> str:
-    value = match.group(2).strip("\"'")
-    if not value or value == REDACTED or _IDENTIFIER.match(value):
+    value = match.group(2).strip("\\\"'")
+    if not value or value.startswith(REDACTED) or _IDENTIFIER.match(value):
         return match.group(0)
     return _replace(match)
 
@@ -78,8 +111,11 @@ def redact_text(text: str) -> str:
     if not text:
         return text
     text = _URL_QUERY.sub(r"\1?" + REDACTED, text)
+    text = _ENCODED_URL_QUERY.sub(r"\1%3F" + REDACTED, text)
     text = _URL_PASSWORD.sub(r"\1:" + REDACTED + "@", text)
     text = _BEARER.sub(r"\1 " + REDACTED, text)
+    text = _VARIABLE.sub(_replace, text)
+    text = _COOKIE.sub(_replace, text)
     text = _SECRET_PAIR.sub(_replace, text)
     return _PERSONAL_PAIR.sub(_personal_pair, text)
 
@@ -112,10 +148,15 @@ _SOFTWARE_PARENTS = frozenset(
 )  # fmt: skip
 
 
+# Every field a model marks as personal, normalised (``surnameCN`` -> ``surnamecn``); ``name``
+# is decided below (it also names software).
+_PERSONAL_FIELD_NORMS = frozenset(_norm(f) for f in PERSONAL_FIELDS) - {"name"}
+
+
 def sensitive_key(key: str, *, software: bool = False) -> bool:
     """Whether a mapping key holds a secret, an image/video, or personal data."""
     norm = _norm(key)
-    if norm in {"dsn", "sig"} or norm in _PERSON_NAMES:
+    if norm in {"dsn", "sig"} or norm in _PERSON_NAMES or norm in _PERSONAL_FIELD_NORMS:
         return True
     if norm == "name":
         return not software

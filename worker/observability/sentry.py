@@ -3,8 +3,8 @@
 Three layers, each catching what the one before cannot:
 
 * the SDK's own ``EventScrubber`` with a denylist extending ``DEFAULT_DENYLIST`` (provider
-  secrets, callback tokens, personal fields), recursive, over request, extra, user,
-  breadcrumb data, frame variables and spans;
+  secrets, callback tokens, and every field the models mark personal), recursive, over
+  request, extra, user, breadcrumb data, frame variables and spans;
 * ``before_breadcrumb``: HTTP breadcrumbs lose their query string, fragment and bodies (the
   httpx integration records ``http.query`` — a presigned link's ``Signature``); log breadcrumbs
   are redacted like log lines;
@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
+from worker.observability.personal_fields import PERSONAL_FIELDS
 from worker.observability.redaction import redact_text, scrub
 from worker.settings import ObservabilitySettings
 
@@ -28,6 +29,7 @@ OUR_DENYLIST = [
     # provider and storage credentials (RPC query parameters, ACS3 headers, S3)
     "accesskeyid", "access_key_id", "accesskeysecret", "access_key_secret", "signature",
     "signaturenonce", "securitytoken", "security_token", "x-acs-security-token",
+    "security-token", "x-oss-security-token", "x-oss-signature", "x-oss-credential",
     "x-amz-signature", "x-amz-credential", "x-amz-security-token", "ossaccesskeyid",
     "aws_secret_access_key", "s3_secret_access_key", "webhook_secret", "dsn",
     # callbacks
@@ -55,7 +57,8 @@ def denylist() -> list[str]:
     """The SDK's ``DEFAULT_DENYLIST`` and ours (keys are compared lower-cased)."""
     from sentry_sdk.scrubber import DEFAULT_DENYLIST  # heavy: ~0.15 s, loaded on first use
 
-    return [*DEFAULT_DENYLIST, *OUR_DENYLIST]
+    personal = sorted({name.lower() for name in PERSONAL_FIELDS} - {"name"})
+    return [*DEFAULT_DENYLIST, *OUR_DENYLIST, *personal]
 
 
 def _strip_url(url: str) -> str:

@@ -31,19 +31,34 @@ from worker.settings.root import (
     Settings,
     load_settings,
 )
-from worker.settings.storage import S3_SSE_MODES, S3_VERIFY_SSE_MODES, StorageSettings
+from worker.settings.storage import (
+    BATCHES_FOLDER,
+    EVIDENCE_FOLDER,
+    PROBE_FOLDER,
+    RESULTS_FOLDER,
+    S3_SSE_MODES,
+    S3_VERIFY_SSE_MODES,
+    WORKER_FOLDERS,
+    StorageSettings,
+    key_folder,
+)
 from worker.settings.webhooks import WEBHOOK_SECRET_PREFIX, WebhookSettings, webhook_key
 
 __all__ = [
+    "BATCHES_FOLDER",
     "ENV_PREFIX",
+    "EVIDENCE_FOLDER",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "MODES",
     "OWNERS",
     "PARTS",
+    "PROBE_FOLDER",
+    "RESULTS_FOLDER",
     "S3_SSE_MODES",
     "S3_VERIFY_SSE_MODES",
     "WEBHOOK_SECRET_PREFIX",
+    "WORKER_FOLDERS",
     "BatchSettings",
     "BrokerSettings",
     "CallbackSettings",
@@ -65,6 +80,7 @@ __all__ = [
     "StorageSettings",
     "WebhookSettings",
     "env_name",
+    "key_folder",
     "load_settings",
     "webhook_key",
 ]

@@ -10,6 +10,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from worker.settings.base import Part, parse_list
+from worker.settings.storage import key_folder
+
+_KEY_PREFIX_RE = re.compile(r"(?:[A-Za-z0-9_\-][A-Za-z0-9._\-]*/)+")
 
 
 class BatchSettings(Part):
@@ -66,7 +69,14 @@ class SourceSettings(Part):
     batch_allowed_buckets: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="buckets s3:// manifest sources may name, comma-separated; empty = only "
-        "IDV_S3_BUCKET",
+        "IDV_S3_BUCKET (which is read only under IDV_BATCH_IMPORT_PREFIX)",
+    )
+    batch_import_prefix: str = Field(
+        "imports/",
+        min_length=1,
+        description="the only folder of IDV_S3_BUCKET manifest sources may read (a key prefix "
+        "from the bucket's root); never the keys the worker writes (evidence/, results/, "
+        "batches/, _idv/ under IDV_S3_PREFIX)",
     )
     batch_source_timeout_s: float = Field(
         15.0, gt=0, le=300, description="longest time reading one manifest source may take"
@@ -90,6 +100,10 @@ class SourceSettings(Part):
                 raise ValueError(f"prefix must be an http(s) URL with a host: {prefix[:80]!r}")
             if parts.query or parts.fragment or parts.username or parts.password:
                 raise ValueError("a prefix has no query, fragment or credentials")
+            if "\\" in parts.path or any(s in (".", "..") for s in parts.path.split("/")):
+                raise ValueError(f"a prefix has no dot segment or backslash: {prefix[:80]!r}")
+            if re.search(r"%(?:2f|5c|25)", parts.path, re.IGNORECASE):
+                raise ValueError(f"a prefix has no encoded '/', '\\' or '%': {prefix[:80]!r}")
         return value
 
     @field_validator("batch_allowed_buckets", mode="after")
@@ -99,3 +113,14 @@ class SourceSettings(Part):
             if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
                 raise ValueError(f"not a bucket name: {bucket[:80]!r}")
         return value
+
+    @field_validator("batch_import_prefix", mode="after")
+    @classmethod
+    def _import_prefix(cls, value: str) -> str:
+        folder = key_folder(value)
+        segments = folder.split("/")[:-1]
+        if not _KEY_PREFIX_RE.fullmatch(folder) or any(s in (".", "..") for s in segments):
+            raise ValueError(
+                "must be a folder of plain segments (letters, digits, '._-'), e.g. 'imports/'"
+            )
+        return folder

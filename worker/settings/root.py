@@ -24,7 +24,7 @@ from worker.settings.quotas import QuotaSettings
 from worker.settings.receiver import ReceiverSettings
 from worker.settings.redis import RedisSettings
 from worker.settings.results import ResultSettings
-from worker.settings.storage import StorageSettings
+from worker.settings.storage import WORKER_FOLDERS, StorageSettings, key_folder
 from worker.settings.webhooks import WebhookSettings
 
 MODES = ("production", "development")
@@ -107,6 +107,15 @@ def _between_parts(s: Settings) -> list[tuple[str, str]]:
             env_name("s3_stale_upload_age_s"),
             f"must exceed IDV_TASK_TIME_LIMIT_S ({s.broker.task_time_limit_s}), else the sweep "
             "aborts uploads that a running task is still sending",
+        ))  # fmt: skip
+    imports = s.sources.batch_import_prefix
+    written = [key_folder(s.storage.s3_prefix) + folder for folder in WORKER_FOLDERS]
+    clash = [w for w in written if w.startswith(imports) or imports.startswith(w)]
+    if clash:
+        out.append((
+            env_name("batch_import_prefix"),
+            f"overlaps {clash[0]}, which the worker writes (IDV_S3_PREFIX "
+            f"{s.storage.s3_prefix!r}): manifests would read stored evidence and results back",
         ))  # fmt: skip
     return out
 

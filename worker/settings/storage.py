@@ -11,6 +11,21 @@ from worker.settings.base import Part, choice, env_name
 S3_SSE_MODES = ("AES256", "aws:kms", "none")
 S3_VERIFY_SSE_MODES = ("strict", "reported", "off")
 
+# The folders the worker writes below IDV_S3_PREFIX: ``worker.keys.ObjectKeys`` builds its keys
+# from the first three, the encryption probe writes under the last. A manifest must never read
+# them back (``IDV_BATCH_IMPORT_PREFIX``).
+EVIDENCE_FOLDER = "evidence/"
+RESULTS_FOLDER = "results/"
+BATCHES_FOLDER = "batches/"
+PROBE_FOLDER = "_idv/"
+WORKER_FOLDERS = (EVIDENCE_FOLDER, RESULTS_FOLDER, BATCHES_FOLDER, PROBE_FOLDER)
+
+
+def key_folder(prefix: str) -> str:
+    """``prefix`` as a key folder: no leading slash, one trailing slash (``""`` stays empty)."""
+    stripped = prefix.strip("/")
+    return stripped + "/" if stripped else ""
+
 
 class StorageSettings(Part):
     """The bucket of evidence, result documents and batch results."""

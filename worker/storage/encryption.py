@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from worker.settings import PROBE_FOLDER
 from worker.storage.errors import EncryptionNotApplied, StorageError
 
-PROBE_PREFIX = "_idv/probe/"
+PROBE_PREFIX = PROBE_FOLDER + "probe/"
 VERIFY_MODES = ("strict", "reported", "off")
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from worker.keys import normalize_prefix
+from worker.settings import BATCHES_FOLDER, EVIDENCE_FOLDER, RESULTS_FOLDER
 
-RETAINED_PREFIXES = ("evidence/", "results/", "batches/")
+RETAINED_PREFIXES = (EVIDENCE_FOLDER, RESULTS_FOLDER, BATCHES_FOLDER)
 
 
 def lifecycle_configuration(prefix: str, days: int) -> dict[str, Any]:

@@ -107,7 +107,9 @@ def build_batch_store(core: Core) -> BatchStore:
 
 def source_policy(core: Core) -> SourcePolicy:
     return SourcePolicy.from_settings(
-        core.settings.sources, own_bucket=core.settings.storage.s3_bucket
+        core.settings.sources,
+        own_bucket=core.settings.storage.s3_bucket,
+        object_keys=core.object_keys,
     )
 
 

@@ -30,7 +30,7 @@ from worker.batch import (
     merchant_biz_id,
 )
 from worker.emulator.samples import generate_samples
-from worker.keys import KIND_ITEM, item_ref
+from worker.keys import KIND_ITEM, ObjectKeys, item_ref
 
 _MANIFEST_COLUMNS = ("image", "doc_type", "card_side", "spoof")
 
@@ -257,7 +257,11 @@ def test_a_claim_left_by_a_dead_worker_makes_the_item_uncertain(rig: Rig, tmp_pa
 def test_s3_and_http_sources(rig: Rig, tmp_path: Path) -> None:
     samples = _samples(tmp_path, 3)
     data = [Path(r["image"]).read_bytes() for r in samples]
-    rig.objects.client.put_object(Bucket=rig.objects.bucket, Key="in/a.jpg", Body=data[0])
+    bucket = rig.objects.bucket
+    rig.objects.client.put_object(Bucket=bucket, Key="imports/a.jpg", Body=data[0])
+    # Someone else's stored ID card in the worker's own bucket: never a manifest source.
+    stored = "evidence/2026/05/01/hk0000someone/id-front.jpg"
+    rig.objects.client.put_object(Bucket=bucket, Key=stored, Body=data[2])
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -283,14 +287,18 @@ def test_s3_and_http_sources(rig: Rig, tmp_path: Path) -> None:
         batch_allowed_url_prefixes=[f"{base}/img/"], batch_allow_private_urls=True
     )
     rig.service.reader.policy = SourcePolicy.from_settings(
-        allowed.sources, own_bucket=allowed.storage.s3_bucket
+        allowed.sources,
+        own_bucket=allowed.storage.s3_bucket,
+        object_keys=ObjectKeys(allowed.storage.s3_prefix),
     )
     try:
         rows = [
-            {**samples[0], "image": f"s3://{rig.objects.bucket}/in/a.jpg"},
+            {**samples[0], "image": f"s3://{bucket}/imports/a.jpg"},
             {**samples[1], "image": f"{base}/img/b?X-Amz-Signature=secret"},
             {**samples[2], "image": f"{base}/img/missing.jpg"},
-            {**samples[2], "image": f"s3://{rig.objects.bucket}/in/missing.jpg"},
+            {**samples[2], "image": f"s3://{bucket}/imports/missing.jpg"},
+            {**samples[2], "image": f"s3://{bucket}/{stored}"},
+            {**samples[2], "image": f"s3://{bucket}/imports/../{stored}"},
         ]
         # Submitted under the same allowances (refused URLs are dropped at submission).
         api = BatchAPI(
@@ -311,11 +319,17 @@ def test_s3_and_http_sources(rig: Rig, tmp_path: Path) -> None:
         server.server_close()
     progress = rig.api.status(batch)
     assert progress.counts[ItemStatus.DONE] == 2
-    assert progress.counts[ItemStatus.INVALID] == 2
+    assert progress.counts[ItemStatus.INVALID] == 4
     exported = list(rig.api.results(batch))
     assert exported[1]["source"] == f"{base}/img/b"  # the presigned query is not shown
     assert "secret" not in json.dumps(exported)
-    assert {e["code"] for e in exported[2:]} == {"ImageNotFound"}
+    assert [e["code"] for e in exported[2:]] == [
+        "ImageNotFound",
+        "ImageNotFound",
+        "SourceKeyNotAllowed",
+        "SourceKeyNotAllowed",
+    ]
+    assert _served(rig) == 2  # the stored ID card was never sent to the provider
 
 
 def test_rows_invalid_at_submission_are_reported_and_never_sent(rig: Rig, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ host (expiring links, breaks, servers that ignore Range), the store is the S3 AP
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 import re
@@ -248,3 +249,47 @@ def test_store_failure_stops_the_reader(s3_settings: Settings) -> None:
     http.close()
     broken.close()
     wait_until(lambda: threading.active_count() <= threads, timeout=5)
+
+
+def _image(seed: int) -> bytes:
+    return b"\xff\xd8\xff\xe0" + random.Random(seed).randbytes(4000) + b"\xff\xd9"
+
+
+def _versions(store: S3ObjectStore, key: str) -> list[str]:
+    listed = store.client.list_object_versions(Bucket=store.bucket, Prefix=key)
+    return [v["VersionId"] for v in listed.get("Versions", []) if v["Key"] == key]
+
+
+def test_a_stored_image_is_reused_only_with_an_equal_sha256(store: S3ObjectStore) -> None:
+    # Versioning shows every write: a reuse adds no version, a rewrite adds one.
+    store.client.put_bucket_versioning(
+        Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    try:
+        _reuse_and_rewrite(store)
+    finally:  # the bucket is removed after the test: its versions first
+        listed = store.client.list_object_versions(Bucket=store.bucket)
+        for v in listed.get("Versions", []) + listed.get("DeleteMarkers", []):
+            store.client.delete_object(Bucket=store.bucket, Key=v["Key"], VersionId=v["VersionId"])
+
+
+def _reuse_and_rewrite(store: S3ObjectStore) -> None:
+    archiver, http = archiver_for(store, VideoHost(b""))
+    first, same_size = _image(1), _image(2)
+    assert len(first) == len(same_size)
+    assert first != same_size
+    name = Evidence.ID_FRONT
+    image_key = ObjectKeys().evidence(TID, WHEN, name)
+    with http:
+        stored = archiver.store_image(TID, WHEN, name, base64.b64encode(first).decode())
+        assert stored.sha256 == hashlib.sha256(first).hexdigest()
+        # The same image again: the stored object is reused, nothing is written.
+        again = archiver.store_image(TID, WHEN, name, base64.b64encode(first).decode())
+        assert (again.sha256, again.size) == (stored.sha256, stored.size)
+        assert len(_versions(store, image_key)) == 1
+        # Another image of the very same size: written, never taken for the stored one.
+        other = archiver.store_image(TID, WHEN, name, base64.b64encode(same_size).decode())
+    assert other.sha256 == hashlib.sha256(same_size).hexdigest()
+    assert other.size == stored.size
+    assert len(_versions(store, image_key)) == 2
+    assert store.get_bytes(image_key) == same_size

@@ -379,3 +379,54 @@ def test_finished_entries_expire_after_the_grace_period(
     assert 0 < ttl <= settings.ledger.ledger_grace_s * 1000
     assert redis_client.zscore(ledger.index_key("rt"), "tx1") is None
     assert redis_client.zscore(ledger.deletes_key, "tx1") is None
+
+
+def _to_final(ledger: Ledger, tid: str, final: State) -> None:
+    ledger.record_start(tid, "eKYC", "biz1")
+    if final is State.ARCHIVED:
+        assert ledger.finish(tid, evidence="stored")
+    elif final is State.EXPIRED:
+        ledger.gone(tid, archival=True, reason="deleted by the provider")
+    else:
+        ledger.gone(tid, archival=False, reason="never completed")
+    entry = ledger.get(tid)
+    assert entry is not None
+    assert entry.state is final
+
+
+@pytest.mark.parametrize("final", [State.ARCHIVED, State.EXPIRED, State.ABANDONED])
+def test_a_final_state_is_never_left(ledger: Ledger, final: State) -> None:
+    _to_final(ledger, "tx1", final)
+    counts = ledger.counts()
+    for to in State:
+        if to is final:
+            continue
+        assert not ledger.transition("tx1", to), to
+        assert not ledger.transition("tx1", to, allowed_from=(final,)), to  # even if listed
+    # The named ways out: an archival sweep that finds it gone, a late callback, a re-drive.
+    ledger.gone("tx1", archival=True, reason="gone")
+    ledger.gone("tx1", archival=False, reason="gone")
+    ledger.redrive_now("tx1")
+    ledger.on_callback("tx1", "eKYC", "biz1")
+    entry = ledger.get("tx1")
+    assert entry is not None
+    assert entry.state is final
+    assert entry.due_at is None
+    assert ledger.counts() == counts
+
+
+def test_an_archived_transaction_does_not_become_expired(ledger: Ledger) -> None:
+    _to_final(ledger, "tx1", State.ARCHIVED)
+    ledger.gone("tx1", archival=True, reason="provider deleted it at day 30")
+    entry = ledger.get("tx1")
+    assert entry is not None
+    assert entry.state is State.ARCHIVED
+    assert ledger.counts()[State.EXPIRED] == 0
+    # Its neighbour, still waiting for archival, does expire.
+    ledger.record_start("tx2", "eKYC", "biz2")
+    assert ledger.transition("tx2", State.COMPLETED)
+    ledger.gone("tx2", archival=True, reason="provider deleted it at day 30")
+    entry = ledger.get("tx2")
+    assert entry is not None
+    assert entry.state is State.EXPIRED
+    assert ledger.counts()[State.EXPIRED] == 1

@@ -81,20 +81,21 @@ def test_durability_as_each_server_reports_it(
 def test_production_refuses_a_redis_without_persistence(
     aof_redis: RedisServer, bare_redis: RedisServer
 ) -> None:
-    line = redis_refusal(load_settings(redis_url=bare_redis.url, mode="production"))
+    line = redis_refusal(load_settings(redis_url=bare_redis.url, mode="production", redis_allow_insecure=True))
     assert line is not None
     assert "no persistence" in line
     assert "IDV_MODE=development" in line
     assert "\n" not in line
     assert redis_refusal(load_settings(redis_url=bare_redis.url, mode="development")) is None
-    assert redis_refusal(load_settings(redis_url=aof_redis.url, mode="production")) is None
+    assert redis_refusal(load_settings(redis_url=aof_redis.url, mode="production", redis_allow_insecure=True)) is None
     # A broker on another Redis is checked too.
-    broker = load_settings(redis_url=aof_redis.url, broker_url=bare_redis.url, mode="production")
+    broker = load_settings(redis_url=aof_redis.url, broker_url=bare_redis.url, mode="production", redis_allow_insecure=True)
     assert redis_refusal(broker) is not None
 
 
 def test_the_receiver_refuses_to_start_in_production(bare_redis: RedisServer) -> None:
-    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_CALLBACK_TOKENS": "t", "IDV_MODE": "production"}
+    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_CALLBACK_TOKENS": "t", "IDV_MODE": "production",
+           "IDV_REDIS_ALLOW_INSECURE": "true"}  # fmt: skip
     done = cli(env, "receiver", "--port", "0")
     assert done.returncode == EXIT_MISCONFIGURED
     [line] = done.stderr.strip().splitlines()
@@ -103,7 +104,8 @@ def test_the_receiver_refuses_to_start_in_production(bare_redis: RedisServer) ->
 
 def test_the_worker_refuses_to_start_in_production(bare_redis: RedisServer, tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
-    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_MODE": "production"}
+    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_MODE": "production",
+           "IDV_REDIS_ALLOW_INSECURE": "true"}  # fmt: skip
     worker = CeleryWorker(env, concurrency=1, logfile=log)
     code, lines = worker.exit_code_and_lines(log, "refusing to start")
     assert code == EXIT_MISCONFIGURED

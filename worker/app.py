@@ -98,17 +98,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         config["broker_transport"] = "worker.broker:SentinelTransport"
         options = config["broker_transport_options"]
         options["master_name"] = target.master
-        options["sentinel_kwargs"] = {
-            "socket_timeout": SOCKET_TIMEOUT_S,
-            "socket_connect_timeout": CONNECT_TIMEOUT_S,
-        }
-        if target.sentinel_password:
-            options["sentinel_kwargs"]["password"] = target.sentinel_password
-        if urlsplit(target.url).scheme == "rediss":
-            config["broker_use_ssl"] = {"ssl_cert_reqs": "required"}
-    elif urlsplit(broker_url).scheme in ("redis", "rediss"):
+        options["sentinel_kwargs"] = target.sentinel_options(SOCKET_TIMEOUT_S, CONNECT_TIMEOUT_S)
+    elif target.scheme in ("redis", "rediss"):
         # kombu's Redis transport, fixed so a worker survives a Redis restart (worker.broker).
         config["broker_transport"] = "worker.broker:Transport"
+    if target.uses_tls:
+        # The same TLS as every other client (worker.redisio): our transport is not kombu's
+        # "rediss" one, so without this kombu would connect in plaintext.
+        config["broker_use_ssl"] = target.tls.client_options()
     return config
 
 

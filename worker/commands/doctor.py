@@ -6,7 +6,8 @@ check by appending a function. Exit 0 when every check passes, 1 when one fails,
 usage or an invalid configuration. ``--check`` runs only the checks whose name starts with it
 (``--check s3``, ``--check redis``).
 
-The checks: Redis reachable; Redis keeps what is written (AOF or RDB, ``noeviction``); the
+The checks: Redis reachable; how every Redis client connects (TLS, authentication: what
+``IDV_MODE=production`` refuses); Redis keeps what is written (AOF or RDB, ``noeviction``); the
 provider accepts our signature (a ``CheckResult`` for a transaction id that cannot exist must
 come back ``TransactionIdInvalid`` or ``InvalidParameter``: a read, never billed); every queue
 has a consumer (``celery inspect``, short timeout); beat is running (the reconciler's sweep
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    from worker.redisio import RedisTarget
     from worker.wiring import Cli
 
 
@@ -71,16 +73,17 @@ def check_redis(runtime: Cli) -> CheckResult:
     """Redis answers PING."""
     from redis import RedisError
 
-    from worker.redisio import connect
+    from worker.redisio import connect, redis_target
 
-    url = runtime.settings.redis.redis_url
-    client = connect(url, fail_fast=True, socket_timeout=3.0)
+    client = connect(redis_target(runtime.settings.redis), fail_fast=True, socket_timeout=3.0)
     try:
         client.ping()
         info = cast("dict[str, Any]", client.info("server"))
         version = str(info.get("redis_version", "?"))
     except RedisError as exc:
-        return CheckResult("redis", False, _unreachable(url, exc), REDIS_FIX)
+        return CheckResult(
+            "redis", False, _unreachable(runtime.settings.redis.redis_url, exc), REDIS_FIX
+        )
     finally:
         client.close()
     return CheckResult("redis", True, f"Redis {version} answers")
@@ -92,15 +95,15 @@ def check_redis_durability(runtime: Cli) -> CheckResult:
 
     from worker.redisio import connect
     from worker.stores.durability import inspect_durability
-    from worker.wiring import redis_urls
+    from worker.wiring import redis_targets
 
     details, problems, unreachable = [], [], []
-    for url in redis_urls(runtime.settings):
-        client = connect(url, fail_fast=True, socket_timeout=3.0)
+    for target in redis_targets(runtime.settings):
+        client = connect(target, fail_fast=True, socket_timeout=3.0)
         try:
             found = inspect_durability(client)
         except RedisError as exc:
-            unreachable.append(_unreachable(url, exc))
+            unreachable.append(_unreachable(target.url, exc))
             continue
         finally:
             client.close()
@@ -114,6 +117,67 @@ def check_redis_durability(runtime: Cli) -> CheckResult:
             "redis.conf: appendonly yes (or a save schedule) and maxmemory-policy noeviction",
         )  # fmt: skip
     return CheckResult("redis durability", True, "; ".join(details))
+
+
+def check_redis_connection(runtime: Cli) -> CheckResult:
+    """How every Redis client connects: TLS (and its certificate check) and authentication;
+    fails where ``IDV_MODE=production`` refuses to start, or a TLS file cannot be read."""
+    import os
+
+    from worker.wiring import connection_refusal, redis_targets
+
+    settings = runtime.settings
+    redis = settings.redis
+    unreadable = [
+        f"{name}={path}"
+        for name, path in (
+            ("IDV_REDIS_TLS_CA_FILE", redis.redis_tls_ca_file),
+            ("IDV_REDIS_TLS_CERT_FILE", redis.redis_tls_cert_file),
+            ("IDV_REDIS_TLS_KEY_FILE", redis.redis_tls_key_file),
+        )
+        if path and not os.access(path, os.R_OK)
+    ]
+    if unreadable:
+        return CheckResult(
+            "redis connection", False, f"cannot read {', '.join(unreadable)}",
+            "point IDV_REDIS_TLS_* at files this process can read",
+        )  # fmt: skip
+    lines = [_describe_connection(target) for target in redis_targets(settings)]
+    refusal = connection_refusal(settings)
+    if refusal is not None:
+        return CheckResult(
+            "redis connection", False, "; ".join(lines),
+            "use rediss:// with a password (IDV_MODE=production refuses to start), or set "
+            "IDV_REDIS_ALLOW_INSECURE=true",
+        )  # fmt: skip
+    allowed = " (IDV_REDIS_ALLOW_INSECURE=true)" if redis.redis_allow_insecure else ""
+    return CheckResult("redis connection", True, "; ".join(lines) + allowed)
+
+
+def _describe_connection(target: RedisTarget) -> str:
+    """``host:port: TLS (verify required, CA ...), user 'idv' with a password`` (and the
+    sentinels')."""
+    from urllib.parse import urlsplit
+
+    def tls(on: bool) -> str:
+        if not on:
+            return "no TLS"
+        ca = f", CA {target.tls.ca_file}" if target.tls.ca_file else ", system CAs"
+        cert = ", client certificate" if target.tls.cert_file else ""
+        return f"TLS (verify {target.tls.verify}{ca}{cert})"
+
+    user = urlsplit(target.url).username
+    auth = "no authentication"
+    if target.authenticated():
+        auth = f"user {user!r} with a password" if user else "a password"
+    line = f"{target.where()}: {tls(target.uses_tls)}, {auth}"
+    if target.sentinels:
+        sentinel_auth = "no authentication"
+        if target.sentinel_password:
+            name = target.sentinel_username
+            sentinel_auth = f"user {name!r} with a password" if name else "a password"
+        line += f"; sentinels: {tls(target.sentinels_use_tls)}, {sentinel_auth}"
+    return line
 
 
 def check_provider(runtime: Cli) -> CheckResult:
@@ -226,6 +290,7 @@ def check_s3_encryption(runtime: Cli) -> CheckResult:
 # The checks, in the order they run.
 CHECKS: list[Check] = [
     check_redis,
+    check_redis_connection,
     check_redis_durability,
     check_provider,
     check_consumers,

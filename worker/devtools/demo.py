@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-import redis
 
 from worker.cloudauth import DEFAULT_QUOTAS
 from worker.cloudauth.client import CloudAuthClient
@@ -28,6 +27,7 @@ from worker.devtools.devstack import DevStack
 from worker.devtools.procs import wait_until
 from worker.keys import RedisKeys
 from worker.ratelimit import CallContext, Lane, QuotaTable, UnlimitedGate
+from worker.redisio import connect, redis_target
 from worker.settings import Settings, load_settings
 
 CALLBACK_TOKEN = "demo-callback-token"  # noqa: S105 - the demo's own receiver token
@@ -228,13 +228,12 @@ class Demo:
 
     def _wait_for_records(self, flows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """The result record of every flow, once the workers stored them all."""
-        import redis
 
         from worker.keys import RedisKeys
 
         assert self.settings is not None
         keys = RedisKeys(self.settings.redis.namespace)
-        r = redis.Redis.from_url(self.settings.redis.redis_url)
+        r = connect(redis_target(self.settings.redis))
         records: dict[str, dict[str, Any]] = {}
 
         def all_done() -> bool:
@@ -330,7 +329,7 @@ class Demo:
             )
 
         assert self.settings is not None
-        client = redis.Redis.from_url(self.settings.redis.redis_url)
+        client = connect(redis_target(self.settings.redis))
         try:
             counts = Ledger(
                 client,

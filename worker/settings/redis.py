@@ -8,7 +8,9 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import NoDecode
 
-from worker.settings.base import Part, parse_list
+from worker.settings.base import Part, choice, env_name, parse_list
+
+TLS_VERIFY = ("required", "optional", "none")
 
 SENTINEL_URL = (
     "sentinel:// URLs are not read here: set IDV_REDIS_SENTINELS=host:port,... and "
@@ -49,7 +51,56 @@ class RedisSettings(Part):
     redis_sentinel_password: SecretStr | None = Field(
         None, description="password of the sentinels themselves (their requirepass), if any"
     )
+    redis_sentinel_username: str | None = Field(
+        None, description="ACL user of the sentinels themselves, with IDV_REDIS_SENTINEL_PASSWORD"
+    )
+    redis_sentinel_tls: bool | None = Field(
+        None,
+        description="TLS to the sentinels themselves (with the IDV_REDIS_TLS_* files); "
+        "unset = as the primary (IDV_REDIS_URL rediss://)",
+    )
+    redis_tls_ca_file: str | None = Field(
+        None,
+        description="CA certificates (PEM) that sign the Redis server's certificate, for every "
+        "TLS connection (rediss:// URLs: broker, limiter, stores; sentinels with TLS); "
+        "unset = the system's CAs",
+    )
+    redis_tls_cert_file: str | None = Field(
+        None,
+        description="client certificate (PEM) for a Redis that asks for one (tls-auth-clients)",
+    )
+    redis_tls_key_file: str | None = Field(
+        None, description="private key (PEM) of IDV_REDIS_TLS_CERT_FILE"
+    )
+    redis_tls_verify: str = Field(
+        "required",
+        description="check of the Redis server's certificate: required (signed by the CA and "
+        "naming the host), optional (signed by the CA, any host name) or none (not checked)",
+    )
+    redis_allow_insecure: bool = Field(
+        False,
+        description="IDV_MODE=production: start even on a Redis reached without TLS or without "
+        "authentication (a warning at every start); else such a start is refused",
+    )
     namespace: str = Field("idv:", description="prefix of every Redis key")
+
+    @field_validator("redis_tls_verify", mode="before")
+    @classmethod
+    def _tls_verify(cls, value: Any) -> str:
+        return choice(value, TLS_VERIFY)
+
+    @field_validator(
+        "redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file", "redis_sentinel_username"
+    )
+    @classmethod
+    def _optional_text(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    def problems(self) -> list[tuple[str, str]]:
+        if bool(self.redis_tls_cert_file) == bool(self.redis_tls_key_file):
+            return []
+        missing = "redis_tls_key_file" if self.redis_tls_cert_file else "redis_tls_cert_file"
+        return [(env_name(missing), "a client certificate and its key are set together")]
 
     @field_validator("redis_url")
     @classmethod

@@ -35,7 +35,8 @@ class DeploymentSettings(Part):
 
     mode: Literal["production", "development"] = Field(
         "production",
-        description="production (refuse to start on a Redis that would lose data: no AOF/RDB "
+        description="production (refuse to start on a Redis reached without TLS or without "
+        "authentication, unless IDV_REDIS_ALLOW_INSECURE, or that would lose data: no AOF/RDB "
         "persistence, or an evicting maxmemory-policy) or development (warn only)",
     )
 

@@ -17,7 +17,9 @@ from worker.wiring.receiver import ReceiverParts, build_exporter, build_receiver
 from worker.wiring.startup import (
     EXIT_MISCONFIGURED,
     check_store_at_start,
+    connection_refusal,
     redis_refusal,
+    redis_targets,
     redis_urls,
     refuses_to_start,
 )
@@ -33,8 +35,10 @@ __all__ = [
     "build_receiver",
     "build_worker_node",
     "check_store_at_start",
+    "connection_refusal",
     "current_node",
     "redis_refusal",
+    "redis_targets",
     "redis_urls",
     "refuses_to_start",
     "set_node",

@@ -24,7 +24,7 @@ from worker.commands.doctor import (
     check_redis,
     check_redis_durability,
 )
-from worker.devtools import wait_until
+from worker.devtools import Proc, celery_beat_command, wait_until
 from worker.keys import RedisKeys
 from worker.ledger import Ledger
 from worker.settings import load_settings
@@ -81,29 +81,86 @@ def test_durability_as_each_server_reports_it(
 def test_production_refuses_a_redis_without_persistence(
     aof_redis: RedisServer, bare_redis: RedisServer
 ) -> None:
-    line = redis_refusal(load_settings(redis_url=bare_redis.url, mode="production"))
+    line = redis_refusal(
+        load_settings(redis_url=bare_redis.url, mode="production", redis_allow_insecure=True)
+    )
     assert line is not None
     assert "no persistence" in line
     assert "IDV_MODE=development" in line
     assert "\n" not in line
     assert redis_refusal(load_settings(redis_url=bare_redis.url, mode="development")) is None
-    assert redis_refusal(load_settings(redis_url=aof_redis.url, mode="production")) is None
+    assert (
+        redis_refusal(
+            load_settings(redis_url=aof_redis.url, mode="production", redis_allow_insecure=True)
+        )
+        is None
+    )
     # A broker on another Redis is checked too.
-    broker = load_settings(redis_url=aof_redis.url, broker_url=bare_redis.url, mode="production")
+    broker = load_settings(
+        redis_url=aof_redis.url,
+        broker_url=bare_redis.url,
+        mode="production",
+        redis_allow_insecure=True,
+    )
     assert redis_refusal(broker) is not None
 
 
 def test_the_receiver_refuses_to_start_in_production(bare_redis: RedisServer) -> None:
-    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_CALLBACK_TOKENS": "t", "IDV_MODE": "production"}
+    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_CALLBACK_TOKENS": "t", "IDV_MODE": "production",
+           "IDV_REDIS_ALLOW_INSECURE": "true"}  # fmt: skip
+    done = cli(env, "receiver", "--port", "0")
+    assert done.returncode == EXIT_MISCONFIGURED
+    [line] = [x for x in done.stderr.strip().splitlines() if "refusing" in x]
+    assert "no persistence" in line
+    # The insecure connection it was allowed is said first, at every start.
+    assert "IDV_REDIS_ALLOW_INSECURE=true: starting anyway" in done.stderr
+
+
+def test_production_refuses_an_insecure_redis_in_every_process(
+    aof_redis: RedisServer, tmp_path: Path
+) -> None:
+    env = {"IDV_REDIS_URL": aof_redis.url, "IDV_CALLBACK_TOKENS": "t", "IDV_MODE": "production"}
     done = cli(env, "receiver", "--port", "0")
     assert done.returncode == EXIT_MISCONFIGURED
     [line] = done.stderr.strip().splitlines()
-    assert "no persistence" in line
+    assert "no TLS" in line
+    assert "no authentication" in line
+    assert "IDV_REDIS_URL" in line
+    assert "IDV_REDIS_ALLOW_INSECURE=true" in line
+    log = tmp_path / "worker.log"
+    worker = CeleryWorker(env, concurrency=1, logfile=log)
+    code, lines = worker.exit_code_and_lines(log, "refusing to start")
+    assert code == EXIT_MISCONFIGURED
+    [line] = lines
+    assert "IDV_REDIS_ALLOW_INSECURE" in line
+    beat_log = tmp_path / "beat.log"
+    beat = Proc("beat", celery_beat_command(tmp_path / "schedule"), env, beat_log).start()
+    try:
+        wait_until(lambda: not beat.alive(), timeout=60)
+        assert beat.proc is not None
+        assert beat.proc.returncode == EXIT_MISCONFIGURED
+    finally:
+        beat.stop(timeout=5)
+    assert "refusing to start: Redis reached insecurely" in beat_log.read_text()
+    # The neighbour: with IDV_REDIS_ALLOW_INSECURE=true beat starts, and says why it may.
+    allowed_log = tmp_path / "allowed.log"
+    allowed = Proc(
+        "beat", celery_beat_command(tmp_path / "schedule2"),
+        {**env, "IDV_REDIS_ALLOW_INSECURE": "true"}, allowed_log,
+    )  # fmt: skip
+    try:
+        allowed.start()
+        wait_until(lambda: "IDV_REDIS_ALLOW_INSECURE=true" in allowed_log.read_text(), 60)
+        allowed.wait_for(lambda: "beat: Starting" in allowed_log.read_text(), timeout=30)
+        assert allowed.alive()
+    finally:
+        allowed.stop(timeout=10)
 
 
 def test_the_worker_refuses_to_start_in_production(bare_redis: RedisServer, tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
-    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_MODE": "production"}
+    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_MODE": "production",
+           "IDV_REDIS_ALLOW_INSECURE": "true"}  # fmt: skip
     worker = CeleryWorker(env, concurrency=1, logfile=log)
     code, lines = worker.exit_code_and_lines(log, "refusing to start")
     assert code == EXIT_MISCONFIGURED
@@ -198,8 +255,15 @@ def test_doctor_consumers_check_sees_a_real_worker(
 
 
 def test_doctor_command_selects_checks(aof_redis: RedisServer) -> None:
-    done = cli({"IDV_REDIS_URL": aof_redis.url}, "doctor", "--check", "redis")
+    insecure = {"IDV_REDIS_URL": aof_redis.url}  # production (the default) without TLS
+    refused = cli(insecure, "doctor", "--check", "redis")
+    assert refused.returncode == 1
+    assert "FAIL  redis connection" in refused.stdout
+    assert "no TLS" in refused.stdout
+    allowed = {**insecure, "IDV_REDIS_ALLOW_INSECURE": "true"}
+    done = cli(allowed, "doctor", "--check", "redis")
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "(IDV_REDIS_ALLOW_INSECURE=true)" in done.stdout
     assert "redis durability" in done.stdout
     assert "s3" not in done.stdout
     assert cli({"IDV_REDIS_URL": aof_redis.url}, "doctor", "--check", "nothing").returncode == 2

@@ -12,12 +12,16 @@ import pytest
 from worker.queues import MAX_COUNTDOWN_S
 from worker.settings import MODES, SettingsError, load_settings
 
+TEST_SUBJECT_KEY = "test-subject-key-0123456789"
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("IDV_"):
             monkeypatch.delenv(name)
+    # The one variable production requires (tests of its refusal unset it).
+    monkeypatch.setenv("IDV_SUBJECT_KEY", TEST_SUBJECT_KEY)
 
 
 def refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -26,6 +30,31 @@ def refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
     with pytest.raises(SettingsError) as info:
         load_settings()
     return [var for var, _ in info.value.problems]
+
+
+def test_production_refuses_to_start_without_a_subject_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("IDV_SUBJECT_KEY")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert [var for var, _ in info.value.problems] == ["IDV_SUBJECT_KEY"]
+    assert "IDV_MODE=production" in str(info.value)
+
+
+def test_development_starts_without_a_subject_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IDV_SUBJECT_KEY")
+    monkeypatch.setenv("IDV_MODE", "development")
+    assert load_settings().subjects.subject_key is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_short_subject_key_is_refused(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    assert refused({"IDV_MODE": mode, "IDV_SUBJECT_KEY": "x" * 15}, monkeypatch) == [
+        "IDV_SUBJECT_KEY"
+    ]
+    monkeypatch.setenv("IDV_SUBJECT_KEY", "x" * 16)
+    assert load_settings().subjects.subject_key is not None
 
 
 def test_the_defaults_pass_every_rule() -> None:

@@ -32,6 +32,7 @@ from worker.settings.root import (
     load_settings,
 )
 from worker.settings.storage import S3_SSE_MODES, S3_VERIFY_SSE_MODES, StorageSettings
+from worker.settings.subjects import SubjectSettings
 from worker.settings.webhooks import WebhookSettings
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "SettingsError",
     "SourceSettings",
     "StorageSettings",
+    "SubjectSettings",
     "WebhookSettings",
     "env_name",
     "load_settings",

@@ -25,6 +25,7 @@ from worker.settings.receiver import ReceiverSettings
 from worker.settings.redis import RedisSettings
 from worker.settings.results import ResultSettings
 from worker.settings.storage import StorageSettings
+from worker.settings.subjects import SubjectSettings
 from worker.settings.webhooks import WebhookSettings
 
 MODES = ("production", "development")
@@ -64,6 +65,7 @@ class Settings:
     sources: SourceSettings
     webhooks: WebhookSettings
     results: ResultSettings
+    subjects: SubjectSettings
     observability: ObservabilitySettings
 
     def parts(self) -> dict[str, Part]:
@@ -101,6 +103,12 @@ def _between_parts(s: Settings) -> list[tuple[str, str]]:
             env_name("reconcile_after_s"),
             f"must be below IDV_EVIDENCE_WINDOW_S ({num(s.onboarding.evidence_window_s)}): a flow "
             "without a callback must be polled while its evidence can still be had",
+        ))  # fmt: skip
+    if s.deployment.mode == "production" and s.subjects.subject_key is None:
+        out.append((
+            env_name("subject_key"),
+            "is required in IDV_MODE=production: the key of the pseudonyms that stand for "
+            "merchant user ids (e.g. `openssl rand -hex 32`), or set IDV_MODE=development",
         ))  # fmt: skip
     if s.storage.s3_stale_upload_age_s <= s.broker.task_time_limit_s:
         out.append((

@@ -31,6 +31,8 @@ from worker.settings import load_settings
 from worker.stores.durability import inspect_durability
 from worker.wiring import EXIT_MISCONFIGURED, Cli, redis_refusal
 
+KEY = "doctor-test-subject-key-0001"  # production requires IDV_SUBJECT_KEY
+
 
 @pytest.fixture(scope="module")
 def aof_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
@@ -81,20 +83,32 @@ def test_durability_as_each_server_reports_it(
 def test_production_refuses_a_redis_without_persistence(
     aof_redis: RedisServer, bare_redis: RedisServer
 ) -> None:
-    line = redis_refusal(load_settings(redis_url=bare_redis.url, mode="production"))
+    line = redis_refusal(
+        load_settings(redis_url=bare_redis.url, mode="production", subject_key=KEY)
+    )
     assert line is not None
     assert "no persistence" in line
     assert "IDV_MODE=development" in line
     assert "\n" not in line
     assert redis_refusal(load_settings(redis_url=bare_redis.url, mode="development")) is None
-    assert redis_refusal(load_settings(redis_url=aof_redis.url, mode="production")) is None
+    assert (
+        redis_refusal(load_settings(redis_url=aof_redis.url, mode="production", subject_key=KEY))
+        is None
+    )
     # A broker on another Redis is checked too.
-    broker = load_settings(redis_url=aof_redis.url, broker_url=bare_redis.url, mode="production")
+    broker = load_settings(
+        redis_url=aof_redis.url, broker_url=bare_redis.url, mode="production", subject_key=KEY
+    )
     assert redis_refusal(broker) is not None
 
 
 def test_the_receiver_refuses_to_start_in_production(bare_redis: RedisServer) -> None:
-    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_CALLBACK_TOKENS": "t", "IDV_MODE": "production"}
+    env = {
+        "IDV_REDIS_URL": bare_redis.url,
+        "IDV_CALLBACK_TOKENS": "t",
+        "IDV_MODE": "production",
+        "IDV_SUBJECT_KEY": KEY,
+    }
     done = cli(env, "receiver", "--port", "0")
     assert done.returncode == EXIT_MISCONFIGURED
     [line] = done.stderr.strip().splitlines()
@@ -103,7 +117,7 @@ def test_the_receiver_refuses_to_start_in_production(bare_redis: RedisServer) ->
 
 def test_the_worker_refuses_to_start_in_production(bare_redis: RedisServer, tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
-    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_MODE": "production"}
+    env = {"IDV_REDIS_URL": bare_redis.url, "IDV_MODE": "production", "IDV_SUBJECT_KEY": KEY}
     worker = CeleryWorker(env, concurrency=1, logfile=log)
     code, lines = worker.exit_code_and_lines(log, "refusing to start")
     assert code == EXIT_MISCONFIGURED

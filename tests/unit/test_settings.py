@@ -15,6 +15,7 @@ from worker.settings import Settings, SettingsError, load_settings
 def quota_for(s: Settings, product: str, api: str) -> float:
     return QuotaTable(s.quotas, DEFAULT_QUOTAS).quota_for(product, api)
 
+
 TEST_SUBJECT_KEY = "test-subject-key-0123456789"
 
 

@@ -1,7 +1,9 @@
 """``idv-worker erase``: remove everything kept about a transaction, a merchant user or a batch.
 
-Prints the counts as JSON; one audit entry (``<ns>audit``, digests and counts only) is written
-per run. See ``worker.erasure`` for what goes.
+Prints the counts as JSON, with ``remaining``: every S3 copy it could not remove and why (Object
+Lock retention or legal hold, replication); exit 1 when something remains. One audit entry
+(``<ns>audit``, pseudonyms and counts only) is written per run. See ``worker.erasure`` for what
+goes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from worker.commands.output import fail
 from worker.keys import InvalidKeyError
 from worker.settings import load_settings
 from worker.wiring import Cli
@@ -28,7 +31,13 @@ def register(subparsers: Any) -> None:
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--transaction", metavar="TID", help="one onboarding transaction")
-    which.add_argument("--merchant-user", metavar="ID", help="every record of a merchant user id")
+    which.add_argument(
+        "--merchant-user",
+        "--subject",
+        dest="merchant_user",
+        metavar="ID",
+        help="every record of a merchant user id (the raw id; its keyed pseudonym is computed)",
+    )
     which.add_argument("--batch", metavar="BATCH", help="a whole batch")
     parser.add_argument(
         "--by",
@@ -56,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         cli.close()
     print(json.dumps(report.as_dict(), indent=2))
+    if report.remaining:
+        return fail(args, f"{len(report.remaining)} S3 copies remain (listed in 'remaining')")
     return 0
 
 

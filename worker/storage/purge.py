@@ -10,9 +10,9 @@ the same code removes it.
 
 What a purge cannot reach it reports as ``Remaining`` (key, version, reason), never silently:
 
-* a version under Object Lock retention (``GetObjectRetention``: mode and date) or a legal hold
-  (``GetObjectLegalHold``): S3 refuses to delete it before the date / while the hold is on;
-  erasure does not bypass governance retention (that is a decision for whoever set it);
+* a version under Object Lock retention (mode and date) or a legal hold (``HeadObject``, else
+  ``GetObjectRetention`` / ``GetObjectLegalHold``): S3 refuses to delete it before the date /
+  while the hold is on; erasure does not bypass governance retention (that is a decision for whoever set it);
 * a key the bucket replicates (``GetBucketReplication``): deleting a version here is not
   replicated, the replica in the destination bucket stays;
 * any other refusal (its S3 error code).
@@ -97,9 +97,10 @@ class BucketCopies:
         if self.object_lock is not None:
             out.append(f"Object Lock is {self.object_lock} (locked versions cannot be erased)")
         for rule in self.replication:
+            what = "tagged objects" if rule.prefix is None else repr(rule.prefix or "every key")
             out.append(
-                f"replication rule {rule.rule_id!r} copies {rule.prefix or 'tagged objects'!r} "
-                f"to {rule.destination} (erasure does not reach the replica)"
+                f"replication rule {rule.rule_id!r} copies {what} to {rule.destination} "
+                "(erasure does not reach the replica)"
             )
         return out
 
@@ -187,26 +188,41 @@ class Purger(BucketAdmin):
         return None
 
     def _lock_reason(self, key: str, version_id: str | None) -> str | None:
-        """What locks this version (retention, legal hold), or None if nothing does."""
+        """What locks this version (retention, legal hold), or None if nothing does.
+
+        HeadObject reports both in one call (where the caller may read them); stores that
+        leave them out of it are asked with GetObjectRetention and GetObjectLegalHold.
+        """
         extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
-        reasons = []
+        found: dict[str, Any] = {}
         try:
-            with s3_call("GetObjectRetention", key):
-                found = self.client.get_object_retention(Bucket=self.bucket, Key=key, **extra)
-            retention: dict[str, Any] = dict(found.get("Retention") or {})
-            if retention.get("Mode"):
-                until = retention.get("RetainUntilDate")
-                when = until.isoformat() if until is not None else "?"
-                reasons.append(f"Object Lock retention {retention['Mode']} until {when}")
-        except StorageError:
-            pass  # no retention on this version (or not readable): the hold may say more
-        try:
-            with s3_call("GetObjectLegalHold", key):
-                hold = self.client.get_object_legal_hold(Bucket=self.bucket, Key=key, **extra)
-            if (hold.get("LegalHold") or {}).get("Status") == "ON":
-                reasons.append("Object Lock legal hold ON")
+            with s3_call("HeadObject", key):
+                found.update(self.client.head_object(Bucket=self.bucket, Key=key, **extra))
         except StorageError:
             pass
+        if not found.get("ObjectLockMode"):
+            try:
+                with s3_call("GetObjectRetention", key):
+                    kept = self.client.get_object_retention(Bucket=self.bucket, Key=key, **extra)
+                retention = dict(kept.get("Retention") or {})
+                found["ObjectLockMode"] = retention.get("Mode")
+                found["ObjectLockRetainUntilDate"] = retention.get("RetainUntilDate")
+            except StorageError:
+                pass  # no retention on this version, or the store cannot say
+        if not found.get("ObjectLockLegalHoldStatus"):
+            try:
+                with s3_call("GetObjectLegalHold", key):
+                    hold = self.client.get_object_legal_hold(Bucket=self.bucket, Key=key, **extra)
+                found["ObjectLockLegalHoldStatus"] = (hold.get("LegalHold") or {}).get("Status")
+            except StorageError:
+                pass
+        reasons = []
+        if found.get("ObjectLockMode"):
+            until = found.get("ObjectLockRetainUntilDate")
+            when = until.isoformat() if hasattr(until, "isoformat") else str(until or "?")
+            reasons.append(f"Object Lock retention {found['ObjectLockMode']} until {when}")
+        if found.get("ObjectLockLegalHoldStatus") == "ON":
+            reasons.append("Object Lock legal hold ON")
         return "; ".join(reasons) or None
 
     def _abort_uploads(self, prefix: str, accept: Callable[[str], bool]) -> int:

@@ -12,7 +12,8 @@ What a purge cannot reach it reports as ``Remaining`` (key, version, reason), ne
 
 * a version under Object Lock retention (mode and date) or a legal hold (``HeadObject``, else
   ``GetObjectRetention`` / ``GetObjectLegalHold``): S3 refuses to delete it before the date /
-  while the hold is on; erasure does not bypass governance retention (that is a decision for whoever set it);
+  while the hold is on; erasure does not bypass governance retention (that is a decision for
+  whoever set it);
 * a key the bucket replicates (``GetBucketReplication``): deleting a version here is not
   replicated, the replica in the destination bucket stays;
 * any other refusal (its S3 error code).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from worker.keys import validate_object_key
@@ -219,7 +221,7 @@ class Purger(BucketAdmin):
         reasons = []
         if found.get("ObjectLockMode"):
             until = found.get("ObjectLockRetainUntilDate")
-            when = until.isoformat() if hasattr(until, "isoformat") else str(until or "?")
+            when = until.isoformat() if isinstance(until, datetime) else str(until or "?")
             reasons.append(f"Object Lock retention {found['ObjectLockMode']} until {when}")
         if found.get("ObjectLockLegalHoldStatus") == "ON":
             reasons.append("Object Lock legal hold ON")

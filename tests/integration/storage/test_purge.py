@@ -35,19 +35,17 @@ def uploads(store: S3ObjectStore, prefix: str = "") -> list[str]:
     return [u["Key"] for u in listing.get("Uploads", [])]
 
 
-def _drop(store: S3ObjectStore) -> None:
+def _drop(store: S3ObjectStore, *, lock: bool) -> None:
     """Remove everything, locks included (GOVERNANCE is bypassed, holds released)."""
     client, bucket = store.client, store.bucket
     for key in uploads(store):
         for u in client.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", []):
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=u["UploadId"])
-    for key, version, _ in versions(store):
-        try:
+    for key, version, marker in versions(store):
+        if lock and not marker:
             client.put_object_legal_hold(
                 Bucket=bucket, Key=key, VersionId=version, LegalHold={"Status": "OFF"}
             )
-        except Exception:  # not locked, or a delete marker
-            pass
         client.delete_object(
             Bucket=bucket, Key=key, VersionId=version, BypassGovernanceRetention=True
         )
@@ -62,7 +60,7 @@ def _store(endpoint: str, *, lock: bool = False) -> Iterator[S3ObjectStore]:
         Bucket=store.bucket, VersioningConfiguration={"Status": "Enabled"}
     )
     yield store
-    _drop(store)
+    _drop(store, lock=lock)
     store.close()
 
 

@@ -212,8 +212,9 @@ def test_doctor_consumers_check_sees_a_real_worker(
 
 
 def test_doctor_command_selects_checks(aof_redis: RedisServer) -> None:
-    done = cli({"IDV_REDIS_URL": aof_redis.url}, "doctor", "--check", "redis")
+    env = {"IDV_REDIS_URL": aof_redis.url, "IDV_SUBJECT_KEY": KEY}
+    done = cli(env, "doctor", "--check", "redis")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "redis durability" in done.stdout
     assert "s3" not in done.stdout
-    assert cli({"IDV_REDIS_URL": aof_redis.url}, "doctor", "--check", "nothing").returncode == 2
+    assert cli(env, "doctor", "--check", "nothing").returncode == 2

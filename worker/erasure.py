@@ -4,23 +4,32 @@
 
 * **transaction**: the result record (it names the S3 objects), the result document and every
   evidence object (``evidence/<date>/<tid>/``; without a record both prefixes are searched),
+  each with every version and delete marker and any upload in progress (``S3ObjectStore.purge``),
   the callback marker, leases, dead letters (``onboarding``, ``evidence``, ``webhook``), the
   events of the transaction on the results stream (XDEL), its membership in the merchant-user
   index, and its ledger entries (``ledger_eraser``; see below);
 * **merchant user**: every transaction and batch the index (``worker.stores.subjects``) lists
-  for the id; in a batch, each row of that user loses its source and merchant user id (the
-  chunk is rewritten), its item's S3 document, record, events, claim and owner entry; a pending
-  row becomes ``invalid`` (code ``Erased``); the batch's exported results are written again
-  without the rows; the index key goes last;
+  for the id's keyed pseudonym (Redis, the provider and the audit only ever see the pseudonym;
+  the raw id is given here and hashed); in a batch, each row of that user loses its source and
+  pseudonym (the chunk is rewritten), its item's S3 document, record, events, claim and owner
+  entry; a pending row becomes ``invalid`` (code ``Erased``); the batch's exported results are
+  written again without the rows and their earlier versions are purged; the index key goes
+  last;
 * **batch**: every Redis key and S3 object of the batch, its item records, dead letters, leases
   and events, and its index memberships.
 
-Each run appends one entry to the audit stream ``<ns>audit``: when, by whom (the operator),
-what kind of subject, the subject as a digest (``subject_hash``: transaction and merchant user
-ids identify a person; batch ids are not personal and stay as they are) and how many objects,
-keys, events, dead letters, leases, rows and ledger entries went. No personal data.
+S3 copies erasure cannot remove are listed in the report's ``remaining`` (key, version, why):
+versions under Object Lock retention or legal hold, and keys the bucket replicates elsewhere
+(``worker.storage.purge``). Nothing is dropped silently.
 
-The ledger's entries go through ``ledger_eraser(kind, id) -> int`` (``Runtime.eraser`` passes
+Each run appends one entry to the audit stream ``<ns>audit``: when, by whom (the operator),
+what kind of subject, the subject as a keyed pseudonym (``Pseudonyms``, HMAC under
+``IDV_SUBJECT_KEY``: transaction and merchant user ids identify a person and cannot be
+recovered from it by hashing candidates; batch ids are not personal and stay as they are) and
+how many objects, versions, uploads, keys, events, dead letters, leases, rows and ledger
+entries went, and how many copies remain. No personal data.
+
+The ledger's entries go through ``ledger_eraser(kind, id) -> int`` (``Cli.eraser`` passes
 ``Ledger.delete``).
 """
 
@@ -28,7 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, cast
 
 import redis
@@ -43,14 +52,13 @@ from worker.batch import (
     jsonl_blocks,
 )
 from worker.keys import KIND_ITEM, KIND_TX, ObjectKeys, item_ref, parse_transaction_id, validate_id
-from worker.storage import S3ObjectStore
+from worker.storage import PurgeOutcome, ReplicationRule, S3ObjectStore, StorageError
 from worker.stores import (
     KIND_SUBJECT_BATCH,
     KIND_SUBJECT_TX,
     DeadLetterStore,
     ResultStore,
     SubjectIndex,
-    subject_hash,
 )
 
 LedgerEraser = Callable[[str, str], int]
@@ -63,23 +71,41 @@ _STREAM_PAGE = 1000
 
 @dataclass(slots=True)
 class ErasureReport:
-    """What one erasure removed (counts only; ``subject`` is a digest or a batch id)."""
+    """What one erasure removed (counts) and the S3 copies it could not (``remaining``).
+
+    ``subject`` is a keyed pseudonym or a batch id; ``s3_objects`` counts keys of which no
+    version is left, ``s3_versions`` and ``s3_delete_markers`` what was deleted to get there,
+    ``s3_uploads`` the multipart uploads aborted.
+    """
 
     what: str
     subject: str
     s3_objects: int = 0
+    s3_versions: int = 0
+    s3_delete_markers: int = 0
+    s3_uploads: int = 0
     redis_keys: int = 0
     stream_events: int = 0
     dead_letters: int = 0
     leases: int = 0
     batch_rows: int = 0
     ledger_entries: int = 0
+    remaining: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: ErasureReport) -> None:
-        """Add another report's counts to this one."""
+        """Add another report's counts (and what it left) to this one."""
         for f in fields(self):
             if f.type == "int":
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.remaining.extend(other.remaining)
+
+    def add_purge(self, outcome: PurgeOutcome) -> None:
+        """Count what one ``S3ObjectStore.purge`` removed and keep what it could not."""
+        self.s3_objects += outcome.objects
+        self.s3_versions += outcome.versions
+        self.s3_delete_markers += outcome.delete_markers
+        self.s3_uploads += outcome.uploads
+        self.remaining.extend(r.as_dict() for r in outcome.remaining)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +138,7 @@ class Eraser:
         self.subjects = subjects
         self.ledger_eraser = ledger_eraser
         self._clock = clock
+        self._replication: tuple[ReplicationRule, ...] | None = None
 
     @property
     def audit_stream(self) -> str:
@@ -129,14 +156,15 @@ class Eraser:
         return report
 
     def erase_merchant_user(self, merchant_user_id: str, *, by: str) -> ErasureReport:
-        """Erase every transaction and batch row of one merchant user id."""
-        report = ErasureReport("merchant_user", subject_hash(merchant_user_id, self.ns))
-        for kind, ref in self.subjects.refs(merchant_user_id):
+        """Erase every transaction and batch row of one (raw) merchant user id."""
+        pseudonym = self.subjects.pseudonym(merchant_user_id)
+        report = ErasureReport("merchant_user", pseudonym)
+        for kind, ref in self.subjects.refs(pseudonym):
             if kind == KIND_SUBJECT_TX:
                 report.add(self._transaction(ref))
             elif kind == KIND_SUBJECT_BATCH:
-                report.add(self._user_rows(ref, merchant_user_id))
-        report.redis_keys += self.subjects.forget(merchant_user_id)
+                report.add(self._user_rows(ref, pseudonym))
+        report.redis_keys += self.subjects.forget(pseudonym)
         self._audit(report, by)
         return report
 
@@ -144,7 +172,7 @@ class Eraser:
         """Erase a whole batch."""
         batch = validate_id(batch_id, "batch_id")
         report = ErasureReport("batch", batch)
-        report.s3_objects += self.objects.delete_prefix(self.keys.batch_prefix(batch))
+        report.add_purge(self._purge(self.keys.batch_prefix(batch)))
         report.redis_keys += self.batches.delete(batch)
         report.redis_keys += self._delete_matching(f"{self.ns}result:{KIND_ITEM}:{batch}:*")
         report.leases += self._delete_matching(f"{self.ns}lease:*:{batch}:*")
@@ -167,9 +195,9 @@ class Eraser:
     # ------------------------------------------------------------------ transactions
 
     def _transaction(self, tid: str) -> ErasureReport:
-        report = ErasureReport("transaction", subject_hash(tid, self.ns))
+        report = ErasureReport("transaction", self.subjects.pseudonyms.transaction(tid))
         record = self.results.get_record(KIND_TX, tid)
-        report.s3_objects += self._delete_transaction_objects(tid, record)
+        self._purge_transaction_objects(tid, record, report)
         record_key = self.results.record_key(KIND_TX, tid)
         report.redis_keys += int(cast("int", self.redis.delete(record_key)))
         report.leases += self._delete_matching(f"{self.ns}lease:*:{tid}")
@@ -183,32 +211,31 @@ class Eraser:
             report.ledger_entries += self.ledger_eraser(KIND_TX, tid)
         return report
 
-    def _delete_transaction_objects(self, tid: str, record: Mapping[str, Any] | None) -> int:
-        keys: set[str] = set()
-        folders: set[str] = set()
-        if record is not None:
-            for pointer in [record.get("result"), *(record.get("evidence") or {}).values()]:
-                if isinstance(pointer, dict) and pointer.get("key"):
-                    keys.add(str(pointer["key"]))
-            for key in list(keys):
-                if f"/{tid}/" in key:
-                    folders.add(key[: key.index(f"/{tid}/") + len(tid) + 2])
-        else:
+    def _purge_transaction_objects(
+        self, tid: str, record: Mapping[str, Any] | None, report: ErasureReport
+    ) -> None:
+        def mine(key: str) -> bool:
+            return f"/{tid}/" in key or key.endswith(f"/{tid}.json")
+
+        if record is None:
             # No record (expired, or never finished): search both prefixes for the id.
             for top in ("evidence/", "results/"):
-                for key in self.objects.list_keys(self.keys.prefix + top):
-                    if f"/{tid}/" in key or key.endswith(f"/{tid}.json"):
-                        keys.add(key)
-        for folder in folders:
-            keys.update(self.objects.list_keys(folder))
-        for key in sorted(keys):
-            self.objects.delete(key)
-        return len(keys)
+                report.add_purge(self._purge(self.keys.prefix + top, mine))
+            return
+        keys: set[str] = set()
+        for pointer in [record.get("result"), *(record.get("evidence") or {}).values()]:
+            if isinstance(pointer, dict) and pointer.get("key"):
+                keys.add(str(pointer["key"]))
+        folders = {key[: key.index(f"/{tid}/") + len(tid) + 2] for key in keys if f"/{tid}/" in key}
+        for folder in sorted(folders):
+            report.add_purge(self._purge(folder))
+        for key in sorted(k for k in keys if not any(k.startswith(f) for f in folders)):
+            report.add_purge(self._purge(key, key.__eq__))
 
     # ------------------------------------------------------------------ batch rows
 
-    def _user_rows(self, batch_id: str, merchant_user_id: str) -> ErasureReport:
-        """Erase the rows of one merchant user in one batch."""
+    def _user_rows(self, batch_id: str, pseudonym: str) -> ErasureReport:
+        """Erase the rows of one merchant user (by pseudonym, as the rows hold it) in one batch."""
         report = ErasureReport("batch_rows", batch_id)
         try:
             meta = self.batches.meta(batch_id)
@@ -219,14 +246,14 @@ class Eraser:
         erased: set[str] = set()
         for chunk_no in range(chunks):
             rows = self.batches.read_chunk(batch_id, chunk_no, size)
-            mine = [r for r in rows if r.spec and r.spec.merchant_user_id == merchant_user_id]
+            mine = [r for r in rows if r.spec and r.spec.merchant_user_id == pseudonym]
             if not mine:
                 continue
             statuses = self.batches.statuses(batch_id, rows[0].seq, len(rows))
             rewritten: list[tuple[int, ItemSpec | None]] = []
             for row, status in zip(rows, statuses, strict=True):
                 spec = row.spec
-                if spec is None or spec.merchant_user_id != merchant_user_id:
+                if spec is None or spec.merchant_user_id != pseudonym:
                     rewritten.append((row.line, spec))
                     continue
                 item_id = spec.item_id
@@ -249,15 +276,13 @@ class Eraser:
         for item_id in sorted(erased):
             report.add(self._item(batch_id, item_id))
         if erased and meta.get("results_key"):
-            report.s3_objects += self._reexport(batch_id, meta["results_key"])
+            report.add_purge(self._reexport(batch_id, meta["results_key"]))
         return report
 
     def _item(self, batch_id: str, item_id: str) -> ErasureReport:
         report = ErasureReport("item", batch_id)
         key = self.keys.batch_item(batch_id, item_id)
-        if self.objects.head(key) is not None:
-            self.objects.delete(key)
-            report.s3_objects += 1
+        report.add_purge(self._purge(key, key.__eq__))
         ref = item_ref(batch_id, item_id)
         report.redis_keys += int(
             cast("int", self.redis.delete(self.results.record_key(KIND_ITEM, ref)))
@@ -271,14 +296,33 @@ class Eraser:
         )
         return report
 
-    def _reexport(self, batch_id: str, key: str) -> int:
-        """Write the batch's exported results again, without the erased rows' data."""
+    def _reexport(self, batch_id: str, key: str) -> PurgeOutcome:
+        """Write the batch's exported results again, without the erased rows' data; the
+        earlier versions (which hold them) go."""
         self.objects.put_stream(
             key,
             jsonl_blocks(iter_results(self.batches, self.results, batch_id, objects=self.objects)),
             content_type="application/x-ndjson",
         )
-        return 0  # rewritten, not removed
+        return self._purge(key, key.__eq__, noncurrent_only=True)
+
+    # ------------------------------------------------------------------ S3 helpers
+
+    def _purge(
+        self,
+        prefix: str,
+        match: Callable[[str], bool] | None = None,
+        *,
+        noncurrent_only: bool = False,
+    ) -> PurgeOutcome:
+        if self._replication is None:
+            try:
+                self._replication = self.objects.bucket_copies().replication
+            except StorageError:
+                self._replication = ()  # settings not readable: the purge itself still runs
+        return self.objects.purge(
+            prefix, match=match, noncurrent_only=noncurrent_only, replication=self._replication
+        )
 
     # ------------------------------------------------------------------ Redis helpers
 
@@ -316,10 +360,13 @@ class Eraser:
                 return removed
 
     def _audit(self, report: ErasureReport, by: str) -> None:
+        counts = {k: str(v) for k, v in report.as_dict().items() if k != "remaining"}
         fields: dict[Any, Any] = {
             "at": f"{self._clock():.3f}",
             "by": (by or "unknown")[:64],
-            **{k: str(v) for k, v in report.as_dict().items()},
+            **counts,
+            # How many copies remain, not which: their keys hold transaction ids.
+            "remaining": str(len(report.remaining)),
         }
         self.redis.xadd(self.audit_stream, fields, maxlen=AUDIT_MAXLEN, approximate=True)
 

@@ -107,6 +107,7 @@ def test_a_plain_secret_is_refused_at_load_naming_the_variable(
     for name in list(os.environ):
         if name.startswith("IDV_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("IDV_MODE", "development")
     monkeypatch.setenv("IDV_WEBHOOK_URL", "https://h.example/hook")
     monkeypatch.setenv("IDV_WEBHOOK_SECRET", "plain-QzSecret")
     with pytest.raises(SettingsError) as info:

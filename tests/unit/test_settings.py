@@ -16,6 +16,9 @@ def quota_for(s: Settings, product: str, api: str) -> float:
     return QuotaTable(s.quotas, DEFAULT_QUOTAS).quota_for(product, api)
 
 
+TEST_SUBJECT_KEY = "test-subject-key-0123456789"
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
@@ -23,6 +26,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("IDV_"):
             monkeypatch.delenv(name)
+    # The one variable production requires (tests of its refusal unset it).
+    monkeypatch.setenv("IDV_SUBJECT_KEY", TEST_SUBJECT_KEY)
 
 
 def test_defaults_follow_the_published_quotas() -> None:

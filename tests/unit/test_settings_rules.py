@@ -9,10 +9,13 @@ import sys
 
 import pytest
 
+from worker.errors import ConfigurationError
 from worker.queues import MAX_COUNTDOWN_S
 from worker.settings import MODES, SettingsError, load_settings
+from worker.stores.subjects import Pseudonyms
 
 WHSEC = "whsec_" + "A" * 32  # a well-formed webhook secret (a 24-byte key)
+TEST_SUBJECT_KEY = "test-subject-key-0123456789"
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +23,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("IDV_"):
             monkeypatch.delenv(name)
+    # The one variable production requires (tests of its refusal unset it).
+    monkeypatch.setenv("IDV_SUBJECT_KEY", TEST_SUBJECT_KEY)
 
 
 def refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -28,6 +33,39 @@ def refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
     with pytest.raises(SettingsError) as info:
         load_settings()
     return [var for var, _ in info.value.problems]
+
+
+def test_production_refuses_pseudonyms_without_a_subject_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The settings load (so `config` and `doctor` still work); what would store or send an id
+    # under the public development key refuses, naming the variable.
+    monkeypatch.delenv("IDV_SUBJECT_KEY")
+    settings = load_settings()
+    with pytest.raises(ConfigurationError, match="IDV_SUBJECT_KEY") as info:
+        Pseudonyms.from_settings(settings.subjects, production=True)
+    assert "IDV_MODE=production" in str(info.value)
+    keyed = load_settings(subject_key=TEST_SUBJECT_KEY)
+    assert Pseudonyms.from_settings(keyed.subjects, production=True).merchant_user("u") != (
+        Pseudonyms.from_settings(settings.subjects).merchant_user("u")
+    )
+
+
+def test_development_starts_without_a_subject_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IDV_SUBJECT_KEY")
+    monkeypatch.setenv("IDV_MODE", "development")
+    settings = load_settings()
+    assert settings.subjects.subject_key is None
+    assert Pseudonyms.from_settings(settings.subjects, production=False).merchant_user("u")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_short_subject_key_is_refused(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    assert refused({"IDV_MODE": mode, "IDV_SUBJECT_KEY": "x" * 15}, monkeypatch) == [
+        "IDV_SUBJECT_KEY"
+    ]
+    monkeypatch.setenv("IDV_SUBJECT_KEY", "x" * 16)
+    assert load_settings().subjects.subject_key is not None
 
 
 def test_the_defaults_pass_every_rule() -> None:

@@ -4,8 +4,9 @@ Two passes over the file. The first hashes it (the batch id) and checks it is UT
 batch is never half-created from a file that turns out unreadable. The second parses rows one
 at a time, checks each (no I/O: images are checked by the workers, just before the call), packs
 ``batch_chunk_size`` rows into a compressed chunk, stores it and enqueues one Celery message
-carrying only the batch id and chunk number. Invalid rows are recorded with their row number
-and reason as they are met.
+carrying only the batch id and chunk number. A row's merchant user id is replaced by its keyed
+pseudonym before anything is stored (``worker.stores.subjects``). Invalid rows are recorded
+with their row number and reason as they are met.
 
 Submitting the same manifest again finds the same batch: a complete submission is resumed (a
 paused batch is resumed, lost chunks are re-enqueued, nothing is duplicated); an interrupted
@@ -19,7 +20,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from worker.batch.confine import SourcePolicy
@@ -248,6 +249,7 @@ class Submitter:
                 # Stored without its source (see ``SourcePolicy.refusal``).
                 parsed = ParsedRow(parsed.row, parsed.line, None, refused.reason)
                 code = refused.code
+            parsed = self._pseudonymised(parsed)
             if parsed.error is not None:
                 run.invalid_rows += 1
                 if len(run.sample) < INVALID_SAMPLE:
@@ -270,6 +272,18 @@ class Submitter:
         if run.rows:
             self._flush(run)
 
+    def _pseudonymised(self, parsed: ParsedRow) -> ParsedRow:
+        """The row with its merchant user id replaced by the id's keyed pseudonym.
+
+        The raw id is never stored (chunk, index) nor sent (``MerchantUserId``); a derived
+        item id is derived from the pseudonym.
+        """
+        spec = parsed.spec
+        if spec is None or spec.merchant_user_id is None:
+            return parsed
+        pseudonym = self.subjects.pseudonym(spec.merchant_user_id)
+        return replace(parsed, spec=replace(spec, merchant_user_id=pseudonym))
+
     def _flush(self, run: _Pass) -> None:
         run.enqueued += self._store_chunk(run.batch_id, run.chunk_no, run.rows, run.invalid)
         run.chunk_no += 1
@@ -282,7 +296,8 @@ class Submitter:
         rows: list[tuple[int, ItemSpec | None]],
         invalid: list[tuple[int, str]],
     ) -> int:
-        # Indexed before the chunk is stored: erasure by merchant user finds its batches here.
+        # Indexed (by pseudonym) before the chunk is stored: erasure by merchant user finds its
+        # batches here.
         users = {spec.merchant_user_id for _, spec in rows if spec and spec.merchant_user_id}
         self.subjects.add(users, KIND_SUBJECT_BATCH, batch_id)
         self.store.write_chunk(batch_id, chunk_no, encode_chunk(rows), len(rows), invalid)

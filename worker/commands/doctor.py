@@ -11,7 +11,9 @@ The checks: Redis reachable; how every Redis client connects (TLS, authenticatio
 provider accepts our signature (a ``CheckResult`` for a transaction id that cannot exist must
 come back ``TransactionIdInvalid`` or ``InvalidParameter``: a read, never billed); every queue
 has a consumer (``celery inspect``, short timeout); beat is running (the reconciler's sweep
-took its lock within 3 x ``IDV_RECONCILE_EVERY_S``); the S3 bucket and its encryption.
+took its lock within 3 x ``IDV_RECONCILE_EVERY_S``); the S3 bucket and its encryption; the
+bucket's copies erasure cannot reach (a warning, not a failure: versioning without a lifecycle
+rule for noncurrent versions, Object Lock, replication).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class CheckResult:
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False  # ok, but something an operator should change (printed ``warn``)
 
 
 Check = Callable[["Cli"], CheckResult]
@@ -287,6 +290,31 @@ def check_s3_encryption(runtime: Cli) -> CheckResult:
     )
 
 
+def check_s3_copies(runtime: Cli) -> CheckResult:
+    """Warn about bucket settings that keep copies of personal data past an erasure."""
+    from worker.storage import StorageError
+
+    name = "s3 copies"
+    try:
+        copies = runtime.objects.bucket_copies()
+    except StorageError as exc:
+        return CheckResult(
+            name, False, f"bucket settings not readable: {exc.operation} {exc.code}",
+            "allow s3:GetBucketVersioning, GetLifecycleConfiguration, "
+            "GetBucketObjectLockConfiguration and GetReplicationConfiguration",
+        )  # fmt: skip
+    warnings = copies.warnings()
+    if warnings:
+        return CheckResult(
+            name, True, "; ".join(warnings),
+            "add a lifecycle rule with NoncurrentVersionExpiration (`idv-worker retention "
+            "--print`); erasure reports versions it cannot remove and replicas it cannot reach",
+            warning=True,
+        )  # fmt: skip
+    versioning = copies.versioning or "off"
+    return CheckResult(name, True, f"versioning {versioning}; no Object Lock, no replication")
+
+
 # The checks, in the order they run.
 CHECKS: list[Check] = [
     check_redis,
@@ -297,6 +325,7 @@ CHECKS: list[Check] = [
     check_beat,
     check_s3_bucket,
     check_s3_encryption,
+    check_s3_copies,
 ]
 
 
@@ -333,9 +362,9 @@ def run_checks(runtime: Cli, checks: list[Check] | None = None) -> list[CheckRes
 def _print(results: list[CheckResult]) -> None:
     width = max(len(r.name) for r in results)
     for result in results:
-        mark = "ok  " if result.ok else "FAIL"
+        mark = ("warn" if result.warning else "ok  ") if result.ok else "FAIL"
         print(f"{mark}  {result.name:<{width}}  {result.detail}")
-        if not result.ok and result.fix:
+        if (result.warning or not result.ok) and result.fix:
             print(f"      {'':<{width}}  fix: {result.fix}")
 
 

@@ -1,8 +1,10 @@
 """``idv-worker erase``: remove everything kept about a transaction, a merchant user or a batch.
 
-Prints the counts as JSON; one audit entry (``<ns>audit``, digests and counts only) is written
-per run. See ``worker.erasure`` for what goes. An id of which nothing was found (unknown, or
-erased before) exits 2 with one line saying so, after the counts (all zero).
+Prints the counts as JSON, with ``remaining``: every S3 copy it could not remove and why (Object
+Lock retention or legal hold, replication); exit 1 when something remains. One audit entry
+(``<ns>audit``, pseudonyms and counts only) is written per run. See ``worker.erasure`` for what
+goes. An id of which nothing was found (unknown, or erased before) exits 2 with one line saying
+so, after the counts (all zero).
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ def register(subparsers: Any) -> None:
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--transaction", metavar="TID", help="one onboarding transaction")
-    which.add_argument("--merchant-user", metavar="ID", help="every record of a merchant user id")
+    which.add_argument(
+        "--merchant-user",
+        "--subject",
+        dest="merchant_user",
+        metavar="ID",
+        help="every record of a merchant user id (the raw id; its keyed pseudonym is computed)",
+    )
     which.add_argument("--batch", metavar="BATCH", help="a whole batch")
     parser.add_argument(
         "--by",
@@ -56,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         cli.close()
     print(json.dumps(report.as_dict(), indent=2))
+    if report.remaining:
+        return fail(args, f"{len(report.remaining)} S3 copies remain (listed in 'remaining')")
     counts = report.as_dict()
     if not any(v for k, v in counts.items() if isinstance(v, int)):
         # An unknown id (or one erased before): invalid input, as for every unknown id.

@@ -5,7 +5,8 @@
 signature check are counted. ``success`` counts calls whose operation ran and produced a result
 (the billed ones, a truncated answer included); ``throttled`` the ``Throttling.Api`` answers;
 ``errors`` every other answer (provider errors and injected faults, which strike before the
-operation runs).
+operation runs). ``MerchantUserId`` lists every merchant user id received, by action (what the
+provider would learn of the caller's users).
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ class CallLog:
     def __init__(self) -> None:
         self.check_result: dict[str, dict[str, CallCounts]] = {}
         self.doc_ocr: dict[str, CallCounts] = {}
+        # Every MerchantUserId received, by action (what the provider learns of the caller's users).
+        self.merchant_user_ids: dict[str, set[str]] = {}
 
     def record(self, action: str, params: dict[str, str], outcome: str) -> None:
+        user = params.get("MerchantUserId")
+        if user:
+            self.merchant_user_ids.setdefault(action, set()).add(user)
         if action == "CheckResult":
             transaction_id = params.get("TransactionId")
             if transaction_id:
@@ -69,8 +75,10 @@ class CallLog:
         return {
             "CheckResult": {tid: self.check_result_of(tid) for tid in self.check_result},
             "DocOcrV2": {biz: counts.as_dict() for biz, counts in self.doc_ocr.items()},
+            "MerchantUserId": {a: sorted(ids) for a, ids in self.merchant_user_ids.items()},
         }
 
     def clear(self) -> None:
         self.check_result.clear()
         self.doc_ocr.clear()
+        self.merchant_user_ids.clear()

@@ -1,8 +1,11 @@
 """Starting a flow through us: ``Initialize``, then the transaction goes into the ledger.
 
-The ledger then knows the flow's product code and ``MerchantBizId`` (so its ``CheckResult``
-uses the right quota bucket, whatever an unsigned callback claims), polls it if no callback
-comes, and archives it before the provider deletes it.
+The merchant user id never leaves in the clear: ``Initialize`` receives its keyed pseudonym as
+``MerchantUserId`` (the provider advises hashed ids), and the merchant-user index records the
+flow under the same pseudonym, so ``erase --merchant-user`` finds it. The ledger then knows the
+flow's product code and ``MerchantBizId`` (so its ``CheckResult`` uses the right quota bucket,
+whatever an unsigned callback claims), polls it if no callback comes, and archives it before
+the provider deletes it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from worker.ledger.store import Ledger
 
 class SubjectIndex(Protocol):
     """The merchant-user index (``worker.stores.SubjectIndex``)."""
+
+    def pseudonym(self, merchant_user_id: str) -> str: ...
 
     def add(self, merchant_user_ids: Iterable[str], kind: str, ref: str) -> int: ...
 
@@ -82,7 +87,7 @@ class FlowStarter:
         *,
         callback_url: str | None,
         token_for: Callable[[str], str | None],
-        subjects: SubjectIndex | None = None,
+        subjects: SubjectIndex,
     ) -> None:
         self.client = client
         self.ledger = ledger
@@ -101,7 +106,11 @@ class FlowStarter:
         return_url: str | None = None,
         extra: Mapping[str, str] | None = None,
     ) -> StartedFlow:
-        """Start one flow; the ledger records it as soon as ``Initialize`` answers."""
+        """Start one flow; the ledger records it as soon as ``Initialize`` answers.
+
+        ``merchant_user_id`` is the caller's own id; only its pseudonym is sent and kept.
+        """
+        pseudonym = self.subjects.pseudonym(merchant_user_id)
         biz = merchant_biz_id or uuid.uuid4().hex
         callback = (
             callback_url_for(self.callback_url, product_code, biz) if self.callback_url else None
@@ -109,7 +118,7 @@ class FlowStarter:
         result = self.client.initialize(
             product_code=product_code,
             merchant_biz_id=biz,
-            merchant_user_id=merchant_user_id,
+            merchant_user_id=pseudonym,
             meta_info=meta_info,
             doc_type=doc_type,
             callback_url=callback,
@@ -119,7 +128,6 @@ class FlowStarter:
         )
         tid = str(result.transaction_id or "")
         self.ledger.record_start(tid, product_code, biz)
-        if self.subjects is not None:
-            # ``idv-worker erase --merchant-user`` finds the flow's data through this index.
-            self.subjects.add([merchant_user_id], "tx", tid)
+        # ``idv-worker erase --merchant-user`` finds the flow's data through this index.
+        self.subjects.add([pseudonym], "tx", tid)
         return StartedFlow(tid, result.transaction_url, product_code, biz, callback)

@@ -42,6 +42,7 @@ from worker.settings.storage import (
     StorageSettings,
     key_folder,
 )
+from worker.settings.subjects import SubjectSettings
 from worker.settings.webhooks import WEBHOOK_SECRET_PREFIX, WebhookSettings, webhook_key
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "SettingsError",
     "SourceSettings",
     "StorageSettings",
+    "SubjectSettings",
     "WebhookSettings",
     "env_name",
     "key_folder",

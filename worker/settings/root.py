@@ -25,6 +25,7 @@ from worker.settings.receiver import ReceiverSettings
 from worker.settings.redis import RedisSettings
 from worker.settings.results import ResultSettings
 from worker.settings.storage import WORKER_FOLDERS, StorageSettings, key_folder
+from worker.settings.subjects import SubjectSettings
 from worker.settings.webhooks import WebhookSettings
 
 MODES = ("production", "development")
@@ -65,6 +66,7 @@ class Settings:
     sources: SourceSettings
     webhooks: WebhookSettings
     results: ResultSettings
+    subjects: SubjectSettings
     observability: ObservabilitySettings
 
     def parts(self) -> dict[str, Part]:

@@ -28,6 +28,7 @@ from worker.storage.multipart import (
     UploadTracker,
     content_md5,
 )
+from worker.storage.purge import BucketCopies, PurgeOutcome, Remaining, ReplicationRule
 from worker.storage.store import (
     DEFAULT_MAX_GET_SIZE,
     DEFAULT_PART_SIZE,
@@ -48,6 +49,7 @@ __all__ = [
     "MIN_PART_SIZE",
     "RETAINED_PREFIXES",
     "SHA256_METADATA",
+    "BucketCopies",
     "EncryptionNotApplied",
     "EncryptionPolicy",
     "IntegrityError",
@@ -56,6 +58,9 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "OpenUpload",
+    "PurgeOutcome",
+    "Remaining",
+    "ReplicationRule",
     "S3ObjectStore",
     "SseOutcome",
     "SseProbe",

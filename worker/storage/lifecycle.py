@@ -1,7 +1,8 @@
 """The bucket's lifecycle rules: personal data is not kept longer than the retention period.
 
-Evidence, onboarding result documents and batch documents expire after ``days``; incomplete
-multipart uploads (a worker killed mid-upload) are aborted after a day.
+Evidence, onboarding result documents and batch documents expire after ``days``; noncurrent
+versions (a versioned bucket keeps what was deleted or overwritten) a day after they became
+noncurrent; incomplete multipart uploads (a worker killed mid-upload) are aborted after a day.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from worker.keys import normalize_prefix
 from worker.settings import BATCHES_FOLDER, EVIDENCE_FOLDER, RESULTS_FOLDER
 
 RETAINED_PREFIXES = (EVIDENCE_FOLDER, RESULTS_FOLDER, BATCHES_FOLDER)
+NONCURRENT_DAYS = 1
 
 
 def lifecycle_configuration(prefix: str, days: int) -> dict[str, Any]:
@@ -25,6 +27,9 @@ def lifecycle_configuration(prefix: str, days: int) -> dict[str, Any]:
             "Filter": {"Prefix": base + top},
             "Status": "Enabled",
             "Expiration": {"Days": days},
+            # On a versioned bucket, what was deleted or overwritten (an erased person's data
+            # among it) goes a day later instead of staying as a noncurrent version.
+            "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_DAYS},
         }
         for top in RETAINED_PREFIXES
     ]

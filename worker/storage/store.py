@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 from worker.keys import normalize_prefix, validate_object_key
 from worker.settings import StorageSettings
-from worker.storage.admin import BucketAdmin
 from worker.storage.client import make_s3_client, user_metadata
 from worker.storage.encryption import EncryptionPolicy, refused_fix
 from worker.storage.errors import (
@@ -64,6 +63,7 @@ from worker.storage.objects import (
     OpenUpload,
     StoredObject,
 )
+from worker.storage.purge import Purger
 from worker.storage.streaming import StreamPut
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ _NO_CHECKSUMS = frozenset({"InvalidArgument", "InvalidRequest", "NotImplemented"
 _READ_BACK_CHUNK = MIB
 
 
-class S3ObjectStore(BucketAdmin):
+class S3ObjectStore(Purger):
     """``ObjectStore`` on the S3 API (AWS S3, MinIO, moto), one bucket, encryption on writes."""
 
     def __init__(

@@ -26,14 +26,16 @@ from worker.stores.results import (
     encode_event,
 )
 from worker.stores.subjects import (
+    DEVELOPMENT_SUBJECT_KEY,
     KIND_SUBJECT_BATCH,
     KIND_SUBJECT_TX,
+    Pseudonyms,
     SubjectIndex,
-    subject_hash,
 )
 from worker.stores.uploads import TrackedUpload, UploadRegistry
 
 __all__ = [
+    "DEVELOPMENT_SUBJECT_KEY",
     "KIND_SUBJECT_BATCH",
     "KIND_SUBJECT_TX",
     "MAX_DETAIL_LENGTH",
@@ -48,11 +50,11 @@ __all__ = [
     "LeaseBusy",
     "LeaseManager",
     "NoRetryHandler",
+    "Pseudonyms",
     "ResultStore",
     "RetryFn",
     "SubjectIndex",
     "TrackedUpload",
     "UploadRegistry",
     "encode_event",
-    "subject_hash",
 ]

@@ -20,7 +20,7 @@ from worker.ratelimit import QuotaTable, RedisRateLimiter, limiter_redis
 from worker.redisio import broker_target, connect, redis_target
 from worker.settings import Settings
 from worker.storage import S3ObjectStore
-from worker.stores import DeadLetterStore, ResultStore, SubjectIndex, UploadRegistry
+from worker.stores import DeadLetterStore, Pseudonyms, ResultStore, SubjectIndex, UploadRegistry
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,12 @@ def build_deadletters(core: Core) -> DeadLetterStore:
 def build_subjects(core: Core) -> SubjectIndex:
     s = core.settings
     return SubjectIndex(
-        core.redis, core.keys, ttl_s=max(s.results.result_ttl_s, s.batch.batch_ttl_s)
+        core.redis,
+        core.keys,
+        ttl_s=max(s.results.result_ttl_s, s.batch.batch_ttl_s),
+        pseudonyms=Pseudonyms.from_settings(
+            s.subjects, production=s.deployment.mode == "production"
+        ),
     )
 
 

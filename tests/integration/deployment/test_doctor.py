@@ -31,6 +31,8 @@ from worker.settings import load_settings
 from worker.stores.durability import inspect_durability
 from worker.wiring import EXIT_MISCONFIGURED, Cli, redis_refusal
 
+KEY = "doctor-test-subject-key-0001"  # production requires IDV_SUBJECT_KEY
+
 
 @pytest.fixture(scope="module")
 def aof_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
@@ -82,7 +84,9 @@ def test_production_refuses_a_redis_without_persistence(
     aof_redis: RedisServer, bare_redis: RedisServer
 ) -> None:
     line = redis_refusal(
-        load_settings(redis_url=bare_redis.url, mode="production", redis_allow_insecure=True)
+        load_settings(
+            redis_url=bare_redis.url, mode="production", redis_allow_insecure=True, subject_key=KEY
+        )
     )
     assert line is not None
     assert "no persistence" in line
@@ -91,7 +95,12 @@ def test_production_refuses_a_redis_without_persistence(
     assert redis_refusal(load_settings(redis_url=bare_redis.url, mode="development")) is None
     assert (
         redis_refusal(
-            load_settings(redis_url=aof_redis.url, mode="production", redis_allow_insecure=True)
+            load_settings(
+                redis_url=aof_redis.url,
+                mode="production",
+                redis_allow_insecure=True,
+                subject_key=KEY,
+            )
         )
         is None
     )
@@ -101,13 +110,14 @@ def test_production_refuses_a_redis_without_persistence(
         broker_url=bare_redis.url,
         mode="production",
         redis_allow_insecure=True,
+        subject_key=KEY,
     )
     assert redis_refusal(broker) is not None
 
 
 def test_the_receiver_refuses_to_start_in_production(bare_redis: RedisServer) -> None:
     env = {"IDV_REDIS_URL": bare_redis.url, "IDV_CALLBACK_TOKENS": "t", "IDV_MODE": "production",
-           "IDV_REDIS_ALLOW_INSECURE": "true"}  # fmt: skip
+           "IDV_REDIS_ALLOW_INSECURE": "true", "IDV_SUBJECT_KEY": KEY}  # fmt: skip
     done = cli(env, "receiver", "--port", "0")
     assert done.returncode == EXIT_MISCONFIGURED
     [line] = [x for x in done.stderr.strip().splitlines() if "refusing" in x]
@@ -119,7 +129,8 @@ def test_the_receiver_refuses_to_start_in_production(bare_redis: RedisServer) ->
 def test_production_refuses_an_insecure_redis_in_every_process(
     aof_redis: RedisServer, tmp_path: Path
 ) -> None:
-    env = {"IDV_REDIS_URL": aof_redis.url, "IDV_CALLBACK_TOKENS": "t", "IDV_MODE": "production"}
+    env = {"IDV_REDIS_URL": aof_redis.url, "IDV_CALLBACK_TOKENS": "t", "IDV_MODE": "production",
+           "IDV_SUBJECT_KEY": KEY}  # fmt: skip
     done = cli(env, "receiver", "--port", "0")
     assert done.returncode == EXIT_MISCONFIGURED
     [line] = done.stderr.strip().splitlines()
@@ -160,7 +171,7 @@ def test_production_refuses_an_insecure_redis_in_every_process(
 def test_the_worker_refuses_to_start_in_production(bare_redis: RedisServer, tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
     env = {"IDV_REDIS_URL": bare_redis.url, "IDV_MODE": "production",
-           "IDV_REDIS_ALLOW_INSECURE": "true"}  # fmt: skip
+           "IDV_REDIS_ALLOW_INSECURE": "true", "IDV_SUBJECT_KEY": KEY}  # fmt: skip
     worker = CeleryWorker(env, concurrency=1, logfile=log)
     code, lines = worker.exit_code_and_lines(log, "refusing to start")
     assert code == EXIT_MISCONFIGURED
@@ -255,7 +266,10 @@ def test_doctor_consumers_check_sees_a_real_worker(
 
 
 def test_doctor_command_selects_checks(aof_redis: RedisServer) -> None:
-    insecure = {"IDV_REDIS_URL": aof_redis.url}  # production (the default) without TLS
+    insecure = {
+        "IDV_REDIS_URL": aof_redis.url,
+        "IDV_SUBJECT_KEY": KEY,
+    }  # production (the default) without TLS
     refused = cli(insecure, "doctor", "--check", "redis")
     assert refused.returncode == 1
     assert "FAIL  redis connection" in refused.stdout
@@ -266,4 +280,4 @@ def test_doctor_command_selects_checks(aof_redis: RedisServer) -> None:
     assert "(IDV_REDIS_ALLOW_INSECURE=true)" in done.stdout
     assert "redis durability" in done.stdout
     assert "s3" not in done.stdout
-    assert cli({"IDV_REDIS_URL": aof_redis.url}, "doctor", "--check", "nothing").returncode == 2
+    assert cli(allowed, "doctor", "--check", "nothing").returncode == 2

@@ -162,4 +162,4 @@ def test_call_counters_prove_what_was_billed(emulator: EmulatorHandle, picture: 
     assert calls["twice1"] == {"calls": 2, "success": 1, "throttled": 1, "errors": 0}
     assert control(emulator, "calls/DocOcrV2/never1")["calls"] == 0
     emulator.reset(stats=True)
-    assert control(emulator, "calls") == {"CheckResult": {}, "DocOcrV2": {}}
+    assert control(emulator, "calls") == {"CheckResult": {}, "DocOcrV2": {}, "MerchantUserId": {}}

@@ -10,7 +10,8 @@ CLI output), every Sentry envelope, every Redis value (SCAN of every key, every 
 blobs decompressed) and every metric line is searched. Goal: 0 markers.
 
 Then the person is erased (``idv-worker erase --transaction`` and ``--merchant-user``): Redis
-and S3 hold neither their ids nor their data any more, except the audit entry (digests only).
+and S3 hold neither their ids nor their data any more, except the audit entry (keyed
+pseudonyms only).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from worker.emulator.doctypes import FACE_SIDE, derive_fields
 from worker.emulator.imagecheck import embed_payload
 from worker.emulator.render import render_card
 from worker.keys import KIND_TX
-from worker.stores import subject_hash
+from worker.stores import Pseudonyms
 
 pytestmark = pytest.mark.slow
 
@@ -292,9 +293,8 @@ def test_no_marker_in_logs_sentry_redis_or_metrics(run: Run) -> None:
     found = _logs(run)
     for n, envelope in enumerate(run.sentry.envelopes):
         found += find("sentry", f"envelope {n}", envelope, MARKERS)
-    # The manifest's merchant user id travels in the batch's chunk (the call needs it); its
-    # personal data must not, nor any secret.
-    found += scan_redis(run.stack.redis, MARKERS)
+    # The manifest's merchant user id is kept (and sent) only as its keyed pseudonym.
+    found += scan_redis(run.stack.redis, (*MARKERS, USER_MARKER))
     assert found == [], "\n".join(
         f"{f.place} {f.where}: {f.marker} in {f.context!r}" for f in found
     )
@@ -304,7 +304,7 @@ def test_erasure_leaves_nothing_of_the_person(run: Run) -> None:
     tid = run.transaction_id
     person = (tid, USER_MARKER, NAME_MARKER, IDNO_MARKER, BATCH_NAME_MARKER)
     before = scan_redis(run.stack.redis, person) + scan_s3(run.stack.store, person)
-    assert {f.marker for f in before} >= {tid, USER_MARKER}
+    assert {f.marker for f in before} >= {tid}  # the user id is kept only as its pseudonym
 
     tx = json.loads(run.cli("erase", "--transaction", tid, "--by", "dpo"))
     assert tx["s3_objects"] >= 2  # result document and evidence
@@ -322,8 +322,9 @@ def test_erasure_leaves_nothing_of_the_person(run: Run) -> None:
     text = repr(entries)
     for marker in person:
         assert marker not in text
-    assert subject_hash(tid) in text
-    assert subject_hash(USER_MARKER) in text
+    pseudonyms = Pseudonyms.from_settings(run.stack.settings.subjects)
+    assert pseudonyms.transaction(tid) in text
+    assert pseudonyms.merchant_user(USER_MARKER) in text
 
     # The other row of the batch is untouched; the erased one is reported without data.
     rows = [json.loads(line) for line in run.cli("batch", "export", run.batch_id).splitlines()]

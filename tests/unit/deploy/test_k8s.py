@@ -102,6 +102,7 @@ def test_secrets_come_from_the_secret_by_key(name: str, doc: Doc, spec: Doc) -> 
         "IDV_ACCESS_KEY_SECRET",
         "IDV_REDIS_URL",
         "IDV_CALLBACK_TOKENS",
+        "IDV_SUBJECT_KEY",
     }
     for container in _containers(spec):
         for source in container.get("envFrom", []):

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from tests.hosts.scenarios import table
+from tests.hosts.scenarios import LEARN_S, THROTTLE_BUDGET, table, throttle_budget
 from tests.hosts.stack import LOSS
 
 OUTCOMES_KEY = pytest.StashKey[list]()  # type: ignore[type-arg]
@@ -44,13 +44,17 @@ def pytest_terminal_summary(
     if not found:
         return
     terminalreporter.section("hosts tier: partitions")
+    budget = f"{THROTTLE_BUDGET * 1000:g} per 1,000 calls after each scenario's first {LEARN_S:g} s"
     terminalreporter.write_line(
         f"links 10 ± 5 ms each way, loss {LOSS:g} (a lost chunk is held one 200 ms RTO); "
-        "max/1s: most DocOcrV2 or CheckResult calls the emulator served in one sliding second"
+        "max/1s: most DocOcrV2 or CheckResult calls the emulator served in one sliding second; "
+        f"throttled: arrivals over the quota (budget: {budget})"
     )
     terminalreporter.write_line(table(found))
+    terminalreporter.write_line(throttle_budget(found) or "throttles within the budget")
     for outcome in found:
         detail = {"statuses": outcome.statuses, "flow_states": outcome.flow_states,
                   "max_in_window": outcome.max_in_window, "throttled": outcome.throttled,
+                  "widened": outcome.widened,
                   "processes_died": outcome.died}  # fmt: skip
         terminalreporter.write_line(f"{outcome.scenario}: {json.dumps(detail)}")

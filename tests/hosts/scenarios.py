@@ -4,9 +4,12 @@ A scenario submits a batch of ``rows`` DocOcrV2 rows (at the quota, about ``rows
 seconds of work) and starts ``flows`` onboarding flows spread over that time; ``fault_at``
 seconds after submission it applies its fault, ``fault_s`` seconds later heals it, then waits
 until every row has a final status and every flow a final ledger state (or ``settle_s`` passes).
-The emulator is the judge of what the provider saw: its call counters (a DocOcrV2 row billed
-more than once) and ``max_in_window`` (most calls it served in any sliding second; it enforces
-far more than the quota, so this is what the limiter let through).
+The emulator is the judge of what the provider saw. It enforces the quota as the provider does
+(every sliding second), so a call that arrives over it is throttled (not billed, retried) and
+the limiter learns its margin from it: ``max_in_window`` (most calls served in any sliding
+second) checks the emulator, the throttled count (sampled over time, to leave out the first
+``LEARN_S`` seconds) is what the limiter let through over the quota, and the call counters find
+a DocOcrV2 row billed more than once.
 """
 
 from __future__ import annotations
@@ -16,18 +19,30 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 
 from tests.hosts import netns
 from tests.hosts.stack import BATCH_PRODUCT, FLOW_PRODUCT, TOKEN, HostStack
 from worker.batch import TERMINAL, ItemStatus, merchant_biz_id
+from worker.cloudauth import DEFAULT_QUOTAS
 from worker.devtools import wait_until
 from worker.flows import batches
-from worker.ledger import FINAL_STATES, Ledger, State
+from worker.ledger import FINAL_STATES, State
+from worker.ratelimit import QuotaTable, bucket_keys, read_bucket
+from worker.wiring.blocks import build_core, build_ledger
+
+# Throttles in the first seconds of a scenario are how the limiter learns its margin; the
+# budget counts the ones after (see ``throttle_budget``).
+LEARN_S = 10.0
+# Throttled arrivals allowed per call after ``LEARN_S`` (over every scenario of the tier).
+THROTTLE_BUDGET = 1 / 1000
+SAMPLE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,16 @@ class Outcome:
     unbilled: int = 0  # rows the provider never answered for (a done row must have been billed)
     evidence_lost: int = 0
     max_in_window: dict[str, int] = field(default_factory=dict)
+    # Arrivals at the provider (served + throttled) and the throttled ones, all of them and
+    # those after the first ``LEARN_S`` seconds.
+    calls: int = 0
     throttled: int = 0
+    calls_after: int = 0
+    throttled_after: int = 0
+    # The DocOcrV2 bucket's learned margin: at the end, and the most seen while it ran.
+    margin_end: float = 0.0
+    margin_max: float = 0.0
+    widened: int = 0
     quota: float = 0.0
     rate_over_quota: float = 0.0
     wall_s: float = 0.0
@@ -102,7 +126,7 @@ class Outcome:
             f"{self.duplicated} billed calls duplicated": self.duplicated,
             f"{self.unbilled} rows never billed": self.unbilled - self.uncertain > 0,
             f"{self.evidence_lost} evidence lost": self.evidence_lost,
-            f"{self.max_window} calls in one second (quota {self.quota:g})": (
+            f"the emulator served {self.max_window} calls in one second (quota {self.quota:g})": (
                 self.max_window > self.quota
             ),
         }
@@ -121,6 +145,32 @@ def retrying(fn: Callable[[], Any], timeout: float = 120) -> Any:
             time.sleep(0.5)
 
 
+def throttle_budget(outcomes: list[Outcome]) -> str | None:
+    """Why the tier's throttles exceed ``THROTTLE_BUDGET`` (None: within it).
+
+    Judged over every scenario together: one scenario makes ~400 calls, too few for a rate of
+    one in a thousand to mean anything on its own.
+    """
+    calls = sum(o.calls_after for o in outcomes)
+    throttled = sum(o.throttled_after for o in outcomes)
+    if throttled <= calls * THROTTLE_BUDGET:
+        return None
+    return (
+        f"{throttled} throttled in {calls} calls after the first {LEARN_S:g} s of each scenario"
+        f" (budget {THROTTLE_BUDGET * 1000:g} per 1,000: {calls * THROTTLE_BUDGET:.1f})"
+    )
+
+
+@dataclass
+class Sample:
+    """The emulator's counters and the limiter's margin at one moment of a scenario."""
+
+    at: float  # seconds since the batch was submitted
+    calls: int  # served + throttled, every action
+    throttled: int
+    margin: float | None  # None while Redis cannot be read
+
+
 class Run:
     """One scenario on a running ``HostStack``."""
 
@@ -136,9 +186,14 @@ class Run:
         self.fault_at = fault_at
         self.settle_s = settle_s
         self.client = stack.redis()
-        self.ledger = Ledger(self.client, stack.settings)
+        self.core = build_core(stack.settings, ExitStack(), redis=self.client)
+        self.ledger = build_ledger(self.core)
         self.tids: list[str] = []
         self.stop = threading.Event()
+        self.sampled = threading.Event()
+        self.samples: list[Sample] = []
+        self.quotas = QuotaTable(stack.settings.quotas, DEFAULT_QUOTAS)
+        self.bucket = bucket_keys(stack.settings.redis.namespace, BATCH_PRODUCT, "DocOcrV2")
 
     def item_id(self, n: int) -> str:
         return f"{self.scenario.name}-r{n}"
@@ -180,6 +235,33 @@ class Run:
         finally:
             self.scenario.heal(self.stack)
 
+    def margin(self) -> float | None:
+        """The DocOcrV2 bucket's margin now (None when Redis cannot be reached)."""
+        try:
+            return read_bucket(self.client, self.quotas, self.bucket).margin
+        except (redis.RedisError, OSError):
+            return None
+
+    def counters(self) -> tuple[int, int]:
+        """Calls that reached the emulator (served + throttled) and the throttled ones."""
+        stats = self.stack.emulator("GET", "stats")["actions"]
+        figures = [f for by_product in stats.values() for f in by_product.values()]
+        throttled = sum(int(f.get("throttled", 0)) for f in figures)
+        return sum(int(f.get("served", 0)) for f in figures) + throttled, throttled
+
+    def sample(self, began: float) -> None:
+        """Every ``SAMPLE_S``: the emulator's counters and the margin, until ``sampled`` is set."""
+        while True:
+            try:
+                calls, throttled = self.counters()
+            except httpx.HTTPError:
+                pass  # the next sample, then
+            else:
+                at = time.monotonic() - began
+                self.samples.append(Sample(round(at, 2), calls, throttled, self.margin()))
+            if self.sampled.wait(SAMPLE_S):
+                return
+
     def run(self) -> Outcome:
         self.stack.emulator("POST", "reset", {"stats": True})
         manifest = self.manifest()
@@ -188,7 +270,8 @@ class Run:
             batch_id = api.submit(manifest).batch_id
         threads = [threading.Thread(target=self.start_flows, daemon=True),
                    threading.Thread(target=self.faults, args=(began,), daemon=True)]  # fmt: skip
-        for thread in threads:
+        sampler = threading.Thread(target=self.sample, args=(began,), daemon=True)
+        for thread in (*threads, sampler):
             thread.start()
         threads[1].join()  # the fault is healed before anything is judged
         threads[0].join()
@@ -197,6 +280,8 @@ class Run:
             settled = True
         except TimeoutError:
             settled = False
+        self.sampled.set()
+        sampler.join()
         outcome = self.measure(batch_id, settled, time.monotonic() - began)
         self.client.close()
         return outcome
@@ -224,7 +309,7 @@ class Run:
         )
         evidence_lost = 0
         for tid in self.tids:
-            raw = self.client.get(f"{self.stack.settings.namespace}result:tx:{tid}")
+            raw = self.client.get(self.core.keys.result_tx(tid))
             if raw and json.loads(raw).get("status") == "evidence_lost":
                 evidence_lost += 1
         windows = {
@@ -232,7 +317,10 @@ class Run:
             for action, product in (("DocOcrV2", BATCH_PRODUCT), ("CheckResult", FLOW_PRODUCT))
             if (figures := stats.get(action, {}).get(product))
         }
-        throttled = sum(int(f.get("throttled", 0)) for a in stats.values() for f in a.values())
+        calls, throttled = self.counters()
+        learnt = next((s for s in self.samples if s.at >= LEARN_S), None)
+        margins = [s.margin for s in self.samples if s.margin is not None]
+        end = retrying(lambda: read_bucket(self.client, self.quotas, self.bucket))
         span = (progress.last_at or 0) - (progress.first_at or 0)
         return Outcome(
             scenario=self.scenario.name,
@@ -250,7 +338,13 @@ class Run:
             unbilled=sum(1 for b in billed if b == 0),
             evidence_lost=evidence_lost,
             max_in_window=windows,
+            calls=calls,
             throttled=throttled,
+            calls_after=calls - (learnt.calls if learnt else calls),
+            throttled_after=throttled - (learnt.throttled if learnt else throttled),
+            margin_end=round(end.margin, 4),
+            margin_max=round(max([*margins, end.margin]), 4),
+            widened=end.widened,
             quota=self.stack.quota,
             rate_over_quota=round(sum(billed) / span / self.stack.quota, 3) if span > 0 else 0.0,
             wall_s=round(wall, 1),
@@ -263,8 +357,8 @@ class Run:
 def table(outcomes: list[Outcome]) -> str:
     """The per-scenario table ``make test-hosts`` prints."""
     head = ("scenario", "settled", "rows lost", "not done", "uncertain", "flows lost",
-            "dup billed", "evid lost", "max/1s (quota)", "rate/quota", "wall s",
-            "result")  # fmt: skip
+            "dup billed", "evid lost", "served max/1s (quota)", "throttled (after 10 s)",
+            "margin end (max)", "rate/quota", "wall s", "result")  # fmt: skip
     lines = [head]
     for o in outcomes:
         fails = o.failures()
@@ -273,7 +367,10 @@ def table(outcomes: list[Outcome]) -> str:
             str(o.rows_not_done), str(o.uncertain), f"{o.flows_not_archived}/{o.flows}",
             str(o.duplicated),
             str(o.evidence_lost),
-            f"{o.max_window} ({o.quota:g})", f"{o.rate_over_quota:.2f}", f"{o.wall_s:.0f}",
+            f"{o.max_window} ({o.quota:g})",
+            f"{o.throttled}/{o.calls} ({o.throttled_after}/{o.calls_after})",
+            f"{o.margin_end:.3f} ({o.margin_max:.3f})",
+            f"{o.rate_over_quota:.2f}", f"{o.wall_s:.0f}",
             "ok" if not fails else "FAIL: " + "; ".join(fails),
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in lines) for i in range(len(head) - 1)]

@@ -41,9 +41,10 @@ BUCKET = "idv-hosts"
 TOKEN = "hosts-token"
 BATCH_PRODUCT = "ID_OCR_MIN"
 FLOW_PRODUCT = "eKYC"
-# The emulator enforces far more than the limiter is told, so that its ``max_in_window`` is
-# what the limiter let through, not what the emulator clipped it to.
-EMULATOR_QUOTA = 1000
+# The emulator enforces the same quota as the limiter is told, counted as a real provider does
+# (every sliding 1-second window): a call that arrives over it is answered ``Throttling.Api``
+# (not billed; the worker retries it and its limiter learns a wider margin from it).
+EMULATOR_ALGORITHM = "sliding"
 # Every link: 10 ± 5 ms each way; this share of chunks "lost" (held one 200 ms RTO longer).
 LOSS = float(os.environ.get("IDV_HOSTS_LOSS", "0.005"))
 
@@ -124,8 +125,9 @@ class HostStack:
         self.procs["s3"].wait_for(lambda: port_open(PORTS["s3"], HOSTS["s3"]))
         key = f"{DEMO_ACCESS_KEY_ID}:{DEMO_ACCESS_KEY_SECRET}"
         quotas = [
-            a for p in (BATCH_PRODUCT, FLOW_PRODUCT) for a in ("--quota", f"{p}={EMULATOR_QUOTA}")
+            a for p in (BATCH_PRODUCT, FLOW_PRODUCT) for a in ("--quota", f"{p}={self.quota:g}")
         ]
+        quotas += ["--quota-algorithm", EMULATOR_ALGORITHM]
         self._spawn("emulator", "emulator", emulator_command(PORTS["emulator"], key, "--host",
                     "0.0.0.0", *quotas, "--callback-retries", "20", "--callback-retry-interval",
                     "2"))  # fmt: skip
@@ -145,7 +147,7 @@ class HostStack:
     def _ensure_bucket(self) -> None:
         from worker.storage import S3ObjectStore
 
-        store = S3ObjectStore(self.settings)
+        store = S3ObjectStore(self.settings.storage)
         try:
             store.ensure_bucket()
         finally:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.hosts import netns
-from tests.hosts.scenarios import SCENARIOS, Outcome, Run, Scenario
+from tests.hosts.scenarios import SCENARIOS, Outcome, Run, Scenario, throttle_budget
 from tests.hosts.stack import HostStack
 from worker.emulator.samples import generate_samples
 
@@ -53,3 +53,12 @@ def test_partition_loses_nothing(
     outcome = Run(hosts, scenario, images, hosts.workdir, rows=ROWS, flows=FLOWS).run()
     outcomes.append(outcome)
     assert outcome.failures() == []
+
+
+@pytest.mark.timeout(60)
+def test_throttles_within_budget(hosts: HostStack, outcomes: list[Outcome]) -> None:
+    """The limiter kept its margin: few calls arrived over the quota once it had learnt it
+    (``THROTTLE_BUDGET`` over every scenario that ran, after each one's first seconds)."""
+    if not outcomes:
+        pytest.skip("no scenario ran")
+    assert throttle_budget(outcomes) is None

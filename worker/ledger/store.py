@@ -35,6 +35,7 @@ from worker.ledger.model import (
     State,
 )
 from worker.redisio import lua_script, optional_text, text, text_map
+from worker.replication import OFF, ReplicatedScript, ReplicaWait
 from worker.settings import LedgerSettings
 
 _SCRIPTS = ("upsert", "callback", "claim", "transition", "extend")
@@ -56,10 +57,13 @@ class Ledger:
         *,
         evidence_window_s: float,
         require_known: bool = False,
+        replicas: ReplicaWait = OFF,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``evidence_window_s``: how long after completion a flow's work is realtime
-        (``IDV_EVIDENCE_WINDOW_S``); ``require_known``: ``IDV_CALLBACK_REQUIRE_KNOWN``."""
+        (``IDV_EVIDENCE_WINDOW_S``); ``require_known``: ``IDV_CALLBACK_REQUIRE_KNOWN``;
+        ``replicas``: ``IDV_REDIS_WAIT_REPLICAS`` (each script's writes are acknowledged once
+        that many replicas hold them, else ``NotReplicated``)."""
         self.redis = client
         self.settings = settings
         self.evidence_window_s = evidence_window_s
@@ -68,7 +72,8 @@ class Ledger:
         ns = keys.namespace
         self._prefix = f"{ns}{{ledger}}"
         self._scripts = {
-            name: client.register_script(lua_script("worker.ledger", name)) for name in _SCRIPTS
+            name: ReplicatedScript(client, lua_script("worker.ledger", name), replicas, name=name)
+            for name in _SCRIPTS
         }
         self._release = client.register_script(lua_script("worker.stores", "lease_release"))
 

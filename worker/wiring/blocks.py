@@ -18,6 +18,7 @@ from worker.ledger import Ledger
 from worker.observability import RedisMetrics, report_to_sentry
 from worker.ratelimit import QuotaTable, RedisRateLimiter, limiter_redis
 from worker.redisio import broker_target, connect, redis_target
+from worker.replication import ReplicaWait
 from worker.settings import Settings
 from worker.storage import S3ObjectStore
 from worker.stores import DeadLetterStore, ResultStore, SubjectIndex, UploadRegistry
@@ -107,6 +108,7 @@ def build_ledger(core: Core) -> Ledger:
         s.ledger,
         evidence_window_s=s.onboarding.evidence_window_s,
         require_known=s.callbacks.callback_require_known,
+        replicas=ReplicaWait.from_settings(s.redis),
     )
 
 

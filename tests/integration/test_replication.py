@@ -43,9 +43,7 @@ def alone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 
 def _ledger(client: redis.Redis, wait: ReplicaWait) -> Ledger:
     settings = load_settings()
-    return Ledger(
-        client, RedisKeys(NS), settings.ledger, evidence_window_s=1800, replicas=wait
-    )
+    return Ledger(client, RedisKeys(NS), settings.ledger, evidence_window_s=1800, replicas=wait)
 
 
 def _client(server: RedisServer) -> redis.Redis:
@@ -65,10 +63,12 @@ def test_a_confirmed_ledger_write_is_on_the_replica_when_the_call_returns(
             assert ledger.record_start(tid, "eKYC", f"m-{n}")
             # No polling: WAIT returned only once the replica had applied the write.
             seen = mirror.get(tid)
-            assert seen is not None and seen.state is State.INITIALIZED
+            assert seen is not None
+            assert seen.state is State.INITIALIZED
             assert ledger.on_callback(tid, "eKYC", f"m-{n}").status == "accepted"
             seen = mirror.get(tid)
-            assert seen is not None and seen.state is State.COMPLETED
+            assert seen is not None
+            assert seen.state is State.COMPLETED
     finally:
         client.close()
         on_replica.close()
@@ -86,12 +86,14 @@ def test_a_write_no_replica_confirms_is_not_acknowledged_and_repeating_it_is_har
         assert (err.confirmed, err.wanted, err.script) == (0, 1, "upsert")
         # A retryable IdvError, and a RedisError: callers that treat Redis being unreachable
         # (the callback intake answers 503) treat it the same way.
-        assert isinstance(err, IdvError) and isinstance(err, redis.RedisError)
+        assert isinstance(err, IdvError)
+        assert isinstance(err, redis.RedisError)
         assert is_retryable(err)
         # The primary applied it; the repeat finds it and changes nothing.
         plain = _ledger(client, ReplicaWait())
         entry = plain.get("tx-alone-1")
-        assert entry is not None and entry.state is State.INITIALIZED
+        assert entry is not None
+        assert entry.state is State.INITIALIZED
         with pytest.raises(NotReplicated):
             ledger.record_start("tx-alone-1", "eKYC", "m-1")
         assert plain.counts()[State.INITIALIZED] == 1
@@ -105,7 +107,8 @@ def test_a_write_no_replica_confirms_is_not_acknowledged_and_repeating_it_is_har
             with pytest.raises(NotReplicated):
                 ledger.claim("tx-alone-1", "rt", hold_until=2e10, now=1e10)
         entry = plain.get("tx-alone-1")
-        assert entry is not None and entry.attempts == 1
+        assert entry is not None
+        assert entry.attempts == 1
         for _ in range(2):
             with pytest.raises(NotReplicated):
                 ledger.finish("tx-alone-1", evidence="stored")
@@ -178,15 +181,21 @@ def test_a_billed_call_claim_waits_for_the_replica_and_repeats_as_ok(
                     store.claim("b-rep", 0, "item-0", "tok")
                 with pytest.raises(NotReplicated):  # the same claim again: applied, unconfirmed
                     store.claim("b-rep", 0, "item-0", "tok")
-                assert BatchStore(client, RedisKeys(NS), settings.batch).claim(
-                    "b-rep", 0, "item-0", "tok"
-                ) == "ok"
+                assert (
+                    BatchStore(client, RedisKeys(NS), settings.batch).claim(
+                        "b-rep", 0, "item-0", "tok"
+                    )
+                    == "ok"
+                )
                 # Another worker's claim on the item is refused, confirmed or not.
                 with pytest.raises(NotReplicated):
                     store.claim("b-rep", 0, "item-0", "other")
-                assert BatchStore(client, RedisKeys(NS), settings.batch).claim(
-                    "b-rep", 0, "item-0", "other"
-                ) == "claimed"
+                assert (
+                    BatchStore(client, RedisKeys(NS), settings.batch).claim(
+                        "b-rep", 0, "item-0", "other"
+                    )
+                    == "claimed"
+                )
         finally:
             client.flushall()
             client.close()

@@ -59,6 +59,18 @@ class Flows:
         with self.lock:
             return sum(len(steps) for steps in self.acked.values())
 
+    def wait(self, *, acknowledged: int, or_refused: int | None = None) -> None:
+        """Until this many more steps were acknowledged (or refused as not replicated)."""
+        acked, refused = self.count, self.refused["not_replicated"]
+
+        def progressed() -> bool:
+            more_refused = self.refused["not_replicated"] - refused
+            return self.count >= acked + acknowledged or (
+                or_refused is not None and more_refused >= or_refused
+            )
+
+        wait_until(progressed, timeout=60, interval=0.01)
+
     def start(self) -> None:
         for worker in self._workers:
             worker.start()
@@ -217,22 +229,12 @@ def run_failovers(cluster: Cluster, rounds: int, wait_replicas: int) -> dict[str
     try:
         flows.start()
         for _ in range(rounds):
-            before = flows.count
-            wait_until(lambda: flows.count >= before + 40, timeout=60, interval=0.02)
+            flows.wait(acknowledged=40)
             cluster.cut_replica()
             # Work goes on while the replica is behind: refused (waiting) or acknowledged.
-            behind = flows.count, flows.refused["not_replicated"]
-            wait_until(
-                lambda: (
-                    flows.count >= behind[0] + 20
-                    or flows.refused["not_replicated"] >= behind[1] + 3
-                ),
-                timeout=30,
-                interval=0.01,
-            )
+            flows.wait(acknowledged=20, or_refused=3)
             promotions.append(cluster.fail_over())
-        before = flows.count
-        wait_until(lambda: flows.count >= before + 40, timeout=60, interval=0.02)
+        flows.wait(acknowledged=40)
     finally:
         flows.finish()
     try:

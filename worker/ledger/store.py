@@ -15,6 +15,16 @@ A sweep reads ``ZRANGEBYSCORE due -inf now``: it costs O(due), not O(all). Open 
 until the provider's deletion plus a grace period; a final one (archived, abandoned, expired)
 ``IDV_LEDGER_GRACE_S`` after it ended. Every change is one Lua script (``lua/``), so a counter
 never drifts from the states and a transaction is claimed by one attempt at a time.
+
+With ``IDV_REDIS_WAIT_REPLICAS`` every script's writes count only once that many replicas hold
+them (``worker.replication``): one they did not confirm in time raises ``NotReplicated``
+(retryable, and a ``RedisError``), so a Sentinel failover cannot lose a transition a caller was
+told happened. Each script is safe to repeat after such an applied-but-unconfirmed write: the
+upsert finds the entry and changes nothing (``record_start`` answers False); the callback
+answers ``duplicate`` and the work it scheduled comes due for the reconciler; a claim answers
+``not_due`` and the attempt comes due again at its hold time; a transition into the state the
+entry is in sets the same fields, one into a final state finds it final; ``extend`` never
+moves a due time back.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ docs: $(DOCS_STAMP)
 	$(BIN)/python -m worker.devtools.docsgen
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
-BENCHES := client limiter evidence batch ledger
+BENCHES := client limiter evidence batch ledger replication
 
 # Each benchmark prints one JSON object on its last line; run them one at a time so they
 # do not compete for the two cores. IDV_MODE=production requires IDV_SUBJECT_KEY: benchmarks

@@ -30,6 +30,7 @@ from worker.batch.model import BatchState, ItemStatus, Progress, StoredRow, deco
 from worker.errors import IdvError
 from worker.keys import RedisKeys, validate_id
 from worker.redisio import lua_script, optional_text
+from worker.replication import OFF, ReplicatedScript, ReplicaWait
 from worker.settings import BatchSettings
 
 __all__ = ["KEEP_CLAIM", "RATE_WINDOW_S", "BatchKeys", "BatchNotFound", "BatchStore", "Begin"]
@@ -62,8 +63,11 @@ class BatchStore:
         keys: RedisKeys,
         settings: BatchSettings,
         *,
+        replicas: ReplicaWait = OFF,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``replicas``: ``IDV_REDIS_WAIT_REPLICAS``; a billed call's claim is acknowledged
+        once that many replicas hold it (see ``claim``)."""
         self.redis = client
         self.clock = clock  # epoch seconds: when calls happen, and when progress is read
         self.settings = settings
@@ -71,7 +75,9 @@ class BatchStore:
         self.ttl_s = settings.batch_ttl_s
         self._submit_chunk = client.register_script(lua_script("worker.batch", "submit_chunk"))
         self._begin = client.register_script(lua_script("worker.batch", "begin"))
-        self._claim = client.register_script(lua_script("worker.batch", "claim"))
+        self._claim = ReplicatedScript(
+            client, lua_script("worker.batch", "claim"), replicas, name="batch claim"
+        )
         self._finish = client.register_script(lua_script("worker.batch", "finish"))
         self._chunk_acquire = client.register_script(lua_script("worker.batch", "chunk_acquire"))
         self._chunk_release = client.register_script(lua_script("worker.batch", "chunk_release"))
@@ -240,7 +246,15 @@ class BatchStore:
         return Begin(verdict, extra)
 
     def claim(self, batch_id: str, seq: int, item_id: str, token: str) -> str:
-        """Record that a call for the item is about to leave; ``"ok"`` or why it must not."""
+        """Record that a call for the item is about to leave; ``"ok"`` or why it must not.
+
+        With ``IDV_REDIS_WAIT_REPLICAS`` the claim counts only once replicas hold it: a claim
+        a failover lost would let the item be sent (and billed) again. ``NotReplicated``
+        means the call was not sent; repeating the claim with the same token answers ``ok``.
+        The writes before it (``begin``) are covered too (replication keeps their order);
+        those after it (``finish``) need not be: one a failover lost leaves the claim, and an
+        item with a claim is never sent again automatically.
+        """
         k = self.keys(batch_id)
         reply = self._claim(
             keys=[k.meta, k.st, k.inflight],

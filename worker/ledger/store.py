@@ -20,6 +20,16 @@ A move to ``expired`` (the provider deleted a result before it was archived: los
 makes it (the reconciler's deletion sweep, an onboarding or archival run that finds the
 transaction gone), is reported here, once: ``idv_archival_expired_total``, one error line and
 a Sentry event.
+
+With ``IDV_REDIS_WAIT_REPLICAS`` every script's writes count only once that many replicas hold
+them (``worker.replication``): one they did not confirm in time raises ``NotReplicated``
+(retryable, and a ``RedisError``), so a Sentinel failover cannot lose a transition a caller was
+told happened. Each script is safe to repeat after such an applied-but-unconfirmed write: the
+upsert finds the entry and changes nothing (``record_start`` answers False); the callback
+answers ``duplicate`` and the work it scheduled comes due for the reconciler; a claim answers
+``not_due`` and the attempt comes due again at its hold time; a transition into the state the
+entry is in sets the same fields, one into a final state finds it final; ``extend`` never
+moves a due time back.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from worker.ledger.model import (
 )
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.redisio import lua_script, optional_text, text, text_map
+from worker.replication import OFF, ReplicatedScript, ReplicaWait
 from worker.settings import LedgerSettings
 
 log = get_logger("ledger")
@@ -65,13 +76,16 @@ class Ledger:
         *,
         evidence_window_s: float,
         require_known: bool = False,
+        replicas: ReplicaWait = OFF,
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         report: Reporter | None = None,
     ) -> None:
         """``evidence_window_s``: how long after completion a flow's work is realtime
         (``IDV_EVIDENCE_WINDOW_S``); ``require_known``: ``IDV_CALLBACK_REQUIRE_KNOWN``;
-        ``metrics`` and ``report`` (a Sentry reporter) hear of every move to ``expired``."""
+        ``metrics`` and ``report`` (a Sentry reporter) hear of every move to ``expired``;
+        ``replicas``: ``IDV_REDIS_WAIT_REPLICAS`` (each script's writes are acknowledged once
+        that many replicas hold them, else ``NotReplicated``)."""
         self.redis = client
         self.settings = settings
         self.evidence_window_s = evidence_window_s
@@ -82,7 +96,8 @@ class Ledger:
         ns = keys.namespace
         self._prefix = f"{ns}{{ledger}}"
         self._scripts = {
-            name: client.register_script(lua_script("worker.ledger", name)) for name in _SCRIPTS
+            name: ReplicatedScript(client, lua_script("worker.ledger", name), replicas, name=name)
+            for name in _SCRIPTS
         }
         self._release = client.register_script(lua_script("worker.stores", "lease_release"))
 

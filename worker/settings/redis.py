@@ -83,6 +83,21 @@ class RedisSettings(Part):
         "authentication (a warning at every start); else such a start is refused",
     )
     namespace: str = Field("idv:", description="prefix of every Redis key")
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="replicas that must hold a ledger write or a billed-call claim before it "
+        "counts as done (Redis WAIT after the write; 0 = off): a Sentinel failover then cannot "
+        "lose one; a write fewer replicas confirm in time fails and is retried",
+    )
+    redis_wait_timeout_ms: int = Field(
+        500,
+        ge=1,
+        le=4000,
+        description="how long a write waits for IDV_REDIS_WAIT_REPLICAS replicas to confirm it "
+        "(milliseconds; below the clients' 5 s socket timeout)",
+    )
 
     @field_validator("redis_tls_verify", mode="before")
     @classmethod

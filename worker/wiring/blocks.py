@@ -18,6 +18,7 @@ from worker.ledger import Ledger
 from worker.observability import RedisMetrics, report_to_sentry
 from worker.ratelimit import QuotaTable, RedisRateLimiter, limiter_redis
 from worker.redisio import broker_target, connect, redis_target
+from worker.replication import ReplicaWait
 from worker.settings import Settings
 from worker.storage import S3ObjectStore
 from worker.stores import DeadLetterStore, Pseudonyms, ResultStore, SubjectIndex, UploadRegistry
@@ -111,6 +112,7 @@ def build_ledger(core: Core) -> Ledger:
         require_known=s.callbacks.callback_require_known,
         metrics=core.metrics,
         report=report,
+        replicas=ReplicaWait.from_settings(s.redis),
     )
 
 

@@ -16,6 +16,7 @@ from worker.jobs import WorkSender
 from worker.ledger import FlowStarter, Ledger, Reconciler
 from worker.onboarding import CallbackIntake, OnboardingService, derive_callback_token
 from worker.ratelimit import RedisRateLimiter
+from worker.replication import ReplicaWait
 from worker.settings import CallbackSettings
 from worker.storage import S3ObjectStore
 from worker.stores import DeadLetterStore, LeaseManager, ResultStore, SubjectIndex, UploadRegistry
@@ -102,7 +103,12 @@ def build_intake(core: Core, ledger: Ledger, sender: WorkSender) -> CallbackInta
 
 
 def build_batch_store(core: Core) -> BatchStore:
-    return BatchStore(core.redis, core.keys, core.settings.batch)
+    return BatchStore(
+        core.redis,
+        core.keys,
+        core.settings.batch,
+        replicas=ReplicaWait.from_settings(core.settings.redis),
+    )
 
 
 def source_policy(core: Core) -> SourcePolicy:

@@ -24,9 +24,10 @@ from worker.ledger import Ledger, Reconciler
 from worker.observability import RedisMetrics
 from worker.onboarding import OnboardingService
 from worker.settings import Settings
-from worker.stores import DeadLetterStore, ResultStore
+from worker.stores import DeadLetterStore, Heartbeat, ResultStore
 from worker.webhook import WebhookSender
 from worker.wiring import blocks, services
+from worker.wiring.takeover import build_heartbeat, start_heartbeat
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class WorkerNode:
     batch_control: BatchControl
     upload_sweeper: UploadSweeper
     webhook_sender: WebhookSender | None
+    heartbeat: Heartbeat
     stack: ExitStack = field(repr=False, compare=False)
     pid: int = field(default_factory=os.getpid)
 
@@ -68,6 +70,7 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
         deadletters = blocks.build_deadletters(core)
         ledger = blocks.build_ledger(core)
         batch_store = services.build_batch_store(core)
+        heartbeat = build_heartbeat(core, stack)
         onboarding = services.build_onboarding(
             core,
             client=client,
@@ -76,8 +79,13 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
             results=results,
             deadletters=deadletters,
             ledger=ledger,
+            heartbeat=heartbeat,
         )
-        return WorkerNode(
+        reconciler = services.build_reconciler(core, ledger, sender)
+        batch_control = services.build_batch_control(
+            core, batch_store, sender, results=results, objects=objects
+        )
+        node = WorkerNode(
             settings=settings,
             metrics=core.metrics,
             sender=sender,
@@ -85,7 +93,7 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
             deadletters=deadletters,
             ledger=ledger,
             onboarding=onboarding,
-            reconciler=services.build_reconciler(core, ledger, sender),
+            reconciler=reconciler,
             batch_store=batch_store,
             batch_service=services.build_batch_service(
                 core,
@@ -95,14 +103,16 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
                 results=results,
                 objects=objects,
                 sender=sender,
+                heartbeat=heartbeat,
             ),
-            batch_control=services.build_batch_control(
-                core, batch_store, sender, results=results, objects=objects
-            ),
+            batch_control=batch_control,
             upload_sweeper=services.build_upload_sweeper(core, objects),
             webhook_sender=services.build_webhook_sender(core, stack),
+            heartbeat=heartbeat,
             stack=stack,
         )
+        start_heartbeat(core, heartbeat, control=batch_control, reconciler=reconciler)
+        return node
     except BaseException:
         stack.close()
         raise

@@ -18,7 +18,16 @@ from worker.onboarding import CallbackIntake, OnboardingService, derive_callback
 from worker.ratelimit import RedisRateLimiter
 from worker.settings import CallbackSettings
 from worker.storage import S3ObjectStore
-from worker.stores import DeadLetterStore, LeaseManager, ResultStore, SubjectIndex, UploadRegistry
+from worker.stores import (
+    DeadLetterStore,
+    DueIndex,
+    Heartbeat,
+    HeartbeatLeases,
+    LeaseManager,
+    ResultStore,
+    SubjectIndex,
+    UploadRegistry,
+)
 from worker.webhook import WebhookSender
 from worker.wiring.blocks import Core, report
 
@@ -46,15 +55,17 @@ def build_onboarding(
     results: ResultStore,
     deadletters: DeadLetterStore,
     ledger: Ledger,
+    heartbeat: Heartbeat | None = None,
 ) -> OnboardingService:
     s = core.settings
+    manager = LeaseManager(core.redis, core.keys)
     return OnboardingService(
         client=client,
         archiver=build_archiver(core, objects, http),
         objects=objects,
         keys=core.object_keys,
         records=results,
-        leases=LeaseManager(core.redis, core.keys),
+        leases=manager if heartbeat is None else HeartbeatLeases(manager, heartbeat),
         deadletters=deadletters,
         metrics=core.metrics,
         report=report,
@@ -124,6 +135,7 @@ def build_batch_control(
         results=results,
         objects=objects,
         metrics=core.metrics,
+        due=DueIndex(core.redis, core.keys),
     )
 
 
@@ -136,6 +148,7 @@ def build_batch_service(
     results: ResultStore,
     objects: S3ObjectStore,
     sender: WorkSender,
+    heartbeat: Heartbeat | None = None,
 ) -> BatchService:
     s = core.settings
     client = make_batch_client(s.provider, limiter)
@@ -157,6 +170,7 @@ def build_batch_service(
         object_keys=core.object_keys,
         max_retry_after_s=s.provider.max_retry_after_s,
         metrics=core.metrics,
+        heartbeat=heartbeat,
     )
 
 

@@ -8,13 +8,14 @@ holder (``set_node``/``current_node``), as dramatiq's ``set_broker``.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, current_app, signals
 from redis import Redis
 
 from worker.batch import BatchControl, BatchService, BatchStore
@@ -28,6 +29,8 @@ from worker.stores import DeadLetterStore, Heartbeat, ResultStore
 from worker.webhook import WebhookSender
 from worker.wiring import blocks, services
 from worker.wiring.takeover import build_heartbeat, start_heartbeat
+
+log = logging.getLogger("idv.wiring")
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,15 @@ def _on_process_init(sender: Any = None, **_: Any) -> None:
     global _node
     with _lock:
         _node = None
+    # Built now rather than by the first task: the node's heartbeat renews leases and takes
+    # over a dead worker's work, and an idle process must do that too.
+    app = getattr(sender, "app", None) or current_app
+    if getattr(app.conf, "idv_settings", None) is None:
+        return
+    try:
+        current_node(app)
+    except Exception:  # Redis not reachable yet: the first task builds it
+        log.warning("worker node not built at process start", exc_info=True)
 
 
 @signals.worker_process_shutdown.connect

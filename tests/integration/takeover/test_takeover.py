@@ -99,7 +99,8 @@ def test_a_retry_due_time_survives_the_worker_that_scheduled_it(rig: Rig, tmp_pa
     now = [time.time()]
     beat = Heartbeat(index, every_s=0.5, clock=lambda: now[0])
     BatchTakeover(rig.control, index).register(beat)
-    assert beat.scan() == 0 and not rig.enqueuer.chunk_messages  # not due yet
+    assert beat.scan() == 0  # not due yet
+    assert not rig.enqueuer.chunk_messages
     now[0] += 31
     assert beat.scan() == 1
     assert list(rig.enqueuer.chunk_messages) == [(batch_id, 1)]

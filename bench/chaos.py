@@ -15,8 +15,11 @@ Then, once everything settled, it prints one JSON object: ``items_lost`` (rows i
 status), ``flows_lost`` (transactions in no final ledger state), ``duplicate_billed_calls``
 (DocOcrV2 calls the emulator served more than once for one item), ``evidence_lost``,
 ``uncertain``, ``dead_letters`` (by kind and code), ``worker_restarts_needed`` (nodes that died
-on their own), ``wall_over_ideal`` (the batch's wall time ÷ rows at the quota). Exits 1 when
-anything was lost or billed twice.
+on their own), ``wall_over_ideal`` (the batch's wall time ÷ rows at the quota),
+``wall_over_budget`` (wall time ÷ the ideal plus the capacity the faults themselves remove: the
+quota cut, the S3 outage window, the stalled replies) and ``takeover_p50_s``/``takeover_p99_s``
+(from a kill to the dead holder's lease taken by another worker, ``bench/takeover.py``).
+Exits 1 when anything was lost or billed twice.
 
 Usage: ``python bench/chaos.py [--quick] [--redis graceful|crash]``.
 """
@@ -43,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import contextlib
 
+from bench.takeover import LeaseWatch
 from worker.batch import TERMINAL, merchant_biz_id
 from worker.devtools import DevStack, Proc, RedisServer, free_port, spawn_s3, wait_until
 from worker.emulator.samples import generate_samples
@@ -137,8 +141,9 @@ class Chaos:
             IDV_RECONCILE_AFTER_S="10",
             IDV_RECONCILE_EVERY_S="2",
             IDV_ARCHIVE_EVERY_S="5",
-            IDV_ONBOARDING_LEASE_S="10",
-            IDV_BATCH_LEASE_S="30",
+            IDV_ONBOARDING_LEASE_S="6",
+            IDV_BATCH_LEASE_S="6",
+            IDV_HEARTBEAT_EVERY_S="2",
             IDV_LIMITER_MAX_WAIT_S="20",
             IDV_BATCH_WATCHDOG_INTERVAL_S="5",
         )
@@ -149,6 +154,7 @@ class Chaos:
         self.restarts_needed = 0
         self.events: list[str] = []
         self.stop = threading.Event()
+        self.watch: LeaseWatch | None = None
 
     def emulator(self, method: str, path: str, payload: Any = None) -> Any:
         for _ in range(5):
@@ -192,11 +198,15 @@ class Chaos:
             if children and rng.random() < 0.5:
                 victim = rng.choice(children)
                 self.log(f"SIGKILL a pool process of {name}")
+                if self.watch is not None:
+                    self.watch.killed()
                 with contextlib.suppress(psutil.Error):
                     psutil.Process(victim).send_signal(signal.SIGKILL)
             else:
                 self.log(f"SIGKILL node {name}")
                 self.killed_by_us.add(proc.pid)
+                if self.watch is not None:
+                    self.watch.killed()
                 proc.kill()
 
     def faults(self) -> None:
@@ -338,6 +348,11 @@ def main() -> int:
         began = time.monotonic()
         with batches(chaos.settings) as api:
             batch_id = api.submit(manifest).batch_id
+        ns = chaos.settings.redis.namespace
+        chaos.watch = LeaseWatch(
+            redis.Redis.from_url(redis_server.url), f"{ns}{{batch:{batch_id}}}:cl",
+            f"{ns}lease:onboarding:",
+        ).start()  # fmt: skip
         threads = [threading.Thread(target=chaos.supervise, daemon=True),
                    threading.Thread(target=chaos.killer, args=(rng,), daemon=True),
                    threading.Thread(target=chaos.faults, daemon=True)]  # fmt: skip
@@ -385,6 +400,10 @@ def main() -> int:
         )
         dead = Counter(f"{d.kind}:{d.code}" for d in letters)
         ideal = args.rows / args.quota
+        chaos.watch.stop()
+        # The capacity the faults themselves remove: 40% of the quota for the cut's 20 s, the
+        # S3 outage's 20 s, and the 5 s of replies slower than the read timeout (all × pace).
+        budget = ideal + args.pace * (0.4 * 20 + 20 + 5)
         figures = {
             "quick": args.quick,
             "redis_restart": args.redis,
@@ -402,6 +421,9 @@ def main() -> int:
             "wall_s": round(wall, 1),
             "ideal_s": round(ideal, 1),
             "wall_over_ideal": round(wall / ideal, 2),
+            "budget_s": round(budget, 1),
+            "wall_over_budget": round(wall / budget, 2),
+            **chaos.watch.figures(),
             "events": len(chaos.events),
         }
         client.close()

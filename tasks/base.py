@@ -16,6 +16,9 @@ error to ``IdvTask.handle_error``, which applies the one rule of ``worker.errors
 Errors that are not ``IdvError`` are retried a bounded number of times, then dead-lettered.
 No countdown is longer than ``MAX_COUNTDOWN_S`` (below the broker's visibility timeout). A task
 class names its ``retry_policy`` (``worker.backoff``): backoff base, cap and ``max_retries``.
+A delayed retry message is only a hint: each flow also records the retry's due time where its
+state lives (the ledger, the batch's takeover index), so a retry held by a node that dies runs
+within a reconcile interval or a heartbeat of its due time (``retry_delay``).
 
 A Redis that cannot be reached (a Sentinel failover, a restart) is waited for in the task: a
 Redis connection error that escapes the task body runs the body again after a short jittered
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar, NoReturn
 
 import redis
@@ -37,9 +41,18 @@ from worker.backoff import REDIS_OUTAGE, TASK, RetryPolicy, jittered
 from worker.errors import ConfigurationError, IdvError, error_code, is_retryable, retry_after
 from worker.observability import account_code, get_logger, log_context, report_to_sentry
 from worker.queues import MAX_COUNTDOWN_S
+from worker.stores import LeaseBusy
 from worker.wiring import WorkerNode, current_node
 
 log = get_logger("tasks")
+
+
+def retry_delay(retry: Retry) -> float:
+    """How many seconds from now the retry ``retry`` is due."""
+    when = retry.when
+    if isinstance(when, datetime):
+        return max(0.0, when.timestamp() - time.time())
+    return float(when) if when is not None else 0.0
 
 
 class DeadLettered(IdvError):
@@ -133,6 +146,28 @@ class IdvTask(Task[Any, Any]):
         if self.request.retries >= self.max_retries:
             raise exc
         raise self.retry(exc=exc, countdown=countdown, max_retries=self.max_retries)
+
+    def retry_in_ledger(
+        self,
+        exc: Exception,
+        tid: str,
+        *,
+        kind: str,
+        payload: Mapping[str, Any],
+        deadline: float | None,
+    ) -> NoReturn:
+        """``handle_error`` for a ledger transaction: a retry is also a due time in the ledger.
+
+        The reconciler re-drives it if the delayed message dies with this node. Not while
+        another run holds the transaction's lease: that run owns its due time.
+        """
+        try:
+            self.handle_error(exc, kind=kind, item_id=tid, payload=payload, deadline=deadline)
+        except Retry as retry:
+            if not isinstance(exc, LeaseBusy):
+                grace = 2 * self.node.settings.ledger.heartbeat_every_s + 1.0
+                self.node.ledger.due_again(tid, time.time() + retry_delay(retry) + grace)
+            raise
 
     def dead_letter(
         self,

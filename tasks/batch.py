@@ -1,19 +1,22 @@
 """Thin tasks of the batch flow (queue ``idv.bulk``): chunk, watchdog, finalize.
 
-Messages carry a batch id and a chunk number; the logic lives in ``worker.batch``. A worker
-that starts re-arms the watchdog of every running batch, so chunks held by a worker that died
-are picked up again after their lease expires, without waiting for the broker's visibility
-timeout.
+Messages carry a batch id and a chunk number; the logic lives in ``worker.batch``. A chunk's
+lease is renewed by the worker's heartbeat and indexed by expiry, and a chunk's delayed retry
+is a due time in the same index (``worker.batch.takeover``): a chunk held by a worker that died,
+or whose retry message died with it, runs elsewhere within seconds, never after the broker's
+visibility timeout. A worker that starts also re-arms the watchdog of every running batch.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
 from celery import current_app, shared_task, signals
+from celery.exceptions import Retry
 
-from tasks.base import IdvTask
+from tasks.base import IdvTask, retry_delay
 from worker.batch import BatchState, ChunkOutcome, RetryChunk
 from worker.jobs import KIND_CHUNK, KIND_FINALIZE, KIND_WATCHDOG
 from worker.observability import get_logger
@@ -40,11 +43,18 @@ def process_chunk(self: BatchTask, batch_id: str, chunk_no: int) -> str:
     node = self.node
     give_up = self.request.retries >= self.max_retries
     try:
-        outcome = node.batch_service.process_chunk(batch_id, int(chunk_no), give_up=give_up)
-    except RetryChunk as exc:
-        self.handle_error(exc.cause, kind=KIND_CHUNK, item_id=ref, payload=payload)
-    except Exception as exc:
-        self.handle_error(exc, kind=KIND_CHUNK, item_id=ref, payload=payload)
+        try:
+            outcome = node.batch_service.process_chunk(batch_id, int(chunk_no), give_up=give_up)
+        except RetryChunk as exc:
+            self.handle_error(exc.cause, kind=KIND_CHUNK, item_id=ref, payload=payload)
+        except Exception as exc:
+            self.handle_error(exc, kind=KIND_CHUNK, item_id=ref, payload=payload)
+    except Retry as retry:
+        # The delayed message is a hint: the retry's due time lives in the takeover index, so
+        # one that dies with this node runs a beat after it was due, not an hour later.
+        due = time.time() + retry_delay(retry) + node.batch_service.grace_s
+        node.heartbeat.index.schedule(f"chunk:{batch_id}:{int(chunk_no)}", due)
+        raise
     if outcome is ChunkOutcome.COMPLETED:
         # Cheap when armed already; re-arms a watchdog whose message died with a worker.
         node.batch_control.arm_watchdog(batch_id)
@@ -59,7 +69,9 @@ def watchdog(self: BatchTask, batch_id: str) -> float | None:
         delay = control.watchdog(batch_id)
     except Exception as exc:
         self.handle_error(exc, kind=KIND_WATCHDOG, item_id=batch_id, payload={"batch": batch_id})
-    if delay is not None:
+    if delay is not None and control.due is not None:
+        control.due.schedule(f"wd:{batch_id}", time.time() + delay)  # a due time, no countdown
+    elif delay is not None:
         control.enqueuer.watchdog(batch_id, delay)
     return delay
 

@@ -87,10 +87,10 @@ def archive(self: ArchivalTask, job: dict[str, Any]) -> str:
         try:
             outcome = self.node.onboarding.process(parsed, late=True)
         except Exception as exc:
-            self.handle_error(
+            self.retry_in_ledger(
                 exc,
+                tid,
                 kind=KIND_ARCHIVAL,
-                item_id=tid,
                 payload={"job": parsed.to_message()},
                 deadline=parsed.archive_by,
             )

@@ -56,9 +56,7 @@ def process(self: OnboardingTask, job: dict[str, Any], late: bool = False) -> No
         try:
             outcome = self.node.onboarding.process(parsed, late=late)
         except Exception as exc:
-            self.handle_error(
-                exc, kind=KIND_ONBOARDING, item_id=tid, payload=payload, deadline=deadline
-            )
+            self.retry_in_ledger(exc, tid, kind=KIND_ONBOARDING, payload=payload, deadline=deadline)
         # A redelivered message may come from a run that died between writing the record and
         # enqueueing its webhook: send it (again); receivers de-duplicate on the event id.
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))

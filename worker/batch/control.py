@@ -7,7 +7,8 @@
   may already have been billed) back to pending and re-enqueues their chunks.
 * The **watchdog** runs every ``batch_watchdog_interval_s`` while a batch runs: it re-enqueues
   chunks whose worker died (lease expired, no message waiting) and triggers finalisation.
-  Workers re-arm it on startup and as chunks complete, so it survives the loss of its message.
+  Its rounds are due times in the takeover index (``worker.batch.takeover``), run by the
+  workers' heartbeats; workers re-arm it on startup and as chunks complete.
 * **Finalisation** writes the results as JSONL to S3 (``batches/<id>/results.jsonl``), marks
   the batch ``completed`` and announces it on the results stream.
 
@@ -32,7 +33,7 @@ from worker.observability import Metrics, NullMetrics
 from worker.ratelimit import QuotaTable, UnknownProduct
 from worker.settings import BatchSettings
 from worker.storage import ObjectStore
-from worker.stores import ResultStore
+from worker.stores import DueIndex, ResultStore
 
 log = logging.getLogger("idv.batch")
 
@@ -79,7 +80,11 @@ class BatchControl:
         results: ResultStore | None = None,
         objects: ObjectStore | None = None,
         metrics: Metrics | None = None,
+        due: DueIndex | None = None,
     ) -> None:
+        """``due``: the takeover index, where the watchdog's rounds are due times (without
+        it, a delayed Celery message)."""
+        self.due = due
         self.store = store
         self.enqueuer = enqueuer
         self.settings = settings
@@ -178,15 +183,16 @@ class BatchControl:
         return sent
 
     def sweep_stalled(self, *, now: float, limit: int = 200) -> list[str]:
-        """Re-drive running batches that made no progress for two chunk leases (beat).
+        """Re-drive running batches that made no progress for a while (beat): a backstop.
 
-        The watchdog chain and the chunk messages are Celery messages: a node killed while
-        holding them (delayed, unacknowledged) keeps them until the broker's visibility
-        timeout. A batch with no call for ``2 × IDV_BATCH_LEASE_S`` has every incomplete chunk
+        Chunk messages are Celery messages: a node killed while holding them (unacknowledged)
+        keeps them until the broker's visibility timeout; the takeover index catches those a
+        worker held or delayed, this catches the rest. A batch with no call for
+        ``2 × IDV_BATCH_LEASE_S`` (at least 60 s) has every incomplete chunk
         that no live lease holds sent again, and its watchdog re-armed; a duplicate message
         finds its rows done (or claimed) and costs nothing. Returns the batches re-driven.
         """
-        stalled_after = 2 * self.settings.batch_lease_s
+        stalled_after = max(2 * self.settings.batch_lease_s, 60.0)
         kicked = []
         for batch_id in self.store.list_ids(limit):
             try:
@@ -209,7 +215,10 @@ class BatchControl:
         """Enqueue the watchdog unless one is armed (``force``: enqueue anyway)."""
         interval = self.settings.batch_watchdog_interval_s
         if self.store.arm_marker(batch_id, "wd", 3 * interval) or force:
-            self.enqueuer.watchdog(batch_id, interval)
+            if self.due is not None:
+                self.due.schedule(f"wd:{batch_id}", self.store.clock() + interval)
+            else:
+                self.enqueuer.watchdog(batch_id, interval)
             return True
         return False
 
@@ -296,6 +305,10 @@ class BatchControl:
         self, batch_id: str, change: Change, at: float, *, paused_by: str | None = None
     ) -> None:
         self.enqueuer.notify(batch_notice(self.store, batch_id, change, at=at, paused_by=paused_by))
+
+    def send_chunks(self, batch_id: str, chunks: list[int]) -> int:
+        """Send chunks already marked queued (their bits are cleared if the send fails)."""
+        return self._send(batch_id, chunks)
 
     def _send(self, batch_id: str, chunks: list[int]) -> int:
         if not chunks:

@@ -58,7 +58,7 @@ from worker.ratelimit import CallContext, DeadlineUnreachable, GateUnavailable, 
 from worker.replication import NotReplicated
 from worker.settings import BatchSettings
 from worker.storage import ObjectStore
-from worker.stores import ResultStore
+from worker.stores import Heartbeat, Held, ResultStore
 
 # NotReplicated: the item's claim was not confirmed by the replicas, so its call never left.
 _RETRYABLE = (ThrottledError, TransientError, SourceUnavailable, NotReplicated)
@@ -110,6 +110,7 @@ class _Chunk:
     product_code: str
     started: float
     renewed: float
+    held: Held | None = None
 
 
 class BatchService:
@@ -130,7 +131,12 @@ class BatchService:
         metrics: Metrics | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
+        """``heartbeat``: renews the chunk's lease every beat and indexes it by expiry, so a
+        dead worker's chunk is taken over within a lease (without it, the lease is renewed
+        between items and must outlast a limiter wait plus an answer)."""
+        self.heartbeat = heartbeat
         self.store = store
         self.client = client
         self.reader = reader
@@ -160,6 +166,7 @@ class BatchService:
         if taken == 0:
             return ChunkOutcome.BUSY
         mode, countdown = "stop", 0.0
+        held: Held | None = None
         try:
             meta = self.store.meta(batch_id)
             now = self._monotonic()
@@ -172,6 +179,12 @@ class BatchService:
                 now,
                 now,
             )
+            if self.heartbeat is not None:
+                held = chunk.held = self.heartbeat.hold(
+                    f"chunk:{batch_id}:{chunk_no}",
+                    lambda: self.store.acquire_chunk(batch_id, chunk_no, token, lease_s) == 1,
+                    lease_s,
+                )
             size = int(meta["chunk_size"])
             rows = self.store.read_chunk(batch_id, chunk_no, size)
             statuses = self.store.statuses(batch_id, chunk_no * size, len(rows))
@@ -199,6 +212,8 @@ class BatchService:
             raise
         finally:
             self.outcomes.flush()
+            if held is not None:
+                self._unhold(held, mode, countdown)
             self._release(batch_id, chunk_no, token, mode, countdown)
 
     def _release(
@@ -216,7 +231,29 @@ class BatchService:
             if 0 <= total <= done and state == "running":
                 self.enqueuer.finalize(batch_id)
 
+    def _unhold(self, held: Held, mode: str, countdown: float) -> None:
+        """Stop renewing; a chunk handed on stays due in case its message dies with us."""
+        assert self.heartbeat is not None
+        if mode == "yield":
+            keep: float | None = self.store.clock() + countdown + self.grace_s
+        elif mode == "retry":
+            # The task sets the retry's own due time; until then, not before a lease.
+            keep = self.store.clock() + self.settings.batch_lease_s + self.grace_s
+        else:
+            keep = None  # done, stopped (resume re-sends), lost (the new holder owns it)
+        if mode == "lost":
+            self.heartbeat.forget(held)  # the entry is the new holder's now
+        else:
+            self.heartbeat.release(held, keep_due=keep)
+
+    @property
+    def grace_s(self) -> float:
+        """How long after its due time a delayed chunk message may still arrive on its own."""
+        return 2 * (self.heartbeat.every_s if self.heartbeat is not None else 2.0) + 1.0
+
     def _renew(self, chunk: _Chunk) -> bool:
+        if chunk.held is not None:
+            return not chunk.held.lost
         now = self._monotonic()
         if now - chunk.renewed < self.settings.batch_lease_s / 3:
             return True

@@ -82,6 +82,7 @@ class BatchStore:
         self._chunk_acquire = client.register_script(lua_script("worker.batch", "chunk_acquire"))
         self._chunk_release = client.register_script(lua_script("worker.batch", "chunk_release"))
         self._requeue = client.register_script(lua_script("worker.batch", "requeue"))
+        self._chunk_redrive = client.register_script(lua_script("worker.batch", "chunk_redrive"))
         self._transition = client.register_script(lua_script("worker.batch", "transition"))
         self._reset = client.register_script(lua_script("worker.batch", "reset"))
 
@@ -348,6 +349,15 @@ class BatchStore:
             keys=[k.meta, k.cdone, k.cq, k.cl], args=[f"{self.clock():.6f}", 1 if force else 0]
         )
         return [int(c) for c in reply]
+
+    def redrive_chunk(self, batch_id: str, chunk_no: int) -> int:
+        """1 send the chunk again (marked queued), 0 a live lease holds it, -1 nothing to do."""
+        k = self.keys(batch_id)
+        return int(
+            self._chunk_redrive(
+                keys=[k.cl, k.cq, k.cdone, k.meta], args=[chunk_no, f"{self.clock():.6f}"]
+            )
+        )
 
     def unmark_queued(self, batch_id: str, chunks: Iterable[int]) -> None:
         """Clear the queued bit of chunks whose message could not be sent."""

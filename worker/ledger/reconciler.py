@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from worker.jobs import OnboardingJob, WorkSender, transaction_ended
 from worker.ledger.forecast import Forecast, forecast
-from worker.ledger.model import Claim, Queue, State
+from worker.ledger.model import FINAL_STATES, Claim, Queue, State
 from worker.ledger.store import Ledger, Reporter
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.settings import LedgerSettings
@@ -130,6 +130,35 @@ class Reconciler:
         if report.claimed:
             log.info("archival sweep: dispatched=%s expired=%d", report.dispatched, report.expired)
         return report
+
+    def take_over(self, tid: str) -> str:
+        """A run's lease on ``tid`` expired without a release: make it due now and send it.
+
+        Called by a worker's heartbeat (``worker.stores.takeover``) within seconds of the
+        holder's death, rather than when the run's hold in the ledger runs out. The claim
+        moves the due time, so a sweep or a second heartbeat does not send it too.
+        Returns what happened: ``sent:<reason>``, or why not (``final``, ``missing``...).
+        """
+        entry = self.ledger.get(tid)
+        if entry is None:
+            return "missing"
+        if entry.state in FINAL_STATES or entry.queue not in ("rt", "ar"):
+            return "final"
+        queue: Queue = "ar" if entry.queue == "ar" else "rt"
+        now = self._clock()
+        self.ledger.transition(tid, entry.state, queue=queue, due=now, allowed_from=(entry.state,))
+        s = self.settings
+        hold = now + (s.reconcile_after_s if queue == "rt" else max(4 * s.archive_every_s, 1800.0))
+        claim = self.ledger.claim(tid, queue, hold_until=hold, now=now)
+        if not isinstance(claim, Claim):
+            return claim
+        report = SweepReport()
+        if queue == "rt":
+            self._realtime(claim, now, report)
+        else:
+            self._archive(claim, now, report)
+        self.metrics.incr("idv_takeovers", kind="archival" if queue == "ar" else "onboarding")
+        return "sent:" + ",".join(report.dispatched) if report.dispatched else "expired"
 
     def forecast(self) -> Forecast:
         """The archival plan now, at ``checkresult_qps`` (the quota of the onboarding product's

@@ -325,6 +325,17 @@ class Ledger:
             fields[f"t:{State.COMPLETED.value}"] = now
         return self.transition(tid, State.ARCHIVED, reason=reason, fields=fields)
 
+    def due_again(self, tid: str, at: float) -> bool:
+        """The current attempt retries at ``at``: re-driven then if its message is lost."""
+        raw = self.redis.hmget(self.key(tid), ["s", "q"])
+        state, queue = (optional_text(v) for v in cast("list[Any]", raw))
+        if state is None or queue not in ("rt", "ar"):
+            return False
+        current = State(state)
+        return self.transition(
+            tid, current, queue=cast("Queue", queue), due=at, allowed_from=(current,)
+        )
+
     def redrive_now(self, tid: str) -> None:
         """Make a completed transaction's work due now (its message could not be sent)."""
         self.transition(

@@ -154,6 +154,8 @@ BUILTIN: tuple[Family, ...] = (
        outcome=("archived", "evidence_lost")),
     _c("idv_reconcile_redriven", "Work re-driven by the reconciler, by reason.", "reason",
        reason=("poll", "stalled", "to_archival", "archive", "abandoned")),
+    _c("idv_takeovers", "Work whose holder died, taken over after its lease expired, by kind.",
+       "kind", kind=("chunk", "onboarding", "archival")),
     # broker queues (read at scrape time)
     Family("idv_queue_length", "gauge", "Messages waiting in a Celery queue (all priorities).",
            ("queue",)),

@@ -29,10 +29,10 @@ class BatchSettings(Part):
         200, ge=1, le=5000, description="manifest rows per stored chunk and Celery message"
     )
     batch_lease_s: float = Field(
-        120,
+        6,
         ge=1,
-        description="chunk lease, renewed per item; a dead worker's chunk is retaken after it "
-        "(must exceed IDV_LIMITER_MAX_WAIT_S plus IDV_READ_TIMEOUT)",
+        description="chunk lease, renewed by the worker's heartbeat; a dead worker's chunk is "
+        "taken over once it runs out (at least three IDV_HEARTBEAT_EVERY_S)",
     )
     batch_chunk_budget_s: float = Field(
         240, gt=0, description="a chunk task hands the rest of its chunk on after this long"

@@ -13,6 +13,13 @@ class LedgerSettings(Part):
     reconcile_every_s: float = Field(
         30, gt=0, le=3600, description="how often beat runs the reconciler over overdue work"
     )
+    heartbeat_every_s: float = Field(
+        2,
+        gt=0,
+        le=60,
+        description="how often each worker process renews the leases it holds and re-drives "
+        "work whose lease ran out or whose delayed retry is overdue",
+    )
     reconcile_after_s: float = Field(
         120,
         ge=5,

@@ -85,14 +85,14 @@ class Settings:
 
 def _between_parts(s: Settings) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
-    lease_floor = s.quotas.limiter_max_wait_s + s.provider.read_timeout
-    if s.batch.batch_lease_s <= lease_floor:
-        out.append((
-            env_name("batch_lease_s"),
-            f"must exceed IDV_LIMITER_MAX_WAIT_S ({num(s.quotas.limiter_max_wait_s)}) plus "
-            f"IDV_READ_TIMEOUT ({num(s.provider.read_timeout)}) = {num(lease_floor)}, else a live "
-            "worker's chunk is taken over while it waits for its slot or answer",
-        ))  # fmt: skip
+    beat = s.ledger.heartbeat_every_s
+    for part, name in ((s.batch, "batch_lease_s"), (s.onboarding, "onboarding_lease_s")):
+        if getattr(part, name) < 3 * beat:
+            out.append((
+                env_name(name),
+                f"must be at least three IDV_HEARTBEAT_EVERY_S ({num(3 * beat)}), else a live "
+                "worker's lease may run out between two renewals and its work be taken over",
+            ))  # fmt: skip
     if s.batch.batch_chunk_budget_s >= s.broker.task_time_limit_s:
         out.append((
             env_name("batch_chunk_budget_s"),

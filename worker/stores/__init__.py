@@ -1,5 +1,6 @@
 """Adapters of the records the worker keeps in Redis: result records and their stream, dead
-letters, leases, the index of open multipart uploads, the merchant-user index.
+letters, leases (and the heartbeat that renews them, with its takeover index), the index of
+open multipart uploads, the merchant-user index.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ from worker.stores.subjects import (
     Pseudonyms,
     SubjectIndex,
 )
+from worker.stores.takeover import (
+    DueIndex,
+    Heartbeat,
+    HeartbeatLease,
+    HeartbeatLeases,
+    Held,
+    lease_member,
+)
 from worker.stores.uploads import TrackedUpload, UploadRegistry
 
 __all__ = [
@@ -45,7 +54,12 @@ __all__ = [
     "MAX_REASON_LENGTH",
     "DeadLetter",
     "DeadLetterStore",
+    "DueIndex",
     "EventError",
+    "Heartbeat",
+    "HeartbeatLease",
+    "HeartbeatLeases",
+    "Held",
     "Lease",
     "LeaseBusy",
     "LeaseManager",
@@ -57,4 +71,5 @@ __all__ = [
     "TrackedUpload",
     "UploadRegistry",
     "encode_event",
+    "lease_member",
 ]

@@ -8,13 +8,14 @@ holder (``set_node``/``current_node``), as dramatiq's ``set_broker``.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, current_app, signals
 from redis import Redis
 
 from worker.batch import BatchControl, BatchService, BatchStore
@@ -24,9 +25,12 @@ from worker.ledger import Ledger, Reconciler
 from worker.observability import RedisMetrics
 from worker.onboarding import OnboardingService
 from worker.settings import Settings
-from worker.stores import DeadLetterStore, ResultStore
+from worker.stores import DeadLetterStore, Heartbeat, ResultStore
 from worker.webhook import WebhookSender
 from worker.wiring import blocks, services
+from worker.wiring.takeover import build_heartbeat, start_heartbeat
+
+log = logging.getLogger("idv.wiring")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class WorkerNode:
     batch_control: BatchControl
     upload_sweeper: UploadSweeper
     webhook_sender: WebhookSender | None
+    heartbeat: Heartbeat
     stack: ExitStack = field(repr=False, compare=False)
     pid: int = field(default_factory=os.getpid)
 
@@ -68,6 +73,7 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
         deadletters = blocks.build_deadletters(core)
         ledger = blocks.build_ledger(core)
         batch_store = services.build_batch_store(core)
+        heartbeat = build_heartbeat(core, stack)
         onboarding = services.build_onboarding(
             core,
             client=client,
@@ -77,8 +83,13 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
             deadletters=deadletters,
             ledger=ledger,
             sender=sender,
+            heartbeat=heartbeat,
         )
-        return WorkerNode(
+        reconciler = services.build_reconciler(core, ledger, sender)
+        batch_control = services.build_batch_control(
+            core, batch_store, sender, results=results, objects=objects
+        )
+        node = WorkerNode(
             settings=settings,
             metrics=core.metrics,
             sender=sender,
@@ -86,7 +97,7 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
             deadletters=deadletters,
             ledger=ledger,
             onboarding=onboarding,
-            reconciler=services.build_reconciler(core, ledger, sender),
+            reconciler=reconciler,
             batch_store=batch_store,
             batch_service=services.build_batch_service(
                 core,
@@ -96,14 +107,16 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
                 results=results,
                 objects=objects,
                 sender=sender,
+                heartbeat=heartbeat,
             ),
-            batch_control=services.build_batch_control(
-                core, batch_store, sender, results=results, objects=objects
-            ),
+            batch_control=batch_control,
             upload_sweeper=services.build_upload_sweeper(core, objects),
             webhook_sender=services.build_webhook_sender(core, stack),
+            heartbeat=heartbeat,
             stack=stack,
         )
+        start_heartbeat(core, heartbeat, control=batch_control, reconciler=reconciler)
+        return node
     except BaseException:
         stack.close()
         raise
@@ -143,6 +156,15 @@ def _on_process_init(sender: Any = None, **_: Any) -> None:
     global _node
     with _lock:
         _node = None
+    # Built now rather than by the first task: the node's heartbeat renews leases and takes
+    # over a dead worker's work, and an idle process must do that too.
+    app = getattr(sender, "app", None) or current_app
+    if getattr(app.conf, "idv_settings", None) is None:
+        return
+    try:
+        current_node(app)
+    except Exception:  # Redis not reachable yet: the first task builds it
+        log.warning("worker node not built at process start", exc_info=True)
 
 
 @signals.worker_process_shutdown.connect

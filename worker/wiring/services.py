@@ -19,7 +19,16 @@ from worker.ratelimit import RedisRateLimiter
 from worker.replication import ReplicaWait
 from worker.settings import CallbackSettings
 from worker.storage import S3ObjectStore
-from worker.stores import DeadLetterStore, LeaseManager, ResultStore, SubjectIndex, UploadRegistry
+from worker.stores import (
+    DeadLetterStore,
+    DueIndex,
+    Heartbeat,
+    HeartbeatLeases,
+    LeaseManager,
+    ResultStore,
+    SubjectIndex,
+    UploadRegistry,
+)
 from worker.webhook import WebhookSender
 from worker.wiring.blocks import Core, report
 
@@ -48,17 +57,19 @@ def build_onboarding(
     deadletters: DeadLetterStore,
     ledger: Ledger,
     sender: WorkSender | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> OnboardingService:
     """The onboarding service; ``sender`` announces the transactions it finds ended (None:
     nothing is announced)."""
     s = core.settings
+    manager = LeaseManager(core.redis, core.keys)
     return OnboardingService(
         client=client,
         archiver=build_archiver(core, objects, http),
         objects=objects,
         keys=core.object_keys,
         records=results,
-        leases=LeaseManager(core.redis, core.keys),
+        leases=manager if heartbeat is None else HeartbeatLeases(manager, heartbeat),
         deadletters=deadletters,
         metrics=core.metrics,
         report=report,
@@ -136,6 +147,7 @@ def build_batch_control(
         results=results,
         objects=objects,
         metrics=core.metrics,
+        due=DueIndex(core.redis, core.keys),
     )
 
 
@@ -148,6 +160,7 @@ def build_batch_service(
     results: ResultStore,
     objects: S3ObjectStore,
     sender: WorkSender,
+    heartbeat: Heartbeat | None = None,
 ) -> BatchService:
     s = core.settings
     client = make_batch_client(s.provider, limiter)
@@ -169,6 +182,7 @@ def build_batch_service(
         object_keys=core.object_keys,
         max_retry_after_s=s.provider.max_retry_after_s,
         metrics=core.metrics,
+        heartbeat=heartbeat,
     )
 
 

@@ -474,7 +474,7 @@ def test_a_batch_whose_messages_were_lost_is_driven_again_by_the_sweep(
     rig.enqueuer.chunk_messages.clear()
     now = rig.api.status(submitted.batch_id).updated_at
     assert rig.control.sweep_stalled(now=now + 1) == []  # not stalled yet
-    later = now + 2 * rig.settings.batch.batch_lease_s + 1
+    later = now + max(2 * rig.settings.batch.batch_lease_s, 60.0) + 1
     assert rig.control.sweep_stalled(now=later) == [submitted.batch_id]
     assert sorted(c for _, c in rig.enqueuer.chunk_messages) == [1]
     rig.run_queue()

@@ -58,6 +58,9 @@ def test_a_starting_worker_rearms_running_batches(
     _sweep(sender=SimpleNamespace(app=app))
     queued = _queued(redis_client)
     assert ("idv.batch.chunk", ["brun", 1]) in queued
-    assert ("idv.batch.watchdog", ["brun"]) in queued
+    # The watchdog's next round is a due time in the takeover index, not a delayed message.
+    assert redis_client.zscore("idv:due", "wd:brun") is not None
+    assert redis_client.zscore("idv:due", "wd:bpaused") is None
+    assert not any(name == "idv.batch.watchdog" for name, _ in queued)
     assert not any(args[0] == "bpaused" for _, args in queued)
     app.close()

@@ -188,7 +188,9 @@ def test_a_static_token_opens_unknown_transactions_only_up_to_the_bound(
 def test_a_static_token_with_require_known_writes_nothing_for_unknown_ids(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    settings = _settings(redis_url, callback_tokens=[SecretStr(STATIC)], callback_require_known=True)
+    settings = _settings(
+        redis_url, callback_tokens=[SecretStr(STATIC)], callback_require_known=True
+    )
     stack = Stack(settings, redis_client)
     try:
         assert stack.refused(_cb(TID_X, STATIC)).status == 403

@@ -360,8 +360,10 @@ async def test_http_non_form_body_is_415(receiver: CallbackReceiver) -> None:
 
 @pytest.mark.anyio
 async def test_http_routes_health_metrics_and_errors(
-    receiver: CallbackReceiver, fake_redis: fakeredis.FakeRedis
+    fake_redis: fakeredis.FakeRedis, celery_app: Celery
 ) -> None:
+    settings = make_settings(metrics_on_callback_port=True)
+    receiver = CallbackReceiver(settings, redis_client=fake_redis, celery=celery_app, threads=2)
     health = await _request(receiver, "GET", "/healthz")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     await _request(receiver, "GET", "/callback", params=params(callbackToken="nope"))
@@ -371,6 +373,15 @@ async def test_http_routes_health_metrics_and_errors(
     assert 'idv_callbacks_total{outcome="forbidden"} 1' in metrics.text
     assert (await _request(receiver, "GET", "/other")).status_code == 404
     assert (await _request(receiver, "PUT", "/callback")).status_code == 405
+    receiver.shutdown()
+
+
+@pytest.mark.anyio
+async def test_http_metrics_are_not_on_the_callback_port_by_default(
+    receiver: CallbackReceiver,
+) -> None:
+    assert (await _request(receiver, "GET", "/metrics")).status_code == 404
+    assert (await _request(receiver, "GET", "/healthz")).status_code == 200
 
 
 # ------------------------------------------------------------------ limits

@@ -93,9 +93,10 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class CallbackVerdict:
-    """What the ledger says of a callback: ``accepted`` (enqueue), ``duplicate`` or ``unknown``."""
+    """What the ledger says of a callback: ``accepted`` (enqueue), ``duplicate``, ``unknown``
+    (not taken), or ``full`` (too many entries only callbacks vouch for; not taken)."""
 
-    status: Literal["accepted", "duplicate", "unknown"]
+    status: Literal["accepted", "duplicate", "unknown", "full"]
     product_code: str | None = None
     merchant_biz_id: str | None = None
     completed_at: float | None = None

@@ -7,6 +7,8 @@ Keys (all hash-tagged ``{ledger}``, so each script's keys live on one Redis Clus
     <ns>{ledger}:due:ar       zset: open transactions waiting for archival, by due time
     <ns>{ledger}:deletes      zset: open transactions by the provider's deletion time
     <ns>{ledger}:counts       hash: transactions per state
+    <ns>{ledger}:guessed      zset: entries only a callback vouches for (a static token on a
+                              transaction never started through us), by expiry; bounded
     <ns>{ledger}:lock:<name>  the current sweep's fencing token (``<ns>{ledger}:fence:<name>``)
     <ns>{ledger}:swept:<name> when a sweep last took its lock (epoch seconds; beat liveness for
                               ``idv-worker doctor``), kept a day
@@ -57,7 +59,7 @@ from worker.settings import LedgerSettings
 log = get_logger("ledger")
 Reporter = Callable[..., None]
 
-_SCRIPTS = ("upsert", "callback", "claim", "transition", "extend")
+_SCRIPTS = ("upsert", "callback", "claim", "transition", "extend", "seen")
 SWEPT_TTL_S = 86400
 
 
@@ -120,6 +122,10 @@ class Ledger:
     def lock_key(self, name: str) -> str:
         return f"{self._prefix}:lock:{name}"
 
+    @property
+    def guessed_key(self) -> str:
+        return f"{self._prefix}:guessed"
+
     def _keys(self, tid: str, lock: str = "reconcile") -> list[str]:
         return [
             self.key(tid),
@@ -128,6 +134,7 @@ class Ledger:
             self.deletes_key,
             self.counts_key,
             self.lock_key(lock),
+            self.guessed_key,
         ]
 
     def _run(self, name: str, tid: str, args: Iterable[object], lock: str = "reconcile") -> Any:
@@ -187,10 +194,28 @@ class Ledger:
         )  # fmt: skip
         return int(reply[0]) == 1
 
+    def merchant_biz_id_of(self, tid: str) -> str | None:
+        """The MerchantBizId stored for ``tid`` (None: the ledger does not know it)."""
+        return optional_text(cast("Any", self.redis.hget(self.key(tid), "b")))
+
     def on_callback(
-        self, tid: str, product_code: str, merchant_biz_id: str, *, now: float | None = None
+        self,
+        tid: str,
+        product_code: str,
+        merchant_biz_id: str,
+        *,
+        now: float | None = None,
+        stored_biz_id: str | None = None,
+        max_unknown: int = 10_000,
     ) -> CallbackVerdict:
-        """Record a callback; the ledger's ids win over the callback's (they came from us)."""
+        """Record a callback; the ledger's ids win over the callback's (they came from us).
+
+        ``stored_biz_id``: the callback's token was derived from this MerchantBizId, so only
+        an entry storing it is taken (``unknown`` otherwise, nothing written). Without it, a
+        transaction the ledger does not know gets an entry unless ``require_known`` or
+        ``max_unknown`` such entries are open (``full``). The callback never sets
+        ``completed_at``: ``saw_completed`` does.
+        """
         now = self.clock() if now is None else now
         deletes = now + self.settings.provider_retention_s
         reply = self._run(
@@ -198,11 +223,13 @@ class Ledger:
             tid,
             [tid, now, product_code, merchant_biz_id, now + self.settings.reconcile_after_s,
              deletes, int(self.require_known),
-             self._open_ttl_ms(deletes, now)],
+             self._open_ttl_ms(deletes, now), stored_biz_id or "", max_unknown],
         )  # fmt: skip
         status = text(reply[0])
         if status == "unknown":
             return CallbackVerdict("unknown")
+        if status == "full":
+            return CallbackVerdict("full")
         return CallbackVerdict(
             "accepted" if status == "accepted" else "duplicate",
             product_code=text(reply[1]),
@@ -310,6 +337,12 @@ class Ledger:
         """Keep the current attempt alive until ``until`` (its due time moves)."""
         return int(self._run("extend", tid, [tid, until])) == 1
 
+    def saw_completed(self, tid: str, at: float) -> float | None:
+        """The worker saw ``tid``'s completed result at ``at``: the first such time is the
+        transaction's ``completed_at`` (returned; None when the ledger does not know ``tid``).
+        CheckResult has no time field, so this is as close as the provider lets us get."""
+        return _float(optional_text(self._run("seen", tid, [tid, at])))
+
     def finish(self, tid: str, *, evidence: str, reason: str | None = None) -> bool:
         """The full result and what could be had of the evidence are stored: archived.
 
@@ -411,6 +444,7 @@ class Ledger:
             return False
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.key(tid))
+            pipe.zrem(self.guessed_key, tid)
             for key in (self.index_key("rt"), self.index_key("ar"), self.deletes_key):
                 pipe.zrem(key, tid)
             pipe.hincrby(self.counts_key, entry.state.value, -1)

@@ -10,11 +10,16 @@ token matched: the truth comes from ``CheckResult``, which the worker calls, nev
 ``idv-worker callbacks replay``. It:
 
 1. checks the token in constant time against *every* configured token, or against the
-   flow's own derived token (``worker.onboarding.tokens``: HMAC of its ``merchantBizId``
-   under ``IDV_CALLBACK_TOKEN_SECRET``);
+   flow's own derived token (``worker.onboarding.tokens``: HMAC under
+   ``IDV_CALLBACK_TOKEN_SECRET`` of the ``MerchantBizId`` the *ledger* stored for the
+   transaction at ``Initialize`` — never the one the callback carries, which must equal it
+   when given). A derived token for a transaction the ledger does not know is refused: 403,
+   nothing written;
 2. validates the parameters (clear messages; the offending value is never echoed);
 3. asks the transaction ledger (``worker.ledger``) what the callback is: new work (accepted),
-   a repeat (work in flight or done), or unknown (refused with ``IDV_CALLBACK_REQUIRE_KNOWN``);
+   a repeat (work in flight or done), or unknown (refused with ``IDV_CALLBACK_REQUIRE_KNOWN``;
+   a static token may otherwise open at most ``IDV_CALLBACK_MAX_UNKNOWN`` entries for
+   transactions never started through us, 503 above);
    a resent callback whose work is overdue is accepted again;
 4. enqueues ``idv.onboarding.process`` with ``expires`` = the end of the evidence window;
 5. marks the work due now if enqueueing failed, so the provider's resend is taken (and the
@@ -171,6 +176,13 @@ def parse_callback(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Authenticated:
+    """How a callback proved itself: ``stored_biz_id`` is set when by a derived token."""
+
+    stored_biz_id: str | None = None
+
+
 class CallbackIntake:
     """Takes callbacks: check, validate, de-duplicate, enqueue (see the module docstring)."""
 
@@ -201,24 +213,45 @@ class CallbackIntake:
     def tokens_configured(self) -> bool:
         return self._tokens.configured or bool(self._secret)
 
-    def _token_ok(self, params: Mapping[str, str]) -> bool:
+    def _authenticate(self, params: Mapping[str, str]) -> _Authenticated | None:
+        """A static token, or the token derived from the ledger's MerchantBizId of the
+        transaction; None when neither (the ledger is read, never written)."""
         presented = params.get("callbackToken")
-        static = self._tokens.matches(presented)
-        derived = matches_derived(self._secret, params.get("merchantBizId"), presented)
-        return static or derived
+        if self._tokens.matches(presented):
+            return _Authenticated()
+        tid = params.get("transactionId")
+        if not self._secret or not presented or not tid:
+            return None
+        try:
+            parse_transaction_id(tid, "transactionId")
+            stored = self._ledger.merchant_biz_id_of(tid)
+        except InvalidKeyError:
+            return None
+        except redis.RedisError as exc:
+            raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
+        if stored is None or params.get("merchantBizId", stored) != stored:
+            return None
+        return _Authenticated(stored) if matches_derived(self._secret, stored, presented) else None
 
-    def check(self, params: Params, *, verify_token: bool = True) -> CallbackEvent:
-        """Token and parameters; raises ``CallbackRejected`` (403 before 400, never both)."""
+    def _checked(
+        self, params: Params, *, verify_token: bool
+    ) -> tuple[CallbackEvent, _Authenticated]:
         flat = flatten_params(params)
         # The token is checked before anything else so an unauthenticated caller learns
         # nothing about which parameters would have been accepted.
-        if verify_token and not self._token_ok(flat):
+        auth = self._authenticate(flat) if verify_token else _Authenticated()
+        if auth is None:
             raise CallbackRejected(403, "forbidden", "callbackToken does not match")
-        return parse_callback(
+        event = parse_callback(
             flat,
             default_product=self.onboarding.onboarding_product,
             known_product=self._known_product,
         )
+        return event, auth
+
+    def check(self, params: Params, *, verify_token: bool = True) -> CallbackEvent:
+        """Token and parameters; raises ``CallbackRejected`` (403 before 400, never both)."""
+        return self._checked(params, verify_token=verify_token)[0]
 
     def submit(
         self,
@@ -235,8 +268,8 @@ class CallbackIntake:
         events); the worker's own idempotency still prevents double work.
         """
         try:
-            event = self.check(params, verify_token=verify_token)
-            result = self._enqueue(event, received_at, force=force)
+            event, auth = self._checked(params, verify_token=verify_token)
+            result = self._enqueue(event, auth, received_at, force=force)
         except CallbackRejected as exc:
             self._metrics.incr("idv_callbacks", outcome=exc.outcome)
             if exc.outcome == "forbidden":
@@ -246,19 +279,30 @@ class CallbackIntake:
         return result
 
     def _enqueue(
-        self, event: CallbackEvent, received_at: float | None, *, force: bool
+        self, event: CallbackEvent, auth: _Authenticated, received_at: float | None, *, force: bool
     ) -> Submission:
         """The ledger decides: a repeat is a callback whose work is in flight or done."""
         completed_at = self._clock() if received_at is None else received_at
         tid = event.transaction_id
         try:
             verdict = self._ledger.on_callback(
-                tid, event.product_code, event.merchant_biz_id, now=completed_at
+                tid,
+                event.product_code,
+                event.merchant_biz_id,
+                now=completed_at,
+                stored_biz_id=auth.stored_biz_id,
+                max_unknown=self.settings.callback_max_unknown,
             )
         except redis.RedisError as exc:
             raise CallbackRejected(503, "unavailable", "queue unavailable, retry later") from exc
+        if verdict.status == "unknown" and auth.stored_biz_id is not None:
+            # The entry the token was derived from went away (or changed) since it was read.
+            raise CallbackRejected(403, "forbidden", "callbackToken does not match")
         if verdict.status == "unknown":
             raise CallbackRejected(403, "unknown", "transactionId was not started through us")
+        if verdict.status == "full":
+            log.warning("callback for an unknown transaction refused: IDV_CALLBACK_MAX_UNKNOWN")
+            raise CallbackRejected(503, "unavailable", "too many unknown transactions, retry later")
         job = OnboardingJob(
             transaction_id=tid,
             # The ledger's ids came from Initialize; the callback's are only what it claims.
@@ -299,8 +343,17 @@ class CallbackIntake:
 class CallbackLedger(Protocol):
     """What the intake asks of the transaction ledger (``worker.ledger.Ledger``)."""
 
+    def merchant_biz_id_of(self, tid: str) -> str | None: ...
+
     def on_callback(
-        self, tid: str, product_code: str, merchant_biz_id: str, *, now: float | None = None
+        self,
+        tid: str,
+        product_code: str,
+        merchant_biz_id: str,
+        *,
+        now: float | None = None,
+        stored_biz_id: str | None = None,
+        max_unknown: int = 0,
     ) -> Any: ...
 
     def redrive_now(self, tid: str) -> None: ...

@@ -84,6 +84,9 @@ class Progress(Protocol):
 
     def extend(self, tid: str, until: float) -> bool: ...
 
+    def saw_completed(self, tid: str, at: float) -> float | None:
+        """The first time a worker saw the completed result (None: no ledger entry)."""
+
     def finish(self, tid: str, *, evidence: str, reason: str | None = None) -> bool: ...
 
     def poll_later(self, tid: str) -> None: ...

@@ -163,9 +163,12 @@ class OnboardingService:
                     raise
                 return outcome
             checked_at = self._clock()  # one clock read for the document and the record
+            # CheckResult carries no completion time: the record's is the first time a worker
+            # saw the completed result (kept by the ledger), never a callback's arrival.
+            seen = job.model_copy(update={"completed_at": self._first_seen(tid, checked_at)})
             archived = self._archive(job, result, deadline, lease)
-            result_obj = self._store_result_document(job, result, archived, checked_at)
-            record = build_record(job, result, archived, result_obj, checked_at=checked_at)
+            result_obj = self._store_result_document(job, seen, result, archived, checked_at)
+            record = build_record(seen, result, archived, result_obj, checked_at=checked_at)
             if not lease.renew():
                 raise LeaseLost(tid)
             if archived.lost_reason is not None:
@@ -187,6 +190,11 @@ class OnboardingService:
             # The callback is unsigned; a mismatch is worth seeing, the record holds the truth.
             self._metrics.incr("idv_callback_mismatch", kind="passed")
         return Outcome("done", record.to_dict(), archived.lost_reason)
+
+    def _first_seen(self, tid: str, checked_at: float) -> float:
+        if self._progress is None:
+            return checked_at
+        return self._progress.saw_completed(tid, checked_at) or checked_at
 
     def _finished(self, tid: str, late: bool) -> Outcome | None:
         existing = self._records.get_record(KIND_TX, tid)
@@ -311,9 +319,16 @@ class OnboardingService:
         return self._objects.head(key) is not None
 
     def _store_result_document(
-        self, job: OnboardingJob, result: CheckResultResult, archived: Archived, checked_at: float
+        self,
+        job: OnboardingJob,
+        seen: OnboardingJob,
+        result: CheckResultResult,
+        archived: Archived,
+        checked_at: float,
     ) -> StoredObject:
-        doc = build_result_document(job, result, archived, checked_at=checked_at)
+        """The document says ``seen``'s completion time; its key keeps ``job``'s (the
+        evidence's) date."""
+        doc = build_result_document(seen, result, archived, checked_at=checked_at)
         body = json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
         key = self._keys.result(job.transaction_id, job.completed_datetime)
         return self._objects.put_bytes(key, body, content_type="application/json")

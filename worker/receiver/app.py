@@ -4,8 +4,11 @@ Routes::
 
     GET|POST <IDV_CALLBACK_PATH>   (default /callback) provider callback, query or form body
     GET      /healthz              200 when Redis answers, else 503
-    GET      /metrics              every process's metrics (shared in Redis) and the lane queues,
-                                   Prometheus text or OpenMetrics (Accept); 503 if Redis fails
+    GET      /metrics              only with IDV_METRICS_ON_CALLBACK_PORT=true: every process's
+                                   metrics (shared in Redis) and the lane queues, Prometheus
+                                   text or OpenMetrics (Accept); 503 if Redis fails. By default
+                                   they are served on their own port (``worker.receiver.metrics``,
+                                   IDV_METRICS_PORT), never to the callback's public.
 
 A callback is checked, de-duplicated and enqueued by ``worker.onboarding.CallbackIntake``; the
 receiver never calls the provider. Answers: 200 ``accepted`` or ``duplicate`` (the provider must
@@ -15,9 +18,9 @@ never its value), 413 larger than ``IDV_CALLBACK_MAX_BYTES``, 415 a body that is
 503 Redis/broker unavailable (the provider resends; the callback was not marked as seen),
 408 a body that did not arrive within ``IDV_RECEIVER_READ_TIMEOUT_S``, 429 an address that had
 ``IDV_RECEIVER_REJECT_LIMIT`` callbacks rejected (400/403/413/415) within
-``IDV_RECEIVER_REJECT_WINDOW_S`` (counted in process, per receiver process: no Redis round trip
-for an abusive client; behind a proxy the address comes from ``X-Forwarded-For`` of trusted
-proxies, uvicorn's ``--forwarded-allow-ips``).
+``IDV_RECEIVER_REJECT_WINDOW_S`` (counted in Redis across receiver processes, in process while
+Redis fails; behind a reverse proxy the client is the rightmost ``X-Forwarded-For`` hop that is
+not one of ``IDV_RECEIVER_TRUSTED_PROXIES``: ``worker.receiver.clients``).
 
 ``idv-worker receiver`` also closes a connection whose request headers are not complete within
 the read timeout (``guarded_h11_protocol``), caps concurrent connections
@@ -49,6 +52,7 @@ import redis
 
 from worker.observability import MetricsExporter, MetricsUnavailable, RedisMetrics, get_logger
 from worker.onboarding import CallbackIntake, CallbackRejected
+from worker.receiver.clients import ClientAddress, SharedRejectLimiter
 from worker.receiver.http import (
     Receive,
     Scope,
@@ -57,9 +61,9 @@ from worker.receiver.http import (
     _read_body,
     _Reply,
     _respond,
-    _respond_text,
 )
 from worker.receiver.limits import RejectLimiter
+from worker.receiver.metrics import serve_metrics
 from worker.settings import Settings, load_settings
 from worker.wiring import ReceiverParts, build_receiver
 
@@ -102,6 +106,8 @@ class CallbackReceiver:
         self.rejects = RejectLimiter(
             settings.receiver.receiver_reject_limit, settings.receiver.receiver_reject_window_s
         )
+        self.clients = ClientAddress(settings.receiver.receiver_trusted_proxies)
+        self._shared_rejects: SharedRejectLimiter | None = None
 
     # -------------------------------------------------------------- lifecycle
 
@@ -120,6 +126,9 @@ class CallbackReceiver:
             self._metrics = parts.metrics
             self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="receiver")
             self._intake = parts.intake
+            self._shared_rejects = SharedRejectLimiter(
+                parts.redis, self.settings.redis.namespace, self.rejects
+            )
             if not self._intake.tokens_configured:
                 log.error("no IDV_CALLBACK_TOKENS configured: every callback is refused (403)")
         self._warm()
@@ -200,7 +209,11 @@ class CallbackReceiver:
             await self._callback(scope, receive, send)
         elif path == "/healthz" and method in ("GET", "HEAD"):
             await self._healthz(send)
-        elif path == "/metrics" and method in ("GET", "HEAD"):
+        elif (
+            path == "/metrics"
+            and method in ("GET", "HEAD")
+            and self.settings.receiver.metrics_on_callback_port
+        ):
             await self._metrics_page(scope, send)
         else:
             await _respond(send, 404, {"error": "not found"})
@@ -223,9 +236,8 @@ class CallbackReceiver:
 
     async def _metrics_page(self, scope: Scope, send: Send) -> None:
         """Every process's metrics and the lane queues; 503 and one log line if Redis fails."""
-        accept = dict(scope.get("headers") or []).get(b"accept", b"").decode("latin-1")
 
-        def page() -> tuple[bytes, str]:
+        def page(accept: str) -> tuple[bytes, str]:
             with self._lock:
                 if self._exporter is None:
                     if self._parts is None:
@@ -233,13 +245,7 @@ class CallbackReceiver:
                     self._exporter = self._parts.exporter(self._given_redis)
             return self._exporter.render(accept)
 
-        try:
-            body, content_type = await self._run(page)
-        except MetricsUnavailable as exc:
-            log.warning("metrics unavailable: %s", exc.reason)
-            await _respond_text(send, 503, f"{exc.reason}\n", "text/plain; charset=utf-8")
-            return
-        await _respond_text(send, 200, body, content_type)
+        await serve_metrics(scope, send, page, self._run)
 
     async def _healthz(self, send: Send) -> None:
         def ping() -> bool:
@@ -257,8 +263,10 @@ class CallbackReceiver:
         started = time.monotonic()
         received_at = time.time()
         outcome = "error"
-        address = (scope.get("client") or ("unknown", 0))[0]
-        if self.rejects.blocked(address):
+        address = self._client_of(scope)
+        self._ready()
+        limiter = self._shared_rejects or self.rejects
+        if await self._run(limiter.blocked, address):
             # No parsing, no Redis: an address that keeps failing gets nothing but this.
             self._count("rate_limited")
             await _respond(send, 429, {"error": "too many rejected requests"}, **_RETRY_AFTER)
@@ -283,9 +291,18 @@ class CallbackReceiver:
             await _respond(send, 500, {"error": "internal error"})
         finally:
             if status in _REJECTED:
-                self.rejects.rejected(address)
+                # After the answer went out: the count is in Redis before the next request.
+                await self._run(limiter.rejected, address)
             elapsed = time.monotonic() - started
             self._observe(elapsed, outcome)
+
+    def _client_of(self, scope: Scope) -> str:
+        """The client's address: the peer, or behind trusted proxies X-Forwarded-For's hop."""
+        peer = (scope.get("client") or (None, 0))[0]
+        forwarded = [
+            v.decode("latin-1") for k, v in scope.get("headers") or [] if k == b"x-forwarded-for"
+        ]
+        return self.clients.of(peer, forwarded)
 
     async def _read_params(self, scope: Scope, receive: Receive) -> list[tuple[str, str]]:
         limit = self.settings.callbacks.callback_max_bytes

@@ -28,7 +28,15 @@ class CallbackSettings(Part):
         "'flows start' (productCode and merchantBizId are added to its query)",
     )
     callback_require_known: bool = Field(
-        False, description="refuse callbacks for transactions the ledger has never seen"
+        False,
+        description="refuse callbacks for transactions the ledger has never seen (a derived "
+        "token is always refused for them)",
+    )
+    callback_max_unknown: int = Field(
+        10_000,
+        ge=0,
+        description="most open ledger entries that static-token callbacks for transactions "
+        "never started through us may create (503 above, nothing written)",
     )
     callback_path: str = Field("/callback", description="path of the receiver's callback endpoint")
     callback_max_bytes: int = Field(8192, ge=256, description="largest accepted query + body")

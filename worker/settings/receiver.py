@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+from typing import Annotated, Any
 
-from worker.settings.base import Part
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from worker.settings.base import Part, parse_list
 
 
 class ReceiverSettings(Part):
@@ -30,3 +34,36 @@ class ReceiverSettings(Part):
     receiver_reject_window_s: float = Field(
         60.0, gt=0, description="window of IDV_RECEIVER_REJECT_LIMIT, seconds"
     )
+    receiver_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="addresses or CIDRs of the reverse proxies in front of the receiver, "
+        "comma-separated: the client is the rightmost X-Forwarded-For hop not among them "
+        "(empty: X-Forwarded-For is ignored, the peer is the client)",
+    )
+    metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="port of the receiver's own metrics server (GET /metrics), on the "
+        "receiver's bind address; 0 picks a free port",
+    )
+    metrics_on_callback_port: bool = Field(
+        False,
+        description="also serve GET /metrics on the public callback port (off: only on "
+        "IDV_METRICS_PORT)",
+    )
+
+    @field_validator("receiver_trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_list(cls, value: Any) -> Any:
+        return parse_list(value)
+
+    @field_validator("receiver_trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return value

@@ -219,7 +219,13 @@ def test_receiver_is_scraped_and_probed_over_http() -> None:
     port = int(annotations["prometheus.io/port"])
     assert port in [p["containerPort"] for p in container["ports"]]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
-    assert _arg_after(container["args"], "--port") == str(port)
+    # Scraped on the metrics port, never the public callback port the Service exposes.
+    assert _arg_after(container["args"], "--metrics-port") == str(port)
+    assert _arg_after(container["args"], "--port") != str(port)
+    service = next(
+        d for _, d in DOCS if d["kind"] == "Service" and d["metadata"]["name"] == "idv-receiver"
+    )
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
 
 
 def test_bucket_job_runs_ensure_bucket() -> None:

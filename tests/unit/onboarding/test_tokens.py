@@ -40,6 +40,7 @@ def intake() -> Iterator[CallbackIntake]:
     app: Celery = create_app(settings)
     client = fakeredis.FakeRedis()
     cli = Cli(settings, app=app, redis=client)  # the intake as the builders make it
+    cli.ledger.record_start(TID, "ID_OCR_MIN", "biz0001")
     yield cli.intake()
     cli.close()
     client.close()
@@ -57,10 +58,12 @@ def test_the_intake_accepts_the_derived_token_of_the_callbacks_own_flow(
 ) -> None:
     token = derive_callback_token(SECRET, "biz0001")
     assert intake.check(_params(token)).merchant_biz_id == "biz0001"
+    # Checked against the MerchantBizId the ledger stored: the callback need not repeat it.
+    assert intake.check(_params(token, biz=None)).transaction_id == TID
     assert intake.check(_params("static-token", biz=None)).transaction_id == TID
     for bad in (
-        _params(token, biz="biz0002"),  # another flow's token
-        _params(token, biz=None),  # no merchantBizId to check it against
+        _params(token, biz="biz0002"),  # the callback names another flow
+        _params(derive_callback_token(SECRET, "biz0002"), biz="biz0002"),  # another flow's token
         _params(derive_callback_token("wrong", "biz0001")),
     ):
         with pytest.raises(CallbackRejected) as caught:

@@ -1,6 +1,7 @@
 -- Shared helpers of the ledger scripts. Every script gets the same KEYS:
 --   1 record hash   2 realtime due index   3 archival due index   4 deletion index
 --   5 counts hash   6 sweep lock (fencing token)
+--   7 guessed index (zset: entries only a callback vouches for, by expiry)
 -- Record fields: s state, p product code, b MerchantBizId, src source, c_at created,
 -- done_at completed, del_at provider deletion, due next due time, q index (rt|ar),
 -- n attempts, r reason, t:<state> time of each transition.

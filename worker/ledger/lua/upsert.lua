@@ -8,6 +8,7 @@ local cur = redis.call('HGET', KEYS[1], 's')
 if cur then
   if redis.call('HGET', KEYS[1], 'src') == 'callback' then
     redis.call('HSET', KEYS[1], 'p', ARGV[4], 'b', ARGV[5], 'src', ARGV[6])
+    redis.call('ZREM', KEYS[7], tid)
   end
   return {0, cur}
 end

@@ -102,8 +102,10 @@ class Outbox:
     # ------------------------------------------------------------------ writes
 
     def add(self, notice: Notice) -> tuple[str, bool]:
-        """Write the event of ``notice``, due now: ``(webhook-id, whether it is to be sent)``
-        (False: it is already pending or delivered). A dead one is made pending again."""
+        """Write the event of ``notice``: ``(webhook-id, whether it is to be sent)`` (False: it
+        is already pending or delivered). A dead one is made pending again. It can be claimed
+        at once (the caller hints it); a driver finds it due ``lease_s`` later if the hint was
+        lost."""
         from worker.events import event_id  # the one derivation of the id
 
         evt = event_id(notice.type, notice.subject, notice.version)
@@ -115,7 +117,7 @@ class Outbox:
             "at": repr(notice.at),
             "data": json.dumps(dict(notice.data), separators=(",", ":"), sort_keys=True),
         }
-        args: list[Any] = [evt, repr(now), self.keep_s]
+        args: list[Any] = [evt, repr(now), self.keep_s, repr(now + self.lease_s)]
         for name, value in fields.items():
             args += [name, value]
         keys = [self.event_key(evt), self.due_key, self.pending_key]

@@ -80,7 +80,8 @@ def test_an_event_is_written_once_and_never_sent_again_once_delivered(
 ) -> None:
     notice = _notice()
     evt, fresh = outbox.add(notice)
-    assert fresh and evt == event_id(notice.type, notice.subject, notice.version)
+    assert fresh
+    assert evt == event_id(notice.type, notice.subject, notice.version)
     assert outbox.add(notice) == (evt, False)  # announced again: the same entry, no new send
     assert outbox.take_due(10, hint_s=30) == []  # its own hint is expected to claim it
     clock.now += LEASE_S
@@ -105,7 +106,8 @@ def test_one_attempt_at_a_time_and_a_dead_attempts_claim_runs_out(
 ) -> None:
     evt, _ = outbox.add(_notice())
     first = outbox.claim(evt)
-    assert isinstance(first, Claimed) and first.attempt == 1
+    assert isinstance(first, Claimed)
+    assert first.attempt == 1
     assert outbox.claim(evt) == "held"
     clock.now += LEASE_S - 0.5
     assert outbox.claim(evt) == "held"  # just before its end
@@ -113,7 +115,8 @@ def test_one_attempt_at_a_time_and_a_dead_attempts_claim_runs_out(
     clock.now += 1.0
     assert outbox.take_due(10, hint_s=30) == [evt]  # the holder died: due for another
     second = outbox.claim(evt)
-    assert isinstance(second, Claimed) and second.attempt == 2
+    assert isinstance(second, Claimed)
+    assert second.attempt == 2
     # The first attempt's late answer cannot move a claim it lost...
     assert not outbox.finish(first, "retry", next_at=clock.now + 100)
     assert not outbox.finish(first, "dead", error="late")
@@ -159,14 +162,16 @@ def test_attempts_run_out_into_a_dead_letter_erasure_finds(
     assert outbox.claim(evt) == "dead"
     letters = DeadLetterStore(redis_client, KEYS)
     letter = letters.get(KIND_WEBHOOK, f"tx:{tid}:{evt}")
-    assert letter is not None and letter.code == "HTTP 503"
+    assert letter is not None
+    assert letter.code == "HTTP 503"
     assert letter.payload["event_id"] == evt
     assert Notice.from_message(letter.payload["notice"]) == notice
     assert receiver.verified_ids() == []
     # Announced again (``dlq retry``): pending with fresh attempts, the same id.
     assert outbox.add(notice) == (evt, True)
     claimed = outbox.claim(evt)
-    assert isinstance(claimed, Claimed) and claimed.attempt == 1
+    assert isinstance(claimed, Claimed)
+    assert claimed.attempt == 1
     # Erasure of the transaction reaches its outbox entries; another's stay.
     assert outbox.of_subject("tx", tid) == [evt]
     assert outbox.erase("tx", tid) == 1

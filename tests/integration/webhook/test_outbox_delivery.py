@@ -49,7 +49,8 @@ class Stack(E2EStack):
             record = result_record(tid)
             cli.results.put_record(KIND_TX, tid, record)
             sender = cli.sender
-            assert isinstance(sender, CelerySender) and sender.outbox is not None
+            assert isinstance(sender, CelerySender)
+            assert sender.outbox is not None
             sender.notify(result_notice(record))
             evt, fresh = sender.outbox.add(result_notice(record))
             assert not fresh
@@ -170,8 +171,10 @@ def test_attempts_run_out_into_a_dead_letter(stack: Stack) -> None:
     assert len({a.body for a in failed}) == 1
     with Cli(stack.config, redis=stack.redis) as cli:
         letter = cli.deadletters.get(KIND_WEBHOOK, f"tx:{tid}:{evt}")
-        assert letter is not None and letter.code == "HTTP 503"
+        assert letter is not None
+        assert letter.code == "HTTP 503"
         assert Notice.from_message(letter.payload["notice"]).subject == tid
         report = cli.eraser().erase_transaction(tid, by="test")
-    assert report.dead_letters == 1 and report.outbox_events == 1
+    assert report.dead_letters == 1
+    assert report.outbox_events == 1
     assert stack.redis.exists(f"idv:{{outbox}}:evt:{evt}") == 0

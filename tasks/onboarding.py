@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from tasks.base import IdvTask
 from worker.backoff import ONBOARDING_TASK, RetryPolicy
+from worker.events import result_notice
 from worker.jobs import KIND_ONBOARDING, OnboardingJob
 from worker.keys import KIND_TX, InvalidKeyError
 from worker.observability import get_logger, log_context, report_to_sentry
@@ -57,13 +58,13 @@ def process(self: OnboardingTask, job: dict[str, Any], late: bool = False) -> No
             outcome = self.node.onboarding.process(parsed, late=late)
         except Exception as exc:
             self.retry_in_ledger(exc, tid, kind=KIND_ONBOARDING, payload=payload, deadline=deadline)
-        # A redelivered message may come from a run that died between writing the record and
-        # enqueueing its webhook: send it (again); receivers de-duplicate on the event id.
-        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-        webhook = self.node.settings.webhooks.enabled
-        finished = outcome.status in ("done", "already_done")
-        if webhook and (outcome.status == "done" or (redelivered and finished)):
-            self.node.sender.deliver(tid)
+        # The result's event goes to the outbox after the record is written: also when this
+        # run finds the record already written (a run that died before announcing it; one
+        # taken over); the outbox keeps one entry per event, so nothing is sent twice.
+        if self.node.settings.webhooks.enabled and outcome.status in ("done", "already_done"):
+            record = self.node.results.get_record(KIND_TX, tid)
+            if record is not None:
+                self.node.sender.notify(result_notice(record))
 
 
 @signals.task_revoked.connect

@@ -5,9 +5,11 @@
 * **transaction**: the result record (it names the S3 objects), the result document and every
   evidence object (``evidence/<date>/<tid>/``; without a record both prefixes are searched),
   each with every version and delete marker and any upload in progress (``S3ObjectStore.purge``),
-  the callback marker, leases, dead letters (``onboarding``, ``evidence``, ``webhook``), the
-  events of the transaction on the results stream (XDEL), its membership in the merchant-user
-  index, and its ledger entries (``ledger_eraser``; see below);
+  the callback marker, leases, dead letters (``onboarding``, ``evidence``, ``webhook``: the
+  events' dead letters are kept under ``tx:<tid>:<event id>``), its events in the webhook
+  outbox (``worker.stores.outbox``), the events of the transaction on the results stream
+  (XDEL), its membership in the merchant-user index, and its ledger entries
+  (``ledger_eraser``; see below);
 * **merchant user**: every transaction and batch the index (``worker.stores.subjects``) lists
   for the id's keyed pseudonym (Redis, the provider and the audit only ever see the pseudonym;
   the raw id is given here and hashed); in a batch, each row of that user loses its source and
@@ -15,8 +17,9 @@
   entry; a pending row becomes ``invalid`` (code ``Erased``); the batch's exported results are
   written again without the rows and their earlier versions are purged; the index key goes
   last;
-* **batch**: every Redis key and S3 object of the batch, its item records, dead letters, leases
-  and events, and its index memberships.
+* **batch**: every Redis key and S3 object of the batch, its item records, dead letters
+  (its webhook events' too, ``batch:<id>:<event id>``), leases, events, its events in the
+  webhook outbox, and its index memberships.
 
 S3 copies erasure cannot remove are listed in the report's ``remaining`` (key, version, why):
 versions under Object Lock retention or legal hold, and keys the bucket replicates elsewhere
@@ -51,6 +54,7 @@ from worker.batch import (
     iter_results,
     jsonl_blocks,
 )
+from worker.jobs import KIND_WEBHOOK
 from worker.keys import KIND_ITEM, KIND_TX, ObjectKeys, item_ref, parse_transaction_id, validate_id
 from worker.storage import PurgeOutcome, ReplicationRule, S3ObjectStore, StorageError
 from worker.stores import (
@@ -60,6 +64,7 @@ from worker.stores import (
     ResultStore,
     SubjectIndex,
 )
+from worker.stores.outbox import SCOPES, Outbox
 
 LedgerEraser = Callable[[str, str], int]
 TX_DEAD_LETTER_KINDS = ("onboarding", "evidence", "webhook")
@@ -90,6 +95,7 @@ class ErasureReport:
     leases: int = 0
     batch_rows: int = 0
     ledger_entries: int = 0
+    outbox_events: int = 0
     remaining: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, other: ErasureReport) -> None:
@@ -126,6 +132,7 @@ class Eraser:
         batches: BatchStore,
         subjects: SubjectIndex,
         ledger_eraser: LedgerEraser | None = None,
+        outbox: Outbox | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis_client
@@ -137,6 +144,7 @@ class Eraser:
         self.batches = batches
         self.subjects = subjects
         self.ledger_eraser = ledger_eraser
+        self.outbox = outbox
         self._clock = clock
         self._replication: tuple[ReplicationRule, ...] | None = None
 
@@ -181,6 +189,7 @@ class Eraser:
             report.dead_letters += self._remove_dead_letters(
                 kind, lambda ref: ref == batch or ref.startswith(f"{batch}:")
             )
+        report.add(self._events("batch", batch))
         report.stream_events += self._xdel_where(
             lambda f: (
                 f.get("batch_id") == batch
@@ -204,6 +213,7 @@ class Eraser:
         for kind in TX_DEAD_LETTER_KINDS:
             if self.deadletters.remove(kind, tid):
                 report.dead_letters += 1
+        report.add(self._events("tx", tid))
         report.stream_events += self._xdel_where(
             lambda f: f.get("id") == tid or f.get("transaction_id") == tid
         )
@@ -323,6 +333,33 @@ class Eraser:
         return self.objects.purge(
             prefix, match=match, noncurrent_only=noncurrent_only, replication=self._replication
         )
+
+    # ------------------------------------------------------------------ webhook events
+
+    def _events(self, scope: str, subject: str) -> ErasureReport:
+        """The subject's webhook events: in the outbox, and dead-lettered (under
+        ``<scope>:<subject>:<event id>``, or, written by earlier versions, under the event id
+        with the event in the payload)."""
+        report = ErasureReport("events", subject)
+        if self.outbox is not None:
+            report.outbox_events += self.outbox.erase(scope, subject)
+        prefix = f"{scope}:{subject}:"
+
+        def mine(ref: str) -> bool:
+            if ref.startswith(prefix):
+                return True
+            if not ref.startswith("evt_"):
+                return False
+            entry = self.deadletters.get(KIND_WEBHOOK, ref)
+            notice = entry.payload.get("notice") if entry is not None else None
+            return (
+                isinstance(notice, dict)
+                and notice.get("subject") == subject
+                and SCOPES.get(str(notice.get("type", "")).partition(".")[0]) == scope
+            )
+
+        report.dead_letters += self._remove_dead_letters(KIND_WEBHOOK, mine)
+        return report
 
     # ------------------------------------------------------------------ Redis helpers
 

@@ -15,9 +15,10 @@ from celery import Celery
 
 from worker.app import create_app
 from worker.events import EVENT_MODELS, build, event_id, reference_page
-from worker.jobs import EVENT_TYPES, Notice, transaction_ended
-from worker.queues import QUEUE_WEBHOOKS, TASK_EVENT
+from worker.jobs import EVENT_TYPES, CelerySender, Notice, transaction_ended
+from worker.queues import QUEUE_WEBHOOKS, TASK_SEND
 from worker.settings import SettingsError, load_settings, webhook_key
+from worker.stores.outbox import Claimed
 from worker.wiring.blocks import build_core, build_sender
 
 WHSEC = "whsec_" + base64.b64encode(bytes(range(32))).decode()
@@ -150,6 +151,12 @@ def test_the_built_sender_announces_only_to_a_configured_webhook(configured: boo
     if not configured:
         assert sent == []
         return
+    # The event is in the outbox first; the message only names it.
     [(task, (args, kwargs, _))] = sent
-    assert (task, args) == (TASK_EVENT, [])
-    assert Notice.from_message(kwargs["notice"]) == notice
+    evt = event_id(notice.type, notice.subject, notice.version)
+    assert (task, args, kwargs) == (TASK_SEND, [evt], {})
+    assert isinstance(sender, CelerySender)
+    assert sender.outbox is not None
+    claimed = sender.outbox.claim(evt)
+    assert isinstance(claimed, Claimed)
+    assert claimed.notice == notice

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
+from kombu.exceptions import OperationalError
 
 from worker.jobs.notices import Notice
 from worker.jobs.onboarding import OnboardingJob
@@ -19,12 +21,17 @@ from worker.queues import (
     TASK_EVENT,
     TASK_FINALIZE,
     TASK_PROCESS,
+    TASK_SEND,
     TASK_WATCHDOG,
     cap_countdown,
 )
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from worker.stores.outbox import Outbox
+
+log = logging.getLogger("idv.jobs")
 
 # A publish on behalf of the provider's callback: a few quick tries, then 503 (it resends).
 URGENT_PUBLISH_RETRY: dict[str, Any] = {
@@ -38,13 +45,20 @@ URGENT_PUBLISH_RETRY: dict[str, Any] = {
 class CelerySender:
     """Sends by task name on ``app``; ``broker`` (a client of the broker's Redis) reads the
     archival backlog (None: the backlog reads 0); ``webhooks``: whether a webhook is configured
-    (without one, ``notify`` sends nothing)."""
+    (without one, ``notify`` sends nothing); ``outbox``: where ``notify`` writes each event
+    first (``worker.stores.outbox``), the message then being only a hint to send it now."""
 
     def __init__(
-        self, app: Celery, broker: redis.Redis | None = None, *, webhooks: bool = False
+        self,
+        app: Celery,
+        broker: redis.Redis | None = None,
+        *,
+        webhooks: bool = False,
+        outbox: Outbox | None = None,
     ) -> None:
         self.app = app
         self.webhooks = webhooks
+        self.outbox = outbox
         self._probe = QueueProbe(broker, (QUEUE_ARCHIVAL,)) if broker is not None else None
 
     def onboard(
@@ -96,5 +110,18 @@ class CelerySender:
         return sum(stat.length for stat in self._probe.read())
 
     def notify(self, notice: Notice) -> None:
-        if self.webhooks:
+        if not self.webhooks:
+            return
+        if self.outbox is None:
             self.app.send_task(TASK_EVENT, kwargs={"notice": notice.to_message()})
+            return
+        event_id, fresh = self.outbox.add(notice)  # durable before any message
+        if fresh:
+            try:
+                self.send_event(event_id)
+            except OperationalError as exc:  # the outbox's driver sends it
+                log.warning("event %s hint not sent: %s", event_id, type(exc).__name__)
+
+    def send_event(self, event_id: str) -> None:
+        """Hint that the outbox's event ``event_id`` is due: send it now."""
+        self.app.send_task(TASK_SEND, args=[event_id])

@@ -124,8 +124,13 @@ BUILTIN: tuple[Family, ...] = (
        "reason", reason=ACCOUNT_CODES),
     _c("idv_batches", "Batches finished, by outcome.", "outcome", outcome=("completed",)),
     # webhooks (tasks/webhook.py)
-    _c("idv_webhooks", "Result webhooks, by outcome.", "outcome",
-       outcome=("delivered", "failed")),
+    _c("idv_webhooks", "Webhook attempts, by outcome (dead: attempts ran out or refused).",
+       "outcome", outcome=("delivered", "failed", "dead")),
+    # webhook outbox (worker/delivery.py; each worker's heartbeat publishes them)
+    Family("idv_webhook_outbox_pending", "gauge", "Webhook events in the outbox not yet "
+           "delivered nor dead-lettered."),
+    Family("idv_webhook_outbox_oldest_seconds", "gauge", "How long the oldest pending webhook "
+           "event has waited (0 when none)."),
     # limiter (worker/ratelimit.py)
     _h("idv_limiter_wait_seconds", "Time from asking the limiter for a slot to its start (its "
        "count: slots granted, one per provider call).", "bucket", "lane", lane=LANES),

@@ -52,6 +52,19 @@ class WebhookSettings(Part):
     webhook_max_attempts: int = Field(
         12, ge=1, description="webhook attempts before dead-lettering"
     )
+    webhook_claim_s: float = Field(
+        30.0,
+        gt=0,
+        description="how long one attempt holds an event of the outbox; an attempt that died "
+        "with its process leaves the event to another worker after this (at least twice "
+        "IDV_WEBHOOK_TIMEOUT_S)",
+    )
+    webhook_keep_s: float = Field(
+        86400.0,
+        ge=60,
+        description="how long a delivered or dead event stays in the outbox, so the same "
+        "change announced again is not sent again",
+    )
 
     @field_validator("webhook_url")
     @classmethod
@@ -78,6 +91,10 @@ class WebhookSettings(Part):
         if self.webhook_url is not None and not has_secret:
             return [(env_name("webhook_secret"),
                      "must be set when IDV_WEBHOOK_URL is (webhooks are signed)")]  # fmt: skip
+        if self.webhook_claim_s < 2 * self.webhook_timeout_s:
+            return [(env_name("webhook_claim_s"),
+                     "must be at least twice IDV_WEBHOOK_TIMEOUT_S (an attempt in flight "
+                     "must not lose its claim)")]  # fmt: skip
         if has_secret and self.webhook_url is None:
             return [(env_name("webhook_url"),
                      "must be set when IDV_WEBHOOK_SECRET is (or unset the secret)")]  # fmt: skip

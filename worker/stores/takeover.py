@@ -97,6 +97,7 @@ class Heartbeat:
         self.clock = clock
         self._held: dict[int, Held] = {}
         self._handlers: dict[str, Handler] = {}
+        self._ticks: list[Callable[[], object]] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._stop = threading.Event()
@@ -107,6 +108,10 @@ class Heartbeat:
     def on(self, kind: str, handler: Handler) -> None:
         """Re-drive due entries ``<kind>:<rest>`` with ``handler(rest)``."""
         self._handlers[kind] = handler
+
+    def every_beat(self, tick: Callable[[], object]) -> None:
+        """Also run ``tick`` once a beat, after the scan (it must be quick: the leases wait)."""
+        self._ticks.append(tick)
 
     def hold(self, member: str, renew: Callable[[], bool], ttl_s: float) -> Held:
         """Renew a lease every beat from now on; its index entry follows its expiry."""
@@ -159,9 +164,16 @@ class Heartbeat:
                 log.exception("heartbeat failed")
 
     def beat(self) -> int:
-        """One beat: renew what is held, then re-drive what came due. Returns entries taken."""
+        """One beat: renew what is held, re-drive what came due, run the ticks. Returns
+        entries taken."""
         self.renew_all()
-        return self.scan()
+        taken = self.scan()
+        for tick in self._ticks:
+            try:
+                tick()
+            except Exception:
+                log.warning("a heartbeat tick failed; it runs again next beat", exc_info=True)
+        return taken
 
     def renew_all(self) -> None:
         """Renew every held lease; one that was lost is marked and no longer renewed."""

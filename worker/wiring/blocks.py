@@ -22,6 +22,7 @@ from worker.replication import ReplicaWait
 from worker.settings import Settings
 from worker.storage import S3ObjectStore
 from worker.stores import DeadLetterStore, Pseudonyms, ResultStore, SubjectIndex, UploadRegistry
+from worker.stores.outbox import Outbox
 
 
 @dataclass(frozen=True)
@@ -86,19 +87,26 @@ def build_evidence_http(core: Core, stack: ExitStack) -> httpx.Client:
     return client
 
 
+def build_outbox(core: Core) -> Outbox:
+    """The outbox every outbound event is written to before any message about it."""
+    s = core.settings.webhooks
+    return Outbox(core.redis, core.keys, lease_s=s.webhook_claim_s, keep_s=s.webhook_keep_s)
+
+
 def build_sender(core: Core, app: Celery, stack: ExitStack) -> CelerySender:
     """The one ``WorkSender``; reads the archival backlog on the broker's Redis, and sends
-    events only when a webhook is configured."""
+    events only when a webhook is configured (through the outbox)."""
     webhooks = core.settings.webhooks.enabled
+    outbox = build_outbox(core) if webhooks else None
     target = broker_target(core.settings.redis, core.settings.broker)
     if target == redis_target(core.settings.redis):
-        return CelerySender(app, core.redis, webhooks=webhooks)
+        return CelerySender(app, core.redis, webhooks=webhooks, outbox=outbox)
     url = target.url
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        return CelerySender(app, webhooks=webhooks)
+        return CelerySender(app, webhooks=webhooks, outbox=outbox)
     broker = connect(target)
     stack.callback(broker.close)
-    return CelerySender(app, broker, webhooks=webhooks)
+    return CelerySender(app, broker, webhooks=webhooks, outbox=outbox)
 
 
 def build_ledger(core: Core) -> Ledger:

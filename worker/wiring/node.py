@@ -19,6 +19,7 @@ from celery import Celery, current_app, signals
 from redis import Redis
 
 from worker.batch import BatchControl, BatchService, BatchStore
+from worker.delivery import EventDelivery, OutboxDriver
 from worker.evidence import UploadSweeper
 from worker.jobs import WorkSender
 from worker.ledger import Ledger, Reconciler
@@ -53,6 +54,8 @@ class WorkerNode:
     heartbeat: Heartbeat
     stack: ExitStack = field(repr=False, compare=False)
     pid: int = field(default_factory=os.getpid)
+    delivery: EventDelivery | None = None
+    """Attempts the outbox's events (None when no webhook is configured)."""
 
     def close(self) -> None:
         """Close every client the node opened (safe to call twice)."""
@@ -86,6 +89,19 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
             heartbeat=heartbeat,
         )
         reconciler = services.build_reconciler(core, ledger, sender)
+        webhook_sender = services.build_webhook_sender(core, stack)
+        delivery = None
+        if sender.outbox is not None:
+            delivery = EventDelivery(
+                sender.outbox, webhook_sender, deadletters, settings.webhooks, core.metrics
+            )
+            driver = OutboxDriver(
+                sender.outbox,
+                sender.send_event,
+                core.metrics,
+                hint_s=settings.webhooks.webhook_claim_s,
+            )
+            heartbeat.every_beat(driver.tick)
         batch_control = services.build_batch_control(
             core, batch_store, sender, results=results, objects=objects
         )
@@ -111,9 +127,10 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
             ),
             batch_control=batch_control,
             upload_sweeper=services.build_upload_sweeper(core, objects),
-            webhook_sender=services.build_webhook_sender(core, stack),
+            webhook_sender=webhook_sender,
             heartbeat=heartbeat,
             stack=stack,
+            delivery=delivery,
         )
         start_heartbeat(core, heartbeat, control=batch_control, reconciler=reconciler)
         return node

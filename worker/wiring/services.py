@@ -30,7 +30,7 @@ from worker.stores import (
     UploadRegistry,
 )
 from worker.webhook import WebhookSender
-from worker.wiring.blocks import Core, report
+from worker.wiring.blocks import Core, build_outbox, report
 
 
 def build_archiver(core: Core, objects: S3ObjectStore, http: httpx.Client) -> EvidenceArchiver:
@@ -241,4 +241,5 @@ def build_eraser(
         batches=batches,
         subjects=subjects,
         ledger_eraser=lambda _kind, tid: int(ledger.delete(tid)),
+        outbox=build_outbox(core),
     )

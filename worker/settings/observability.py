@@ -14,7 +14,7 @@ LOG_FORMATS = ("text", "json")
 SCALED_LANES = ("realtime", "webhooks", "archival", "bulk")
 # Processes per worker pod (the --concurrency of deploy/k8s/workers.yaml), and how soon each
 # lane's work should be done (realtime: evidence links expire; bulk: as fast as its quota).
-DEFAULT_CONCURRENCY = {"realtime": 8, "webhooks": 4, "archival": 4, "bulk": 4}
+DEFAULT_CONCURRENCY = {"realtime": 8, "webhooks": 4, "archival": 4, "bulk": 8}
 DEFAULT_DRAIN_S = {"realtime": 60.0, "webhooks": 60.0, "archival": 3600.0, "bulk": 300.0}
 
 
@@ -45,7 +45,7 @@ class ObservabilitySettings(Part):
     worker_concurrency: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_CONCURRENCY),
         description="processes per worker pod by lane, e.g. realtime=8,bulk=4 (merged over "
-        "realtime=8,webhooks=4,archival=4,bulk=4): the unit of idv_lane_desired_workers",
+        "realtime=8,webhooks=4,archival=4,bulk=8): the unit of idv_lane_desired_workers",
     )
     scale_drain_s: Annotated[dict[str, float], NoDecode] = Field(
         default_factory=lambda: dict(DEFAULT_DRAIN_S),

@@ -103,13 +103,19 @@ class ServiceTime:
         self._seen = False
 
     def update(self, reading: Reading, calls_per_item: float = 1.0) -> float:
-        """Fold in the items finished since the last reading; the current estimate."""
-        last, self._last = self._last, reading
+        """Fold in the items finished since the last reading; the current estimate.
+
+        A task's seconds are counted when it ends, its items as they finish (a chunk's rows):
+        a reading is used only once both moved, so rows never count without their seconds.
+        """
+        last = self._last
         if last is None or reading.items < last.items or reading.busy_s < last.busy_s:
-            return self.value  # first reading, or the counters were reset
-        items = reading.items - last.items
-        if items <= 0:
+            self._last = reading  # first reading, or the counters were reset
             return self.value
+        items = reading.items - last.items
+        if items <= 0 or reading.busy_s <= last.busy_s:
+            return self.value  # wait until the items' task seconds arrive
+        self._last = reading
         waits = reading.waits - last.waits
         wait_per_call = (reading.wait_s - last.wait_s) / waits if waits > 0 else 0.0
         busy = (reading.busy_s - last.busy_s) / items - max(0.0, wait_per_call) * calls_per_item

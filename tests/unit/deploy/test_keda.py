@@ -86,11 +86,13 @@ def test_scaled_object_structure(doc: Doc) -> None:
     spec: dict[str, Any] = doc["spec"]
     assert set(spec) <= SPEC_KEYS, set(spec) - SPEC_KEYS
     low, high = spec["minReplicaCount"], spec["maxReplicaCount"]
-    assert isinstance(low, int) and isinstance(high, int)
+    assert isinstance(low, int)
+    assert isinstance(high, int)
     assert 0 <= low <= high
     assert 0 <= spec["fallback"]["replicas"] <= high
     assert spec["fallback"]["failureThreshold"] >= 1
-    assert spec["pollingInterval"] > 0 and spec["cooldownPeriod"] >= 0
+    assert spec["pollingInterval"] > 0
+    assert spec["cooldownPeriod"] >= 0
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert set(behavior) <= {"scaleUp", "scaleDown"}
     [trigger] = spec["triggers"]

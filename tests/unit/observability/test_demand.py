@@ -145,3 +145,11 @@ def test_service_time_never_drops_below_its_floor() -> None:
     est = ServiceTime(2.0, floor_s=0.05)
     est.update(Reading(busy_s=0, items=0, wait_s=0, waits=0))
     assert est.update(Reading(busy_s=1, items=10, wait_s=5, waits=10)) == 0.05
+
+
+def test_rows_counted_before_their_chunk_ends_wait_for_its_seconds() -> None:
+    est = ServiceTime(2.0)
+    est.update(Reading(busy_s=0, items=0))
+    assert est.update(Reading(busy_s=0, items=50)) == 2.0  # rows done, chunk still running
+    assert est.update(Reading(busy_s=0, items=100)) == 2.0
+    assert est.update(Reading(busy_s=25, items=100)) == pytest.approx(0.25)  # chunk ended

@@ -1,6 +1,6 @@
 """Webhook tasks (``idv.webhooks`` queue): every event posted, signed, to ``IDV_WEBHOOK_URL``.
 
-* ``idv.webhook.send(event_id)``: attempt one event of the outbox (``worker.stores.outbox``)
+* ``idv.webhook.send(event_id)``: attempt one event of the outbox (``worker.jobs.outbox``)
   now; the message is only a hint, the outbox holds the event, its attempts and its due time
   (``worker.delivery``: retries are due times there, never delayed messages);
 * ``idv.webhook.deliver(transaction_id)``: the ``onboarding.result`` event of the transaction's

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from celery import Celery, signals
 from kombu import Queue
 
+from worker.jobs import start_draining
 from worker.observability import configure_logging, init_sentry
 from worker.queues import (
     ALL_QUEUES,
@@ -26,6 +27,9 @@ from worker.queues import (
 )
 from worker.redisio import CONNECT_TIMEOUT_S, SOCKET_TIMEOUT_S, RedisTarget, broker_target
 from worker.settings import Settings, load_settings
+
+# A cold shutdown (SIGQUIT) lets running tasks go on this long before cancelling them.
+SOFT_SHUTDOWN_S = 30.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -52,6 +56,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Long tasks (downloads, limiter waits): never reserve work another worker could start.
         "worker_prefetch_multiplier": 1,
         "worker_max_tasks_per_child": 1000,
+        # SIGTERM (Kubernetes scaling in) is a warm shutdown: no new messages, running tasks
+        # finish (a chunk hands its rest back after the current row, worker.jobs.draining).
+        # SIGQUIT is a cold shutdown: tasks get this long first, then their messages go back.
+        "worker_soft_shutdown_timeout": SOFT_SHUTDOWN_S,
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "broker_connection_retry_on_startup": True,
@@ -139,6 +147,12 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings: Settings = sender.app.conf.idv_settings if sender is not None else load_settings()
     configure_logging(settings.observability.log_level, settings.observability.log_format)
     init_sentry(settings.observability)
+
+
+@signals.worker_shutting_down.connect
+def _on_worker_shutting_down(**_: Any) -> None:
+    """Tell this node's pool processes (worker.jobs.draining): chunks hand their rest back."""
+    start_draining()
 
 
 @signals.beat_init.connect

@@ -1,7 +1,7 @@
 """Delivering the outbox's events: one attempt (``EventDelivery``) and the driver that finds
 every due one (``OutboxDriver``).
 
-An attempt claims the event (``worker.stores.outbox``), posts it signed with its stable
+An attempt claims the event (``worker.jobs.outbox``), posts it signed with its stable
 ``webhook-id`` and records the answer in the outbox: 2xx ``delivered`` (never sent again);
 a network error, 408, 425, 429 or 5xx makes it due again after a jittered backoff
 (``worker.backoff.WEBHOOK_TASK``) until ``IDV_WEBHOOK_MAX_ATTEMPTS`` attempts were made; then,
@@ -26,10 +26,10 @@ from pydantic import ValidationError
 from worker.backoff import WEBHOOK_TASK
 from worker.events import build
 from worker.jobs import KIND_WEBHOOK
+from worker.jobs.outbox import Claimed, Outbox, dead_letter_ref
 from worker.observability import Metrics, get_logger, log_context
 from worker.settings import WebhookSettings
 from worker.stores import DeadLetterStore
-from worker.stores.outbox import Claimed, Outbox, dead_letter_ref
 from worker.webhook import WebhookError, WebhookSender
 
 log = get_logger("webhook")

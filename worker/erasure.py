@@ -7,7 +7,7 @@
   each with every version and delete marker and any upload in progress (``S3ObjectStore.purge``),
   the callback marker, leases, dead letters (``onboarding``, ``evidence``, ``webhook``: the
   events' dead letters are kept under ``tx:<tid>:<event id>``), its events in the webhook
-  outbox (``worker.stores.outbox``), the events of the transaction on the results stream
+  outbox (``worker.jobs.outbox``), the events of the transaction on the results stream
   (XDEL), its membership in the merchant-user index, and its ledger entries
   (``ledger_eraser``; see below);
 * **merchant user**: every transaction and batch the index (``worker.stores.subjects``) lists
@@ -55,6 +55,7 @@ from worker.batch import (
     jsonl_blocks,
 )
 from worker.jobs import KIND_WEBHOOK
+from worker.jobs.outbox import SCOPES, Outbox
 from worker.keys import KIND_ITEM, KIND_TX, ObjectKeys, item_ref, parse_transaction_id, validate_id
 from worker.storage import PurgeOutcome, ReplicationRule, S3ObjectStore, StorageError
 from worker.stores import (
@@ -64,7 +65,6 @@ from worker.stores import (
     ResultStore,
     SubjectIndex,
 )
-from worker.stores.outbox import SCOPES, Outbox
 
 LedgerEraser = Callable[[str, str], int]
 TX_DEAD_LETTER_KINDS = ("onboarding", "evidence", "webhook")

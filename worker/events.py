@@ -18,7 +18,6 @@ version)``: the same for every attempt of one event. The schemas are published i
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from worker.jobs import Notice
+from worker.jobs.notices import event_id as event_id
 from worker.onboarding import ResultRecord
 
 
@@ -111,13 +111,6 @@ EVENT_MODELS: dict[str, type[_Event]] = {
     "batch.paused": BatchPaused,
     "batch.cancelled": BatchCancelled,
 }
-
-
-def event_id(kind: str, subject: str, version: str) -> str:
-    """The ``webhook-id`` of an event: derived, so every attempt and every announcement of one
-    change carry the same id."""
-    digest = hashlib.sha256(f"{kind}\n{subject}\n{version}".encode()).hexdigest()
-    return f"evt_{digest[:32]}"
 
 
 def build(notice: Notice) -> tuple[str, bytes]:

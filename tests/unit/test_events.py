@@ -16,9 +16,9 @@ from celery import Celery
 from worker.app import create_app
 from worker.events import EVENT_MODELS, build, event_id, reference_page
 from worker.jobs import EVENT_TYPES, CelerySender, Notice, transaction_ended
+from worker.jobs.outbox import Claimed
 from worker.queues import QUEUE_WEBHOOKS, TASK_SEND
 from worker.settings import SettingsError, load_settings, webhook_key
-from worker.stores.outbox import Claimed
 from worker.wiring.blocks import build_core, build_sender
 
 WHSEC = "whsec_" + base64.b64encode(bytes(range(32))).decode()

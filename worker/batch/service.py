@@ -132,11 +132,14 @@ class BatchService:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         heartbeat: Heartbeat | None = None,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         """``heartbeat``: renews the chunk's lease every beat and indexes it by expiry, so a
         dead worker's chunk is taken over within a lease (without it, the lease is renewed
-        between items and must outlast a limiter wait plus an answer)."""
+        between items and must outlast a limiter wait plus an answer). ``draining``: whether
+        the node is shutting down; then a chunk hands its rest back after the current row."""
         self.heartbeat = heartbeat
+        self._draining = draining
         self.store = store
         self.client = client
         self.reader = reader
@@ -191,8 +194,11 @@ class BatchService:
             for row, status in zip(rows, statuses, strict=True):
                 if status is not ItemStatus.PENDING or row.spec is None:
                     continue
-                if self._monotonic() - chunk.started > self.settings.batch_chunk_budget_s:
-                    mode = "yield"
+                if (
+                    self._monotonic() - chunk.started > self.settings.batch_chunk_budget_s
+                    or self._draining()
+                ):
+                    mode = "yield"  # budget used up, or the node is shutting down
                     return ChunkOutcome.YIELDED
                 if not self._renew(chunk):
                     mode = "lost"

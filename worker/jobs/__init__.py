@@ -4,6 +4,7 @@ one sending interface (``WorkSender``; ``CelerySender`` in production)."""
 from __future__ import annotations
 
 from worker.jobs.celery import URGENT_PUBLISH_RETRY, CelerySender
+from worker.jobs.draining import draining, reset_draining, start_draining
 from worker.jobs.kinds import (
     DEAD_LETTER_KINDS,
     KIND_ARCHIVAL,
@@ -39,6 +40,9 @@ __all__ = [
     "OnboardingJob",
     "WorkSender",
     "default_merchant_biz_id",
+    "draining",
     "register_retries",
+    "reset_draining",
+    "start_draining",
     "transaction_ended",
 ]

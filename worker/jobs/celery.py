@@ -29,7 +29,7 @@ from worker.queues import (
 if TYPE_CHECKING:
     from celery import Celery
 
-    from worker.stores.outbox import Outbox
+    from worker.jobs.outbox import Outbox
 
 log = logging.getLogger("idv.jobs")
 
@@ -46,7 +46,7 @@ class CelerySender:
     """Sends by task name on ``app``; ``broker`` (a client of the broker's Redis) reads the
     archival backlog (None: the backlog reads 0); ``webhooks``: whether a webhook is configured
     (without one, ``notify`` sends nothing); ``outbox``: where ``notify`` writes each event
-    first (``worker.stores.outbox``), the message then being only a hint to send it now."""
+    first (``worker.jobs.outbox``), the message then being only a hint to send it now."""
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ and by a worker), carries the same id, and receivers de-duplicate on it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -74,3 +75,10 @@ def transaction_ended(tid: str, state: str, *, at: float, reason: str | None) ->
         at=at,
         data={"transaction_id": tid, "state": state, "reason": reason},
     )
+
+
+def event_id(kind: str, subject: str, version: str) -> str:
+    """The ``webhook-id`` of an event: derived, so every attempt and every announcement of one
+    change carry the same id."""
+    digest = hashlib.sha256(f"{kind}\n{subject}\n{version}".encode()).hexdigest()
+    return f"evt_{digest[:32]}"

@@ -150,6 +150,7 @@ class StoreCollector:
         self.store = store
         self.queues = queues
         self._sources = sources
+        self._extra: list[GaugeSource] = []
         self.families = families
         self.known = dict(known or {})
         if queues is not None:
@@ -157,6 +158,10 @@ class StoreCollector:
 
     def describe(self) -> list[Metric]:
         return []  # no read at registration time
+
+    def add_source(self, source: GaugeSource) -> None:
+        """Read ``source`` at every scrape of this collector (besides the registered ones)."""
+        self._extra.append(source)
 
     def collect(self) -> Iterator[Metric]:
         """Read everything first (Redis errors surface before any output), then yield."""
@@ -184,7 +189,7 @@ class StoreCollector:
 
     def _source_samples(self) -> Iterator[GaugeSample]:
         sources = registered_gauge_sources() if self._sources is None else self._sources
-        for source in sources:
+        for source in [*sources, *self._extra]:
             try:
                 samples = [
                     (metric_name(name), dict(labels), float(value))
@@ -386,6 +391,19 @@ class MetricsExporter:
             queues=probe,
             known={"bucket": tuple(buckets)},
         )
+
+    @property
+    def store_client(self) -> redis.Redis:
+        return self._store_client
+
+    @property
+    def broker_client(self) -> redis.Redis:
+        """The client of the broker's Redis (the store's when they are one)."""
+        return self._broker_client or self._store_client
+
+    def add_source(self, source: GaugeSource) -> None:
+        """Add ``source`` to this exporter's scrapes (``worker.wiring.demand``)."""
+        self.collector.add_source(source)
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         return render(self.collector, accept)

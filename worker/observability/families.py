@@ -167,6 +167,10 @@ BUILTIN: tuple[Family, ...] = (
     Family("idv_queue_oldest_age_seconds", "gauge", "Age of the oldest waiting message "
            "(0 when the queue is empty; absent when its messages carry no enqueued_at).",
            ("queue",), zero=False),
+    # autoscaling (worker/observability/demand.py; read at scrape time)
+    Family("idv_lane_desired_workers", "gauge", "Worker pods a lane can use now: enough to "
+           "finish its work by IDV_SCALE_DRAIN_S, never more than its quota keeps busy.",
+           ("lane",), {"lane": ("realtime", "webhooks", "archival", "bulk")}, zero=False),
 )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from redis import Redis
 from worker.cloudauth import DEFAULT_QUOTAS
 from worker.cloudauth.client import CloudAuthClient
 from worker.jobs import CelerySender
+from worker.jobs.outbox import Outbox
 from worker.keys import ObjectKeys, RedisKeys
 from worker.ledger import Ledger
 from worker.observability import RedisMetrics, report_to_sentry
@@ -22,7 +23,6 @@ from worker.replication import ReplicaWait
 from worker.settings import Settings
 from worker.storage import S3ObjectStore
 from worker.stores import DeadLetterStore, Pseudonyms, ResultStore, SubjectIndex, UploadRegistry
-from worker.stores.outbox import Outbox
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from worker.queues import ALL_QUEUES
 from worker.redisio import broker_target, connect, redis_target
 from worker.settings import Settings
 from worker.wiring import blocks, services
+from worker.wiring.demand import DemandSource
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def build_exporter(settings: Settings, *, client: Redis | None = None) -> Metric
     """The metrics of the whole system and the lane queues, on a client with
     ``IDV_METRICS_TIMEOUT_S`` (``client``, kept open, replaces it); close it after use."""
     target = broker_target(settings.redis, settings.broker)
-    return MetricsExporter(
+    exporter = MetricsExporter(
         settings.observability,
         store=redis_target(settings.redis),
         namespace=settings.redis.namespace,
@@ -51,6 +52,10 @@ def build_exporter(settings: Settings, *, client: Redis | None = None) -> Metric
         buckets=known_buckets(settings),
         client=client,
     )
+    exporter.add_source(
+        DemandSource(settings, store=exporter.store_client, broker=exporter.broker_client)
+    )
+    return exporter
 
 
 def known_buckets(settings: Settings) -> tuple[str, ...]:

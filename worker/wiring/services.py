@@ -12,7 +12,7 @@ from worker.batch import batch_client as make_batch_client
 from worker.cloudauth.client import CloudAuthClient
 from worker.erasure import Eraser
 from worker.evidence import EvidenceArchiver, UploadSweeper
-from worker.jobs import WorkSender
+from worker.jobs import WorkSender, draining
 from worker.ledger import FlowStarter, Ledger, Reconciler
 from worker.onboarding import CallbackIntake, OnboardingService, derive_callback_token
 from worker.ratelimit import RedisRateLimiter
@@ -183,6 +183,7 @@ def build_batch_service(
         max_retry_after_s=s.provider.max_retry_after_s,
         metrics=core.metrics,
         heartbeat=heartbeat,
+        draining=draining,
     )
 
 

@@ -69,7 +69,12 @@ def test_a_hung_redis_costs_the_timeout_not_a_hang(hung_url: str) -> None:
 async def test_metrics_route_answers_503_with_one_log_line(
     closed_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = load_settings(redis_url=closed_url, broker_url="memory://", metrics_timeout_s=0.3)
+    settings = load_settings(
+        redis_url=closed_url,
+        broker_url="memory://",
+        metrics_timeout_s=0.3,
+        metrics_on_callback_port=True,
+    )
     receiver = CallbackReceiver(settings, celery=create_app(settings), threads=2)
     receiver.startup()
     try:

@@ -14,11 +14,11 @@ from tests.fixtures.webhooks import WebhookReceiver, result_record
 from worker.delivery import EventDelivery, OutboxDriver
 from worker.events import event_id, result_notice
 from worker.jobs import KIND_WEBHOOK, Notice, transaction_ended
+from worker.jobs.outbox import Claimed, Outbox
 from worker.keys import RedisKeys
 from worker.observability import RedisMetrics
 from worker.settings import load_settings
 from worker.stores import DeadLetterStore
-from worker.stores.outbox import Claimed, Outbox
 from worker.webhook import WebhookSender
 
 KEYS = RedisKeys("idv:")

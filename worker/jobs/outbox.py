@@ -35,7 +35,7 @@ from typing import Any, Literal, cast
 
 import redis
 
-from worker.jobs.notices import Notice
+from worker.jobs.notices import Notice, event_id
 from worker.keys import RedisKeys, validate_id
 from worker.redisio import lua_script, text, text_map
 
@@ -106,8 +106,6 @@ class Outbox:
         is already pending or delivered). A dead one is made pending again. It can be claimed
         at once (the caller hints it); a driver finds it due ``lease_s`` later if the hint was
         lost."""
-        from worker.events import event_id  # the one derivation of the id
-
         evt = event_id(notice.type, notice.subject, notice.version)
         now = self.clock()
         fields = {

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from worker.devtools import RedisServer, wait_until
 from worker.keys import RedisKeys
 from worker.ledger import Ledger
-from worker.replication import ReplicaWait
 from worker.settings import load_settings
+from worker.stores.replication import ReplicaWait
 
 
 def measure(client: redis.Redis, wait: ReplicaWait, writes: int, tag: str) -> dict[str, float]:

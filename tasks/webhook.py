@@ -2,7 +2,7 @@
 
 * ``idv.webhook.send(event_id)``: attempt one event of the outbox (``worker.jobs.outbox``)
   now; the message is only a hint, the outbox holds the event, its attempts and its due time
-  (``worker.delivery``: retries are due times there, never delayed messages);
+  (``worker.events.delivery``: retries are due times there, never delayed messages);
 * ``idv.webhook.deliver(transaction_id)``: the ``onboarding.result`` event of the transaction's
   result record; ``idv.webhook.event(notice)``: an event a service announced. Both are written
   to the outbox and attempted at once (messages of an earlier version; without an outbox they

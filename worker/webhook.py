@@ -10,7 +10,7 @@ and the headers of https://www.standardwebhooks.com/::
     webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
 
 so any Standard Webhooks library verifies it with the same secret. Each event goes through the
-outbox (``worker.jobs.outbox``, ``worker.delivery``): retried for network errors, 408, 425,
+outbox (``worker.jobs.outbox``, ``worker.events.delivery``): retried for network errors, 408, 425,
 429 and 5xx; any other status is final (dead letter of kind ``webhook``). Redirects are not
 followed.
 """

@@ -29,8 +29,8 @@ import redis
 
 from worker.devtools import RedisServer, SentinelServer, wait_until
 from worker.ledger import Ledger, State
-from worker.replication import NotReplicated
 from worker.settings import load_settings
+from worker.stores.replication import NotReplicated
 from worker.wiring import Cli
 
 MASTER = "idv-failover"

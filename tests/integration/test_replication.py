@@ -15,8 +15,8 @@ from worker.devtools import RedisServer, wait_until
 from worker.errors import IdvError, is_retryable
 from worker.keys import RedisKeys
 from worker.ledger import Ledger, State
-from worker.replication import NotReplicated, ReplicaWait
 from worker.settings import SettingsError, load_settings
+from worker.stores.replication import NotReplicated, ReplicaWait
 
 NS = "idv:"
 

@@ -26,7 +26,7 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "webhook-eve
 
 
 def test_the_reference_page_is_current() -> None:
-    # Regenerate with: python -m worker.events > docs/reference/webhook-events.md
+    # Regenerate with: python -m worker.devtools.docsgen
     assert PAGE.read_text() == reference_page()
 
 

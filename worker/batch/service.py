@@ -55,10 +55,10 @@ from worker.jobs import WorkSender
 from worker.keys import ObjectKeys
 from worker.observability import Metrics, NullMetrics
 from worker.ratelimit import CallContext, DeadlineUnreachable, GateUnavailable, Lane
-from worker.replication import NotReplicated
 from worker.settings import BatchSettings
 from worker.storage import ObjectStore
 from worker.stores import Heartbeat, Held, ResultStore
+from worker.stores.replication import NotReplicated
 
 # NotReplicated: the item's claim was not confirmed by the replicas, so its call never left.
 _RETRYABLE = (ThrottledError, TransientError, SourceUnavailable, NotReplicated)

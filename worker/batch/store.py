@@ -30,8 +30,8 @@ from worker.batch.model import BatchState, ItemStatus, Progress, StoredRow, deco
 from worker.errors import IdvError
 from worker.keys import RedisKeys, validate_id
 from worker.redisio import lua_script, optional_text
-from worker.replication import OFF, ReplicatedScript, ReplicaWait
 from worker.settings import BatchSettings
+from worker.stores.replication import OFF, ReplicatedScript, ReplicaWait
 
 __all__ = ["KEEP_CLAIM", "RATE_WINDOW_S", "BatchKeys", "BatchNotFound", "BatchStore", "Begin"]
 

@@ -24,7 +24,7 @@ transaction gone), is reported here, once: ``idv_archival_expired_total``, one e
 a Sentry event.
 
 With ``IDV_REDIS_WAIT_REPLICAS`` every script's writes count only once that many replicas hold
-them (``worker.replication``): one they did not confirm in time raises ``NotReplicated``
+them (``worker.stores.replication``): one they did not confirm in time raises ``NotReplicated``
 (retryable, and a ``RedisError``), so a Sentinel failover cannot lose a transition a caller was
 told happened. Each script is safe to repeat after such an applied-but-unconfirmed write: the
 upsert finds the entry and changes nothing (``record_start`` answers False); the callback
@@ -53,8 +53,8 @@ from worker.ledger.model import (
 )
 from worker.observability import Metrics, NullMetrics, get_logger
 from worker.redisio import lua_script, optional_text, text, text_map
-from worker.replication import OFF, ReplicatedScript, ReplicaWait
 from worker.settings import LedgerSettings
+from worker.stores.replication import OFF, ReplicatedScript, ReplicaWait
 
 log = get_logger("ledger")
 Reporter = Callable[..., None]

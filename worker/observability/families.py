@@ -126,7 +126,7 @@ BUILTIN: tuple[Family, ...] = (
     # webhooks (tasks/webhook.py)
     _c("idv_webhooks", "Webhook attempts, by outcome (dead: attempts ran out or refused).",
        "outcome", outcome=("delivered", "failed", "dead")),
-    # webhook outbox (worker/delivery.py; each worker's heartbeat publishes them)
+    # webhook outbox (worker/events/delivery.py; each worker's heartbeat publishes them)
     Family("idv_webhook_outbox_pending", "gauge", "Webhook events in the outbox not yet "
            "delivered nor dead-lettered."),
     Family("idv_webhook_outbox_oldest_seconds", "gauge", "How long the oldest pending webhook "

@@ -19,10 +19,10 @@ from worker.ledger import Ledger
 from worker.observability import RedisMetrics, report_to_sentry
 from worker.ratelimit import QuotaTable, RedisRateLimiter, limiter_redis
 from worker.redisio import broker_target, connect, redis_target
-from worker.replication import ReplicaWait
 from worker.settings import Settings
 from worker.storage import S3ObjectStore
 from worker.stores import DeadLetterStore, Pseudonyms, ResultStore, SubjectIndex, UploadRegistry
+from worker.stores.replication import ReplicaWait
 
 
 @dataclass(frozen=True)

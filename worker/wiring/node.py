@@ -19,7 +19,7 @@ from celery import Celery, current_app, signals
 from redis import Redis
 
 from worker.batch import BatchControl, BatchService, BatchStore
-from worker.delivery import EventDelivery, OutboxDriver
+from worker.events.delivery import EventDelivery, OutboxDriver
 from worker.evidence import UploadSweeper
 from worker.jobs import WorkSender
 from worker.ledger import Ledger, Reconciler

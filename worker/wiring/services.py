@@ -16,7 +16,6 @@ from worker.jobs import WorkSender, draining
 from worker.ledger import FlowStarter, Ledger, Reconciler
 from worker.onboarding import CallbackIntake, OnboardingService, derive_callback_token
 from worker.ratelimit import RedisRateLimiter
-from worker.replication import ReplicaWait
 from worker.settings import CallbackSettings
 from worker.storage import S3ObjectStore
 from worker.stores import (
@@ -29,6 +28,7 @@ from worker.stores import (
     SubjectIndex,
     UploadRegistry,
 )
+from worker.stores.replication import ReplicaWait
 from worker.webhook import WebhookSender
 from worker.wiring.blocks import Core, build_outbox, report
 

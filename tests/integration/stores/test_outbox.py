@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from tests.fixtures.webhooks import WebhookReceiver, result_record
-from worker.delivery import EventDelivery, OutboxDriver
 from worker.events import event_id, result_notice
+from worker.events.delivery import EventDelivery, OutboxDriver
 from worker.jobs import KIND_WEBHOOK, Notice, transaction_ended
 from worker.jobs.outbox import Claimed, Outbox
 from worker.keys import RedisKeys

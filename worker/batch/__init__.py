@@ -83,6 +83,7 @@ from worker.batch.progress import (
     render_line,
     render_table,
 )
+from worker.batch.reads import BatchReads
 from worker.batch.rows import (
     MAX_SOURCE_LENGTH,
     SOURCE_ALIASES,
@@ -137,6 +138,7 @@ __all__ = [
     "BatchControl",
     "BatchKeys",
     "BatchNotFound",
+    "BatchReads",
     "BatchService",
     "BatchState",
     "BatchStateError",

@@ -10,6 +10,7 @@ What one queued row costs in Redis is its share of a compressed chunk (a few doz
 of one Celery message per chunk; per-item keys appear only once an item is processed. Every
 key of a batch expires ``batch_ttl_s`` after the batch was last active.
 
+This module holds the writes; ``worker.batch.reads`` the reads (``BatchStore`` has both).
 Chunk leases live here rather than in ``worker.stores.leases`` because the watchdog must see a
 chunk's lease, its completion bit and its queued bit in one atomic script.
 """
@@ -24,11 +25,11 @@ from typing import Any, cast
 
 import redis
 
-from worker.batch.counters import RATE_WINDOW_S, decode_progress
+from worker.batch.counters import RATE_WINDOW_S
 from worker.batch.layout import BatchKeys
-from worker.batch.model import BatchState, ItemStatus, Progress, StoredRow, decode_chunk
-from worker.errors import IdvError
-from worker.keys import RedisKeys, validate_id
+from worker.batch.model import BatchState, ItemStatus, StoredRow
+from worker.batch.reads import BatchNotFound, BatchReads
+from worker.keys import RedisKeys
 from worker.redisio import lua_script, optional_text
 from worker.settings import BatchSettings
 from worker.stores.replication import OFF, ReplicatedScript, ReplicaWait
@@ -36,14 +37,6 @@ from worker.stores.replication import OFF, ReplicatedScript, ReplicaWait
 __all__ = ["KEEP_CLAIM", "RATE_WINDOW_S", "BatchKeys", "BatchNotFound", "BatchStore", "Begin"]
 
 KEEP_CLAIM = "-"  # ``finish(token=KEEP_CLAIM)`` leaves an item's claim in place
-
-
-class BatchNotFound(IdvError):
-    """No batch with this id (never submitted, or expired)."""
-
-    def __init__(self, batch_id: str) -> None:
-        self.batch_id = batch_id
-        super().__init__(f"no batch {batch_id}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +47,9 @@ class Begin:
     extra: str
 
 
-class BatchStore:
-    """All Redis access of the batch flow (one instance per process, no global state)."""
+class BatchStore(BatchReads):
+    """All Redis access of the batch flow (one instance per process, no global state): the
+    writes here, the reads inherited from ``BatchReads``."""
 
     def __init__(
         self,
@@ -68,10 +62,8 @@ class BatchStore:
     ) -> None:
         """``replicas``: ``IDV_REDIS_WAIT_REPLICAS``; a billed call's claim is acknowledged
         once that many replicas hold it (see ``claim``)."""
-        self.redis = client
-        self.clock = clock  # epoch seconds: when calls happen, and when progress is read
+        super().__init__(client, keys, clock=clock)
         self.settings = settings
-        self.namespace = keys.namespace
         self.ttl_s = settings.batch_ttl_s
         self._submit_chunk = client.register_script(lua_script("worker.batch", "submit_chunk"))
         self._begin = client.register_script(lua_script("worker.batch", "begin"))
@@ -86,16 +78,7 @@ class BatchStore:
         self._transition = client.register_script(lua_script("worker.batch", "transition"))
         self._reset = client.register_script(lua_script("worker.batch", "reset"))
 
-    # ------------------------------------------------------------------ keys and meta
-
-    def keys(self, batch_id: str) -> BatchKeys:
-        """Keys of ``batch_id`` (validated: it becomes part of key names)."""
-        return BatchKeys.under(f"{self.namespace}{{batch:{validate_id(batch_id, 'batch_id')}}}:")
-
-    @property
-    def index_key(self) -> str:
-        """Sorted set of every batch by creation time."""
-        return f"{self.namespace}batches"
+    # ------------------------------------------------------------------ meta
 
     def create(self, batch_id: str, fields: Mapping[str, str | int | float]) -> bool:
         """Create the batch's meta (state ``running``) unless it exists; True if created."""
@@ -118,17 +101,6 @@ class BatchStore:
         self.touch(batch_id)
         return True
 
-    def meta(self, batch_id: str) -> dict[str, str]:
-        """The meta hash as text; ``BatchNotFound`` if the batch does not exist."""
-        raw = cast("dict[bytes, bytes]", self.redis.hgetall(self.keys(batch_id).meta))
-        if not raw:
-            raise BatchNotFound(batch_id)
-        return {k.decode(): v.decode("utf-8") for k, v in raw.items()}
-
-    def exists(self, batch_id: str) -> bool:
-        """Whether the batch exists."""
-        return bool(self.redis.exists(self.keys(batch_id).meta))
-
     def set_meta(self, batch_id: str, **fields: str | int | float) -> None:
         """Set meta fields."""
         self.redis.hset(self.keys(batch_id).meta, mapping={k: str(v) for k, v in fields.items()})
@@ -141,20 +113,6 @@ class BatchStore:
         # The index lives as long as its most recently active batch.
         pipe.expire(self.index_key, self.ttl_s)
         pipe.execute()
-
-    def list_ids(self, limit: int = 100) -> list[str]:
-        """Batch ids, newest first; ids whose batch expired are dropped from the index."""
-        raw = cast("list[bytes]", self.redis.zrevrange(self.index_key, 0, limit - 1))
-        ids = [r.decode() for r in raw]
-        alive = [i for i in ids if self.exists(i)]
-        gone = set(ids) - set(alive)
-        if gone:
-            self.redis.zrem(self.index_key, *gone)
-        return alive
-
-    def chunk_size(self, batch_id: str) -> int:
-        """Rows per chunk of this batch."""
-        return int(self.meta(batch_id)["chunk_size"])
 
     # ------------------------------------------------------------------ submission
 
@@ -173,13 +131,6 @@ class BatchStore:
             args += [seq, detail]
         keys = [k.meta, k.chunks, k.st, k.n, k.detail, k.cq]
         return int(self._submit_chunk(keys=keys, args=args)) == 1
-
-    def read_chunk(self, batch_id: str, chunk_no: int, chunk_size: int) -> list[StoredRow]:
-        """The rows of one chunk (empty if it does not exist)."""
-        blob = cast("bytes | None", self.redis.hget(self.keys(batch_id).chunks, str(chunk_no)))
-        if blob is None:
-            return []
-        return decode_chunk(blob, chunk_no * chunk_size)
 
     def replace_chunk(self, batch_id: str, chunk_no: int, blob: bytes) -> None:
         """Overwrite a stored chunk (erasure rewrites rows without their personal fields)."""
@@ -296,28 +247,6 @@ class BatchStore:
         ]
         return int(self._finish(keys=[k.st, k.n, k.inflight, k.detail], args=args)) == 1
 
-    def statuses(self, batch_id: str, first_seq: int, count: int) -> list[ItemStatus]:
-        """Statuses of ``count`` rows from ``first_seq``."""
-        raw = cast(
-            "bytes",
-            self.redis.getrange(self.keys(batch_id).st, first_seq, first_seq + count - 1),
-        )
-        out = [ItemStatus.from_code(raw[i : i + 1]) for i in range(len(raw))]
-        return out + [ItemStatus.PENDING] * (count - len(out))
-
-    def details(self, batch_id: str, seqs: Iterable[int]) -> dict[int, dict[str, Any]]:
-        """Stored reasons of the given rows (those that have one)."""
-        wanted = list(seqs)
-        if not wanted:
-            return {}
-        raw = cast("list[bytes | None]", self.redis.hmget(self.keys(batch_id).detail, wanted))
-        return {seq: json.loads(v) for seq, v in zip(wanted, raw, strict=True) if v is not None}
-
-    def claims(self, batch_id: str) -> dict[str, str]:
-        """Open claims: item id -> "token|time|seq" (calls under way or of unknown outcome)."""
-        raw = cast("dict[bytes, bytes]", self.redis.hgetall(self.keys(batch_id).inflight))
-        return {k.decode(): v.decode() for k, v in raw.items()}
-
     # ------------------------------------------------------------------ chunks
 
     def acquire_chunk(self, batch_id: str, chunk_no: int, token: str, ttl_s: float) -> int:
@@ -380,15 +309,6 @@ class BatchStore:
         )
         return int(ok) == 1, optional_text(state) or ""
 
-    def state(self, batch_id: str) -> BatchState:
-        """The batch's state."""
-        raw = optional_text(
-            cast("bytes | None", self.redis.hget(self.keys(batch_id).meta, "state"))
-        )
-        if raw is None:
-            raise BatchNotFound(batch_id)
-        return BatchState(raw)
-
     def reset(self, batch_id: str, statuses: Sequence[ItemStatus]) -> tuple[int, list[int]]:
         """Put rows of the given statuses back to pending: (rows, chunks to enqueue)."""
         wanted = "".join(s.code.decode() for s in statuses)
@@ -409,17 +329,3 @@ class BatchStore:
     def drop_marker(self, batch_id: str, name: str) -> None:
         """Delete a marker."""
         self.redis.delete(self.keys(batch_id).marker(name))
-
-    # ------------------------------------------------------------------ progress
-
-    def progress(self, batch_id: str, quota: float = 0.0) -> Progress:
-        """Counters, state and rates of a batch in one round trip."""
-        k = self.keys(batch_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(k.meta)
-        pipe.hgetall(k.n)
-        pipe.bitcount(k.cdone)
-        meta_raw, n_raw, chunks_done = pipe.execute()
-        if not meta_raw:
-            raise BatchNotFound(batch_id)
-        return decode_progress(batch_id, meta_raw, n_raw, int(chunks_done), quota, now=self.clock())

@@ -22,6 +22,7 @@ from worker.ledger.model import (
     Queue,
     State,
 )
+from worker.ledger.reads import LedgerReads
 from worker.ledger.reconciler import (
     Reconciler,
     SweepReport,
@@ -51,6 +52,7 @@ __all__ = [
     "InitializeApi",
     "Ledger",
     "LedgerEntry",
+    "LedgerReads",
     "Queue",
     "Reconciler",
     "Reporter",

@@ -16,7 +16,8 @@ Keys (all hash-tagged ``{ledger}``, so each script's keys live on one Redis Clus
 A sweep reads ``ZRANGEBYSCORE due -inf now``: it costs O(due), not O(all). Open entries live
 until the provider's deletion plus a grace period; a final one (archived, abandoned, expired)
 ``IDV_LEDGER_GRACE_S`` after it ended. Every change is one Lua script (``lua/``), so a counter
-never drifts from the states and a transaction is claimed by one attempt at a time.
+never drifts from the states and a transaction is claimed by one attempt at a time. This
+module holds those changes; the reads (and the key names) are ``worker.ledger.reads``.
 
 A move to ``expired`` (the provider deleted a result before it was archived: lost), whoever
 makes it (the reconciler's deletion sweep, an onboarding or archival run that finds the
@@ -43,16 +44,10 @@ from typing import Any, cast
 import redis
 
 from worker.keys import RedisKeys, parse_transaction_id
-from worker.ledger.model import (
-    FINAL_STATES,
-    CallbackVerdict,
-    Claim,
-    LedgerEntry,
-    Queue,
-    State,
-)
+from worker.ledger.model import CallbackVerdict, Claim, Queue, State
+from worker.ledger.reads import LedgerReads, float_or_none
 from worker.observability import Metrics, NullMetrics, get_logger
-from worker.redisio import lua_script, optional_text, text, text_map
+from worker.redisio import lua_script, optional_text, text
 from worker.settings import LedgerSettings
 from worker.stores.replication import OFF, ReplicatedScript, ReplicaWait
 
@@ -63,12 +58,8 @@ _SCRIPTS = ("upsert", "callback", "claim", "transition", "extend", "seen")
 SWEPT_TTL_S = 86400
 
 
-def _float(value: str | None) -> float | None:
-    return float(value) if value not in (None, "") else None
-
-
-class Ledger:
-    """Reads and changes ledger entries (see the module docstring)."""
+class Ledger(LedgerReads):
+    """Changes ledger entries (see the module docstring); the reads are ``LedgerReads``'."""
 
     def __init__(
         self,
@@ -88,43 +79,20 @@ class Ledger:
         ``metrics`` and ``report`` (a Sentry reporter) hear of every move to ``expired``;
         ``replicas``: ``IDV_REDIS_WAIT_REPLICAS`` (each script's writes are acknowledged once
         that many replicas hold them, else ``NotReplicated``)."""
-        self.redis = client
+        super().__init__(client, keys)
         self.settings = settings
         self.evidence_window_s = evidence_window_s
         self.require_known = require_known
         self.clock = clock
         self.metrics: Metrics = metrics if metrics is not None else NullMetrics()
         self._report = report
-        ns = keys.namespace
-        self._prefix = f"{ns}{{ledger}}"
         self._scripts = {
             name: ReplicatedScript(client, lua_script("worker.ledger", name), replicas, name=name)
             for name in _SCRIPTS
         }
         self._release = client.register_script(lua_script("worker.stores", "lease_release"))
 
-    # ------------------------------------------------------------------ keys
-
-    def key(self, tid: str) -> str:
-        return f"{self._prefix}:tx:{tid}"
-
-    def index_key(self, queue: Queue) -> str:
-        return f"{self._prefix}:due:{queue}"
-
-    @property
-    def deletes_key(self) -> str:
-        return f"{self._prefix}:deletes"
-
-    @property
-    def counts_key(self) -> str:
-        return f"{self._prefix}:counts"
-
-    def lock_key(self, name: str) -> str:
-        return f"{self._prefix}:lock:{name}"
-
-    @property
-    def guessed_key(self) -> str:
-        return f"{self._prefix}:guessed"
+    # ------------------------------------------------------------------ scripts
 
     def _keys(self, tid: str, lock: str = "reconcile") -> list[str]:
         return [
@@ -194,10 +162,6 @@ class Ledger:
         )  # fmt: skip
         return int(reply[0]) == 1
 
-    def merchant_biz_id_of(self, tid: str) -> str | None:
-        """The MerchantBizId stored for ``tid`` (None: the ledger does not know it)."""
-        return optional_text(cast("Any", self.redis.hget(self.key(tid), "b")))
-
     def on_callback(
         self,
         tid: str,
@@ -234,15 +198,10 @@ class Ledger:
             "accepted" if status == "accepted" else "duplicate",
             product_code=text(reply[1]),
             merchant_biz_id=text(reply[2]),
-            completed_at=_float(optional_text(reply[3])),
+            completed_at=float_or_none(optional_text(reply[3])),
         )
 
     # ------------------------------------------------------------------ sweeps
-
-    def due(self, queue: Queue, now: float, limit: int) -> list[str]:
-        """Transactions of ``queue`` due at ``now``, earliest first (at most ``limit``)."""
-        raw = self.redis.zrangebyscore(self.index_key(queue), "-inf", now, start=0, num=limit)
-        return [text(member) for member in cast("list[Any]", raw)]
 
     def take_lock(self, name: str, ttl_s: float) -> str | None:
         """Take the sweep lock ``name``; returns its fencing token, or None if another holds it.
@@ -256,14 +215,6 @@ class Ledger:
             return None
         self.redis.set(self.swept_key(name), repr(self.clock()), ex=SWEPT_TTL_S)
         return token
-
-    def swept_key(self, name: str) -> str:
-        return f"{self._prefix}:swept:{name}"
-
-    def last_sweep(self, name: str) -> float | None:
-        """When the sweep ``name`` last took its lock (epoch seconds), or None."""
-        raw = self.redis.get(self.swept_key(name))
-        return None if raw is None else float(text(raw))
 
     def release_lock(self, name: str, token: str) -> None:
         """Give the lock up if ``token`` still holds it."""
@@ -291,7 +242,7 @@ class Ledger:
             product_code=text(reply[2]),
             merchant_biz_id=text(reply[3]),
             created_at=float(text(reply[4])),
-            completed_at=_float(optional_text(reply[5])),
+            completed_at=float_or_none(optional_text(reply[5])),
             deletes_at=float(text(reply[6])),
             attempts=int(reply[7]),
         )
@@ -341,7 +292,7 @@ class Ledger:
         """The worker saw ``tid``'s completed result at ``at``: the first such time is the
         transaction's ``completed_at`` (returned; None when the ledger does not know ``tid``).
         CheckResult has no time field, so this is as close as the provider lets us get."""
-        return _float(optional_text(self._run("seen", tid, [tid, at])))
+        return float_or_none(optional_text(self._run("seen", tid, [tid, at])))
 
     def finish(self, tid: str, *, evidence: str, reason: str | None = None) -> bool:
         """The full result and what could be had of the evidence are stored: archived.
@@ -390,52 +341,6 @@ class Ledger:
         never known to it (``abandoned``). Returns the state it moved to (None: it did not)."""
         to = State.EXPIRED if archival else State.ABANDONED
         return to if self.transition(tid, to, reason=reason) else None
-
-    # ------------------------------------------------------------------ reads
-
-    def get(self, tid: str) -> LedgerEntry | None:
-        raw = text_map(self.redis.hgetall(self.key(tid)))
-        if not raw:
-            return None
-        history = {
-            State(name[2:]): float(at)
-            for name, at in raw.items()
-            if name.startswith("t:") and name[2:] in State._value2member_map_
-        }
-        return LedgerEntry(
-            transaction_id=tid,
-            state=State(raw["s"]),
-            product_code=raw.get("p", ""),
-            merchant_biz_id=raw.get("b", ""),
-            source=raw.get("src", ""),
-            created_at=float(raw.get("c_at", "0")),
-            completed_at=_float(raw.get("done_at")),
-            deletes_at=float(raw.get("del_at", "0")),
-            due_at=_float(raw.get("due")),
-            queue=raw.get("q"),
-            attempts=int(raw.get("n", "0")),
-            reason=raw.get("r"),
-            history=dict(sorted(history.items(), key=lambda kv: kv[1])),
-        )
-
-    def counts(self) -> dict[State, int]:
-        """Transactions per state (every state present, 0 where none)."""
-        raw = text_map(self.redis.hgetall(self.counts_key))
-        return {state: max(0, int(float(raw.get(state.value, "0")))) for state in State}
-
-    def open_count(self) -> int:
-        return sum(n for s, n in self.counts().items() if s not in FINAL_STATES)
-
-    def deleting_between(self, start: float, end: float) -> int:
-        """Open transactions the provider deletes in ``[start, end)``."""
-        return int(cast("int", self.redis.zcount(self.deletes_key, start, f"({end}")))
-
-    def deleting_before(self, end: float, limit: int) -> list[str]:
-        raw = self.redis.zrangebyscore(self.deletes_key, "-inf", f"({end}", start=0, num=limit)
-        return [text(member) for member in cast("list[Any]", raw)]
-
-    def queued(self, queue: Queue) -> int:
-        return int(cast("int", self.redis.zcard(self.index_key(queue))))
 
     def delete(self, tid: str) -> bool:
         """Forget ``tid`` entirely (erasure); counts and indexes follow."""

@@ -5,23 +5,22 @@
 * ``store``: counters, gauges and histograms kept in Redis so every process adds to the same
   series (``RedisMetrics.incr/observe/gauge``); label names from a closed set, values from a
   strict charset, so an ID number or URL can never become a label.
-* ``families``, ``exposition``, ``broker``: the registry of metric families, the
-  ``prometheus_client`` collector over the store and the Celery queues, the exporter used by
-  ``GET /metrics`` and ``idv-worker metrics``.
+* ``families``, ``collector``, ``exposition``, ``broker``: the registry of metric families,
+  the ``prometheus_client`` collector over the store and the Celery queues, its rendering and
+  the exporter used by ``GET /metrics`` and ``idv-worker metrics``.
 * ``redaction``: URL query strings, secrets and personal data out of text and structures.
 * ``sentry``: optional Sentry with the SDK's ``EventScrubber`` and our own hooks.
 """
 
 from worker.observability.broker import QueueProbe, QueueStat, connect_publish_stamp
-from worker.observability.exposition import (
+from worker.observability.collector import (
     GaugeSample,
     GaugeSource,
-    MetricsExporter,
-    MetricsUnavailable,
     StoreCollector,
     register_gauge_source,
     unregister_gauge_source,
 )
+from worker.observability.exposition import MetricsExporter, MetricsUnavailable
 from worker.observability.families import FAMILIES, Family, account_code
 from worker.observability.logs import (
     configure_logging,

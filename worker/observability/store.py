@@ -2,7 +2,7 @@
 
 Every process on every host adds to the same series, so one scrape of any receiver (or
 ``idv-worker metrics``) shows the whole system. Writers use ``incr`` / ``observe`` / ``gauge``;
-``exposition`` (which imports this module, never the reverse) turns a snapshot into
+``collector`` (which imports this module, never the reverse) turns a snapshot into
 Prometheus families.
 
 Series are stored as ``name{label="value",...}`` fields. Every name is in the ``idv_`` namespace:

@@ -25,6 +25,7 @@ from worker.cloudauth import DEFAULT_QUOTAS
 from worker.keys import RedisKeys
 from worker.ledger import Ledger
 from worker.observability.broker import QueueProbe
+from worker.observability.collector import GaugeSample
 from worker.observability.demand import (
     DESIRED_WORKERS,
     Demand,
@@ -33,7 +34,6 @@ from worker.observability.demand import (
     ServiceTime,
     desired,
 )
-from worker.observability.exposition import GaugeSample
 from worker.observability.store import RedisMetrics, parse_series
 from worker.queues import QUEUE_ARCHIVAL, QUEUE_BULK, QUEUE_REALTIME, QUEUE_WEBHOOKS
 from worker.ratelimit import QuotaTable

@@ -29,6 +29,7 @@ class BatchNotFound(IdvError):
         self.batch_id = batch_id
         super().__init__(f"no batch {batch_id}")
 
+
 class BatchReads:
     """Every read of the batch flow's Redis state (``BatchStore`` adds the writes)."""
 

@@ -275,4 +275,3 @@ def _unregistered(name: str, series: _Series) -> Family:
     if name in series.buckets:
         return Family(name, "histogram", help_text)
     return Family(name, "gauge", help_text, zero=False)
-

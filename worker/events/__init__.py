@@ -162,4 +162,3 @@ def reference_page() -> str:
         schema = json.dumps(model.model_json_schema(), indent=2)
         out += [f"## `{kind}`", "", " ".join(doc.split()), "", "```json", schema, "```", ""]
     return "\n".join(out)
-

@@ -13,6 +13,7 @@ from worker.batch.calls import (
     batch_client,
     claiming,
 )
+from worker.batch.chunking import ChunkOutcome, RetryChunk
 from worker.batch.confine import (
     SourcePolicy,
     SourceRefused,
@@ -96,11 +97,7 @@ from worker.batch.rows import (
     parse_source,
     validate_row,
 )
-from worker.batch.service import (
-    BatchService,
-    ChunkOutcome,
-    RetryChunk,
-)
+from worker.batch.service import BatchService
 from worker.batch.sources import (
     ImageReader,
     ImageRejected,

@@ -29,10 +29,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 from worker.backoff import BATCH_ITEM
 from worker.batch.calls import ClaimRefused, claiming
+from worker.batch.chunking import ChunkOutcome, RetryChunk
 from worker.batch.ids import default_merchant_user_id, merchant_biz_id
 from worker.batch.model import ItemStatus, StoredRow
 from worker.batch.notices import batch_notice
@@ -50,7 +50,7 @@ from worker.cloudauth.errors import (
     TransientError,
 )
 from worker.cloudauth.models import DocOcrResult
-from worker.errors import IdvError, error_code, is_retryable, retry_after
+from worker.errors import error_code, retry_after
 from worker.jobs import WorkSender
 from worker.keys import ObjectKeys
 from worker.observability import Metrics, NullMetrics
@@ -62,31 +62,6 @@ from worker.stores.replication import NotReplicated
 
 # NotReplicated: the item's claim was not confirmed by the replicas, so its call never left.
 _RETRYABLE = (ThrottledError, TransientError, SourceUnavailable, NotReplicated)
-
-
-class ChunkOutcome(StrEnum):
-    """How a chunk task ended."""
-
-    COMPLETED = "completed"  # every row has a final status
-    ALREADY_DONE = "already_done"  # a duplicate message for a complete chunk
-    BUSY = "busy"  # another live worker holds the chunk
-    STOPPED = "stopped"  # the batch is paused or cancelled; resume re-enqueues the chunk
-    YIELDED = "yielded"  # time budget used up; the rest was re-enqueued
-    LOST = "lost"  # our lease expired and another worker took the chunk over
-
-
-class RetryChunk(IdvError):
-    """The chunk should be retried later (its lease is released and it is marked queued).
-
-    Retryable, code and delay are the cause's.
-    """
-
-    def __init__(self, cause: Exception) -> None:
-        self.cause = cause
-        self.retryable = is_retryable(cause)
-        self.retry_after = retry_after(cause)
-        self.code = error_code(cause)
-        super().__init__(f"retry chunk: {cause}")
 
 
 class _Stop(Exception):

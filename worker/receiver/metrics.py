@@ -17,6 +17,7 @@ from typing import Any
 from worker.observability import MetricsExporter, MetricsUnavailable, get_logger
 from worker.receiver.http import Receive, Scope, Send, _respond, _respond_text
 from worker.settings import Settings
+from worker.wiring import build_exporter
 
 log = get_logger("receiver")
 
@@ -72,9 +73,7 @@ class MetricsApp:
 def start_metrics_server(settings: Settings, host: str, port: int, log_level: str) -> Any:
     """Serve ``MetricsApp`` on ``host:port`` from a daemon thread; returns the uvicorn server
     (``should_exit = True`` stops it)."""
-    import uvicorn
-
-    from worker.wiring import build_exporter
+    import uvicorn  # the serving process only, as in worker.receiver.limits
 
     app = MetricsApp(settings, lambda: build_exporter(settings))
     config = uvicorn.Config(

@@ -74,6 +74,18 @@ def _is_docstring(stmt: ast.stmt) -> bool:
     )
 
 
+def _no_op_removal(stmt: ast.stmt, *, last: bool) -> bool:
+    """Removing it changes nothing: a constant expression (docstring, ``...``), or the
+    function's final ``return None``."""
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+        return True
+    if isinstance(stmt, ast.Return) and last:
+        return stmt.value is None or (
+            isinstance(stmt.value, ast.Constant) and stmt.value.value is None
+        )
+    return False
+
+
 def _removable(stmt: ast.stmt) -> bool:
     if isinstance(stmt, ast.Assign):
         return all(isinstance(t, ast.Attribute | ast.Subscript) for t in stmt.targets)
@@ -108,7 +120,10 @@ class _Points:
                 continue
             if isinstance(stmt, ast.If) and _is_type_checking(stmt.test):
                 continue
-            if active and _removable(stmt) and not _is_docstring(stmt):
+            last = i == len(stmts) - 1 and isinstance(
+                parent, ast.FunctionDef | ast.AsyncFunctionDef
+            )
+            if active and _removable(stmt) and not _no_op_removal(stmt, last=last):
 
                 def remove(stmts: list[ast.stmt] = stmts, i: int = i, old: ast.stmt = stmt) -> None:
                     stmts[i] = ast.copy_location(ast.Pass(), old)
@@ -171,9 +186,12 @@ class _Points:
             self.expr_points(node, replace, strings=strings)
         if isinstance(node, ast.JoinedStr):
             strings = False
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr in _LOG_METHODS:
-                strings = False
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _LOG_METHODS
+        ):
+            strings = False
         if isinstance(node, ast.Lambda):
             self.expr(node.body, _attr_setter(node, "body"), active=active, strings=strings)
             return
@@ -210,7 +228,9 @@ class _Points:
                 if type(op) in _CMP:
                     new_c = _CMP[type(op)]
 
-                    def flip(n: ast.Compare = node, i: int = i, new: type[ast.cmpop] = new_c) -> None:
+                    def flip(
+                        n: ast.Compare = node, i: int = i, new: type[ast.cmpop] = new_c
+                    ) -> None:
                         n.ops[i] = new()
 
                     self.add(node, f"{_sym(type(op))} -> {_sym(new_c)}", flip)

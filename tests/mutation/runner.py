@@ -107,7 +107,9 @@ class Slot:
         )
         reply = self._receive()
         rc, seconds, log = reply["rc"], reply["s"], reply.get("log", "")
-        assert isinstance(rc, int) and isinstance(seconds, int | float) and isinstance(log, str)
+        assert isinstance(rc, int)
+        assert isinstance(seconds, int | float)
+        assert isinstance(log, str)
         return rc, float(seconds), log
 
     def close(self) -> None:
@@ -128,7 +130,9 @@ class Tally:
         return sum(1 for o in self.outcomes if o.killed)
 
 
-def _work(slot: Slot, jobs: queue.Queue[tuple[Tally, Mutation, float]], lock: threading.Lock) -> None:
+def _work(
+    slot: Slot, jobs: queue.Queue[tuple[Tally, Mutation, float]], lock: threading.Lock
+) -> None:
     while True:
         try:
             tally, mutation, timeout = jobs.get_nowait()

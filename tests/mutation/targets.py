@@ -41,7 +41,11 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "confine",
         "worker/batch/confine.py",
-        ("tests/unit/batch/test_confine.py", "tests/unit/batch/test_sources.py"),
+        (
+            "tests/unit/batch/test_confine.py",
+            "tests/unit/batch/test_confine_edges.py",
+            "tests/unit/batch/test_sources.py",
+        ),
     ),
     Target(
         "webhook",

@@ -18,7 +18,11 @@ class Target:
     functions: frozenset[str] = frozenset()
 
 
-_RECEIVER_UNIT = ("tests/unit/onboarding/test_tokens.py", "tests/unit/test_receiver.py")
+_RECEIVER_UNIT = (
+    "tests/unit/onboarding/test_tokens.py",
+    "tests/unit/onboarding/test_intake_edges.py",
+    "tests/unit/test_receiver.py",
+)
 _BATCH_CLAIMS = (
     "tests/integration/batch/test_store.py",
     "tests/unit/test_lua_scripts.py",
@@ -52,6 +56,7 @@ TARGETS: tuple[Target, ...] = (
         "worker/webhook.py",
         (
             "tests/unit/onboarding/test_documents.py",
+            "tests/unit/test_webhook_edges.py",
             "tests/unit/test_events.py",
             "tests/integration/webhook/test_standard_webhooks.py::test_a_timestamp_outside_the_tolerance_is_refused",
             "tests/integration/webhook/test_standard_webhooks.py::test_a_tampered_body_or_another_secret_is_refused",
@@ -60,7 +65,11 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "redaction",
         "worker/observability/redaction.py",
-        ("tests/unit/observability/test_redaction.py", "tests/unit/observability/test_logs.py"),
+        (
+            "tests/unit/observability/test_redaction.py",
+            "tests/unit/observability/test_redaction_edges.py",
+            "tests/unit/observability/test_logs.py",
+        ),
     ),
     Target(
         "signing",

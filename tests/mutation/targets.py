@@ -76,6 +76,7 @@ TARGETS: tuple[Target, ...] = (
         "worker/cloudauth/signing.py",
         (
             "tests/unit/cloudauth/test_signing_vectors.py",
+            "tests/unit/cloudauth/test_signing_edges.py",
             "tests/unit/cloudauth/test_sdk_captures.py",
             "tests/unit/emulator/test_signing.py",
         ),

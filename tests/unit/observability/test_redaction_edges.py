@@ -4,10 +4,18 @@ word that makes a mapping key sensitive on its own."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from worker.observability.personal_fields import PERSONAL_FIELDS
-from worker.observability.redaction import REDACTED, redact_text, scrub, sensitive_key
+from worker.observability.redaction import (
+    REDACTED,
+    RedactingFilter,
+    redact_text,
+    scrub,
+    sensitive_key,
+)
 
 R = REDACTED
 
@@ -68,3 +76,71 @@ def test_keys_are_compared_without_case_spaces_dots_or_dashes() -> None:
     for key in ("Customer-Phone", "customer.phone", "customer phone", "CUSTOMER_PHONE"):
         assert sensitive_key(key), key
     assert not sensitive_key("customer_note")
+
+
+SOFTWARE_PARENTS = [
+    "sdk", "packages", "integrations", "runtime", "os", "device", "browser", "app", "trace",
+    "threads", "mechanism", "modules", "culture", "cloud_resource", "otel",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("parent", SOFTWARE_PARENTS)
+def test_a_name_under_a_software_part_of_an_event_is_kept(parent: str) -> None:
+    event = {parent: {"name": "Zhang San", "inner": [{"name": "Li Si"}]}, "user": {"name": "W"}}
+    assert scrub(event) == {
+        parent: {"name": "Zhang San", "inner": [{"name": "Li Si"}]},
+        "user": {"name": R},
+    }
+
+
+def test_name_alone_is_personal_unless_it_names_software() -> None:
+    assert sensitive_key("name")
+    assert not sensitive_key("name", software=True)
+    assert sensitive_key("fullName", software=True)  # a person's name in any part
+
+
+def _nested(depth: int, leaf: object, *, key: object = None) -> object:
+    value = leaf
+    for _ in range(depth):
+        value = [value] if key is None else {key: value}
+    return value
+
+
+def test_scrub_stops_at_a_depth_of_twelve() -> None:
+    assert scrub(_nested(12, "kept")) == _nested(12, "kept")
+    assert scrub(_nested(13, "kept")) == _nested(13, R)
+    assert scrub(_nested(12, "kept", key=7)) == _nested(12, "kept", key=7)
+    assert scrub(_nested(13, "kept", key=7)) == _nested(13, R, key=7)
+    assert scrub(_nested(6, "kept", key="k")) == _nested(6, "kept", key="k")
+    assert scrub(_nested(13, "kept", key="k")) == _nested(13, R, key="k")
+    assert scrub(("name=Zhang San", 3)) == [f"name={R}", 3]
+
+
+def test_keys_that_are_not_text_keep_their_values_scrubbed() -> None:
+    assert scrub({1: "name=Zhang San", (2, 3): {"phone": "123"}, None: None}) == {
+        1: f"name={R}",
+        (2, 3): {"phone": R},
+        None: None,
+    }
+
+
+def test_empty_values_under_sensitive_keys_stay_as_they_are() -> None:
+    assert scrub({"phone": "", "email": None, "token": R, "secret": "s"}) == {
+        "phone": "",
+        "email": None,
+        "token": R,
+        "secret": R,
+    }
+
+
+def test_the_filter_redacts_message_and_stack_and_tolerates_a_bad_format() -> None:
+    record = logging.LogRecord(
+        "idv.x", logging.INFO, __file__, 1, "called with %s", ("token=abc123",), None
+    )
+    record.stack_info = "Stack (most recent call last):\n  f(token=abc123)"
+    assert RedactingFilter().filter(record)
+    assert (record.msg, record.args) == (f"called with token={R}", None)
+    assert record.stack_info == f"Stack (most recent call last):\n  f(token={R})"
+    bad = logging.LogRecord("idv.x", logging.INFO, __file__, 1, "%d token=abc", ("x",), None)
+    assert RedactingFilter().filter(bad)
+    assert bad.msg == f"'%d token={R}' (unformattable args)"

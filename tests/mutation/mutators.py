@@ -114,8 +114,10 @@ class _Points:
         self, parent: ast.AST, field: str, stmts: list[ast.stmt], *, active: bool, top: bool = False
     ) -> None:
         for i, stmt in enumerate(stmts):
-            if i == 0 and _is_docstring(stmt) and isinstance(parent, _DOC_OWNERS):
-                continue
+            if _is_docstring(stmt) or (
+                isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            ):
+                continue  # docstrings, attribute docstrings, ``...``
             if top and _is_all(stmt):
                 continue
             if isinstance(stmt, ast.If) and _is_type_checking(stmt.test):
@@ -184,7 +186,7 @@ class _Points:
     def expr(self, node: ast.expr, replace: Setter, *, active: bool, strings: bool) -> None:
         if active:
             self.expr_points(node, replace, strings=strings)
-        if isinstance(node, ast.JoinedStr):
+        if isinstance(node, ast.JoinedStr) or _is_type_expression(node):
             strings = False
         if (
             isinstance(node, ast.Call)
@@ -195,9 +197,19 @@ class _Points:
         if isinstance(node, ast.Lambda):
             self.expr(node.body, _attr_setter(node, "body"), active=active, strings=strings)
             return
+        cast_type = (
+            node.args[0]
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "cast"
+            and node.args
+            else None
+        )
         for field, value in ast.iter_fields(node):
             if isinstance(value, list):
                 for i, item in enumerate(value):
+                    if item is cast_type:
+                        continue  # the type of a cast
                     if isinstance(item, ast.expr):
                         self.expr(item, _item_setter(value, i), active=active, strings=strings)
                     elif isinstance(item, ast.AST):
@@ -266,9 +278,6 @@ class _Points:
             self.add(node, f"{_short(value)} -> {_short(b)}", lambda: replace(ast.Constant(b)))
 
 
-_DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-
-
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -277,6 +286,16 @@ def _short(value: object) -> str:
 def _rename(call: ast.Call, name: str) -> None:
     assert isinstance(call.func, ast.Name)
     call.func.id = name
+
+
+def _is_type_expression(node: ast.expr) -> bool:
+    """``Literal[...]``, ``cast("T", x)``: strings there are types, not values."""
+    if isinstance(node, ast.Subscript):
+        target = node.value
+        return (isinstance(target, ast.Name) and target.id == "Literal") or (
+            isinstance(target, ast.Attribute) and target.attr == "Literal"
+        )
+    return False
 
 
 def _is_all(stmt: ast.stmt) -> bool:

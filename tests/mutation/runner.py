@@ -70,9 +70,12 @@ class Slot:
         self.dir = base / f"slot{number}"
         copy = self.dir / "repo"
         shutil.copytree(ROOT, copy, ignore=lambda d, names: [n for n in names if n in SKIP_COPY])
-        shared = ROOT.parent / "shared"
-        if shared.exists():  # captures some tests read from beside the repository
-            (self.dir / "shared").symlink_to(shared)
+        # The SDK captures some tests read from ``shared/`` beside the repository (or beside
+        # the folder of worktrees); the copy gets the same, so those tests run, not skip.
+        for shared in (ROOT.parent / "shared", ROOT.parent.parent / "shared"):
+            if shared.is_dir():
+                (self.dir / "shared").symlink_to(shared)
+                break
         env = {**os.environ, "PYTHONPATH": str(copy)}
         self.proc = subprocess.Popen(
             ["nice", "-n", "10", sys.executable, "-m", "tests.mutation.slot", str(copy)],
@@ -206,9 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-score", type=float, default=90.0)
     ap.add_argument("--report", type=Path, default=ROOT / ".cache/mutation/report.md")
     ap.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    ap.add_argument(
+        "--survivors",
+        type=Path,
+        help="run only the mutants listed in this file (one key a line, as the last run wrote "
+        "them to survivors.txt beside the report): checks new tests quickly",
+    )
     args = ap.parse_args(argv)
 
     targets = list(_selected(args.only))
+    wanted: set[str] | None = None
+    if args.survivors is not None:
+        wanted = {k for k in args.survivors.read_text().splitlines() if k}
+        targets = [t for t in targets if any(k.startswith(f"{t.name}:") for k in wanted)]
     if args.list:
         for t in targets:
             for m in mutations_of(t):
@@ -226,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         for tally in tallies:
             timeout = max(30.0, 3 * tally.baseline_s)
             muts = mutations_of(tally.target)
+            if wanted is not None:
+                name = tally.target.name
+                muts = [m for m in muts if f"{name}:{m.line}:{m.desc}" in wanted]
             print(f"{tally.target.name}: {len(muts)} mutants", flush=True)
             for m in muts:
                 jobs.put((tally, m, timeout))
@@ -242,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     text, score, unexplained = report(tallies, time.monotonic() - started, len(slots))
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)
+    survivors = sorted({o.key for t in tallies for o in t.outcomes if not o.killed})
+    (args.report.parent / "survivors.txt").write_text("".join(f"{k}\n" for k in survivors))
     print(text)
     print(f"report written to {args.report}")
     if score < args.min_score:

@@ -24,13 +24,18 @@ _RECEIVER_UNIT = (
     "tests/unit/test_receiver.py",
 )
 _BATCH_CLAIMS = (
+    "tests/integration/batch/test_claim_edges.py",
     "tests/integration/batch/test_store.py",
     "tests/unit/test_lua_scripts.py",
     "tests/unit/batch/test_views.py::test_claiming_transport_claims_only_doc_ocr_requests",
     "tests/integration/batch/test_service.py::test_a_claim_left_by_a_dead_worker_makes_the_item_uncertain",
     "tests/integration/batch/test_service.py::test_pause_resume_and_cancel",
 )
-_LEDGER = ("tests/unit/test_lua_scripts.py", "tests/integration/ledger/test_ledger.py")
+_LEDGER = (
+    "tests/unit/test_ledger_model.py",
+    "tests/unit/test_lua_scripts.py",
+    "tests/integration/ledger/test_ledger.py",
+)
 
 TARGETS: tuple[Target, ...] = (
     Target("tokens", "worker/onboarding/tokens.py", _RECEIVER_UNIT),
@@ -78,6 +83,7 @@ TARGETS: tuple[Target, ...] = (
             "tests/unit/cloudauth/test_signing_vectors.py",
             "tests/unit/cloudauth/test_signing_edges.py",
             "tests/unit/cloudauth/test_sdk_captures.py",
+            "tests/unit/cloudauth/test_client.py",
             "tests/unit/emulator/test_signing.py",
         ),
     ),

@@ -34,6 +34,7 @@ _BATCH_CLAIMS = (
 _LEDGER = (
     "tests/unit/test_ledger_model.py",
     "tests/unit/test_lua_scripts.py",
+    "tests/integration/ledger/test_ledger_rules.py",
     "tests/integration/ledger/test_ledger.py",
 )
 

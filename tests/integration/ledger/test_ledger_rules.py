@@ -1,0 +1,89 @@
+"""The ledger's transition rules on a real Redis, where the mutation tier found them untested:
+a move allowed only from given states, a transaction that is not there, the indexes a move
+leaves, the reason kept, and counts that follow every move exactly."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests.integration.ledger.test_ledger import Clock, make_ledger
+from worker.ledger import Ledger, State
+from worker.settings import load_settings
+
+TX = "hk0123456789abcdef0123456789ab01"
+TX2 = "hk0123456789abcdef0123456789ab02"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(redis_client: redis.Redis, redis_url: str, clock: Clock) -> Ledger:
+    settings = load_settings(redis_url=redis_url, reconcile_after_s=120)
+    return make_ledger(redis_client, settings, clock)
+
+
+def test_a_move_allowed_only_from_some_states(ledger: Ledger) -> None:
+    assert ledger.record_start(TX, "eKYC", "biz1")
+    for allowed in ((State.COMPLETED,), (State.COMPLETED, State.RESULT_STORED)):
+        assert not ledger.transition(TX, State.RESULT_STORED, allowed_from=allowed)
+        entry = ledger.get(TX)
+        assert entry is not None
+        assert entry.state is State.INITIALIZED
+    # the current state must be one of those listed
+    assert not ledger.transition(TX, State.COMPLETED, allowed_from=(State.EVIDENCE_STORED,))
+    assert ledger.transition(
+        TX, State.COMPLETED, allowed_from=(State.RESULT_STORED, State.INITIALIZED)
+    )
+    entry = ledger.get(TX)
+    assert entry is not None
+    assert entry.state is State.COMPLETED
+
+
+def test_a_transaction_that_is_not_there_is_not_created_by_a_move(
+    ledger: Ledger, redis_client: redis.Redis
+) -> None:
+    assert not ledger.transition(TX, State.COMPLETED, queue="rt", due=1.0)
+    assert ledger.get(TX) is None
+    assert ledger.counts()[State.COMPLETED] == 0
+    assert ledger.queued("rt") == 0
+
+
+def test_a_move_keeps_its_reason_and_the_entry_one_index(ledger: Ledger, clock: Clock) -> None:
+    assert ledger.record_start(TX, "eKYC", "biz1")
+    assert ledger.queued("rt") == 1
+    assert ledger.transition(TX, State.RESULT_STORED, queue="ar", due=clock.now + 5, reason="r1")
+    entry = ledger.get(TX)
+    assert entry is not None
+    assert (entry.queue, entry.due_at, entry.reason) == ("ar", clock.now + 5, "r1")
+    assert (ledger.queued("rt"), ledger.queued("ar")) == (0, 1)
+    assert ledger.transition(TX, State.ARCHIVED)
+    entry = ledger.get(TX)
+    assert entry is not None
+    assert (entry.state, entry.queue, entry.due_at, entry.reason) == (
+        State.ARCHIVED,
+        None,
+        None,
+        "r1",
+    )
+    assert (ledger.queued("rt"), ledger.queued("ar")) == (0, 0)
+    assert ledger.deleting_between(0, float("inf")) == 0
+
+
+def test_counts_follow_every_move(ledger: Ledger) -> None:
+    assert ledger.record_start(TX, "eKYC", "biz1")
+    assert ledger.record_start(TX2, "eKYC", "biz2")
+    assert ledger.transition(TX, State.COMPLETED)
+    counts = ledger.counts()
+    assert (counts[State.INITIALIZED], counts[State.COMPLETED]) == (1, 1)
+    assert ledger.transition(TX2, State.COMPLETED)
+    assert ledger.transition(TX2, State.ABANDONED)
+    counts = ledger.counts()
+    assert (counts[State.INITIALIZED], counts[State.COMPLETED], counts[State.ABANDONED]) == (
+        0,
+        1,
+        1,
+    )

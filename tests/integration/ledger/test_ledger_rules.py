@@ -87,3 +87,33 @@ def test_counts_follow_every_move(ledger: Ledger) -> None:
         1,
         1,
     )
+
+
+def test_a_callback_for_a_transaction_never_started_records_it_whole(
+    ledger: Ledger, redis_client: redis.Redis, clock: Clock
+) -> None:
+    verdict = ledger.on_callback(TX, "eKYC_PRO", "biz7", now=clock.now - 10)
+    assert (verdict.status, verdict.product_code, verdict.merchant_biz_id) == (
+        "accepted",
+        "eKYC_PRO",
+        "biz7",
+    )
+    assert verdict.completed_at == clock.now - 10
+    entry = ledger.get(TX)
+    assert entry is not None
+    assert (entry.state, entry.product_code, entry.merchant_biz_id, entry.source) == (
+        State.COMPLETED,
+        "eKYC_PRO",
+        "biz7",
+        "callback",
+    )
+    assert (entry.created_at, entry.completed_at, entry.attempts) == (
+        clock.now - 10,
+        clock.now - 10,
+        0,
+    )
+    assert entry.queue == "rt"
+    assert ledger.queued("rt") == 1
+    assert ledger.deleting_between(entry.deletes_at - 1, entry.deletes_at + 1) == 1
+    assert redis_client.pttl(ledger.key(TX)) > 0
+    assert ledger.counts()[State.COMPLETED] == 1

@@ -117,3 +117,85 @@ def test_a_callback_for_a_transaction_never_started_records_it_whole(
     assert ledger.deleting_between(entry.deletes_at - 1, entry.deletes_at + 1) == 1
     assert redis_client.pttl(ledger.key(TX)) > 0
     assert ledger.counts()[State.COMPLETED] == 1
+
+
+def test_a_claim_takes_only_what_is_due_in_the_index_swept(
+    ledger: Ledger, redis_client: redis.Redis, clock: Clock
+) -> None:
+    assert ledger.record_start(TX, "eKYC", "biz1")
+    due = clock.now + 120
+    assert ledger.claim(TX, "rt", hold_until=due + 600, now=due - 1) == "not_due"
+    assert ledger.claim(TX, "ar", hold_until=due + 600, now=due) == "not_due"
+    assert ledger.take_lock("reconcile", 60) is not None  # a sweep holds the lock ...
+    claim = ledger.claim(TX, "rt", hold_until=due + 600, now=due)  # ... no fence: not checked
+    assert not isinstance(claim, str)
+    assert (claim.state, claim.product_code, claim.merchant_biz_id, claim.attempts) == (
+        State.INITIALIZED,
+        "eKYC",
+        "biz1",
+        1,
+    )
+    assert claim.completed_at is None
+    # The attempt holds the transaction until hold_until, in the same index, once.
+    assert redis_client.zscore(ledger.index_key("rt"), TX) == due + 600
+    assert redis_client.zcard(ledger.index_key("rt")) == 1
+    assert ledger.claim(TX, "rt", hold_until=due + 1200, now=due + 1) == "not_due"
+
+
+def test_a_claim_of_completed_work_carries_its_completion_time(
+    ledger: Ledger, clock: Clock
+) -> None:
+    ledger.on_callback(TX, "eKYC", "biz1", now=clock.now)
+    due = clock.now + 120
+    claim = ledger.claim(TX, "rt", hold_until=due + 600, now=due)
+    assert not isinstance(claim, str)
+    assert (claim.state, claim.completed_at) == (State.COMPLETED, clock.now)
+
+
+def test_a_claim_cleans_the_indexes_of_what_is_gone_or_final(
+    ledger: Ledger, redis_client: redis.Redis, clock: Clock
+) -> None:
+    assert ledger.record_start(TX, "eKYC", "biz1")
+    redis_client.zadd(ledger.index_key("ar"), {TX: 1.0})
+    redis_client.delete(ledger.key(TX))  # the record expired; its index entries did not
+    assert ledger.claim(TX, "rt", hold_until=clock.now + 600, now=clock.now + 500) == "missing"
+    for key in (ledger.index_key("rt"), ledger.index_key("ar"), ledger.deletes_key):
+        assert redis_client.zscore(key, TX) is None, key
+    assert ledger.record_start(TX2, "eKYC", "biz2")
+    assert ledger.transition(TX2, State.ABANDONED)
+    redis_client.zadd(ledger.index_key("rt"), {TX2: 1.0})  # a stale index entry
+    redis_client.zadd(ledger.index_key("ar"), {TX2: 1.0})
+    assert ledger.claim(TX2, "rt", hold_until=clock.now + 600, now=clock.now) == "final"
+    for key in (ledger.index_key("rt"), ledger.index_key("ar")):
+        assert redis_client.zscore(key, TX2) is None, key
+
+
+def test_a_callback_for_started_or_overdue_work(ledger: Ledger, clock: Clock) -> None:
+    assert ledger.record_start(TX, "eKYC", "biz1")
+    at = clock.now + 30
+    first = ledger.on_callback(TX, "other", "other", now=at)
+    assert (first.status, first.product_code, first.merchant_biz_id, first.completed_at) == (
+        "accepted",
+        "eKYC",
+        "biz1",
+        at,
+    )
+    entry = ledger.get(TX)
+    assert entry is not None
+    assert (entry.state, entry.completed_at, entry.queue, entry.due_at) == (
+        State.COMPLETED,
+        at,
+        "rt",
+        at + 120,
+    )
+    assert ledger.deleting_between(entry.deletes_at - 1, entry.deletes_at + 1) == 1
+    assert entry.deletes_at > at
+    # Before its work is due, a repeat is a duplicate that still says when it completed.
+    repeat = ledger.on_callback(TX, "eKYC", "biz1", now=at + 119)
+    assert (repeat.status, repeat.completed_at) == ("duplicate", at)
+    # From the due time on, the earlier message is taken as lost: accepted, due again later.
+    again = ledger.on_callback(TX, "eKYC", "biz1", now=at + 120)
+    assert (again.status, again.completed_at) == ("accepted", at)
+    entry = ledger.get(TX)
+    assert entry is not None
+    assert entry.due_at == at + 240

@@ -13,6 +13,7 @@ from worker.cloudauth.signing import (
     Acs3Authorization,
     acs3_authorization,
     acs3_canonical_request,
+    constant_time_equal,
     new_nonce,
     parse_acs3_authorization,
     percent_encode,
@@ -80,3 +81,9 @@ def test_an_authorization_header_parses_back() -> None:
 )
 def test_a_malformed_authorization_header_is_refused(header: str) -> None:
     assert parse_acs3_authorization(header) is None
+
+
+def test_constant_time_equal_compares() -> None:
+    assert constant_time_equal("abc", "abc")
+    assert not constant_time_equal("abc", "abd")
+    assert not constant_time_equal("abc", "ab")

@@ -41,6 +41,9 @@ def test_a_move_allowed_only_from_some_states(ledger: Ledger) -> None:
     entry = ledger.get(TX)
     assert entry is not None
     assert entry.state is State.COMPLETED
+    # the current state first in the list, and alone
+    assert ledger.transition(TX, State.RESULT_STORED, allowed_from=(State.COMPLETED, State.EXPIRED))
+    assert ledger.transition(TX, State.EVIDENCE_STORED, allowed_from=(State.RESULT_STORED,))
 
 
 def test_a_transaction_that_is_not_there_is_not_created_by_a_move(

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv constraints demo up test test-compat test-alerts test-hosts lint personal-fields docs bench bench-quick chaos clean
+.PHONY: venv constraints demo up test test-mutation test-compat test-alerts test-hosts lint personal-fields docs bench bench-quick chaos clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,14 @@ up: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# Mutation testing of the security- and money-critical modules (docs/development.md, "Mutation
+# testing"): each mutant is run against that module's fast tests; prints the kill rate per
+# module and fails below 90 % or on a survivor that is neither killed nor explained.
+# MUTATION_ARGS="--only confine --jobs 1" narrows it.
+MUTATION_ARGS ?=
+test-mutation: venv
+	nice $(BIN)/python -m tests.mutation.runner $(MUTATION_ARGS)
 
 # The storage adapter against every S3-compatible store available: moto, and s3rver (a second,
 # independent implementation on Node.js) installed from the npm registry into .cache/s3rver.

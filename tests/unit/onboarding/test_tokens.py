@@ -3,6 +3,8 @@ static list."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 
 import fakeredis
@@ -27,6 +29,15 @@ def test_a_token_is_bound_to_its_merchant_biz_id() -> None:
     assert one != derive_callback_token("other-secret", "biz0001")
     with pytest.raises(ValueError, match="secret"):
         derive_callback_token("", "biz0001")
+    with pytest.raises(ValueError, match="merchant_biz_id"):
+        derive_callback_token(SECRET, "")
+
+
+def test_the_token_is_the_documented_hmac() -> None:
+    # The formula of the module's docstring, which a merchant's own code may reproduce.
+    label = b"idv-callback-token\x00"
+    expected = hmac.new(SECRET.encode(), label + b"biz0001", hashlib.sha256).hexdigest()
+    assert derive_callback_token(SECRET, "biz0001") == expected
 
 
 @pytest.fixture

@@ -101,7 +101,8 @@ def test_a_callback_for_a_transaction_never_started_records_it_whole(
         "eKYC_PRO",
         "biz7",
     )
-    assert verdict.completed_at == clock.now - 10
+    # A callback is not the provider's word on when the flow completed: no completion time yet.
+    assert verdict.completed_at is None
     entry = ledger.get(TX)
     assert entry is not None
     assert (entry.state, entry.product_code, entry.merchant_biz_id, entry.source) == (
@@ -110,11 +111,7 @@ def test_a_callback_for_a_transaction_never_started_records_it_whole(
         "biz7",
         "callback",
     )
-    assert (entry.created_at, entry.completed_at, entry.attempts) == (
-        clock.now - 10,
-        clock.now - 10,
-        0,
-    )
+    assert (entry.created_at, entry.completed_at, entry.attempts) == (clock.now - 10, None, 0)
     assert entry.queue == "rt"
     assert ledger.queued("rt") == 1
     assert ledger.deleting_between(entry.deletes_at - 1, entry.deletes_at + 1) == 1
@@ -152,7 +149,11 @@ def test_a_claim_of_completed_work_carries_its_completion_time(
     due = clock.now + 120
     claim = ledger.claim(TX, "rt", hold_until=due + 600, now=due)
     assert not isinstance(claim, str)
-    assert (claim.state, claim.completed_at) == (State.COMPLETED, clock.now)
+    assert (claim.state, claim.completed_at) == (State.COMPLETED, None)  # no worker saw it yet
+    ledger.saw_completed(TX, at=clock.now + 5)
+    claim = ledger.claim(TX, "rt", hold_until=due + 1200, now=due + 600)
+    assert not isinstance(claim, str)
+    assert (claim.state, claim.completed_at) == (State.COMPLETED, clock.now + 5)
 
 
 def test_a_claim_cleans_the_indexes_of_what_is_gone_or_final(
@@ -181,13 +182,13 @@ def test_a_callback_for_started_or_overdue_work(ledger: Ledger, clock: Clock) ->
         "accepted",
         "eKYC",
         "biz1",
-        at,
+        None,
     )
     entry = ledger.get(TX)
     assert entry is not None
     assert (entry.state, entry.completed_at, entry.queue, entry.due_at) == (
         State.COMPLETED,
-        at,
+        None,
         "rt",
         at + 120,
     )
@@ -195,10 +196,10 @@ def test_a_callback_for_started_or_overdue_work(ledger: Ledger, clock: Clock) ->
     assert entry.deletes_at > at
     # Before its work is due, a repeat is a duplicate that still says when it completed.
     repeat = ledger.on_callback(TX, "eKYC", "biz1", now=at + 119)
-    assert (repeat.status, repeat.completed_at) == ("duplicate", at)
+    assert (repeat.status, repeat.completed_at) == ("duplicate", None)
     # From the due time on, the earlier message is taken as lost: accepted, due again later.
     again = ledger.on_callback(TX, "eKYC", "biz1", now=at + 120)
-    assert (again.status, again.completed_at) == ("accepted", at)
+    assert (again.status, again.completed_at) == ("accepted", None)
     entry = ledger.get(TX)
     assert entry is not None
     assert entry.due_at == at + 240

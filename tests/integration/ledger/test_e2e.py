@@ -76,6 +76,7 @@ def stack(e2e_servers: E2EServers) -> Iterator[Stack]:
         IDV_CALLBACK_TOKENS=TOKEN,
         IDV_QUOTAS="eKYC=2000,FACE_LIVENESS=2000",
         IDV_ONBOARDING_LEASE_S="5",
+        IDV_HEARTBEAT_EVERY_S="1",
         IDV_EVIDENCE_WINDOW_S="60",
         IDV_RECONCILE_AFTER_S="5",
         IDV_RECONCILE_EVERY_S="1",

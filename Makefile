@@ -46,9 +46,10 @@ test: venv
 	$(PYTEST_PARALLEL) -m "not serial" $(TEST_ARGS)
 	$(BIN)/python -m pytest -q -m serial $(TEST_ARGS)
 
-# Pure logic only (tests/unit: no servers), for the edit-test loop.
+# Pure logic only (tests/unit: no servers), for the edit-test loop; test by test over the
+# processes (no module fixture here is worth keeping a module together).
 test-quick: venv
-	$(PYTEST_PARALLEL) tests/unit $(TEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load tests/unit $(TEST_ARGS)
 
 # The storage adapter against every S3-compatible store available: moto, and s3rver (a second,
 # independent implementation on Node.js) installed from the npm registry into .cache/s3rver.

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv constraints demo up test test-mutation test-compat test-alerts test-hosts lint personal-fields docs bench bench-quick chaos clean
+.PHONY: venv constraints demo up test test-quick test-mutation test-compat test-alerts test-hosts lint personal-fields docs bench bench-quick chaos clean
 
 venv: $(STAMP)
 
@@ -35,8 +35,21 @@ UP_ARGS ?=
 up: venv
 	$(BIN)/idv-worker dev up $(UP_ARGS)
 
+# The suite in parallel: one test process per core (pytest-xdist; TEST_WORKERS=0 runs it in
+# this process), each with its own redis-server, S3 API and emulator on free ports; a module
+# stays on one process (its module fixtures start once) and the slow modules start first.
+# Then the tests marked `serial` (they measure time or need the machine to themselves), alone.
+TEST_WORKERS ?= auto
+PYTEST_PARALLEL = $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+
 test: venv
-	$(BIN)/python -m pytest -q
+	$(PYTEST_PARALLEL) -m "not serial" $(TEST_ARGS)
+	$(BIN)/python -m pytest -q -m serial $(TEST_ARGS)
+
+# Pure logic only (tests/unit: no servers), for the edit-test loop; test by test over the
+# processes (no module fixture here is worth keeping a module together).
+test-quick: venv
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load tests/unit $(TEST_ARGS)
 
 # Mutation testing of the security- and money-critical modules (docs/development.md, "Mutation
 # testing"): each mutant is run against that module's fast tests; prints the kill rate per

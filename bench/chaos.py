@@ -317,10 +317,14 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=None)
     parser.add_argument("--flows", type=int, default=None)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--pace", type=float, default=None,
+        help="the fault schedule's time scale (default 0.6 with --quick, else 1.0)",
+    )  # fmt: skip
     args = parser.parse_args()
     args.rows = args.rows or (400 if args.quick else 2040)
     args.flows = args.flows or (30 if args.quick else 100)
-    args.pace = 0.6 if args.quick else 1.0
+    args.pace = args.pace or (0.6 if args.quick else 1.0)
     rng = random.Random(args.seed)
     with DevStack() as stack:
         redis_server = RedisServer(stack.workdir / "redis", log=stack.workdir / "redis.log").start()

@@ -34,7 +34,7 @@ from worker.ledger import FINAL_STATES, Ledger, State
 pytestmark = pytest.mark.slow
 
 TOKEN = "tok-ledger-e2e"
-LIFETIME_S = 40
+LIFETIME_S = 20  # the floor is 10 s; the never-completed flows wait this long
 
 
 @dataclass
@@ -75,7 +75,8 @@ def stack(e2e_servers: E2EServers) -> Iterator[Stack]:
         "ledger-e2e",
         IDV_CALLBACK_TOKENS=TOKEN,
         IDV_QUOTAS="eKYC=2000,FACE_LIVENESS=2000",
-        IDV_ONBOARDING_LEASE_S="6",
+        IDV_ONBOARDING_LEASE_S="5",
+        IDV_HEARTBEAT_EVERY_S="1",
         IDV_EVIDENCE_WINDOW_S="60",
         IDV_RECONCILE_AFTER_S="5",
         IDV_RECONCILE_EVERY_S="1",

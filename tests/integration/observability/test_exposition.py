@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from worker.app import create_app
 from worker.observability import (
+    FAMILIES,
     Family,
     MetricsExporter,
     QueueProbe,
@@ -189,8 +190,11 @@ def test_queue_depth_and_oldest_age_from_real_celery_messages(
 
 
 def test_gauge_sources_are_shown_and_a_failing_one_is_skipped(
-    exporter: MetricsExporter, caplog: pytest.LogCaptureFixture
+    exporter: MetricsExporter, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The family registry is the process's: this test's family must not outlive it (the
+    # metrics reference is generated from the registry in the same process).
+    monkeypatch.setattr(FAMILIES, "_families", dict(FAMILIES._families))
     family = Family("idv_ledger_overdue", "gauge", "Transactions past due.", ("lane",), zero=False)
 
     def overdue() -> list[tuple[str, dict[str, str], float]]:

@@ -98,6 +98,7 @@ def test_real_redis_and_fakeredis_agree_step_by_step(redis_client: redis.Redis) 
     assert outcomes[0] == outcomes[1]
 
 
+@pytest.mark.serial  # asserts a rate / a time bound: not beside other tests
 def test_processes_hold_the_quota_together(redis_url: str) -> None:
     quota, duration = 30.0, 2.5
     ctx = multiprocessing.get_context("fork")

@@ -89,7 +89,8 @@ def test_status_table_and_filters(busy: redis.Redis, capsys: pytest.CaptureFixtu
     row = out[1].split()
     factor = float(row[4])
     assert RAMP <= factor < RAMP + 0.05
-    assert float(row[2]) == pytest.approx(8 * (1 - WIDENED) * factor, abs=0.02)
+    # FACTOR is shown to 2 decimals: the effective rate may differ by 8 × (1 - margin) × 0.005
+    assert float(row[2]) == pytest.approx(8 * (1 - WIDENED) * factor, abs=0.045)
     assert row[:4] == ["ID_OCR_MIN:DocOcrV2", "8", row[2], "3.00%"]
     assert row[5:8] == ["1", "0", "1"]
     assert "ago)" in out[1]

@@ -47,6 +47,7 @@ def _holder(stack: E2EStack, batch_id: str) -> str | None:
     return None if raw is None else raw.decode().partition("|")[0]
 
 
+@pytest.mark.serial  # asserts a rate / a time bound: not beside other tests
 def test_a_killed_workers_chunk_runs_elsewhere_within_ten_seconds(
     stack: E2EStack, emulator: EmulatorHandle, tmp_path: Path
 ) -> None:

@@ -311,7 +311,7 @@ class Demo:
         from worker.ledger import Ledger
 
         answer = httpx.get(
-            f"{self.stack.receiver_url}/metrics",
+            self.stack.metrics_url,
             headers={"Accept": "application/openmetrics-text; version=1.0.0"},
             timeout=10,
         )

@@ -59,6 +59,7 @@ class DevStack:
         self.s3_endpoint = ""
         self.emulator_url = ""
         self.receiver_url = ""
+        self.metrics_url = ""
         self._reaper: Reaper | None = None
 
     def _log(self, name: str) -> Path:
@@ -112,8 +113,10 @@ class DevStack:
 
     def start_receiver(self, env: Mapping[str, str], port: int | None = None) -> str:
         port = port or free_port()
-        self._keep(spawn_receiver(port, env, self._log("receiver")))
+        metrics_port = int(env.get("IDV_METRICS_PORT") or free_port())
+        self._keep(spawn_receiver(port, env, self._log("receiver"), metrics_port=metrics_port))
         self.receiver_url = f"http://127.0.0.1:{port}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         return self.receiver_url
 
     def start_worker(
@@ -217,7 +220,7 @@ class DevStack:
             "s3_endpoint_url": self.s3_endpoint,
             "endpoint": self.emulator_url,
             "receiver_url": self.receiver_url,
-            "metrics_url": f"{self.receiver_url}/metrics",
+            "metrics_url": self.metrics_url,
         }
 
     def exited(self) -> Proc | None:

@@ -360,8 +360,16 @@ def spawn_emulator(
     return Proc("emulator", cmd, log=log).start_ready(http_ok(url), timeout)
 
 
-def spawn_receiver(port: int, env: Mapping[str, str], log: Path | None = None) -> Proc:
-    """The callback receiver (``python -m worker receiver``) on ``port``, answering ``/healthz``."""
+def spawn_receiver(
+    port: int, env: Mapping[str, str], log: Path | None = None, *, metrics_port: int | None = None
+) -> Proc:
+    """The callback receiver (``python -m worker receiver``) on ``port``, answering ``/healthz``;
+    its metrics on ``metrics_port`` (default: ``IDV_METRICS_PORT`` if the environment names one,
+    else a free port, so that stacks side by side never share one)."""
+    if metrics_port is None and "IDV_METRICS_PORT" not in env:
+        metrics_port = free_port()
+    if metrics_port is not None:
+        env = {**env, "IDV_METRICS_PORT": str(metrics_port)}
     cmd = [sys.executable, "-m", "worker", "receiver", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}/healthz"
     return Proc("receiver", cmd, env, log).start_ready(http_ok(url), timeout=30)

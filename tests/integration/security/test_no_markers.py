@@ -211,7 +211,10 @@ def run(e2e_servers: E2EServers, tmp_path_factory: pytest.TempPathFactory) -> It
                         "callbackToken": f"{TOKEN_MARKER}-guess"},
             )  # fmt: skip
             assert bad.status_code == 403
-            wait_until(lambda: stack.redis.exists(f"idv:dlq:entry:webhook:{tid}"), timeout=60)
+            # The event's dead letter is kept under tx:<tid>:<webhook-id> (erasure finds it).
+            wait_until(
+                lambda: any(stack.redis.scan_iter(f"idv:dlq:entry:webhook:tx:{tid}:*")), timeout=60
+            )
 
             outputs: list[tuple[str, str]] = []
             r = Run(stack, handle, sentry, receiver_log, receiver_port, tid, "", outputs, "")

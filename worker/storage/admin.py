@@ -3,9 +3,9 @@ multipart uploads (the stale-upload sweep), and the bucket itself (``s3 ensure-b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from worker.keys import validate_object_key
 from worker.storage.errors import ObjectNotFound, StorageError, s3_call
@@ -54,18 +54,30 @@ class BucketAdmin:
         if prefix:
             validate_object_key(prefix)
         cutoff = (now or datetime.now(UTC)) - timedelta(seconds=older_than_s)
-        aborted = 0
+        return self.abort_uploads(prefix, lambda upload: upload["Initiated"] <= cutoff)
+
+    def abort_uploads(
+        self,
+        prefix: str,
+        accept: Callable[[Mapping[str, Any]], bool],
+        *,
+        gone: frozenset[str] = frozenset({"NoSuchUpload"}),
+    ) -> int:
+        """Abort the multipart uploads under ``prefix`` that ``accept`` (given each upload's
+        listing: ``Key``, ``UploadId``, ``Initiated``) selects; an upload whose abort answers one
+        of ``gone`` (finished or aborted meanwhile) is skipped. Returns how many were aborted."""
         with s3_call("ListMultipartUploads", prefix):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=prefix
             )
-            stale = [
+            chosen = [
                 (upload["Key"], upload["UploadId"])
                 for page in pages
                 for upload in page.get("Uploads", [])
-                if upload["Initiated"] <= cutoff
+                if accept(cast("Mapping[str, Any]", upload))
             ]
-        for key, upload_id in stale:
+        aborted = 0
+        for key, upload_id in chosen:
             try:
                 with s3_call("AbortMultipartUpload", key):
                     self.client.abort_multipart_upload(
@@ -73,7 +85,7 @@ class BucketAdmin:
                     )
                 aborted += 1
             except StorageError as exc:
-                if exc.code != "NoSuchUpload":  # finished or aborted meanwhile
+                if exc.code not in gone:
                     raise
         return aborted
 

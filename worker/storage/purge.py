@@ -229,30 +229,9 @@ class Purger(BucketAdmin):
 
     def _abort_uploads(self, prefix: str, accept: Callable[[str], bool]) -> int:
         try:
-            with s3_call("ListMultipartUploads", prefix):
-                pages = self.client.get_paginator("list_multipart_uploads").paginate(
-                    Bucket=self.bucket, Prefix=prefix
-                )
-                open_uploads = [
-                    (upload["Key"], upload["UploadId"])
-                    for page in pages
-                    for upload in page.get("Uploads", [])
-                    if accept(upload["Key"])
-                ]
+            return self.abort_uploads(prefix, lambda upload: accept(upload["Key"]), gone=_GONE)
         except NotSupported:
             return 0
-        aborted = 0
-        for key, upload_id in open_uploads:
-            try:
-                with s3_call("AbortMultipartUpload", key):
-                    self.client.abort_multipart_upload(
-                        Bucket=self.bucket, Key=key, UploadId=upload_id
-                    )
-                aborted += 1
-            except StorageError as exc:
-                if exc.code not in _GONE:
-                    raise
-        return aborted
 
     def bucket_copies(self) -> BucketCopies:
         """Versioning, noncurrent-version expiry, Object Lock and replication of the bucket."""

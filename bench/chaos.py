@@ -356,6 +356,8 @@ def main() -> int:
         chaos.watch = LeaseWatch(
             redis.Redis.from_url(redis_server.url), f"{ns}{{batch:{batch_id}}}:cl",
             f"{ns}lease:onboarding:",
+            lease_s=max(chaos.settings.batch.batch_lease_s,
+                        chaos.settings.onboarding.onboarding_lease_s),
         ).start()  # fmt: skip
         threads = [threading.Thread(target=chaos.supervise, daemon=True),
                    threading.Thread(target=chaos.killer, args=(rng,), daemon=True),

@@ -4,8 +4,11 @@ A ``LeaseWatch`` polls every lease the run's work can hold (chunk leases of the 
 per-transaction onboarding leases) a few times a second. A live holder keeps renewing its
 lease, so its expiry moves; a released lease disappears before its expiry. A lease that a new
 token holds *after* the old token's expiry passed was taken over from a holder that stopped
-renewing: its takeover time is from the last kill before that expiry to the first sight of
-the new holder.
+renewing. When a kill lies within one lease before that expiry (the holder's last renewal came
+before the kill), the holder died: its takeover time is from that kill to the first sight of
+the new holder. A lease that ran out later than a lease after every kill was renewed after
+the last one, so its holder did not die but stalled (Redis away, a stopped process): those
+takeovers are counted apart (``stalled_takeovers``), not timed against a death.
 """
 
 from __future__ import annotations
@@ -28,12 +31,17 @@ class _Seen:
 
 
 class LeaseWatch:
-    def __init__(self, client: redis.Redis, chunk_leases_key: str, lease_prefix: str) -> None:
+    def __init__(
+        self, client: redis.Redis, chunk_leases_key: str, lease_prefix: str, *, lease_s: float
+    ) -> None:
         self.client = client
+        self.lease_s = lease_s
+        self.stalled = 0
         self.chunk_key = chunk_leases_key
         self.prefix = lease_prefix
         self.kills: list[float] = []
         self.takeovers: list[float] = []
+        self.by_kind: dict[str, list[float]] = {}
         self._seen: dict[str, _Seen] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -81,8 +89,12 @@ class LeaseWatch:
                 continue
             if now >= last.expires - SLACK_S:
                 kill = max((k for k in self.kills if k <= last.expires), default=None)
-                if kill is not None:
+                if kill is not None and last.expires - kill <= self.lease_s + SLACK_S:
                     self.takeovers.append(now - kill)
+                    kind = "chunk" if name.startswith("chunk:") else "onboarding"
+                    self.by_kind.setdefault(kind, []).append(round(now - kill, 1))
+                else:
+                    self.stalled += 1
             self._seen[name] = current
         for name, current in leases.items():
             self._seen.setdefault(name, current)
@@ -101,4 +113,6 @@ class LeaseWatch:
             else None,
             "takeover_p99_s": pct(0.99),
             "takeover_max_s": pct(1.0),
+            "stalled_takeovers": self.stalled,
+            "takeover_s_by_kind": {k: sorted(v) for k, v in sorted(self.by_kind.items())},
         }

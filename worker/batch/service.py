@@ -19,13 +19,20 @@ batch and alert once; throttling, transient errors and unreadable sources are re
 the task (``batch_item_attempts``), then the chunk is retried by Celery with backoff, and
 after the task's last retry the item fails with the last error. A reply that may have been
 processed but was lost (timeout, broken body) makes the item ``uncertain``.
+
+A chunk whose holder died is **adopted** by a process already running a chunk (``adopt``, from
+the takeover index): it runs between two rows of this process's chunk, whose lease the
+heartbeat keeps renewed meanwhile, so a dead worker's chunk does not wait in the bulk queue
+until some process has finished a whole chunk.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,12 +67,18 @@ from worker.storage import ObjectStore
 from worker.stores import Heartbeat, Held, ResultStore
 from worker.stores.replication import NotReplicated
 
+log = logging.getLogger("idv.batch")
+
 # NotReplicated: the item's claim was not confirmed by the replicas, so its call never left.
 _RETRYABLE = (ThrottledError, TransientError, SourceUnavailable, NotReplicated)
 
 
 class _Stop(Exception):
     """Internal: the batch stopped (paused/cancelled) while this item was on its way."""
+
+
+class _AdoptFirst(Exception):
+    """Internal: an adopted chunk waits; this row (its claim dropped) is tried again after."""
 
 
 class _Yield(Exception):
@@ -128,14 +141,80 @@ class BatchService:
         self._rng = random.Random()
         self.objects = objects
         self.outcomes = Outcomes(store, results, self.metrics, objects, object_keys)
+        self._lock = threading.Lock()
+        self._running = 0  # chunks this process works through now (2 while one is adopted)
+        self._adopted: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------ chunks
 
     def process_chunk(self, batch_id: str, chunk_no: int, *, give_up: bool = False) -> ChunkOutcome:
         """Process the pending rows of one chunk. ``give_up``: last try, fail what still fails.
 
-        Raises ``RetryChunk`` when the chunk should be tried again later.
+        Raises ``RetryChunk`` when the chunk should be tried again later. A chunk adopted
+        meanwhile (``adopt``) runs between two rows, within this task's budget.
         """
+        started = self._monotonic()
+        with self._lock:
+            self._running += 1
+        try:
+            self.adopt_offered()  # a dead worker's chunk goes first
+            outcome = self._run_chunk(batch_id, chunk_no, give_up=give_up, started=started)
+            self._run_adopted(started)  # adopted as this chunk ended
+            return outcome
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0 and self._adopted is not None:
+                    # Not started: its entry comes due again and another worker adopts it.
+                    log.info("batch %s: adopted chunk %d left to another worker", *self._adopted)
+                    self._adopted = None
+
+    # ------------------------------------------------------------------ adoption
+
+    def adopt(self, batch_id: str, chunk_no: int) -> bool:
+        """Run ``chunk_no`` (whose holder died) next, between two rows of the chunk this process
+        runs now. False when this process runs no chunk, already adopted one, or is draining:
+        then another worker adopts it (``adopt_offered``) or its message runs it."""
+        with self._lock:
+            if self._running != 1 or self._adopted is not None or self._draining():
+                return False
+            self._adopted = (batch_id, chunk_no)
+            return True
+
+    def adopt_offered(self) -> None:
+        """A heartbeat tick: adopt a chunk another worker offered, if this process can."""
+        with self._lock:
+            if self._running != 1 or self._adopted is not None:
+                return
+        offer = self.store.take_orphan()
+        if offer is not None and not self.adopt(*offer):
+            self.store.offer_orphan(*offer)  # this chunk ended meanwhile: left for another
+
+    def _adoption_waits(self) -> bool:
+        """An adopted chunk waits and this process runs only its own chunk now."""
+        return self._adopted is not None and self._running == 1
+
+    def _run_adopted(self, started: float) -> None:
+        with self._lock:
+            adopted, self._adopted = self._adopted, None
+            if adopted is None:
+                return
+            self._running += 1
+        batch_id, chunk_no = adopted
+        try:
+            outcome = self._run_chunk(batch_id, chunk_no, give_up=False, started=started)
+            log.info("batch %s: adopted chunk %d %s", batch_id, chunk_no, outcome.name.lower())
+        except Exception as exc:
+            # Its release left it due in the takeover index, which sends it again.
+            log.warning("batch %s: adopted chunk %d stopped (%s); it is sent again",
+                        batch_id, chunk_no, type(exc).__name__)  # fmt: skip
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def _run_chunk(
+        self, batch_id: str, chunk_no: int, *, give_up: bool, started: float
+    ) -> ChunkOutcome:
         token = secrets.token_hex(8)
         lease_s = self.settings.batch_lease_s
         taken = self.store.acquire_chunk(batch_id, chunk_no, token, lease_s)
@@ -147,15 +226,14 @@ class BatchService:
         held: Held | None = None
         try:
             meta = self.store.meta(batch_id)
-            now = self._monotonic()
             chunk = _Chunk(
                 batch_id,
                 chunk_no,
                 token,
                 meta.get("base_dir") or None,
                 meta.get("product_code") or self.settings.batch_product_code,
-                now,
-                now,
+                started,
+                self._monotonic(),
             )
             if self.heartbeat is not None:
                 held = chunk.held = self.heartbeat.hold(
@@ -175,10 +253,21 @@ class BatchService:
                 ):
                     mode = "yield"  # budget used up, or the node is shutting down
                     return ChunkOutcome.YIELDED
-                if not self._renew(chunk):
-                    mode = "lost"
-                    return ChunkOutcome.LOST
-                if not self._process_row(chunk, row, give_up=give_up):
+                while True:
+                    if self._adoption_waits():
+                        self._run_adopted(chunk.started)  # this chunk's lease is renewed
+                        if self._monotonic() - chunk.started > self.settings.batch_chunk_budget_s:
+                            mode = "yield"
+                            return ChunkOutcome.YIELDED
+                    if not self._renew(chunk):
+                        mode = "lost"
+                        return ChunkOutcome.LOST
+                    try:
+                        going = self._process_row(chunk, row, give_up=give_up)
+                    except _AdoptFirst:
+                        continue  # the row is pending again: the adopted chunk, then this row
+                    break
+                if not going:
                     return ChunkOutcome.STOPPED
             mode = "done"
             return ChunkOutcome.COMPLETED
@@ -291,6 +380,8 @@ class BatchService:
                         self.outcomes.fail(item, code, f"gave up after repeated errors: {exc}")
                         return
                     raise RetryChunk(exc) from exc
+                if self._adoption_waits():
+                    raise _AdoptFirst from exc  # rather than wait out a backoff here
                 self._sleep(self._backoff(attempt, exc))
                 if not self._renew(chunk):
                     raise _Stop from exc

@@ -18,6 +18,7 @@ chunk's lease, its completion bit and its queued bit in one atomic script.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,13 +31,17 @@ from worker.batch.layout import BatchKeys
 from worker.batch.model import BatchState, ItemStatus, StoredRow
 from worker.batch.reads import BatchNotFound, BatchReads
 from worker.keys import RedisKeys
-from worker.redisio import lua_script, optional_text
+from worker.redisio import lua_script, optional_text, text
 from worker.settings import BatchSettings
 from worker.stores.replication import OFF, ReplicatedScript, ReplicaWait
 
 __all__ = ["KEEP_CLAIM", "RATE_WINDOW_S", "BatchKeys", "BatchNotFound", "BatchStore", "Begin"]
 
 KEEP_CLAIM = "-"  # ``finish(token=KEEP_CLAIM)`` leaves an item's claim in place
+_MAX_ORPHANS = 1000  # offers kept (each is re-made while its chunk stays orphaned)
+_ORPHANS_TTL_S = 60
+
+log = logging.getLogger("idv.batch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,13 +285,38 @@ class BatchStore(BatchReads):
         return [int(c) for c in reply]
 
     def redrive_chunk(self, batch_id: str, chunk_no: int) -> int:
-        """1 send the chunk again (marked queued), 0 a live lease holds it, -1 nothing to do."""
+        """2 its holder's lease ran out unreleased (adopt it now), 1 no lease holds it (send it
+        again), both marked queued; 0 a live lease holds it; -1 nothing to do."""
         k = self.keys(batch_id)
         return int(
             self._chunk_redrive(
                 keys=[k.cl, k.cq, k.cdone, k.meta], args=[chunk_no, f"{self.clock():.6f}"]
             )
         )
+
+    @property
+    def orphans_key(self) -> str:
+        """Chunks whose holder died, offered to any worker running a chunk (a list)."""
+        return f"{self.namespace}batch-orphans"
+
+    def offer_orphan(self, batch_id: str, chunk_no: int) -> None:
+        """Offer a chunk whose holder died to the next worker that can adopt it. A hint: the
+        takeover index re-drives the chunk again if nobody takes it (stale offers are cheap,
+        the adopter's lease decides)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(self.orphans_key, f"{batch_id}:{chunk_no}")
+        pipe.ltrim(self.orphans_key, -_MAX_ORPHANS, -1)
+        pipe.expire(self.orphans_key, _ORPHANS_TTL_S)
+        pipe.execute()
+
+    def take_orphan(self) -> tuple[str, int] | None:
+        """The oldest offered chunk, or None."""
+        while (raw := self.redis.lpop(self.orphans_key)) is not None:
+            batch_id, _, number = text(raw).rpartition(":")
+            if batch_id and number.isdigit():
+                return batch_id, int(number)
+            log.warning("dropped a malformed orphan offer %r", raw)
+        return None
 
     def unmark_queued(self, batch_id: str, chunks: Iterable[int]) -> None:
         """Clear the queued bit of chunks whose message could not be sent."""

@@ -2,8 +2,16 @@
 
 * ``chunk:<batch>:<n>`` — a chunk's lease at its expiry while a worker holds it, or a delayed
   retry of the chunk at its due time plus a grace. When it comes due and no live lease holds
-  the chunk, the chunk is sent again: a dead worker's chunk runs elsewhere within a lease plus
-  a beat, and a retry whose delayed message died with its node is not lost.
+  the chunk:
+
+  - a holder's lease ran out unreleased (the holder died): the chunk is **adopted** by a worker
+    process that is running a chunk, between two of its rows (``BatchService.adopt``: this
+    process if it can, else offered to the others, ``BatchStore.offer_orphan``). Sent as a
+    message instead, it would wait behind the bulk queue until some process finished a whole
+    chunk, minutes at the quota; adopted, a dead worker's chunk runs elsewhere within a lease,
+    a beat and a row.
+  - no lease holds it (a retry or hand-on whose message is late or died with its node): the
+    chunk is sent again, so it is not lost.
 * ``wd:<batch>`` — the batch's next watchdog round: a due time in Redis rather than a delayed
   Celery message that a killed node would keep until the broker's visibility timeout.
 """
@@ -11,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from worker.batch.control import BatchControl
 from worker.batch.store import BatchNotFound
@@ -32,12 +41,21 @@ def watchdog_member(batch_id: str) -> str:
     return f"{WATCHDOG}:{batch_id}"
 
 
+class Adopter(Protocol):
+    def adopt(self, batch_id: str, chunk_no: int) -> bool:
+        """Run ``chunk_no`` next, between two rows of the chunk this process runs; False when
+        this process runs no chunk (or already adopted one)."""
+
+
 class BatchTakeover:
     """Re-drives the batch entries that came due (registered on a ``Heartbeat``)."""
 
-    def __init__(self, control: BatchControl, index: DueIndex) -> None:
+    def __init__(
+        self, control: BatchControl, index: DueIndex, *, adopter: Adopter | None = None
+    ) -> None:
         self.control = control
         self.index = index
+        self.adopter = adopter
 
     def register(self, heartbeat: Heartbeat) -> None:
         heartbeat.on(CHUNK, self.chunk)
@@ -56,8 +74,17 @@ class BatchTakeover:
             return
         if verdict == 0:
             return  # its holder renews it (and moves the entry); taken again if it stops
-        log.info("batch %s: chunk %d taken over", batch_id, chunk_no)
-        self.control.metrics.incr("idv_takeovers", kind="chunk")
+        if verdict == 2:
+            self.control.metrics.incr("idv_takeovers", kind="chunk")
+            if self.adopter is not None and self.adopter.adopt(batch_id, chunk_no):
+                log.info("batch %s: chunk %d taken over (adopted here)", batch_id, chunk_no)
+                return
+            log.info("batch %s: chunk %d taken over (offered to every worker)", batch_id, chunk_no)
+            self.control.store.offer_orphan(batch_id, chunk_no)
+        else:
+            log.info("batch %s: chunk %d sent again (its message is late or lost)", batch_id,
+                     chunk_no)  # fmt: skip
+        # A message too: an idle worker takes it at once (the adopter's lease decides).
         self.control.send_chunks(batch_id, [chunk_no])
 
     def watchdog(self, batch_id: str) -> None:

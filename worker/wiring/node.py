@@ -132,7 +132,13 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
             stack=stack,
             delivery=delivery,
         )
-        start_heartbeat(core, heartbeat, control=batch_control, reconciler=reconciler)
+        start_heartbeat(
+            core,
+            heartbeat,
+            control=batch_control,
+            reconciler=reconciler,
+            batch_service=node.batch_service,
+        )
         return node
     except BaseException:
         stack.close()

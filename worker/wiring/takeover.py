@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-from worker.batch import BatchControl
+from worker.batch import BatchControl, BatchService
 from worker.batch.takeover import BatchTakeover
 from worker.jobs import KIND_ONBOARDING
 from worker.ledger import Reconciler
@@ -25,10 +25,18 @@ def build_heartbeat(core: Core, stack: ExitStack) -> Heartbeat:
 
 
 def start_heartbeat(
-    core: Core, heartbeat: Heartbeat, *, control: BatchControl, reconciler: Reconciler
+    core: Core,
+    heartbeat: Heartbeat,
+    *,
+    control: BatchControl,
+    reconciler: Reconciler,
+    batch_service: BatchService | None = None,
 ) -> None:
-    """Register the re-drive of every kind of entry, then start the thread."""
-    BatchTakeover(control, heartbeat.index).register(heartbeat)
+    """Register the re-drive of every kind of entry, then start the thread. ``batch_service``
+    adopts chunks whose holder died, between two rows of the chunk it runs."""
+    BatchTakeover(control, heartbeat.index, adopter=batch_service).register(heartbeat)
+    if batch_service is not None:
+        heartbeat.every_beat(batch_service.adopt_offered)
     leases = LeaseManager(core.redis, core.keys)
 
     def lease(rest: str) -> None:

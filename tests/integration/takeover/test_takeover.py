@@ -42,8 +42,8 @@ def stack(e2e_servers: E2EServers) -> Iterator[E2EStack]:
         yield opened
 
 
-def _holder(stack: E2EStack, batch_id: str) -> str | None:
-    raw = stack.redis.hget(f"idv:{{batch:{batch_id}}}:cl", "0")
+def _holder(stack: E2EStack, batch_id: str, chunk_no: int = 0) -> str | None:
+    raw = stack.redis.hget(f"idv:{{batch:{batch_id}}}:cl", str(chunk_no))
     return None if raw is None else raw.decode().partition("|")[0]
 
 
@@ -87,6 +87,54 @@ def test_a_killed_workers_chunk_runs_elsewhere_within_ten_seconds(
     assert uncertain <= 1
     # None billed twice: the provider served each item at most once.
     assert done <= served <= done + uncertain
+
+
+@pytest.mark.serial  # asserts a time bound: not beside other tests
+def test_a_killed_workers_chunk_is_adopted_while_every_worker_is_busy(
+    stack: E2EStack, emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    # Two chunks, two single-process workers, each busy with one for ~20 s: sent as a message,
+    # the dead worker's chunk would wait until the survivor finished its own.
+    emulator.set_quotas({"ID_OCR_MIN": QUOTA})
+    generate_samples(tmp_path / "s", 2 * ROWS, seed=6)
+    workers = [stack.worker(name, queues=BULK, concurrency=1) for name in ("a", "b")]
+    for worker in workers:
+        worker.wait_ready()
+    try:
+        with batches(stack.settings) as api:
+            batch_id = api.submit(tmp_path / "s" / "manifest.jsonl").batch_id
+            wait_until(
+                lambda: None not in (_holder(stack, batch_id, 0), _holder(stack, batch_id, 1)),
+                timeout=30,
+                interval=0.1,
+            )
+            wait_until(lambda: api.status(batch_id).processed >= 20, timeout=60, interval=0.1)
+            before = {n: _holder(stack, batch_id, n) for n in (0, 1)}
+            workers[0].kill()
+            killed = time.monotonic()
+
+            def moved() -> list[int]:
+                return [n for n in (0, 1) if _holder(stack, batch_id, n) not in (None, before[n])]
+
+            wait_until(lambda: moved(), timeout=30, interval=0.1)
+            taken_over_s = time.monotonic() - killed
+            orphan = moved()[0]
+            survivor = 1 - orphan
+            # The survivor still holds (and works through) its own chunk meanwhile.
+            assert _holder(stack, batch_id, survivor) == before[survivor]
+            assert api.status(batch_id).processed < 2 * ROWS - 20, "finished before the takeover"
+            final = api.wait(batch_id, timeout=120)
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert taken_over_s <= 10.0, f"took {taken_over_s:.1f}s\n{stack.logs()}"
+    assert "adopted" in stack.logs(chars=10**7)
+    assert final.state is BatchState.COMPLETED
+    counts = final.counts
+    uncertain = counts.get(ItemStatus.UNCERTAIN, 0)
+    done = counts.get(ItemStatus.DONE, 0)
+    assert done + uncertain + counts.get(ItemStatus.INVALID, 0) == 2 * ROWS
+    assert uncertain <= 1
 
 
 def test_a_retry_due_time_survives_the_worker_that_scheduled_it(rig: Rig, tmp_path: Path) -> None:

@@ -144,6 +144,7 @@ class BatchService:
         self._lock = threading.Lock()
         self._running = 0  # chunks this process works through now (2 while one is adopted)
         self._adopted: tuple[str, int] | None = None
+        self._room = threading.Event()
 
     # ------------------------------------------------------------------ chunks
 
@@ -164,10 +165,27 @@ class BatchService:
         finally:
             with self._lock:
                 self._running -= 1
+                if self._running == 0:
+                    self._room.clear()
                 if self._running == 0 and self._adopted is not None:
                     # Not started: its entry comes due again and another worker adopts it.
                     log.info("batch %s: adopted chunk %d left to another worker", *self._adopted)
                     self._adopted = None
+
+    # ------------------------------------------------------------------ sharing the process
+
+    @property
+    def running(self) -> bool:
+        """Whether this process works through a chunk now."""
+        return self._running > 0
+
+    def make_room(self) -> None:
+        """Hand the running chunk (and an adopted one) on after the current row, so this
+        process takes the message of a latency lane that waits for one (the worker consumes
+        both lanes: ``worker.wiring.room``). Nothing happens when no chunk runs."""
+        with self._lock:
+            if self._running:
+                self._room.set()
 
     # ------------------------------------------------------------------ adoption
 
@@ -176,7 +194,12 @@ class BatchService:
         runs now. False when this process runs no chunk, already adopted one, or is draining:
         then another worker adopts it (``adopt_offered``) or its message runs it."""
         with self._lock:
-            if self._running != 1 or self._adopted is not None or self._draining():
+            if (
+                self._running != 1
+                or self._adopted is not None
+                or self._draining()
+                or self._room.is_set()
+            ):
                 return False
             self._adopted = (batch_id, chunk_no)
             return True
@@ -250,8 +273,11 @@ class BatchService:
                 if (
                     self._monotonic() - chunk.started > self.settings.batch_chunk_budget_s
                     or self._draining()
+                    or self._room.is_set()
                 ):
-                    mode = "yield"  # budget used up, or the node is shutting down
+                    # Budget used up, the node is shutting down, or a latency lane's message
+                    # waits for this process (``make_room``).
+                    mode = "yield"
                     return ChunkOutcome.YIELDED
                 while True:
                     if self._adoption_waits():

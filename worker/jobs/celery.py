@@ -59,6 +59,7 @@ class CelerySender:
         self.app = app
         self.webhooks = webhooks
         self.outbox = outbox
+        self.broker = broker
         self._probe = QueueProbe(broker, (QUEUE_ARCHIVAL,)) if broker is not None else None
 
     def onboard(

@@ -29,6 +29,7 @@ from worker.settings import Settings
 from worker.stores import DeadLetterStore, Heartbeat, ResultStore
 from worker.webhook import WebhookSender
 from worker.wiring import blocks, services
+from worker.wiring.room import LaneRoom, consumed_queues, latency_lanes_beside_bulk
 from worker.wiring.takeover import build_heartbeat, start_heartbeat
 
 log = logging.getLogger("idv.wiring")
@@ -132,6 +133,17 @@ def build_worker_node(settings: Settings, app: Celery, *, redis: Redis | None = 
             stack=stack,
             delivery=delivery,
         )
+        lanes = latency_lanes_beside_bulk(consumed_queues(app))
+        if lanes and sender.broker is not None:
+            room = LaneRoom(
+                sender.broker,
+                core.redis,
+                core.keys.namespace,
+                lanes,
+                node.batch_service,
+                hold_s=heartbeat.every_s,
+            )
+            heartbeat.every_beat(room.tick)
         start_heartbeat(
             core,
             heartbeat,

@@ -419,9 +419,16 @@ def test_sigkill_mid_download_leaves_no_partial_object_and_completes(
     port = int(emulator.url.rsplit(":", 1)[1])
     victims = _connected_to([pid for w in stack.workers for pid in w.children()], port)
     assert victims
+    downloads = emulator.stats()["downloads"]["requests"]
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
     emulator.set_faults(download_bytes_per_s=0)
+    # Taken over in seconds: the lease runs out (6 s), a heartbeat re-drives the transaction,
+    # and another process downloads again.
+    wait_until(lambda: emulator.stats()["downloads"]["requests"] > downloads, timeout=30)
+    taken_over_s = time.monotonic() - killed
+    assert taken_over_s <= 10.0, f"the download started again after {taken_over_s:.1f}s"
 
     keys = ObjectKeys(stack.settings.storage.s3_prefix)
     uploads = stack.store.client.list_multipart_uploads(Bucket=stack.store.bucket).get(

@@ -6,42 +6,20 @@ as the heartbeat thread would run it in the middle of a chunk."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.fixtures.batch import Rig, build_rig
+from tests.fixtures.batch import Hooked, Rig, build_rig
 from tests.fixtures.emulator import EmulatorHandle
 from worker.batch import ChunkOutcome, ItemStatus
 from worker.batch.takeover import BatchTakeover, chunk_member
-from worker.emulator.errors import ApiError, error_body
 from worker.emulator.samples import generate_samples
 from worker.keys import RedisKeys
 from worker.stores import DueIndex, Heartbeat
 
 ROWS, SIZE = 30, 10  # chunks 0, 1, 2
-
-
-class Hooked(httpx.BaseTransport):
-    """The network, with one callback run as the n-th provider call leaves."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
-        self.calls = 0
-        self.at: dict[int, Callable[[], None]] = {}
-        self.throttled: set[int] = set()  # calls the provider refuses (Throttling.Api)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-        hook = self.at.pop(self.calls, None)
-        if hook is not None:
-            hook()
-        if self.calls in self.throttled:
-            body = error_body(ApiError("Throttling.Api"), "req-throttled", "emulator")
-            return httpx.Response(403, content=body, request=request)
-        return self.inner.handle_request(request)
 
 
 @pytest.fixture

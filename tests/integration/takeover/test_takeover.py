@@ -16,12 +16,16 @@ from tests.fixtures.e2e import E2EServers, E2EStack
 from tests.fixtures.emulator import EmulatorHandle
 from tests.fixtures.servers import wait_until
 from tests.fixtures.workers import CeleryWorker
+from worker.app import create_app
 from worker.batch import BatchState, ItemStatus
 from worker.batch.takeover import BatchTakeover, chunk_member
 from worker.emulator.samples import generate_samples
 from worker.flows import batches
 from worker.keys import RedisKeys
+from worker.ledger import FINAL_STATES
+from worker.queues import QUEUE_BULK, QUEUE_REALTIME
 from worker.stores import DueIndex, Heartbeat
+from worker.wiring import Cli
 
 ROWS, QUOTA = 150, 15
 BULK = ("idv.bulk",)
@@ -135,6 +139,49 @@ def test_a_killed_workers_chunk_is_adopted_while_every_worker_is_busy(
     done = counts.get(ItemStatus.DONE, 0)
     assert done + uncertain + counts.get(ItemStatus.INVALID, 0) == 2 * ROWS
     assert uncertain <= 1
+
+
+@pytest.mark.serial  # asserts a time bound: not beside other tests
+def test_a_worker_running_a_chunk_makes_room_for_a_waiting_onboarding_run(
+    stack: E2EStack, emulator: EmulatorHandle, tmp_path: Path
+) -> None:
+    # One process consuming both lanes, busy with a ~10 s chunk: the onboarding run must not
+    # wait for the chunk to end (the chunk hands its rest on after the current row).
+    emulator.set_quotas({"ID_OCR_MIN": QUOTA})
+    generate_samples(tmp_path / "s", 2 * ROWS, seed=7)
+    worker = stack.worker("mixed", queues=(QUEUE_REALTIME, QUEUE_BULK), concurrency=1)
+    worker.wait_ready()
+    biz = "room0001"
+    try:
+        with (
+            Cli(stack.settings, app=create_app(stack.settings)) as cli,
+            batches(stack.settings) as api,
+        ):
+            batch_id = api.submit(tmp_path / "s" / "manifest.jsonl").batch_id
+            wait_until(lambda: api.status(batch_id).processed >= 15, timeout=60, interval=0.1)
+            tid = emulator.create_transaction("eKYC", merchant_biz_id=biz)
+            assert cli.ledger.record_start(tid, "eKYC", biz)
+            emulator.complete(tid)
+            sent = time.monotonic()
+            cli.intake().submit(
+                {"transactionId": tid, "merchantBizId": biz, "passed": "Y", "subCode": "200"},
+                verify_token=False,
+            )
+
+            def ended() -> bool:
+                entry = cli.ledger.get(tid)
+                return entry is not None and entry.state in FINAL_STATES
+
+            wait_until(ended, timeout=60, interval=0.1)
+            waited_s = time.monotonic() - sent
+            assert api.status(batch_id).processed < 2 * ROWS - 20, "the batch had ended"
+            final = api.wait(batch_id, timeout=120)
+    finally:
+        worker.stop()
+    assert waited_s <= 6.0, f"the onboarding run waited {waited_s:.1f}s\n{stack.logs()}"
+    assert final.state is BatchState.COMPLETED
+    counts = final.counts
+    assert counts.get(ItemStatus.DONE, 0) == 2 * ROWS
 
 
 def test_a_retry_due_time_survives_the_worker_that_scheduled_it(rig: Rig, tmp_path: Path) -> None:

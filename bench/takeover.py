@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import redis
 
 SLACK_S = 0.3  # polling and clock slack
+SLOW_S = 10.0  # takeovers slower than this are printed as they are seen
 
 
 @dataclass
@@ -91,6 +92,11 @@ class LeaseWatch:
                 kill = max((k for k in self.kills if k <= last.expires), default=None)
                 if kill is not None and last.expires - kill <= self.lease_s + SLACK_S:
                     self.takeovers.append(now - kill)
+                    if now - kill > SLOW_S:
+                        at = time.strftime("%H:%M:%S", time.localtime(kill))
+                        print(f"# slow takeover of {name}: killed at {at}, its lease ran out"
+                              f" {last.expires - kill:.1f}s later, a new holder after"
+                              f" {now - kill:.1f}s", flush=True)  # fmt: skip
                     kind = "chunk" if name.startswith("chunk:") else "onboarding"
                     self.by_kind.setdefault(kind, []).append(round(now - kill, 1))
                 else:

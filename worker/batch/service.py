@@ -175,17 +175,21 @@ class BatchService:
     # ------------------------------------------------------------------ sharing the process
 
     @property
-    def running(self) -> bool:
-        """Whether this process works through a chunk now."""
-        return self._running > 0
+    def can_make_room(self) -> bool:
+        """Whether this process runs one chunk of its own and nothing adopted: handing that
+        on frees the process (a dead worker's chunk it adopted is never handed back to the
+        queue for this)."""
+        return self._running == 1 and self._adopted is None
 
-    def make_room(self) -> None:
-        """Hand the running chunk (and an adopted one) on after the current row, so this
-        process takes the message of a latency lane that waits for one (the worker consumes
-        both lanes: ``worker.wiring.room``). Nothing happens when no chunk runs."""
+    def make_room(self) -> bool:
+        """Hand the running chunk on after the current row, so this process takes the
+        message of a latency lane that waits for one (the worker consumes both lanes:
+        ``worker.wiring.room``). False (nothing done) unless ``can_make_room``."""
         with self._lock:
-            if self._running:
-                self._room.set()
+            if not self.can_make_room:
+                return False
+            self._room.set()
+            return True
 
     # ------------------------------------------------------------------ adoption
 

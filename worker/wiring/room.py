@@ -9,7 +9,9 @@ hands its rest on after the current row (``BatchService.make_room``) and this pr
 that message next. One process per lane makes room per ``hold_s`` (a ``SET NX PX`` in Redis
 shared by every worker), so a waiting message frees one process, not all of them.
 
-Workers that consume one lane (the production layout: a pool per lane) never do this.
+Only a process running one chunk of its own makes room: a chunk it adopted from a dead worker
+(``BatchService.adopt``) is never handed back to the queue for this. Workers that consume one
+lane (the production layout: a pool per lane) never make room.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class LaneRoom:
 
     def tick(self) -> bool:
         """Make room if a latency lane's message waits; True when this process does."""
-        if not self.service.running:
+        if not self.service.can_make_room:
             return False
         for stat in self.probe.read():
             if stat.length == 0:
@@ -74,8 +76,10 @@ class LaneRoom:
                 continue
             key = f"{self.namespace}room:{stat.queue}"
             if self.store.set(key, "1", nx=True, px=self.hold_ms):
+                if not self.service.make_room():  # adopted a chunk meanwhile: let another
+                    self.store.delete(key)
+                    return False
                 log.info("a %s message waits for a process: the running chunk hands on",
                          stat.queue)  # fmt: skip
-                self.service.make_room()
                 return True
         return False

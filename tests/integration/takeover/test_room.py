@@ -133,3 +133,24 @@ def test_lanes_made_room_for_only_beside_bulk() -> None:
     )
     assert latency_lanes_beside_bulk([QUEUE_REALTIME, QUEUE_WEBHOOKS]) == ()  # no chunks here
     assert latency_lanes_beside_bulk([QUEUE_BULK, QUEUE_ARCHIVAL]) == ()
+
+
+def test_a_process_with_an_adopted_chunk_leaves_the_room_to_another(
+    rig: Rig, hooked: Hooked, tmp_path: Path
+) -> None:
+    batch_id = _submit(rig, tmp_path)
+    _waiting(rig, QUEUE_REALTIME, 3.0)
+    room = _room(rig)
+    seen: list[bool] = []
+
+    def adopted_then_asked() -> None:
+        seen.append(rig.service.adopt(batch_id, 1))
+        seen.append(room.tick())  # a dead worker's chunk is never handed back for room
+
+    hooked.at[2] = adopted_then_asked
+    hooked.at[5] = lambda: seen.append(room.tick())  # chunk 1 runs inside chunk 0 now
+    assert rig.service.process_chunk(batch_id, 0) is ChunkOutcome.COMPLETED
+    assert seen == [True, False, False]
+    assert rig.redis.get(f"{rig.settings.redis.namespace}room:{QUEUE_REALTIME}") is None
+    statuses = rig.store.statuses(batch_id, 0, 2 * SIZE)
+    assert statuses.count(ItemStatus.DONE) == 2 * SIZE

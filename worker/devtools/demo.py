@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -358,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     passed = False
-    with DevStack() as stack:
+    # Its own work directory, so the stack leaves it: kept on failure and with --keep.
+    with DevStack(Path(tempfile.mkdtemp(prefix="idv-stack-"))) as stack:
         demo = Demo(stack, stack.workdir)
         demo.say(f"idv-worker demo — work directory {stack.workdir}")
         try:

@@ -8,6 +8,7 @@ process groups if the caller dies without closing (SIGKILL). Nothing here is use
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,9 @@ class DevStack:
     with ``close``."""
 
     def __init__(self, workdir: Path | None = None) -> None:
+        """``workdir``: where logs and data go (kept); without it, a temporary folder that
+        ``close`` removes."""
+        self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="idv-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.procs: list[Proc] = []
@@ -237,6 +241,8 @@ class DevStack:
         if self._reaper is not None:
             self._reaper.close()
             self._reaper = None
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> DevStack:
         return self

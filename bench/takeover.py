@@ -1,7 +1,8 @@
 """Takeover latency in a chaos run: from a worker's death to its work running elsewhere.
 
 A ``LeaseWatch`` polls every lease the run's work can hold (chunk leases of the batch, the
-per-transaction onboarding leases) a few times a second. A live holder keeps renewing its
+per-transaction onboarding leases) twenty times a second (a holder that fails at once, say on
+an S3 outage, may hold a lease for less than that and go unseen). A live holder keeps renewing its
 lease, so its expiry moves; a released lease disappears before its expiry. A lease that a new
 token holds *after* the old token's expiry passed was taken over from a holder that stopped
 renewing. When a kill lies within one lease before that expiry (the holder's last renewal came
@@ -74,7 +75,7 @@ class LeaseWatch:
         return out
 
     def _run(self) -> None:
-        while not self._stop.wait(0.25):
+        while not self._stop.wait(0.05):
             with contextlib.suppress(redis.RedisError):
                 self._look(self._leases(), time.time())
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from worker.ratelimit.admin import (
     BucketStatus,
+    QuotaAccount,
     find_buckets,
+    read_account,
     read_bucket,
     read_status,
 )
@@ -71,6 +73,7 @@ __all__ = [
     "Lane",
     "MarginPolicy",
     "MaxWaitExceeded",
+    "QuotaAccount",
     "QuotaTable",
     "RateGate",
     "RedisRateLimiter",
@@ -83,6 +86,7 @@ __all__ = [
     "find_buckets",
     "limiter_redis",
     "parse_state_key",
+    "read_account",
     "read_bucket",
     "read_status",
     "state_key_pattern",

@@ -117,6 +117,17 @@ if turn <= now then
     redis.call('ZREM', waiters, member)
     redis.call('ZREM', expiry, member)
   end
+  -- Where the quota goes, per grant (seconds of the schedule beyond 1/rate): the margin's
+  -- share of the spacing, the factor's (throttles, slow start), and the time no caller
+  -- claimed (a slot gone, or an idle bucket). Read by `quota status` and bench/limiter.py.
+  local ideal = 1.0 / rate
+  local spaced = 1.0 / (rate * (1.0 - margin))
+  redis.call('HINCRBY', state, 'a_grants', 1)
+  redis.call('HINCRBYFLOAT', state, 'a_margin_s', fmt(spaced - ideal))
+  redis.call('HINCRBYFLOAT', state, 'a_factor_s', fmt(interval - spaced))
+  if tat > 0 and base > tat then
+    redis.call('HINCRBYFLOAT', state, 'a_unclaimed_s', fmt(base - tat))
+  end
   redis.call('HSET', state, 'tat', fmt(base + interval), 'rate', ARGV[2],
     'margin', fmt(margin), 'burst', ARGV[4], 'last_grant', fmt(now))
   if restarted then

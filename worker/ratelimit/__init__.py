@@ -25,6 +25,7 @@ from worker.ratelimit.gate import (
 from worker.ratelimit.limiter import (
     DEFAULT_HORIZONS,
     DEFAULT_MAX_WAIT,
+    EARLY_S,
     FACTOR,
     LATENESS_SHARE,
     METRICS,
@@ -53,6 +54,7 @@ from worker.ratelimit.store import (
 __all__ = [
     "DEFAULT_HORIZONS",
     "DEFAULT_MAX_WAIT",
+    "EARLY_S",
     "FACTOR",
     "LATENESS_SHARE",
     "METRICS",

@@ -9,6 +9,7 @@ import pytest
 
 from tests.unit.ratelimit.sim import API, PRODUCT, FakeClock, limiter_for
 from worker.ratelimit import (
+    EARLY_S,
     AdaptivePolicy,
     CallContext,
     Lane,
@@ -102,13 +103,42 @@ def test_the_status_shows_the_account() -> None:
     limiter, _, client = make(AdaptivePolicy(restart=1.0))
     assert account(limiter, client) == QuotaAccount()  # zeros before any grant
     grant(limiter, 3)
-    [status] = read_status(
-        client, limiter.quotas, limiter.namespace, product_code=PRODUCT, api=API
-    )
-    assert status.account is not None and status.account.grants == 3
+    [status] = read_status(client, limiter.quotas, limiter.namespace, product_code=PRODUCT, api=API)
+    assert status.account is not None
+    assert status.account.grants == 3
     assert status.as_dict()["account"]["grants"] == 3
 
 
 def test_minus_is_per_field() -> None:
     a, b = QuotaAccount(10, 1.0, 0.5, 0.25), QuotaAccount(4, 0.5, 0.5, 0.0)
     assert a.minus(b) == QuotaAccount(6, 0.5, 0.0, 0.25)
+
+
+@pytest.mark.parametrize(("late_s", "slips"), [(0.0008, False), (0.0025, True)])
+def test_a_late_wake_up_within_the_lead_costs_no_slot(late_s: float, slips: bool) -> None:
+    """Every wake-up comes ``late_s`` late. Waking ``EARLY_S`` early to claim the slot, a
+    caller loses nothing while its lateness stays within that lead; beyond it, what the
+    tolerance does not cover is booked as unclaimed."""
+    clock = FakeClock()
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    quota, margin = 50.0, 0.002
+    conf = load_settings(quotas={PRODUCT: quota}, quota_safety_margin=margin)
+
+    def oversleep(seconds: float) -> None:
+        clock.t += seconds + late_s
+
+    limiter = limiter_for(
+        client,
+        conf,
+        clock=clock,
+        sleep=oversleep,
+        policy=AdaptivePolicy(restart=1.0),
+        margin=MarginPolicy.fixed(margin),
+    )
+    grant(limiter, 200)
+    spent = account(limiter, client)
+    assert EARLY_S < 0.0025
+    if slips:
+        assert spent.unclaimed_s > 199 * 0.0009  # ~(lateness - lead - tolerance) per slot
+    else:
+        assert spent.unclaimed_s == pytest.approx(0, abs=1e-4)

@@ -49,6 +49,7 @@ from worker.devtools import (  # noqa: E402
     wait_until,
 )
 from worker.emulator.samples import generate_samples  # noqa: E402
+from worker.ratelimit import bucket_keys, read_account  # noqa: E402
 from worker.settings import load_settings  # noqa: E402
 
 QUOTA = 50.0
@@ -137,6 +138,7 @@ def throughput(workdir: Path, items: int) -> dict[str, Any]:
             )
             cpu_after = tree_cpu(workers)
             n = {k.decode(): v.decode() for k, v in client.hgetall(counters).items()}
+            spent = read_account(client, bucket_keys("idv:", PRODUCT, "DocOcrV2"))
             client.close()
         finally:
             for worker in workers:
@@ -159,6 +161,16 @@ def throughput(workdir: Path, items: int) -> dict[str, Any]:
         "cpu_ms_per_item": round(cpu_ms, 3),
         "baseline_cpu_ms_per_call": round(baseline, 3),
         "cpu_ratio": round(cpu_ms / baseline, 3) if baseline else None,
+        # Where the quota went from the first call to the last (shares of quota x span).
+        "where": {
+            "items": round((done - 1) / (QUOTA * span), 5) if span > 0 else None,
+            "margin": round(spent.margin_s / span, 5) if span > 0 else None,
+            "factor": round(spent.factor_s / span, 5) if span > 0 else None,
+            "unclaimed": round(spent.unclaimed_s / span, 5) if span > 0 else None,
+            "throttled": round(served.get("throttled", 0) / (QUOTA * span), 5)
+            if span > 0
+            else None,
+        },
     }
 
 

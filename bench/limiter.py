@@ -60,7 +60,16 @@ from limiter_workers import AK, API, PRODUCT, SECRET, LimitsGate, Spec, realtime
 from worker.cloudauth import DEFAULT_QUOTAS
 from worker.devtools import Proc, RedisServer, free_port, spawn_emulator, wait_until
 from worker.emulator.samples import generate_samples
-from worker.ratelimit import CallContext, Lane, QuotaTable, RedisRateLimiter, read_status
+from worker.ratelimit import (
+    CallContext,
+    Lane,
+    QuotaAccount,
+    QuotaTable,
+    RedisRateLimiter,
+    bucket_keys,
+    read_account,
+    read_status,
+)
 from worker.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,24 +112,66 @@ class Emulator:
         self.proc.stop(timeout=10)
 
 
-def measure(emu: Emulator, quota: float, warmup: float, duration: float) -> dict[str, Any]:
-    """Served rate over the steady part; throttles and window maximum over the whole case."""
+def measure(
+    emu: Emulator, quota: float, warmup: float, duration: float,
+    account: Callable[[], QuotaAccount] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Served rate over the steady part; throttles and window maximum over the whole case.
+    With ``account`` (our limiter's bucket), where the quota went over the steady part."""
     # Start-up (processes, a Celery worker) is not the steady state: wait for the first
     # call, then the warm-up, before counting.
     wait_until(lambda: emu.counts()["served"] > 0, timeout=120, interval=0.05)
     time.sleep(warmup)  # part of the measurement protocol, not synchronisation
+    a0 = account() if account else None
     first, t0 = emu.counts(), time.time()
     time.sleep(duration)
+    a1 = account() if account else None
     last, t1 = emu.counts(), time.time()
-    rate = (last["served"] - first["served"]) / (t1 - t0)
-    return {
+    served = last["served"] - first["served"]
+    rate = served / (t1 - t0)
+    out = {
         "rate_ratio": round(rate / quota, 4),
         "throttled": last["throttled"],
         "max_in_window": last["max_in_window"],
         "errors": last["errors"],
         "window": (t0, t1),
-        "served_in_window": last["served"] - first["served"],
+        "served_in_window": served,
     }
+    if a0 is not None and a1 is not None:
+        out["where"] = where_it_went(
+            a1.minus(a0), quota, t1 - t0, served, last["throttled"] - first["throttled"]
+        )
+    return out
+
+
+def where_it_went(
+    spent: QuotaAccount, quota: float, seconds: float, served: int, throttled: int
+) -> dict[str, float]:
+    """The steady part's quota (1.0 = quota x seconds), by where it went: ``served``, and what
+    was not: the limiter's ``margin``, its ``factor`` (throttles, slow start), slots no process
+    claimed in time (``unclaimed``), grants the provider ``throttled``, and grants not served
+    in the window (``unserved``: in flight at its edges, failed). ``residual`` is the rest
+    (the schedule's position at the two edges)."""
+    capacity = quota * seconds
+    parts = {
+        "served": served / capacity,
+        "margin": spent.margin_s / seconds,
+        "factor": spent.factor_s / seconds,
+        "unclaimed": spent.unclaimed_s / seconds,
+        "throttled": throttled / capacity,
+        "unserved": (spent.grants - served - throttled) / capacity,
+    }
+    parts["residual"] = 1.0 - sum(parts.values())
+    return {k: round(v, 5) for k, v in parts.items()}
+
+
+def bucket_account(spec: Spec) -> Callable[[], QuotaAccount] | None:
+    """Reads the accounting of the case's bucket (our limiter only)."""
+    if spec.kind != "ours":
+        return None
+    client = redis.Redis.from_url(spec.redis_url)
+    keys = bucket_keys(spec.namespace, PRODUCT, API)
+    return lambda: read_account(client, keys)
 
 
 def run_case(
@@ -138,7 +189,7 @@ def run_case(
         proc.start()
     start.set()
     try:
-        result = measure(emu, spec.quota, warmup, duration)
+        result = measure(emu, spec.quota, warmup, duration, bucket_account(spec))
     finally:
         stop.set()
         reports = [out.get(timeout=60) for _ in procs]
@@ -195,7 +246,8 @@ def run_matrix(
                 print(
                     f"ours {algorithm} jitter={jitter}ms Q={q:g}: rate_ratio={case['rate_ratio']}"
                     f" throttled={case['throttled']} ({case['throttled_share']:.3%} of"
-                    f" {case['calls']} calls) lost={case['lost']} learned={case['learned']}",
+                    f" {case['calls']} calls) lost={case['lost']} learned={case['learned']}"
+                    f" where={case.get('where')}",
                     file=sys.stderr,
                     flush=True,
                 )

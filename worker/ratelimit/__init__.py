@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from worker.ratelimit.admin import (
     BucketStatus,
+    QuotaAccount,
     find_buckets,
+    read_account,
     read_bucket,
     read_status,
 )
@@ -23,6 +25,7 @@ from worker.ratelimit.gate import (
 from worker.ratelimit.limiter import (
     DEFAULT_HORIZONS,
     DEFAULT_MAX_WAIT,
+    EARLY_S,
     FACTOR,
     LATENESS_SHARE,
     METRICS,
@@ -51,6 +54,7 @@ from worker.ratelimit.store import (
 __all__ = [
     "DEFAULT_HORIZONS",
     "DEFAULT_MAX_WAIT",
+    "EARLY_S",
     "FACTOR",
     "LATENESS_SHARE",
     "METRICS",
@@ -71,6 +75,7 @@ __all__ = [
     "Lane",
     "MarginPolicy",
     "MaxWaitExceeded",
+    "QuotaAccount",
     "QuotaTable",
     "RateGate",
     "RedisRateLimiter",
@@ -83,6 +88,7 @@ __all__ = [
     "find_buckets",
     "limiter_redis",
     "parse_state_key",
+    "read_account",
     "read_bucket",
     "read_status",
     "state_key_pattern",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -18,6 +18,42 @@ from worker.ratelimit.store import (
     state_key_pattern,
 )
 from worker.redisio import lua_script, number, text
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaAccount:
+    """Where a bucket's quota went, summed over its grants (``lua/acquire.lua``): each grant
+    moves the schedule on by ``1 / rate`` plus the margin's share, plus the factor's (throttles,
+    slow start); time no caller claimed is skipped. Over a span of ``T`` seconds in which
+    callers always waited, ``grants / rate + margin_s + factor_s + unclaimed_s`` is ``T``."""
+
+    grants: int = 0
+    margin_s: float = 0.0
+    factor_s: float = 0.0
+    unclaimed_s: float = 0.0
+
+    FIELDS = ("a_grants", "a_margin_s", "a_factor_s", "a_unclaimed_s")
+
+    @classmethod
+    def parse(cls, raw: list[Any]) -> QuotaAccount:
+        """From ``HMGET state *FIELDS``."""
+        values = [text(v) or "0" for v in raw]
+        return cls(int(values[0]), float(values[1]), float(values[2]), float(values[3]))
+
+    def minus(self, earlier: QuotaAccount) -> QuotaAccount:
+        """What went between ``earlier`` and this reading."""
+        return QuotaAccount(
+            self.grants - earlier.grants,
+            self.margin_s - earlier.margin_s,
+            self.factor_s - earlier.factor_s,
+            self.unclaimed_s - earlier.unclaimed_s,
+        )
+
+
+def read_account(client: redis.Redis, keys: BucketKeys) -> QuotaAccount:
+    """The bucket's accounting now (zeros before its first grant)."""
+    raw = client.hmget(keys.state, list(QuotaAccount.FIELDS))
+    return QuotaAccount.parse(cast("list[Any]", raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +79,7 @@ class BucketStatus:
     gap_mean: float | None = None  # grant-to-send gap the clients report (seconds, EWMA)
     gap_dev: float | None = None  # its mean deviation
     widened: int = 0  # times a throttle widened the margin
+    account: QuotaAccount | None = None  # where the quota went since the bucket was created
 
     @property
     def rate_factor(self) -> float:
@@ -119,6 +156,7 @@ def read_bucket(
         gap_mean=_optional(reply[8]),
         gap_dev=_optional(reply[9]),
         widened=int(text(reply[10]) or 0),
+        account=read_account(client, keys),
     )
 
 

@@ -87,6 +87,9 @@ DEFAULT_MAX_WAIT = 60.0
 # schedule slipping; the rest (three quarters: ~11 ms at a 1.5% margin) is left for the jitter
 # between a grant and the provider's count of the request (see lua/prelude.lua).
 LATENESS_SHARE = 0.25
+# How early a waiter wakes to claim its slot (capped at a quarter interval by the script): it
+# then sleeps until the slot itself, so a late wake-up no longer costs the schedule the slot.
+EARLY_S = 0.001
 # A silent waiter is dropped max(this, 2 slot intervals) after the time it was given.
 MIN_GRACE = 0.1
 
@@ -122,8 +125,8 @@ class Reservation:
     bucket: str
     granted: bool
     now: float  # Redis time of the answer
-    slot_start: float  # granted: now; waiting: when the caller's turn comes
-    wait_s: float  # how long to sleep before asking again (0 when granted)
+    slot_start: float  # granted: when to send (now, or the slot claimed early); waiting: turn
+    wait_s: float  # waiting: how long until the turn; granted: until the slot (0: send now)
     deadline: float
     interval: float  # seconds between slots at the current effective rate
     factor: float  # adaptive factor in (0, 1]
@@ -241,6 +244,7 @@ class RedisRateLimiter:
             STATE_TTL_MS,
             repr(self.policy.restart),
             self._margin_arg,
+            repr(EARLY_S),
         ]
         reply = self._call(self._acquire, keys, args)
         status = int(text(reply[0]))
@@ -282,12 +286,15 @@ class RedisRateLimiter:
                 if res.granted:
                     done = True
                     # The slot's start on this process's monotonic clock: the grant came
-                    # about half-way through the round trip, ``lateness`` after the slot.
-                    slot = (asked + time.monotonic()) / 2 - res.lateness
+                    # about half-way through the round trip, ``lateness`` after the slot (or
+                    # ``wait_s`` before it, claimed early: sleep until then).
+                    slot = (asked + time.monotonic()) / 2 - res.lateness + res.wait_s
                     self._slots()[(product_code, api)] = slot
-                    self._defer_wait(res.bucket, Lane(ctx.lane), res.now - first)
+                    self._defer_wait(res.bucket, Lane(ctx.lane), res.slot_start - first)
+                    if res.wait_s > 0:
+                        self._sleep(res.wait_s)
                     return res
-                self._sleep(res.wait_s)
+                self._sleep(max(0.0, res.wait_s - min(EARLY_S, res.interval / 4)))
         except (DeadlineUnreachable, GateUnavailable):
             done = True  # the script already unregistered us, or Redis is gone
             raise

@@ -40,7 +40,7 @@ class MarginPolicy:
     floor: float = 0.002
     ceiling: float = 0.10
     hold_s: float = 2.0
-    half_life_s: float = 10.0
+    half_life_s: float = 4.0
     hit_half_life_s: float = 1800.0
     hit_factor: float = 1.15
     hit_step: float = 0.002

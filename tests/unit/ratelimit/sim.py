@@ -132,16 +132,16 @@ class Sim:
             caller.wakeups.append(late)
             self._push(res.now + res.wait_s + late, caller)
             return
-        caller.granted_at = res.now
+        caller.granted_at = res.slot_start  # now, or a slot claimed just before it starts
         mine = caller.effective_deadline
         assert mine is not None
         for other in self.callers:
             theirs = other.effective_deadline
             if other is not caller and other.waiting and theirs is not None and theirs < mine:
                 self.edf_violations.append((caller, other))
-        self.grants.append((res.now, caller))
+        self.grants.append((res.slot_start, caller))
         if self.on_grant is not None:
-            self.on_grant(caller, res.now)
+            self.on_grant(caller, res.slot_start)
 
     def bulk_workers(self, count: int, start: float, lateness: Callable[[], float]) -> None:
         """``count`` workers with an endless bulk backlog: each asks again once granted."""

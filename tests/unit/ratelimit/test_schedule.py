@@ -25,6 +25,7 @@ from tests.unit.ratelimit.sim import (
     tolerance,
 )
 from worker.ratelimit import (
+    EARLY_S,
     AdaptivePolicy,
     CallContext,
     DeadlineUnreachable,
@@ -226,10 +227,17 @@ def test_burst_allows_that_many_at_once() -> None:
 
 
 def test_wait_for_slot_sleeps_exactly_until_its_turn() -> None:
-    limiter, _, _ = make_limiter(quota=10)
-    grants = [limiter.wait_for_slot(PRODUCT, API, CallContext(Lane.BULK)) for _ in range(5)]
-    gaps = [b.now - a.now for a, b in itertools.pairwise(grants)]
+    limiter, clock, _ = make_limiter(quota=10)
+    grants, returned = [], []
+    for _ in range(5):
+        grants.append(limiter.wait_for_slot(PRODUCT, API, CallContext(Lane.BULK)))
+        returned.append(clock())
+    gaps = [b.slot_start - a.slot_start for a, b in itertools.pairwise(grants)]
     assert gaps == pytest.approx([grants[0].interval] * 4, abs=1e-5)
+    # It wakes a little early, claims its slot, and returns when the slot starts.
+    assert returned == pytest.approx([g.slot_start for g in grants], abs=1e-5)
+    assert [g.now < g.slot_start for g in grants] == [False, True, True, True, True]
+    assert all(g.slot_start - g.now <= EARLY_S + 1e-5 for g in grants)
 
 
 def test_interrupted_wait_leaves_the_queue() -> None:
@@ -276,5 +284,5 @@ def test_slow_start_after_a_pause() -> None:
     again = limiter.wait_for_slot(PRODUCT, API, CallContext(Lane.BULK))
     assert again.factor == pytest.approx(0.8)
     follow = limiter.wait_for_slot(PRODUCT, API, CallContext(Lane.BULK))
-    assert follow.now - again.now == pytest.approx(again.interval, rel=1e-3)
+    assert follow.slot_start - again.slot_start == pytest.approx(again.interval, rel=1e-3)
     assert again.interval == pytest.approx(1 / (10 * 0.99 * 0.8), rel=1e-4)

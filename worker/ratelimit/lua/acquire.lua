@@ -6,10 +6,12 @@
 --       6 horizon   7 wait limit ('' = now + max wait)   8 max wait   9 lane   10 waiter id
 --       11 seq ('' = new)   12 lateness share   13 minimum grace   14 hold   15 recovery
 --       16 ttl (ms)   17 restart factor   18 margin policy (see margin_policy)
+--       19 lead: how early the first waiter may claim its slot (at most a quarter interval)
 --   ARGV 3 is the initial margin: the one a bucket starts with before it learns its own.
 -- Reply: {status, now, time, deadline, wait limit, seq, member, interval, factor, margin,
 --   lateness}: lateness = how long after its slot a granted caller came (0 otherwise)
---   status 1 granted (time = now), 0 wait until time, -1 deadline unreachable,
+--   status 1 granted (time = when to send: now, or the slot's start when the first waiter
+--   claimed it up to `lead` early), 0 wait until time, -1 deadline unreachable,
 --   -2 maximum wait exceeded (time = earliest start in both cases, nothing reserved)
 
 local state, waiters, expiry = KEYS[1], KEYS[2], KEYS[3]
@@ -112,10 +114,26 @@ if earliest > limit then
   return reply(-2, earliest)
 end
 
-if turn <= now then
+-- The first in line may claim its slot a little early and sleep the rest itself: its wake-up
+-- lateness then costs nothing, where a slot claimed late costs the schedule what the
+-- tolerance does not cover.
+local lead = math.min(tonumber(ARGV[19]) or 0, interval / 4)
+local early = burst == 1 and rank == 0 and turn > now and turn <= now + lead
+if turn <= now or early then
   if registered then
     redis.call('ZREM', waiters, member)
     redis.call('ZREM', expiry, member)
+  end
+  -- Where the quota goes, per grant (seconds of the schedule beyond 1/rate): the margin's
+  -- share of the spacing, the factor's (throttles, slow start), and the time no caller
+  -- claimed (a slot gone, or an idle bucket). Read by `quota status` and bench/limiter.py.
+  local ideal = 1.0 / rate
+  local spaced = 1.0 / (rate * (1.0 - margin))
+  redis.call('HINCRBY', state, 'a_grants', 1)
+  redis.call('HINCRBYFLOAT', state, 'a_margin_s', fmt(spaced - ideal))
+  redis.call('HINCRBYFLOAT', state, 'a_factor_s', fmt(interval - spaced))
+  if tat > 0 and base > tat then
+    redis.call('HINCRBYFLOAT', state, 'a_unclaimed_s', fmt(base - tat))
   end
   redis.call('HSET', state, 'tat', fmt(base + interval), 'rate', ARGV[2],
     'margin', fmt(margin), 'burst', ARGV[4], 'last_grant', fmt(now))
@@ -123,6 +141,9 @@ if turn <= now then
     redis.call('HSET', state, 'restart_at', fmt(now))
   end
   redis.call('PEXPIRE', state, ttl)
+  if early then
+    return reply(1, base, 0)
+  end
   return reply(1, now, now - base)
 end
 

@@ -30,9 +30,10 @@ ground truth. A private redis-server backs the limiters and Celery's broker.
 3. Overhead: ``acquire_p50_ms`` / ``acquire_p99_ms`` of one acquire that does not wait
    (a quota no caller reaches), beside a Redis PING and a ``limits`` hit on the same server.
 
-Usage: ``python bench/limiter.py [--quick] [--duration S] [--only-ours]`` (default 60 s per
-case; --quick runs short cases and stays under ~90 s; --only-ours runs the quota-algorithm
-matrix alone). The last line printed is one JSON object.
+Usage: ``python bench/limiter.py [--quick] [--duration S] [--only-ours | --only-deadline]``
+(default 60 s per case; --quick runs short cases and stays under ~90 s; --only-ours runs the
+quota-algorithm matrix alone, --only-deadline part 2 alone). The last line printed is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -378,6 +379,9 @@ def main() -> None:
     )
     parser.add_argument("--only-ours", action="store_true", help="the quota-algorithm matrix only")
     parser.add_argument(
+        "--only-deadline", action="store_true", help="the realtime-behind-bulk case only (2.)"
+    )
+    parser.add_argument(
         "--algorithms", default=",".join(ALGORITHMS), help="emulator quota algorithms to run"
     )
     args = parser.parse_args()
@@ -394,11 +398,16 @@ def main() -> None:
             image = Path(row.image)
             b64 = base64.b64encode(image.read_bytes()).decode()
             url = server.url
-            out["ours"] = run_matrix(
-                emu, url, b64, row.doc_type, [50.0] if args.quick else quotas, margin, warmup,
-                duration, tuple(args.algorithms.split(",")),
-            )  # fmt: skip
-            if not args.only_ours:
+            if not args.only_deadline:
+                out["ours"] = run_matrix(
+                    emu, url, b64, row.doc_type, [50.0] if args.quick else quotas, margin,
+                    warmup, duration, tuple(args.algorithms.split(",")),
+                )  # fmt: skip
+            else:
+                spec = Spec("ours", emu.url, url, 10.0, "deadline:", b64, row.doc_type, margin)
+                out["deadline"] = run_deadline(spec, emu, warmup, max(duration, 4.0))
+                print("deadline", out["deadline"], file=sys.stderr, flush=True)
+            if not args.only_ours and not args.only_deadline:
                 cases = {}
                 for q in quotas:
                     spec = Spec(

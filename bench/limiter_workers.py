@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from worker.cloudauth import DEFAULT_QUOTAS
 from worker.cloudauth.client import CloudAuthClient
 from worker.cloudauth.errors import CloudAuthError
-from worker.ratelimit import CallContext, Lane, QuotaTable, RateGate, RedisRateLimiter
+from worker.ratelimit import WAIT, CallContext, Lane, QuotaTable, RateGate, RedisRateLimiter
 from worker.settings import Settings, load_settings
 
 PRODUCT, API = "ID_OCR_MIN", "DocOcrV2"
@@ -155,7 +155,7 @@ class WaitRecorder:
         return None
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        if name == "limiter_wait_seconds":
+        if name == WAIT:
             self.waits.append(value)
 
     def gauge(self, name: str, value: float, **labels: str) -> None:

@@ -217,7 +217,8 @@ def submission(workdir: Path, rows: int) -> dict[str, Any]:
             redis_url = stack.start_redis()
             client = redis.Redis.from_url(redis_url)
             before = int(client.info("memory")["used_memory"])
-            env = {**os.environ, "IDV_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+            env = {**os.environ, "IDV_MODE": "development", "IDV_REDIS_URL": redis_url,
+                   "PYTHONPATH": str(ROOT)}  # fmt: skip
             out = subprocess.run(
                 [sys.executable, "-c", SUBMIT_SCRIPT, str(manifest)],
                 env=env, cwd=ROOT, capture_output=True, text=True, check=True,

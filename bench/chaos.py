@@ -142,9 +142,6 @@ class Chaos:
             IDV_RECONCILE_AFTER_S="10",
             IDV_RECONCILE_EVERY_S="2",
             IDV_ARCHIVE_EVERY_S="5",
-            IDV_ONBOARDING_LEASE_S="6",
-            IDV_BATCH_LEASE_S="6",
-            IDV_HEARTBEAT_EVERY_S="2",
             IDV_LIMITER_MAX_WAIT_S="20",
             IDV_BATCH_WATCHDOG_INTERVAL_S="5",
         )

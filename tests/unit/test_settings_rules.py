@@ -171,7 +171,12 @@ def test_visibility_timeout_exceeds_the_longest_countdown_plus_the_time_limit(
 
 @pytest.mark.parametrize("name", ["IDV_BATCH_LEASE_S", "IDV_ONBOARDING_LEASE_S"])
 def test_a_lease_outlasts_three_heartbeats(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    env = {"IDV_HEARTBEAT_EVERY_S": "2", name: "5.9"}
+    env = {
+        "IDV_HEARTBEAT_EVERY_S": "2",
+        "IDV_BATCH_LEASE_S": "6",
+        "IDV_ONBOARDING_LEASE_S": "6",
+        name: "5.9",
+    }
     assert refused(env, monkeypatch) == [name]
     monkeypatch.setenv(name, "6")  # the nearest neighbour that is allowed
     assert load_settings().problems() == []
@@ -204,7 +209,7 @@ def test_other_cross_field_rules(
 
 
 def test_every_broken_rule_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"IDV_WEBHOOK_SECRET": WHSEC, "IDV_S3_KMS_KEY_ID": "alias/x", "IDV_BATCH_LEASE_S": "5.9"}
+    env = {"IDV_WEBHOOK_SECRET": WHSEC, "IDV_S3_KMS_KEY_ID": "alias/x", "IDV_BATCH_LEASE_S": "4.4"}
     # Each part's own rules (in part order: storage, webhooks), then the rules between parts.
     assert refused(env, monkeypatch) == [
         "IDV_S3_KMS_KEY_ID",
@@ -221,7 +226,7 @@ def test_kms_key_with_kms_encryption_is_fine(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_settings_built_in_code_follow_the_same_rules() -> None:
     with pytest.raises(ValueError, match="IDV_BATCH_LEASE_S"):
-        load_settings(batch_lease_s=5.9)
+        load_settings(batch_lease_s=4.4)
 
 
 @pytest.mark.parametrize(

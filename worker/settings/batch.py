@@ -29,7 +29,7 @@ class BatchSettings(Part):
         200, ge=1, le=5000, description="manifest rows per stored chunk and Celery message"
     )
     batch_lease_s: float = Field(
-        6,
+        4.5,
         ge=1,
         description="chunk lease, renewed by the worker's heartbeat; a dead worker's chunk is "
         "taken over once it runs out (at least three IDV_HEARTBEAT_EVERY_S)",

@@ -14,7 +14,7 @@ class LedgerSettings(Part):
         30, gt=0, le=3600, description="how often beat runs the reconciler over overdue work"
     )
     heartbeat_every_s: float = Field(
-        2,
+        1.5,
         gt=0,
         le=60,
         description="how often each worker process renews the leases it holds and re-drives "

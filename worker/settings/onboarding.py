@@ -17,7 +17,7 @@ class OnboardingSettings(Part):
         1800, gt=0, description="fresh evidence links can be had this long after completion"
     )
     onboarding_lease_s: float = Field(
-        6,
+        4.5,
         ge=1,
         description="per-transaction lease, renewed by the worker's heartbeat; a dead worker's "
         "run is taken over once it runs out (at least three IDV_HEARTBEAT_EVERY_S)",

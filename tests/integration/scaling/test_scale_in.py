@@ -37,8 +37,6 @@ def stack(e2e_servers: E2EServers) -> Iterator[E2EStack]:
         "scale-in",
         IDV_QUOTAS=f"ID_OCR_MIN={QUOTA},FACE_LIVENESS=50",
         IDV_BATCH_CHUNK_SIZE=str(ROWS),  # one chunk: whoever holds it holds the whole batch
-        IDV_BATCH_LEASE_S="6",
-        IDV_HEARTBEAT_EVERY_S="2",
         IDV_CALLBACK_TOKENS=TOKEN,
         IDV_EVIDENCE_PART_SIZE=str(5 * MIB),
     ) as opened:

@@ -38,8 +38,6 @@ def stack(e2e_servers: E2EServers) -> Iterator[E2EStack]:
         "takeover",
         IDV_QUOTAS=f"ID_OCR_MIN={QUOTA}",
         IDV_BATCH_CHUNK_SIZE=str(ROWS),  # one chunk: whoever holds it holds the whole batch
-        IDV_BATCH_LEASE_S="6",
-        IDV_HEARTBEAT_EVERY_S="2",
         IDV_LIMITER_MAX_WAIT_S="20",  # longer than the lease: the heartbeat keeps it alive
         IDV_READ_TIMEOUT="4",
     ) as opened:

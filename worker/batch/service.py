@@ -57,7 +57,7 @@ from worker.cloudauth.errors import (
     TransientError,
 )
 from worker.cloudauth.models import DocOcrResult
-from worker.errors import error_code, retry_after
+from worker.errors import IdvError, error_code, retry_after
 from worker.jobs import WorkSender
 from worker.keys import ObjectKeys
 from worker.observability import Metrics, NullMetrics
@@ -231,10 +231,11 @@ class BatchService:
         try:
             outcome = self._run_chunk(batch_id, chunk_no, give_up=False, started=started)
             log.info("batch %s: adopted chunk %d %s", batch_id, chunk_no, outcome.name.lower())
-        except Exception as exc:
-            # Its release left it due in the takeover index, which sends it again.
+        except IdvError as exc:  # RetryChunk, a batch gone: never the running task's error
+            # Its release left it due in the takeover index, which sends it again. Anything
+            # else (Redis away, the task's time limit) goes on to the running task.
             log.warning("batch %s: adopted chunk %d stopped (%s); it is sent again",
-                        batch_id, chunk_no, type(exc).__name__)  # fmt: skip
+                        batch_id, chunk_no, error_code(exc))  # fmt: skip
         finally:
             with self._lock:
                 self._running -= 1

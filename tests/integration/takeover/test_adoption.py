@@ -229,3 +229,14 @@ def test_a_chunk_task_runs_an_offered_chunk_before_its_own(
     assert rig.service.process_chunk(batch_id, 0) is ChunkOutcome.COMPLETED
     assert seen == [(True, False)]  # chunk 2 done before chunk 0's first row
     assert _done(rig, batch_id, 0)
+
+
+def test_an_adopted_chunk_of_a_batch_that_is_gone_leaves_the_running_chunk_alone(
+    rig: Rig, hooked: Hooked, tmp_path: Path
+) -> None:
+    batch_id = _submit(rig, tmp_path)
+    answers: list[bool] = []
+    hooked.at[2] = lambda: answers.append(rig.service.adopt("gone0batch", 0))
+    assert rig.service.process_chunk(batch_id, 0) is ChunkOutcome.COMPLETED
+    assert answers == [True]
+    assert _done(rig, batch_id, 0)

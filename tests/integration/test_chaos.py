@@ -49,5 +49,6 @@ def test_reduced_chaos_run_loses_nothing() -> None:
     assert figures["flows_lost"] == 0, figures
     assert figures["duplicate_billed_calls"] == 0, figures
     assert figures["evidence_lost"] == 0, figures
-    assert figures["worker_restarts_needed"] == 0, figures
+    # The run's own event log says when a node exited on its own, among the faults.
+    assert figures["worker_restarts_needed"] == 0, run.stdout[-3000:]
     assert run.returncode == 0, run.stderr[-3000:]

@@ -6,13 +6,9 @@ as the heartbeat thread would run it in the middle of a chunk."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.fixtures.batch import Hooked, Rig, build_rig
-from tests.fixtures.emulator import EmulatorHandle
+from tests.fixtures.batch import Hooked, Rig
 from worker.batch import ChunkOutcome, ItemStatus
 from worker.batch.takeover import BatchTakeover, chunk_member
 from worker.emulator.samples import generate_samples
@@ -20,18 +16,6 @@ from worker.keys import RedisKeys
 from worker.stores import DueIndex, Heartbeat
 
 ROWS, SIZE = 30, 10  # chunks 0, 1, 2
-
-
-@pytest.fixture
-def hooked() -> Hooked:
-    return Hooked()
-
-
-@pytest.fixture
-def rig(
-    redis_url: str, s3_endpoint: str, emulator: EmulatorHandle, hooked: Hooked
-) -> Iterator[Rig]:
-    yield from build_rig(redis_url, s3_endpoint, emulator, transport=hooked)
 
 
 def _submit(rig: Rig, tmp_path: Path) -> str:

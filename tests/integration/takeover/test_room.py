@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.batch import Hooked, Rig, build_rig
-from tests.fixtures.emulator import EmulatorHandle
+from tests.fixtures.batch import Hooked, Rig
 from worker.batch import ChunkOutcome, ItemStatus
 from worker.emulator.samples import generate_samples
 from worker.observability.broker import ENQUEUED_AT, priority_keys
@@ -21,18 +20,6 @@ from worker.queues import QUEUE_ARCHIVAL, QUEUE_BULK, QUEUE_REALTIME, QUEUE_WEBH
 from worker.wiring.room import LaneRoom, latency_lanes_beside_bulk
 
 SIZE = 10
-
-
-@pytest.fixture
-def hooked() -> Hooked:
-    return Hooked()
-
-
-@pytest.fixture
-def rig(
-    redis_url: str, s3_endpoint: str, emulator: EmulatorHandle, hooked: Hooked
-) -> Iterator[Rig]:
-    yield from build_rig(redis_url, s3_endpoint, emulator, transport=hooked)
 
 
 def _submit(rig: Rig, tmp_path: Path) -> str:
